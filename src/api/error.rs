@@ -1,0 +1,193 @@
+//! The one error type of the HTTP layer. It renders the VEDauth JSON error
+//! `{"error": ..., "error_description": ...}` with its status, headers and reason phrase.
+
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderValue, StatusCode};
+use serde::Serialize;
+
+use crate::grants::GrantError;
+
+use super::json_response;
+
+pub const MALFORMED: &str = "The request is missing a required parameter or is otherwise malformed";
+pub const INVALID_TOKEN: &str =
+    "The access token provided is expired, revoked, malformed, or invalid for other reasons";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub error: &'static str,
+    pub description: String,
+    pub retry_after: Option<u64>,
+    /// Adds `WWW-Authenticate: Bearer error="..."` (401 on bearer-protected endpoints).
+    pub bearer_challenge: bool,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    error_description: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            error,
+            description: description.into(),
+            retry_after: None,
+            bearer_challenge: false,
+        }
+    }
+    pub fn malformed() -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", MALFORMED)
+    }
+    pub fn too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "The request body is too large",
+        )
+    }
+    pub fn invalid_token() -> Self {
+        Self {
+            bearer_challenge: true,
+            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_token", INVALID_TOKEN)
+        }
+    }
+    pub fn unavailable(retry_after: u64, description: &str) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                description,
+            )
+        }
+    }
+    /// 403 for a valid token that lacks the scope an endpoint needs.
+    pub fn insufficient_scope(required: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!("Grant rejected scope '{required}'. Call POST Authorize/OAuth with the correct scope and restriction. Update the header with the new token and retry."),
+        )
+    }
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "invalid_request", "No such endpoint")
+    }
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+            "Method not allowed on this endpoint",
+        )
+    }
+}
+
+impl From<GrantError> for ApiError {
+    fn from(e: GrantError) -> Self {
+        use GrantError::*;
+        use StatusCode as S;
+        match e {
+            MissingClientId => Self::new(
+                S::BAD_REQUEST,
+                "invalid_request",
+                "Application identifier is missing",
+            ),
+            MissingCredentials => Self::new(
+                S::BAD_REQUEST,
+                "invalid_request",
+                "Missing username or password",
+            ),
+            MissingRefreshToken => {
+                Self::new(S::BAD_REQUEST, "invalid_request", "Missing refresh token")
+            }
+            PasswordAuthDisabled => Self::new(
+                S::BAD_REQUEST,
+                "unauthorized_client",
+                "Username/Password authentication not enabled",
+            ),
+            RefreshDisabled => Self::new(
+                S::BAD_REQUEST,
+                "unauthorized_client",
+                "Refresh token authentication not enabled",
+            ),
+            InvalidScope(item) => Self::new(
+                S::BAD_REQUEST,
+                "invalid_scope",
+                format!("Failed to issue grant: scope '{item}' is not valid"),
+            ),
+            UnknownClient(id) => Self::new(
+                S::BAD_REQUEST,
+                "invalid_client",
+                format!("Failed to issue grant: application '{id}' is not registered"),
+            ),
+            BadCredentials(_) => Self::new(
+                S::UNAUTHORIZED,
+                "invalid_grant",
+                "Username/password combination not valid",
+            ),
+            NotAdmitted => Self::new(
+                S::UNAUTHORIZED,
+                "invalid_grant",
+                "Failed to issue grant: user is not allowed to use this application",
+            ),
+            ScopeNotAuthorized => Self::new(
+                S::FORBIDDEN,
+                "invalid_scope",
+                "Failed to issue grant: User is not authorized for the requested scope",
+            ),
+            ClientMismatch => Self::new(
+                S::BAD_REQUEST,
+                "invalid_grant",
+                "The client_id value being requested with the refresh token does not match the client_id of the access token making the call",
+            ),
+            InvalidGrant => Self::new(
+                S::BAD_REQUEST,
+                "invalid_grant",
+                "Grant has been revoked, has expired, or the refresh token is invalid",
+            ),
+            InvalidToken => Self::invalid_token(),
+            Overloaded => Self::unavailable(1, "The server is busy; retry shortly"),
+            Unavailable(detail) => {
+                tracing::warn!(%detail, "request failed: backend unavailable");
+                Self::unavailable(5, "The service is temporarily unavailable; retry shortly")
+            }
+        }
+    }
+}
+
+/// A reason phrase for HTTP/1.1 status lines, if `s` can be one (visible ASCII and spaces).
+pub fn reason_phrase(s: &str) -> Option<hyper::ext::ReasonPhrase> {
+    if s.len() > 200 {
+        return None;
+    }
+    hyper::ext::ReasonPhrase::try_from(s.as_bytes().to_vec()).ok()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut res = json_response(
+            self.status,
+            &Body {
+                error: self.error,
+                error_description: &self.description,
+            },
+        );
+        let h = res.headers_mut();
+        if let Some(secs) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.bearer_challenge {
+            if let Ok(v) = HeaderValue::from_str(&format!("Bearer error=\"{}\"", self.error)) {
+                h.insert(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        // Real TPP puts the description in the status line; clients print it.
+        if let Some(p) = reason_phrase(&self.description) {
+            res.extensions_mut().insert(p);
+        }
+        res
+    }
+}

@@ -1,0 +1,181 @@
+//! `/vedauth/...`: authorize, refresh, verify, revoke, isAuthServer.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode};
+use serde::Serialize;
+
+use super::error::reason_phrase;
+use super::{bearer, json_response, no_store, ApiError, ApiState, Params};
+use crate::clock::UnixTime;
+use crate::grants::{GrantError, IssuedTokens, PasswordRequest, RefreshRequest};
+use crate::store::Grant;
+
+/// The success body of authorize and refresh; field order as decisions.md §4.
+#[derive(Serialize)]
+struct TokenBody<'a> {
+    access_token: &'a str,
+    refresh_token: Option<&'a str>,
+    expires_in: i64,
+    expires: i64,
+    token_type: &'static str,
+    scope: &'a str,
+    identity: &'a str,
+    refresh_until: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'a str>,
+}
+
+fn token_response(t: &IssuedTokens) -> Response {
+    no_store(json_response(
+        StatusCode::OK,
+        &TokenBody {
+            access_token: t.access_token.expose(),
+            refresh_token: t.refresh_token.as_ref().map(|r| r.expose()),
+            expires_in: t.expires_in,
+            expires: t.expires,
+            token_type: "Bearer",
+            scope: &t.scope,
+            identity: &t.identity,
+            refresh_until: t.refresh_until,
+            state: t.state.as_deref(),
+        },
+    ))
+}
+
+pub async fn authorize_oauth(
+    State(app): State<ApiState>,
+    params: Result<Params, ApiError>,
+) -> Result<Response, ApiError> {
+    let p = params?;
+    p.require_strings(&["client_id", "username", "password", "scope", "state"])?;
+    let req = PasswordRequest {
+        client_id: p.get("client_id"),
+        username: p.get("username"),
+        password: p.secret("password"),
+        scope: p.get("scope"),
+        state: p.get("state"),
+    };
+    let issued = app.engine.authorize_password(req).await?;
+    Ok(token_response(&issued))
+}
+
+pub async fn authorize_token(
+    State(app): State<ApiState>,
+    params: Result<Params, ApiError>,
+) -> Result<Response, ApiError> {
+    let p = params?;
+    p.require_strings(&["client_id", "refresh_token"])?;
+    let req = RefreshRequest {
+        client_id: p.get("client_id"),
+        refresh_token: p.secret("refresh_token"),
+    };
+    let issued = app.engine.refresh(req).await?;
+    Ok(token_response(&issued))
+}
+
+/// `/Date(ms)/`, the .NET JSON date style.
+fn dotnet_date(t: UnixTime) -> String {
+    format!("/Date({})/", t.saturating_mul(1000))
+}
+
+/// ISO 8601 to the second with `Z`, the only layout vcert parses.
+pub fn iso8601(t: UnixTime) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(&fmt).ok())
+        .unwrap_or_default()
+}
+
+/// The 13 fields of wire.md §3.3, in the observed order.
+#[derive(Serialize)]
+pub struct VerifyBody {
+    access_issued_on: String,
+    #[serde(rename = "access_issued_on_ISO8601")]
+    access_issued_on_iso8601: String,
+    access_issued_on_unix_time: i64,
+    application: String,
+    expires: Option<String>,
+    #[serde(rename = "expires_ISO8601")]
+    expires_iso8601: Option<String>,
+    expires_unix_time: i64,
+    grant_issued_on: String,
+    #[serde(rename = "grant_issued_on_ISO8601")]
+    grant_issued_on_iso8601: String,
+    grant_issued_on_unix_time: i64,
+    identity: String,
+    scope: String,
+    valid_for: i64,
+}
+
+impl VerifyBody {
+    pub fn of(g: &Grant) -> Self {
+        Self {
+            access_issued_on: dotnet_date(g.access_issued_at),
+            access_issued_on_iso8601: iso8601(g.access_issued_at),
+            access_issued_on_unix_time: g.access_issued_at,
+            application: g.client_id.clone(),
+            expires: g.expires_at.map(dotnet_date),
+            expires_iso8601: g.expires_at.map(iso8601),
+            expires_unix_time: g.expires_at.unwrap_or(0),
+            grant_issued_on: dotnet_date(g.issued_at),
+            grant_issued_on_iso8601: iso8601(g.issued_at),
+            grant_issued_on_unix_time: g.issued_at,
+            identity: g.identity.clone(),
+            scope: g.scope.clone(),
+            valid_for: g.access_expires_at - g.access_issued_at,
+        }
+    }
+}
+
+pub async fn verify(State(app): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let token = bearer(&headers).ok_or_else(ApiError::invalid_token)?;
+    let grant = app.engine.verify(token).await?;
+    let mut res = json_response(StatusCode::OK, &VerifyBody::of(&grant));
+    if let Some(p) = reason_phrase("Token is valid") {
+        res.extensions_mut().insert(p);
+    }
+    Ok(no_store(res))
+}
+
+pub async fn revoke(State(app): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let not_found = || ApiError::new(StatusCode::ACCEPTED, "invalid_token", "Token not found");
+    let Some(token) = bearer(&headers) else {
+        return Err(not_found());
+    };
+    match app.engine.revoke(token).await {
+        Ok(grant) => {
+            let mut res = json_response(StatusCode::OK, &serde_json::json!({}));
+            let msg = format!(
+                "Grant for identity {} with scope {} has been revoked",
+                grant.identity, grant.scope
+            );
+            if let Some(p) = reason_phrase(&msg) {
+                res.extensions_mut().insert(p);
+            }
+            Ok(res)
+        }
+        Err(GrantError::InvalidToken) => Err(not_found()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn is_auth_server() -> Response {
+    let mut res = json_response(StatusCode::ACCEPTED, &serde_json::json!({}));
+    if let Some(p) = reason_phrase("Venafi Authentication Server") {
+        res.extensions_mut().insert(p);
+    }
+    res.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_styles() {
+        assert_eq!(dotnet_date(1623839498), "/Date(1623839498000)/");
+        assert_eq!(iso8601(1623839498), "2021-06-16T10:31:38Z");
+    }
+}

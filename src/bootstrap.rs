@@ -1,0 +1,135 @@
+//! First start: the data directory, the `admin` user and the `vedauth-admin` application.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+
+use crate::clock::UnixTime;
+use crate::password::HashPool;
+use crate::scope::Scope;
+use crate::secret::Secret;
+use crate::store::{Application, Rule, Store, StoreError, User};
+
+pub const ADMIN_USER: &str = "admin";
+pub const ADMIN_APP: &str = "vedauth-admin";
+pub const PASSWORD_FILE: &str = "initial-admin-password";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("hashing the admin password failed: {0}")]
+    Hash(String),
+}
+
+/// Writes a file; `private` files get mode 0600 from the start (never briefly world-readable).
+pub fn write_private_or_public(path: &Path, data: &[u8], private: bool) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(if private { 0o600 } else { 0o644 });
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+/// What the first start created, for the banner.
+#[derive(Debug, Clone)]
+pub struct Bootstrapped {
+    pub password_file: PathBuf,
+}
+
+/// On an empty store, creates `admin`, `vedauth-admin` and the rule joining them.
+pub async fn ensure_admin(
+    store: &dyn Store,
+    pool: &HashPool,
+    data_dir: &Path,
+    now: UnixTime,
+    preset_password: Option<Secret>,
+) -> Result<Option<Bootstrapped>, BootstrapError> {
+    if !store.list_users().await?.is_empty() || !store.list_applications().await?.is_empty() {
+        return Ok(None);
+    }
+    let password = preset_password.unwrap_or_else(|| {
+        Secret::new(
+            rand::thread_rng()
+                .sample_iter(&Alphanumeric)
+                .take(24)
+                .map(char::from)
+                .collect::<String>(),
+        )
+    });
+    let password_file = data_dir.join(PASSWORD_FILE);
+    write_private_or_public(&password_file, password.expose().as_bytes(), true).map_err(
+        |source| BootstrapError::Io {
+            path: password_file.clone(),
+            source,
+        },
+    )?;
+    let hash = pool
+        .hash(password)
+        .await
+        .map_err(|e| BootstrapError::Hash(e.to_string()))?;
+    store
+        .create_user(&User {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: ADMIN_USER.into(),
+            full_name: Some("vedauth administrator".into()),
+            email: None,
+            password_hash: hash,
+            disabled: false,
+            created_at: now,
+        })
+        .await?;
+    let everything = Scope::everything().to_string();
+    store
+        .create_application(&Application {
+            client_id: ADMIN_APP.into(),
+            name: "vedauth administration".into(),
+            vendor: "vedauth".into(),
+            description: "Created at first start for the admin user".into(),
+            url: String::new(),
+            scope: everything.clone(),
+            max_scope: everything,
+            access_validity: None,
+            grant_validity: None,
+            renewable: None,
+            unused_expiration: None,
+            created_at: now,
+        })
+        .await?;
+    store
+        .create_rule(&Rule {
+            client_id: ADMIN_APP.into(),
+            trustee: format!("local:{ADMIN_USER}"),
+            description: "The bootstrap administrator".into(),
+            max_scope: None,
+            access_validity: None,
+            grant_validity: None,
+            renewable: None,
+            created_at: now,
+        })
+        .await?;
+    Ok(Some(Bootstrapped { password_file }))
+}
+
+/// The `curl` line that gets a token for `admin`, reading the password from its file.
+pub fn curl_line(base_url: &str, ca_file: Option<&Path>, password_file: &Path) -> String {
+    let cacert = ca_file
+        .map(|p| format!("--cacert '{}' ", p.display()))
+        .unwrap_or_default();
+    format!(
+        "curl {cacert}-H 'Content-Type: application/json' -d '{{\"client_id\":\"{ADMIN_APP}\",\"username\":\"{ADMIN_USER}\",\"password\":\"'\"$(cat '{}')\"'\",\"scope\":\"admin\"}}' {base_url}/vedauth/authorize/oauth",
+        password_file.display()
+    )
+}

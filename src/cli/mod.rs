@@ -1,0 +1,142 @@
+//! The command line of decisions.md §10 (a stable contract: extend it, don't break it).
+
+mod admin;
+pub mod serve;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::App;
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::secret::Secret;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vedauth",
+    version,
+    about = "A VEDauth-compatible token authorization server"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct GlobalOpts {
+    /// Configuration file (default: <data-dir>/vedauth.toml if it exists).
+    #[arg(long, global = true, env = "VEDAUTH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for the embedded database, generated TLS files and configuration.
+    #[arg(
+        long,
+        global = true,
+        env = "VEDAUTH_DATA_DIR",
+        default_value = "./vedauth-data"
+    )]
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL; without it the embedded SQLite database is used.
+    #[arg(long, global = true, env = "VEDAUTH_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Manage local users.
+    #[command(subcommand)]
+    User(admin::UserCmd),
+    /// Manage applications (API integrations) and their rules.
+    #[command(subcommand)]
+    App(admin::AppCmd),
+    /// List and revoke grants.
+    #[command(subcommand)]
+    Grant(admin::GrantCmd),
+}
+
+impl GlobalOpts {
+    /// The configuration: defaults, then the file, then command-line overrides.
+    pub fn load_config(&self) -> anyhow::Result<Config> {
+        let (path, must_exist) = match &self.config {
+            Some(p) => (p.clone(), true),
+            None => (self.data_dir.join("vedauth.toml"), false),
+        };
+        let mut cfg = Config::load(&path, must_exist)?;
+        if let Some(url) = &self.database_url {
+            cfg.database_url = Some(url.clone());
+        }
+        Ok(cfg)
+    }
+
+    pub async fn open_app(&self) -> anyhow::Result<App> {
+        let cfg = self.load_config()?;
+        App::open(cfg, &self.data_dir, Arc::new(SystemClock), None)
+            .await
+            .context("opening the store")
+    }
+}
+
+/// Reads a password from stdin: the whole input, less one trailing newline.
+pub fn read_password_stdin() -> anyhow::Result<Secret> {
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .context("reading the password from stdin")?;
+    if s.ends_with('\n') {
+        s.pop();
+        if s.ends_with('\r') {
+            s.pop();
+        }
+    }
+    anyhow::ensure!(!s.is_empty(), "the password read from stdin is empty");
+    Ok(Secret::new(s))
+}
+
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VEDAUTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vedauth: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(&cli.global, args).await,
+            Command::User(cmd) => admin::user(&cli.global, cmd).await,
+            Command::App(cmd) => admin::app(&cli.global, cmd).await,
+            Command::Grant(cmd) => admin::grant(&cli.global, cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vedauth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

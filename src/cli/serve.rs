@@ -1,0 +1,191 @@
+//! `vedauth serve`, and [`launch`], which tests use to run the same server in-process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::net::TcpListener;
+
+use super::GlobalOpts;
+use crate::app::App;
+use crate::bootstrap::{self, PASSWORD_FILE};
+use crate::clock::SystemClock;
+use crate::secret::Secret;
+use crate::server::{self, ServerHandle};
+use crate::tls::{self, CertStore, TlsPaths};
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8443).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Serve plain HTTP, for running behind a TLS-terminating proxy.
+    #[arg(long)]
+    pub insecure_http: bool,
+}
+
+/// A running server and what a caller needs to reach it.
+#[derive(Debug)]
+pub struct Launched {
+    pub handle: ServerHandle,
+    /// The CA that signed the generated certificate, if one was generated.
+    pub ca_file: Option<PathBuf>,
+    pub certs: Option<Arc<CertStore>>,
+    /// Set when the initial admin password file exists.
+    pub password_file: Option<PathBuf>,
+    pub first_start: bool,
+}
+
+impl Launched {
+    pub fn curl_line(&self) -> Option<String> {
+        self.password_file
+            .as_ref()
+            .map(|pw| bootstrap::curl_line(&self.handle.base_url(), self.ca_file.as_deref(), pw))
+    }
+}
+
+/// Sets up TLS, creates the admin on first start, binds and starts serving, and starts the
+/// expiry sweep.
+pub async fn launch(app: Arc<App>, listen: SocketAddr) -> anyhow::Result<Launched> {
+    let cfg = &app.config;
+    let (tls_config, ca_file, certs) = if cfg.tls {
+        let (cert, key, ca) = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
+            (Some(c), Some(k)) => (c.clone(), k.clone(), None),
+            _ => {
+                let paths = TlsPaths::in_dir(&app.data_dir);
+                if tls::ensure_generated(&paths)? {
+                    tracing::info!(ca = %paths.ca_cert.display(), "generated a local CA and server certificate");
+                }
+                (paths.cert, paths.key, Some(paths.ca_cert))
+            }
+        };
+        let certs = Arc::new(CertStore::load(&cert, &key)?);
+        let sc = tls::server_config(certs.clone())?;
+        (Some(Arc::new(sc)), ca, Some(certs))
+    } else {
+        tracing::warn!(
+            "serving plain HTTP (--insecure-http): only run this behind a TLS-terminating proxy"
+        );
+        (None, None, None)
+    };
+    let preset = std::env::var("VEDAUTH_ADMIN_PASSWORD")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(Secret::new);
+    let created = bootstrap::ensure_admin(
+        app.store.as_ref(),
+        &app.pool,
+        &app.data_dir,
+        app.clock.now(),
+        preset,
+    )
+    .await?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let handle = server::start(
+        listener,
+        tls_config,
+        app.clone(),
+        Duration::from_secs(cfg.shutdown_grace_secs),
+    )?;
+    let engine = app.engine.clone();
+    let batch = cfg.tokens.sweep_batch;
+    server::spawn_periodic(
+        Duration::from_secs(cfg.tokens.sweep_interval_secs.max(1)),
+        handle.stopper().subscribe(),
+        move || {
+            let engine = engine.clone();
+            async move {
+                if let Err(e) = engine.sweep(batch).await {
+                    tracing::warn!(error = %e, "expiry sweep failed");
+                }
+            }
+        },
+    );
+    let pw = app.data_dir.join(PASSWORD_FILE);
+    Ok(Launched {
+        handle,
+        ca_file,
+        certs,
+        password_file: pw.exists().then_some(pw),
+        first_start: created.is_some(),
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        match (term, int) {
+            (Ok(mut t), Ok(mut i)) => {
+                tokio::select! {
+                    _ = t.recv() => {},
+                    _ = i.recv() => {},
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
+    super::init_tracing();
+    let mut cfg = global.load_config()?;
+    if let Some(l) = args.listen {
+        cfg.listen = l;
+    }
+    if args.insecure_http {
+        cfg.tls = false;
+    }
+    cfg.validate()?;
+    let listen = cfg.listen_addr()?;
+    let app = Arc::new(
+        App::open(cfg, &global.data_dir, Arc::new(SystemClock), None)
+            .await
+            .context("opening the store")?,
+    );
+    let launched = launch(app.clone(), listen).await?;
+    tracing::info!(
+        addr = %launched.handle.local_addr,
+        store = %app.store.describe(),
+        version = env!("CARGO_PKG_VERSION"),
+        "vedauth listening"
+    );
+    // The banner goes to stdout, apart from the log: it is for the person who started us.
+    println!("vedauth is listening on {}", launched.handle.base_url());
+    if let Some(ca) = &launched.ca_file {
+        println!(
+            "CA certificate (pass it to clients as their CA bundle): {}",
+            ca.display()
+        );
+    }
+    if let Some(pw) = &launched.password_file {
+        if launched.first_start {
+            println!("First start: created the user 'admin' and the application 'vedauth-admin'.");
+        }
+        println!(
+            "The admin password is in {} (delete the file once you have changed or stored it).",
+            pw.display()
+        );
+    }
+    if let Some(line) = launched.curl_line() {
+        println!("Get a token:\n  {line}");
+    }
+    shutdown_signal().await;
+    tracing::info!("shutdown requested");
+    launched.handle.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}

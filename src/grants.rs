@@ -1,0 +1,522 @@
+//! The domain core: issue, refresh, verify and revoke grants.
+//!
+//! It knows nothing of HTTP: callers hand it parsed requests and map its errors to the wire.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::sync::Cache;
+
+use crate::clock::{SharedClock, UnixTime};
+use crate::identity::{AuthOutcome, Identities, IdpError, Principal, RejectCause};
+use crate::scope::{Scope, ScopeError};
+use crate::secret::Secret;
+use crate::store::{
+    Application, Grant, GrantFilter, Lifetime, Rotation, Rule, SharedStore, StoreError,
+};
+use crate::token::{self, TokenDigest};
+
+/// A password-grant request after body parsing; `None` = missing (absent, null or "").
+#[derive(Debug, Default, Clone)]
+pub struct PasswordRequest {
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub scope: Option<String>,
+    pub state: Option<String>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct RefreshRequest {
+    pub client_id: Option<String>,
+    pub refresh_token: Option<Secret>,
+}
+
+/// What a successful authorize or refresh hands back.
+#[derive(Debug, Clone)]
+pub struct IssuedTokens {
+    pub access_token: Secret,
+    pub refresh_token: Option<Secret>,
+    pub expires: UnixTime,
+    pub expires_in: i64,
+    pub scope: String,
+    pub identity: String,
+    pub refresh_until: Option<UnixTime>,
+    pub state: Option<String>,
+    pub grant_id: String,
+    pub client_id: String,
+}
+
+/// The failures of decisions.md §4 and §6, in the domain's words.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    #[error("client_id missing")]
+    MissingClientId,
+    #[error("username or password missing")]
+    MissingCredentials,
+    #[error("refresh_token missing")]
+    MissingRefreshToken,
+    #[error("password authentication disabled")]
+    PasswordAuthDisabled,
+    #[error("refresh endpoint disabled")]
+    RefreshDisabled,
+    #[error("invalid scope {0:?}")]
+    InvalidScope(String),
+    #[error("application {0:?} not registered")]
+    UnknownClient(String),
+    #[error("login rejected: {0:?}")]
+    BadCredentials(RejectCause),
+    #[error("no rule admits the identity")]
+    NotAdmitted,
+    #[error("scope not authorized")]
+    ScopeNotAuthorized,
+    #[error("client_id does not match the grant")]
+    ClientMismatch,
+    #[error("refresh token invalid, grant revoked or expired")]
+    InvalidGrant,
+    #[error("token invalid")]
+    InvalidToken,
+    #[error("overloaded")]
+    Overloaded,
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for GrantError {
+    fn from(e: StoreError) -> Self {
+        GrantError::Unavailable(e.to_string())
+    }
+}
+
+impl From<IdpError> for GrantError {
+    fn from(e: IdpError) -> Self {
+        match e {
+            IdpError::Overloaded => GrantError::Overloaded,
+            IdpError::Unavailable(m) => GrantError::Unavailable(m),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Revoke the whole grant when a rotated refresh token is presented again.
+    pub refresh_reuse_detection: bool,
+    pub verify_cache_capacity: u64,
+    pub verify_cache_ttl: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            refresh_reuse_detection: false,
+            verify_cache_capacity: 100_000,
+            verify_cache_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The grant engine: one per process, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    store: SharedStore,
+    identities: Arc<Identities>,
+    clock: SharedClock,
+    opts: EngineOptions,
+    /// Access-token digest to grant; saves a store read per verify. Revocation and refresh in
+    /// this process remove entries at once; the time-to-live bounds what another process's
+    /// revocation can leave behind.
+    cache: Cache<TokenDigest, Arc<Grant>>,
+}
+
+/// The effective lifetimes for a new grant: rule, else application, else global default.
+fn lifetimes(
+    rule: &Rule,
+    app: &Application,
+    defaults: &crate::store::Settings,
+) -> (i64, Lifetime, bool) {
+    let access = rule
+        .access_validity
+        .or(app.access_validity)
+        .filter(|v| *v > 0)
+        .unwrap_or(defaults.default_access_token_validity);
+    let grant = rule
+        .grant_validity
+        .or(app.grant_validity)
+        .unwrap_or(Lifetime::from_db(defaults.default_grant_validity));
+    let renewable = rule
+        .renewable
+        .or(app.renewable)
+        .unwrap_or(defaults.default_grant_refreshable);
+    (access, grant, renewable)
+}
+
+/// Case-insensitive for names, exact enough for universals (which are lower-case hex).
+fn trustee_matches(trustee: &str, who: &Principal) -> u8 {
+    let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    if eq(trustee, &who.prefixed_universal()) || eq(trustee, &who.prefixed_name()) {
+        3
+    } else if who.groups.iter().any(|g| eq(trustee, g)) {
+        2
+    } else if eq(trustee, "everyone") {
+        1
+    } else {
+        0
+    }
+}
+
+/// The rule that admits `who`: the most specific one (the identity itself, then a group, then
+/// `everyone`).
+pub fn matching_rule<'a>(rules: &'a [Rule], who: &Principal) -> Option<&'a Rule> {
+    rules
+        .iter()
+        .map(|r| (trustee_matches(&r.trustee, who), r))
+        .filter(|(score, _)| *score > 0)
+        .max_by_key(|(score, _)| *score)
+        .map(|(_, r)| r)
+}
+
+impl Engine {
+    pub fn new(
+        store: SharedStore,
+        identities: Arc<Identities>,
+        clock: SharedClock,
+        opts: EngineOptions,
+    ) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(opts.verify_cache_capacity)
+            .time_to_live(opts.verify_cache_ttl)
+            .build();
+        Self {
+            store,
+            identities,
+            clock,
+            opts,
+            cache,
+        }
+    }
+
+    pub fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+    pub fn identities(&self) -> &Arc<Identities> {
+        &self.identities
+    }
+
+    /// `POST /vedauth/authorize/oauth`, checks in the order of decisions.md §4.
+    pub async fn authorize_password(
+        &self,
+        req: PasswordRequest,
+    ) -> Result<IssuedTokens, GrantError> {
+        let client_id = req.client_id.ok_or(GrantError::MissingClientId)?;
+        let (Some(username), Some(password)) = (req.username, req.password) else {
+            return Err(GrantError::MissingCredentials);
+        };
+        let settings = self.store.settings().await?;
+        if !settings.authorize_by_password {
+            return Err(GrantError::PasswordAuthDisabled);
+        }
+        let requested = Scope::parse(req.scope.as_deref().unwrap_or(""))
+            .map_err(|e: ScopeError| GrantError::InvalidScope(e.item().to_string()))?;
+        let app = self
+            .store
+            .application(&client_id)
+            .await?
+            .ok_or_else(|| GrantError::UnknownClient(client_id.clone()))?;
+        // The place for rate limits and lockout (a later issue) is here, before the password.
+        let principal = match self.identities.authenticate(&username, &password).await? {
+            AuthOutcome::Authenticated(p) => p,
+            AuthOutcome::Rejected(cause) => {
+                tracing::info!(client_id = %client_id, cause = ?cause, "login rejected");
+                return Err(GrantError::BadCredentials(cause));
+            }
+            AuthOutcome::NotMine => {
+                return Err(GrantError::BadCredentials(RejectCause::UnknownUser))
+            }
+        };
+        let rules = self.store.rules(Some(&client_id)).await?;
+        let rule = matching_rule(&rules, &principal).ok_or(GrantError::NotAdmitted)?;
+        let app_scope = Scope::parse(&app.max_scope).unwrap_or_default();
+        let rule_ok = match &rule.max_scope {
+            Some(m) => Scope::parse(m).is_ok_and(|m| requested.is_subset_of(&m)),
+            None => true,
+        };
+        if !requested.is_subset_of(&app_scope) || !rule_ok {
+            return Err(GrantError::ScopeNotAuthorized);
+        }
+        let (access_validity, grant_lifetime, renewable) = lifetimes(rule, &app, &settings);
+        let now = self.now();
+        let expires_at = grant_lifetime.expiry_from(now);
+        let access = token::generate();
+        let refresh = renewable.then(token::generate);
+        let access_expires_at = cap(now.saturating_add(access_validity), expires_at);
+        let grant = Grant {
+            id: uuid::Uuid::new_v4().to_string(),
+            client_id: client_id.clone(),
+            identity: principal.prefixed_universal(),
+            granted_to: rule.trustee.clone(),
+            scope: requested.to_string(),
+            issued_at: now,
+            expires_at,
+            renewable,
+            access_validity,
+            access_digest: access.digest,
+            access_issued_at: now,
+            access_expires_at,
+            refresh_digest: refresh.as_ref().map(|r| r.digest),
+        };
+        self.store.insert_grant(&grant).await?;
+        tracing::info!(client_id = %client_id, identity = %grant.identity, grant = %grant.id, "grant issued");
+        Ok(IssuedTokens {
+            access_token: access.value,
+            refresh_token: refresh.map(|r| r.value),
+            expires: access_expires_at,
+            expires_in: access_expires_at - now,
+            scope: grant.scope,
+            identity: grant.identity,
+            refresh_until: if renewable { expires_at } else { None },
+            state: req.state,
+            grant_id: grant.id,
+            client_id,
+        })
+    }
+
+    /// `POST /vedauth/authorize/token`: rotates both tokens of the grant.
+    pub async fn refresh(&self, req: RefreshRequest) -> Result<IssuedTokens, GrantError> {
+        let client_id = req.client_id.ok_or(GrantError::MissingClientId)?;
+        let presented = req.refresh_token.ok_or(GrantError::MissingRefreshToken)?;
+        let settings = self.store.settings().await?;
+        if !settings.refresh_endpoint_enabled {
+            return Err(GrantError::RefreshDisabled);
+        }
+        if !token::looks_like_token(presented.expose()) {
+            return Err(GrantError::InvalidGrant);
+        }
+        let old = TokenDigest::of(presented.expose());
+        let Some(grant) = self.store.grant_by_refresh(&old).await? else {
+            if self.opts.refresh_reuse_detection {
+                if let Some(grant_id) = self.store.grant_by_retired_refresh(&old).await? {
+                    if let Some(access) = self.store.delete_grant(&grant_id).await? {
+                        self.cache.invalidate(&access);
+                    }
+                    tracing::warn!(grant = %grant_id, "rotated refresh token reused; grant revoked");
+                }
+            }
+            return Err(GrantError::InvalidGrant);
+        };
+        if grant.client_id != client_id {
+            return Err(GrantError::ClientMismatch);
+        }
+        let now = self.now();
+        if grant.grant_expired(now) || !grant.renewable {
+            return Err(GrantError::InvalidGrant);
+        }
+        let access = token::generate();
+        let refresh = token::generate();
+        let access_expires_at = cap(now.saturating_add(grant.access_validity), grant.expires_at);
+        let rotation = Rotation {
+            access_digest: access.digest,
+            access_issued_at: now,
+            access_expires_at,
+            refresh_digest: Some(refresh.digest),
+        };
+        if !self
+            .store
+            .rotate_tokens(&grant.id, &old, &rotation, now)
+            .await?
+        {
+            // Another refresh with the same token won the compare-and-swap.
+            return Err(GrantError::InvalidGrant);
+        }
+        self.cache.invalidate(&grant.access_digest);
+        tracing::info!(client_id = %client_id, identity = %grant.identity, grant = %grant.id, "grant refreshed");
+        Ok(IssuedTokens {
+            access_token: access.value,
+            refresh_token: Some(refresh.value),
+            expires: access_expires_at,
+            expires_in: access_expires_at - now,
+            scope: grant.scope,
+            identity: grant.identity,
+            refresh_until: grant.expires_at,
+            state: None,
+            grant_id: grant.id,
+            client_id,
+        })
+    }
+
+    /// The live grant behind an access token, or `InvalidToken`.
+    pub async fn verify(&self, access_token: &str) -> Result<Arc<Grant>, GrantError> {
+        if !token::looks_like_token(access_token) {
+            return Err(GrantError::InvalidToken);
+        }
+        let digest = TokenDigest::of(access_token);
+        let grant = match self.cache.get(&digest) {
+            Some(g) => g,
+            None => {
+                let g = self
+                    .store
+                    .grant_by_access(&digest)
+                    .await?
+                    .ok_or(GrantError::InvalidToken)?;
+                let g = Arc::new(g);
+                self.cache.insert(digest, g.clone());
+                g
+            }
+        };
+        if !grant.access_valid(self.now()) {
+            return Err(GrantError::InvalidToken);
+        }
+        Ok(grant)
+    }
+
+    /// Revokes the grant behind an access token. `InvalidToken` if there is none.
+    pub async fn revoke(&self, access_token: &str) -> Result<Grant, GrantError> {
+        let grant = self.verify(access_token).await?;
+        self.revoke_grant(&grant).await?;
+        Ok((*grant).clone())
+    }
+
+    async fn revoke_grant(&self, grant: &Grant) -> Result<(), GrantError> {
+        if let Some(d) = self.store.delete_grant(&grant.id).await? {
+            self.cache.invalidate(&d);
+        }
+        self.cache.invalidate(&grant.access_digest);
+        tracing::info!(client_id = %grant.client_id, identity = %grant.identity, grant = %grant.id, "grant revoked");
+        Ok(())
+    }
+
+    /// Revokes every grant that matches; returns how many.
+    pub async fn revoke_matching(&self, filter: &GrantFilter) -> Result<usize, GrantError> {
+        let gone = self.store.delete_grants(filter).await?;
+        for d in &gone {
+            self.cache.invalidate(d);
+        }
+        tracing::info!(client_id = ?filter.client_id, identity = ?filter.identity, count = gone.len(), "grants revoked");
+        Ok(gone.len())
+    }
+
+    /// Forget cached grants, for callers that changed grants behind the engine's back.
+    pub fn forget(&self, digests: &[TokenDigest]) {
+        for d in digests {
+            self.cache.invalidate(d);
+        }
+    }
+
+    /// Deletes expired grants in batches of `batch`, until none are left; returns the count.
+    pub async fn sweep(&self, batch: u32) -> Result<u64, GrantError> {
+        let now = self.now();
+        let mut total = 0;
+        loop {
+            let n = self.store.sweep_expired(now, batch).await?;
+            total += n;
+            if n < batch as u64 {
+                break;
+            }
+            // Let other work in between batches.
+            tokio::task::yield_now().await;
+        }
+        if total > 0 {
+            tracing::info!(count = total, "expired grants swept");
+        }
+        Ok(total)
+    }
+}
+
+/// An access token never outlives its grant.
+fn cap(t: UnixTime, grant_expiry: Option<UnixTime>) -> UnixTime {
+    match grant_expiry {
+        Some(e) => t.min(e),
+        None => t,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(trustee: &str) -> Rule {
+        Rule {
+            client_id: "app".into(),
+            trustee: trustee.into(),
+            description: String::new(),
+            max_scope: None,
+            access_validity: None,
+            grant_validity: None,
+            renewable: None,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn most_specific_rule_wins() {
+        let who = Principal {
+            prefix: "local".into(),
+            universal: "{0000}".into(),
+            name: "alice".into(),
+            full_name: "Alice".into(),
+            groups: vec!["local:ops".into()],
+        };
+        let rules = vec![rule("everyone"), rule("local:ops"), rule("LOCAL:Alice")];
+        assert_eq!(
+            matching_rule(&rules, &who).map(|r| r.trustee.as_str()),
+            Some("LOCAL:Alice")
+        );
+        assert_eq!(
+            matching_rule(&rules[..2], &who).map(|r| r.trustee.as_str()),
+            Some("local:ops")
+        );
+        assert_eq!(
+            matching_rule(&rules[..1], &who).map(|r| r.trustee.as_str()),
+            Some("everyone")
+        );
+        assert!(matching_rule(&[rule("local:bob")], &who).is_none());
+    }
+
+    #[test]
+    fn lifetimes_come_from_rule_then_app_then_defaults() {
+        let defaults = crate::store::Settings::default();
+        let mut app = Application {
+            client_id: "a".into(),
+            name: String::new(),
+            vendor: String::new(),
+            description: String::new(),
+            url: String::new(),
+            scope: "certificate".into(),
+            max_scope: "certificate".into(),
+            access_validity: None,
+            grant_validity: None,
+            renewable: None,
+            unused_expiration: None,
+            created_at: 0,
+        };
+        let mut r = rule("everyone");
+        assert_eq!(
+            lifetimes(&r, &app, &defaults),
+            (
+                crate::store::DEFAULT_ACCESS_VALIDITY,
+                Lifetime::Seconds(crate::store::DEFAULT_GRANT_VALIDITY),
+                true
+            )
+        );
+        app.access_validity = Some(60);
+        app.grant_validity = Some(Lifetime::Never);
+        app.renewable = Some(false);
+        assert_eq!(lifetimes(&r, &app, &defaults), (60, Lifetime::Never, false));
+        r.access_validity = Some(30);
+        r.grant_validity = Some(Lifetime::Seconds(90));
+        r.renewable = Some(true);
+        assert_eq!(
+            lifetimes(&r, &app, &defaults),
+            (30, Lifetime::Seconds(90), true)
+        );
+    }
+
+    #[test]
+    fn access_expiry_is_capped_by_the_grant() {
+        assert_eq!(cap(100, Some(50)), 50);
+        assert_eq!(cap(100, Some(500)), 100);
+        assert_eq!(cap(100, None), 100);
+    }
+}

@@ -1,0 +1,24 @@
+//! vedauth: a VEDauth-compatible token authorization server.
+//!
+//! The crate is laid out by domain; see ARCHITECTURE.md for the map and the invariants.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod bootstrap;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod grants;
+pub mod identity;
+pub mod password;
+pub mod scope;
+pub mod secret;
+pub mod server;
+pub mod store;
+pub mod tls;
+pub mod token;

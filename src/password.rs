@@ -1,0 +1,350 @@
+//! Password hashing (argon2id, PHC strings) on a bounded pool of dedicated threads.
+//!
+//! Hashing never runs on the async runtime's threads: a request hands its job to the pool's
+//! queue and awaits the answer. When the queue is full the request is refused at once
+//! ([`PoolError::Overloaded`], answered 503) rather than queued for seconds.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::secret::Secret;
+
+/// argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HashParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for HashParams {
+    /// OWASP's argon2id recommendation (19 MiB, 2 passes, 1 lane).
+    fn default() -> Self {
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+impl HashParams {
+    /// Deliberately weak parameters for tests, where thousands of hashes must be cheap.
+    pub fn insecure_for_tests() -> Self {
+        Self {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    fn argon2(&self) -> Result<Argon2<'static>, PasswordError> {
+        let p = Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|e| PasswordError::Params(e.to_string()))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, p))
+    }
+
+    /// Whether a stored PHC string was made with exactly these parameters and algorithm.
+    fn matches(&self, phc: &PasswordHash<'_>) -> bool {
+        let get = |k: &str| phc.params.get_decimal(k);
+        phc.algorithm.as_str() == "argon2id"
+            && phc.version == Some(0x13)
+            && get("m") == Some(self.memory_kib)
+            && get("t") == Some(self.iterations)
+            && get("p") == Some(self.parallelism)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("invalid hash parameters: {0}")]
+    Params(String),
+    #[error("hashing failed: {0}")]
+    Hash(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// The queue is full: shed the request.
+    #[error("password hashing queue is full")]
+    Overloaded,
+    /// The pool's threads are gone (shutdown).
+    #[error("password hashing pool stopped")]
+    Stopped,
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+}
+
+/// The result of checking a password against a stored hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub ok: bool,
+    /// Set when the password was right but the hash used other parameters: a fresh hash with
+    /// the current ones, for the caller to store.
+    pub rehash: Option<String>,
+}
+
+enum Job {
+    Hash {
+        password: Secret,
+        reply: oneshot::Sender<Result<String, PasswordError>>,
+    },
+    Verify {
+        phc: String,
+        password: Secret,
+        reply: oneshot::Sender<Result<Verified, PasswordError>>,
+    },
+}
+
+impl Job {
+    fn abandoned(&self) -> bool {
+        match self {
+            Job::Hash { reply, .. } => reply.is_closed(),
+            Job::Verify { reply, .. } => reply.is_closed(),
+        }
+    }
+}
+
+/// Hashes with the current parameters; pure, runs on whatever thread calls it.
+pub fn hash_now(params: &HashParams, password: &str) -> Result<String, PasswordError> {
+    let salt = SaltString::generate(&mut OsRng);
+    params
+        .argon2()?
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| PasswordError::Hash(e.to_string()))
+}
+
+/// Verifies `password` against `phc`; a malformed stored hash counts as a mismatch.
+pub fn verify_now(
+    params: &HashParams,
+    phc: &str,
+    password: &str,
+) -> Result<Verified, PasswordError> {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return Ok(Verified {
+            ok: false,
+            rehash: None,
+        });
+    };
+    // Verification uses the parameters recorded in the hash itself.
+    let ok = Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok();
+    let rehash = if ok && !params.matches(&parsed) {
+        Some(hash_now(params, password)?)
+    } else {
+        None
+    };
+    Ok(Verified { ok, rehash })
+}
+
+#[derive(Debug)]
+struct Inner {
+    tx: Sender<JobBox>,
+    params: HashParams,
+    threads: usize,
+    capacity: usize,
+    /// Jobs queued or running.
+    in_flight: AtomicUsize,
+    /// A hash of a random password with the current parameters, checked for unknown users so
+    /// that they cost the same as known ones.
+    dummy: String,
+}
+
+struct JobBox(Job);
+impl std::fmt::Debug for JobBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
+}
+
+/// A cloneable handle on the hashing pool.
+#[derive(Debug, Clone)]
+pub struct HashPool(Arc<Inner>);
+
+impl HashPool {
+    /// Starts `threads` workers (0 = one per core) with a queue of `queue` waiting jobs
+    /// (0 = 4 per worker).
+    pub fn start(params: HashParams, threads: usize, queue: usize) -> Result<Self, PasswordError> {
+        let threads = if threads == 0 {
+            thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        } else {
+            threads
+        };
+        let capacity = if queue == 0 { threads * 4 } else { queue };
+        let dummy = hash_now(&params, &uuid::Uuid::new_v4().to_string())?;
+        let (tx, rx) = bounded::<JobBox>(capacity);
+        let inner = Arc::new(Inner {
+            tx,
+            params,
+            threads,
+            capacity,
+            in_flight: AtomicUsize::new(0),
+            dummy,
+        });
+        for i in 0..threads {
+            let rx: Receiver<JobBox> = rx.clone();
+            let weak = Arc::downgrade(&inner);
+            let params = params;
+            thread::Builder::new()
+                .name(format!("vedauth-hash-{i}"))
+                .spawn(move || worker(rx, params, weak))
+                .map_err(|e| PasswordError::Hash(e.to_string()))?;
+        }
+        Ok(Self(inner))
+    }
+
+    pub fn params(&self) -> HashParams {
+        self.0.params
+    }
+    pub fn threads(&self) -> usize {
+        self.0.threads
+    }
+    pub fn capacity(&self) -> usize {
+        self.0.capacity
+    }
+    /// Jobs waiting or running now.
+    pub fn in_flight(&self) -> usize {
+        self.0.in_flight.load(Ordering::Relaxed)
+    }
+
+    fn submit(&self, job: Job) -> Result<(), PoolError> {
+        match self.0.tx.try_send(JobBox(job)) {
+            Ok(()) => {
+                self.0.in_flight.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => Err(PoolError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(PoolError::Stopped),
+        }
+    }
+
+    pub async fn hash(&self, password: Secret) -> Result<String, PoolError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::Hash { password, reply })?;
+        Ok(rx.await.map_err(|_| PoolError::Stopped)??)
+    }
+
+    pub async fn verify(&self, phc: &str, password: Secret) -> Result<Verified, PoolError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::Verify {
+            phc: phc.to_string(),
+            password,
+            reply,
+        })?;
+        Ok(rx.await.map_err(|_| PoolError::Stopped)??)
+    }
+
+    /// Spends the same work as checking a real user's password, and always fails.
+    pub async fn verify_dummy(&self, password: Secret) -> Result<(), PoolError> {
+        let dummy = self.0.dummy.clone();
+        self.verify(&dummy, password).await.map(|_| ())
+    }
+}
+
+fn worker(rx: Receiver<JobBox>, params: HashParams, pool: std::sync::Weak<Inner>) {
+    while let Ok(JobBox(job)) = rx.recv() {
+        // A client that gave up (disconnected, timed out) no longer needs its hash.
+        if !job.abandoned() {
+            match job {
+                Job::Hash { password, reply } => {
+                    let _ = reply.send(hash_now(&params, password.expose()));
+                }
+                Job::Verify {
+                    phc,
+                    password,
+                    reply,
+                } => {
+                    let _ = reply.send(verify_now(&params, &phc, password.expose()));
+                }
+            }
+        }
+        match pool.upgrade() {
+            Some(p) => {
+                p.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
+            None => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_and_verify_round_trip() {
+        let p = HashParams::insecure_for_tests();
+        let h = hash_now(&p, "correct horse").unwrap_or_default();
+        assert!(h.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+        assert_eq!(
+            verify_now(&p, &h, "correct horse").ok(),
+            Some(Verified {
+                ok: true,
+                rehash: None
+            })
+        );
+        assert!(!verify_now(&p, &h, "wrong").map(|v| v.ok).unwrap_or(true));
+        assert!(!verify_now(&p, "garbage", "x").map(|v| v.ok).unwrap_or(true));
+    }
+
+    #[test]
+    fn outdated_parameters_produce_a_rehash() {
+        let old = HashParams::insecure_for_tests();
+        let new = HashParams {
+            memory_kib: 128,
+            ..old
+        };
+        let h = hash_now(&old, "pw").unwrap_or_default();
+        let v = verify_now(&new, &h, "pw").ok();
+        let rehash = v.and_then(|v| v.rehash).unwrap_or_default();
+        assert!(rehash.starts_with("$argon2id$v=19$m=128,t=1,p=1$"));
+        assert!(verify_now(&new, &rehash, "pw").is_ok_and(|v| v.ok && v.rehash.is_none()));
+        // A wrong password never yields a rehash.
+        assert!(verify_now(&new, &h, "nope").is_ok_and(|v| !v.ok && v.rehash.is_none()));
+    }
+
+    #[tokio::test]
+    async fn pool_sheds_load_when_full() {
+        // One worker, queue of one, and slow-ish parameters so jobs pile up.
+        let params = HashParams {
+            memory_kib: 8 * 1024,
+            iterations: 3,
+            parallelism: 1,
+        };
+        let pool = HashPool::start(params, 1, 1).ok();
+        let Some(pool) = pool else {
+            panic!("pool did not start")
+        };
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let p = pool.clone();
+            tasks.push(tokio::spawn(async move { p.hash(Secret::new("x")).await }));
+        }
+        let mut ok = 0;
+        let mut shed = 0;
+        for t in tasks {
+            match t.await {
+                Ok(Ok(_)) => ok += 1,
+                Ok(Err(PoolError::Overloaded)) => shed += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(ok >= 1, "some jobs ran");
+        assert!(shed >= 1, "some jobs were shed");
+        assert_eq!(ok + shed, 16);
+    }
+}

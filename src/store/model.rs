@@ -1,0 +1,188 @@
+//! The records the store keeps. Plain data; the rules about them live in `grants`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::UnixTime;
+use crate::token::TokenDigest;
+
+/// A grant validity: a number of seconds, or no expiry at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lifetime {
+    Never,
+    Seconds(i64),
+}
+
+impl Lifetime {
+    /// Storage form: seconds, with 0 meaning "never" (a zero-second grant is meaningless).
+    pub fn to_db(self) -> i64 {
+        match self {
+            Lifetime::Never => 0,
+            Lifetime::Seconds(s) => s,
+        }
+    }
+    pub fn from_db(v: i64) -> Self {
+        if v <= 0 {
+            Lifetime::Never
+        } else {
+            Lifetime::Seconds(v)
+        }
+    }
+    /// The moment a grant issued at `at` expires.
+    pub fn expiry_from(self, at: UnixTime) -> Option<UnixTime> {
+        match self {
+            Lifetime::Never => None,
+            Lifetime::Seconds(s) => Some(at.saturating_add(s)),
+        }
+    }
+}
+
+impl std::str::FromStr for Lifetime {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("never") {
+            return Ok(Lifetime::Never);
+        }
+        match s.parse::<i64>() {
+            Ok(n) if n > 0 => Ok(Lifetime::Seconds(n)),
+            _ => Err(format!(
+                "'{s}' is not a number of seconds greater than 0 or 'never'"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Lifetime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Lifetime::Never => f.write_str("never"),
+            Lifetime::Seconds(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+/// A local user. The password is only ever held as an argon2id PHC string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Lower-case hyphenated UUID; the identity is `local:{id}`.
+    pub id: String,
+    pub name: String,
+    pub full_name: Option<String>,
+    pub email: Option<String>,
+    pub password_hash: String,
+    pub disabled: bool,
+    pub created_at: UnixTime,
+}
+
+impl User {
+    pub fn identity(&self) -> String {
+        format!("local:{{{}}}", self.id)
+    }
+}
+
+/// An API integration. `client_id` is case-sensitive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Application {
+    pub client_id: String,
+    pub name: String,
+    pub vendor: String,
+    pub description: String,
+    pub url: String,
+    /// The scope the application says it requires; kept and returned, not enforced.
+    pub scope: String,
+    /// The most the application can grant (canonical form); enforced at authorize time.
+    pub max_scope: String,
+    pub access_validity: Option<i64>,
+    pub grant_validity: Option<Lifetime>,
+    pub renewable: Option<bool>,
+    pub unused_expiration: Option<i64>,
+    pub created_at: UnixTime,
+}
+
+/// Who may obtain grants for an application, and with what limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub client_id: String,
+    /// A prefixed name (`local:alice`), a prefixed universal (`local:{uuid}`), a group, or
+    /// `everyone`.
+    pub trustee: String,
+    pub description: String,
+    pub max_scope: Option<String>,
+    pub access_validity: Option<i64>,
+    pub grant_validity: Option<Lifetime>,
+    pub renewable: Option<bool>,
+    pub created_at: UnixTime,
+}
+
+/// A grant and its one live token pair (digests only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub id: String,
+    pub client_id: String,
+    /// The grantee's prefixed universal.
+    pub identity: String,
+    /// The trustee of the rule that admitted the grantee (a group, `everyone`, or the grantee).
+    pub granted_to: String,
+    pub scope: String,
+    pub issued_at: UnixTime,
+    /// None: the grant never expires.
+    pub expires_at: Option<UnixTime>,
+    pub renewable: bool,
+    /// The access-token lifetime this grant's tokens get at each issue.
+    pub access_validity: i64,
+    pub access_digest: TokenDigest,
+    pub access_issued_at: UnixTime,
+    pub access_expires_at: UnixTime,
+    pub refresh_digest: Option<TokenDigest>,
+}
+
+impl Grant {
+    pub fn grant_expired(&self, now: UnixTime) -> bool {
+        self.expires_at.is_some_and(|e| e <= now)
+    }
+    pub fn access_valid(&self, now: UnixTime) -> bool {
+        self.access_expires_at > now && !self.grant_expired(now)
+    }
+}
+
+/// The global token-authentication configuration (admin-api.md §3.5). The fields vedauth acts
+/// on are typed; the rest are kept as given and echoed back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Settings {
+    pub default_access_token_validity: i64,
+    pub default_grant_validity: i64,
+    pub default_grant_refreshable: bool,
+    pub unused_access_token_expiration: i64,
+    pub refresh_endpoint_enabled: bool,
+    pub authorize_by_password: bool,
+    pub authorize_by_certificate: bool,
+    pub authorize_by_integrated: bool,
+    pub authorize_by_jwt: bool,
+    pub authorize_device: bool,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// 90 days, the vendor's default access-token validity.
+pub const DEFAULT_ACCESS_VALIDITY: i64 = 90 * 86_400;
+/// 365 days, the vendor's default grant validity.
+pub const DEFAULT_GRANT_VALIDITY: i64 = 365 * 86_400;
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            default_access_token_validity: DEFAULT_ACCESS_VALIDITY,
+            default_grant_validity: DEFAULT_GRANT_VALIDITY,
+            default_grant_refreshable: true,
+            unused_access_token_expiration: 0,
+            refresh_endpoint_enabled: true,
+            authorize_by_password: true,
+            authorize_by_certificate: false,
+            authorize_by_integrated: false,
+            authorize_by_jwt: false,
+            authorize_device: false,
+            other: serde_json::Map::new(),
+        }
+    }
+}

@@ -1,0 +1,760 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Durability: `synchronous = FULL`, so a commit is on disk before the request that made it is
+//! answered; a crash (of the process or the machine) loses nothing that was answered 200.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::Row;
+
+use super::*;
+use crate::clock::UnixTime;
+use crate::token::TokenDigest;
+
+/// Schema versions, applied in order at start; each runs once, in its own transaction.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE users (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    full_name     TEXT,
+    email         TEXT,
+    password_hash TEXT NOT NULL,
+    disabled      INTEGER NOT NULL DEFAULT 0,
+    created_at    INTEGER NOT NULL
+);
+CREATE TABLE applications (
+    client_id         TEXT PRIMARY KEY,
+    name              TEXT NOT NULL DEFAULT '',
+    vendor            TEXT NOT NULL DEFAULT '',
+    description       TEXT NOT NULL DEFAULT '',
+    url               TEXT NOT NULL DEFAULT '',
+    scope             TEXT NOT NULL,
+    max_scope         TEXT NOT NULL,
+    access_validity   INTEGER,
+    grant_validity    INTEGER,
+    renewable         INTEGER,
+    unused_expiration INTEGER,
+    created_at        INTEGER NOT NULL
+);
+CREATE TABLE rules (
+    client_id       TEXT NOT NULL REFERENCES applications(client_id) ON DELETE CASCADE,
+    trustee         TEXT NOT NULL,
+    description     TEXT NOT NULL DEFAULT '',
+    max_scope       TEXT,
+    access_validity INTEGER,
+    grant_validity  INTEGER,
+    renewable       INTEGER,
+    created_at      INTEGER NOT NULL,
+    PRIMARY KEY (client_id, trustee)
+);
+CREATE TABLE settings (
+    id  INTEGER PRIMARY KEY CHECK (id = 1),
+    doc TEXT NOT NULL
+);
+CREATE TABLE grants (
+    id                TEXT PRIMARY KEY,
+    client_id         TEXT NOT NULL,
+    identity          TEXT NOT NULL,
+    granted_to        TEXT NOT NULL,
+    scope             TEXT NOT NULL,
+    issued_at         INTEGER NOT NULL,
+    expires_at        INTEGER,
+    renewable         INTEGER NOT NULL,
+    access_validity   INTEGER NOT NULL,
+    access_digest     BLOB NOT NULL UNIQUE,
+    access_issued_at  INTEGER NOT NULL,
+    access_expires_at INTEGER NOT NULL,
+    refresh_digest    BLOB UNIQUE
+);
+CREATE INDEX grants_identity ON grants(identity);
+CREATE INDEX grants_client ON grants(client_id);
+CREATE INDEX grants_expires ON grants(expires_at);
+CREATE INDEX grants_access_expires ON grants(access_expires_at);
+CREATE TABLE retired_refresh (
+    digest     BLOB PRIMARY KEY,
+    grant_id   TEXT NOT NULL,
+    expires_at INTEGER
+);
+CREATE INDEX retired_refresh_grant ON retired_refresh(grant_id);
+"#];
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+fn err(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+fn digest_of(row: &SqliteRow, col: &str) -> StoreResult<Option<TokenDigest>> {
+    let v: Option<Vec<u8>> = row.try_get(col).map_err(err)?;
+    match v {
+        None => Ok(None),
+        Some(b) => TokenDigest::from_slice(&b)
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt(format!("{col} is not 32 bytes"))),
+    }
+}
+
+fn user_from(row: &SqliteRow) -> StoreResult<User> {
+    Ok(User {
+        id: row.try_get("id").map_err(err)?,
+        name: row.try_get("name").map_err(err)?,
+        full_name: row.try_get("full_name").map_err(err)?,
+        email: row.try_get("email").map_err(err)?,
+        password_hash: row.try_get("password_hash").map_err(err)?,
+        disabled: row.try_get::<i64, _>("disabled").map_err(err)? != 0,
+        created_at: row.try_get("created_at").map_err(err)?,
+    })
+}
+
+fn opt_bool(row: &SqliteRow, col: &str) -> StoreResult<Option<bool>> {
+    Ok(row
+        .try_get::<Option<i64>, _>(col)
+        .map_err(err)?
+        .map(|v| v != 0))
+}
+
+fn opt_lifetime(row: &SqliteRow, col: &str) -> StoreResult<Option<Lifetime>> {
+    Ok(row
+        .try_get::<Option<i64>, _>(col)
+        .map_err(err)?
+        .map(Lifetime::from_db))
+}
+
+fn app_from(row: &SqliteRow) -> StoreResult<Application> {
+    Ok(Application {
+        client_id: row.try_get("client_id").map_err(err)?,
+        name: row.try_get("name").map_err(err)?,
+        vendor: row.try_get("vendor").map_err(err)?,
+        description: row.try_get("description").map_err(err)?,
+        url: row.try_get("url").map_err(err)?,
+        scope: row.try_get("scope").map_err(err)?,
+        max_scope: row.try_get("max_scope").map_err(err)?,
+        access_validity: row.try_get("access_validity").map_err(err)?,
+        grant_validity: opt_lifetime(row, "grant_validity")?,
+        renewable: opt_bool(row, "renewable")?,
+        unused_expiration: row.try_get("unused_expiration").map_err(err)?,
+        created_at: row.try_get("created_at").map_err(err)?,
+    })
+}
+
+fn rule_from(row: &SqliteRow) -> StoreResult<Rule> {
+    Ok(Rule {
+        client_id: row.try_get("client_id").map_err(err)?,
+        trustee: row.try_get("trustee").map_err(err)?,
+        description: row.try_get("description").map_err(err)?,
+        max_scope: row.try_get("max_scope").map_err(err)?,
+        access_validity: row.try_get("access_validity").map_err(err)?,
+        grant_validity: opt_lifetime(row, "grant_validity")?,
+        renewable: opt_bool(row, "renewable")?,
+        created_at: row.try_get("created_at").map_err(err)?,
+    })
+}
+
+fn grant_from(row: &SqliteRow) -> StoreResult<Grant> {
+    Ok(Grant {
+        id: row.try_get("id").map_err(err)?,
+        client_id: row.try_get("client_id").map_err(err)?,
+        identity: row.try_get("identity").map_err(err)?,
+        granted_to: row.try_get("granted_to").map_err(err)?,
+        scope: row.try_get("scope").map_err(err)?,
+        issued_at: row.try_get("issued_at").map_err(err)?,
+        expires_at: row.try_get("expires_at").map_err(err)?,
+        renewable: row.try_get::<i64, _>("renewable").map_err(err)? != 0,
+        access_validity: row.try_get("access_validity").map_err(err)?,
+        access_digest: digest_of(row, "access_digest")?
+            .ok_or_else(|| StoreError::Corrupt("grant without access digest".into()))?,
+        access_issued_at: row.try_get("access_issued_at").map_err(err)?,
+        access_expires_at: row.try_get("access_expires_at").map_err(err)?,
+        refresh_digest: digest_of(row, "refresh_digest")?,
+    })
+}
+
+fn digests(rows: Vec<SqliteRow>) -> StoreResult<Vec<TokenDigest>> {
+    rows.iter()
+        .map(|r| {
+            digest_of(r, "access_digest")?
+                .ok_or_else(|| StoreError::Corrupt("grant without access digest".into()))
+        })
+        .collect()
+}
+
+/// The WHERE clause of a grant filter, with its bind values in order.
+fn grant_where(filter: &GrantFilter) -> (String, Vec<String>) {
+    let mut clauses = Vec::new();
+    let mut binds = Vec::new();
+    if let Some(c) = &filter.client_id {
+        clauses.push("client_id = ?");
+        binds.push(c.clone());
+    }
+    if let Some(i) = &filter.identity {
+        clauses.push("identity = ?");
+        binds.push(i.clone());
+    }
+    if clauses.is_empty() {
+        (String::new(), binds)
+    } else {
+        (format!(" WHERE {}", clauses.join(" AND ")), binds)
+    }
+}
+
+const GRANT_COLUMNS: &str = "id, client_id, identity, granted_to, scope, issued_at, expires_at, renewable, access_validity, access_digest, access_issued_at, access_expires_at, refresh_digest";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub async fn open(path: &Path, max_connections: u32) -> StoreResult<Self> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(opts)
+            .await
+            .map_err(err)?;
+        let store = Self {
+            pool,
+            path: path.to_path_buf(),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens a database given as `sqlite:PATH` / `sqlite://PATH` or a bare path.
+    pub async fn open_url(url: &str) -> StoreResult<Self> {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        let path = PathBuf::from_str(path).map_err(|e| StoreError::Backend(e.to_string()))?;
+        Self::open(&path, 8).await
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(err)?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS vedauth_schema (version INTEGER NOT NULL)")
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?;
+        let current: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM vedauth_schema")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(err)?;
+        for (i, sql) in MIGRATIONS.iter().enumerate() {
+            let version = i as i64 + 1;
+            if version <= current {
+                continue;
+            }
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(err)?;
+            sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(err)?;
+            sqlx::query("INSERT INTO vedauth_schema (version) VALUES (?)")
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            tx.commit().await.map_err(err)?;
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn counts(&self, now: UnixTime) -> StoreResult<Counts> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM users) AS u, (SELECT COUNT(*) FROM applications) AS a,
+                    (SELECT COUNT(*) FROM grants WHERE expires_at IS NULL OR expires_at > ?) AS g",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)?;
+        let get = |c: &str| row.try_get::<i64, _>(c).map(|v| v as u64).map_err(err);
+        Ok(Counts {
+            users: get("u")?,
+            applications: get("a")?,
+            grants: get("g")?,
+        })
+    }
+
+    async fn create_user(&self, u: &User) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (id, name, full_name, email, password_hash, disabled, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&u.id)
+        .bind(&u.name)
+        .bind(&u.full_name)
+        .bind(&u.email)
+        .bind(&u.password_hash)
+        .bind(u.disabled as i64)
+        .bind(u.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
+        sqlx::query("SELECT * FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?
+            .as_ref()
+            .map(user_from)
+            .transpose()
+    }
+
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
+        sqlx::query("SELECT * FROM users WHERE id = ?")
+            .bind(id.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?
+            .as_ref()
+            .map(user_from)
+            .transpose()
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        sqlx::query("SELECT * FROM users ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?
+            .iter()
+            .map(user_from)
+            .collect()
+    }
+
+    async fn replace_password_hash(
+        &self,
+        id: &str,
+        expected: Option<&str>,
+        new_hash: &str,
+    ) -> StoreResult<bool> {
+        let res = match expected {
+            Some(old) => {
+                sqlx::query("UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?")
+                    .bind(new_hash)
+                    .bind(id)
+                    .bind(old)
+            }
+            None => sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+                .bind(new_hash)
+                .bind(id),
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn set_user_disabled(&self, id: &str, disabled: bool) -> StoreResult<bool> {
+        let res = sqlx::query("UPDATE users SET disabled = ? WHERE id = ?")
+            .bind(disabled as i64)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn delete_user(&self, id: &str) -> StoreResult<bool> {
+        let res = sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn create_application(&self, a: &Application) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO applications (client_id, name, vendor, description, url, scope, max_scope,
+                 access_validity, grant_validity, renewable, unused_expiration, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&a.client_id)
+        .bind(&a.name)
+        .bind(&a.vendor)
+        .bind(&a.description)
+        .bind(&a.url)
+        .bind(&a.scope)
+        .bind(&a.max_scope)
+        .bind(a.access_validity)
+        .bind(a.grant_validity.map(Lifetime::to_db))
+        .bind(a.renewable.map(|b| b as i64))
+        .bind(a.unused_expiration)
+        .bind(a.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn application(&self, client_id: &str) -> StoreResult<Option<Application>> {
+        sqlx::query("SELECT * FROM applications WHERE client_id = ?")
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?
+            .as_ref()
+            .map(app_from)
+            .transpose()
+    }
+
+    async fn list_applications(&self) -> StoreResult<Vec<Application>> {
+        sqlx::query("SELECT * FROM applications ORDER BY client_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?
+            .iter()
+            .map(app_from)
+            .collect()
+    }
+
+    async fn update_application(&self, a: &Application) -> StoreResult<bool> {
+        let res = sqlx::query(
+            "UPDATE applications SET name = ?, vendor = ?, description = ?, url = ?, scope = ?,
+                 max_scope = ?, access_validity = ?, grant_validity = ?, renewable = ?,
+                 unused_expiration = ?
+             WHERE client_id = ?",
+        )
+        .bind(&a.name)
+        .bind(&a.vendor)
+        .bind(&a.description)
+        .bind(&a.url)
+        .bind(&a.scope)
+        .bind(&a.max_scope)
+        .bind(a.access_validity)
+        .bind(a.grant_validity.map(Lifetime::to_db))
+        .bind(a.renewable.map(|b| b as i64))
+        .bind(a.unused_expiration)
+        .bind(&a.client_id)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn delete_application(&self, client_id: &str) -> StoreResult<Option<Vec<TokenDigest>>> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        // The first statement writes, so the transaction takes the write lock at once.
+        let gone = sqlx::query("DELETE FROM applications WHERE client_id = ?")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        if gone.rows_affected() == 0 {
+            return Ok(None);
+        }
+        sqlx::query("DELETE FROM rules WHERE client_id = ?")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        let rows = sqlx::query("DELETE FROM grants WHERE client_id = ? RETURNING access_digest")
+            .bind(client_id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        digests(rows).map(Some)
+    }
+
+    async fn create_rule(&self, r: &Rule) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO rules (client_id, trustee, description, max_scope, access_validity,
+                 grant_validity, renewable, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&r.client_id)
+        .bind(&r.trustee)
+        .bind(&r.description)
+        .bind(&r.max_scope)
+        .bind(r.access_validity)
+        .bind(r.grant_validity.map(Lifetime::to_db))
+        .bind(r.renewable.map(|b| b as i64))
+        .bind(r.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match err(e) {
+            // A rule for a missing application violates the foreign key.
+            StoreError::Backend(m) if m.contains("FOREIGN KEY") => {
+                StoreError::Backend("no such application".into())
+            }
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    async fn rules(&self, client_id: Option<&str>) -> StoreResult<Vec<Rule>> {
+        let q = match client_id {
+            Some(c) => sqlx::query("SELECT * FROM rules WHERE client_id = ? ORDER BY trustee")
+                .bind(c.to_string()),
+            None => sqlx::query("SELECT * FROM rules ORDER BY client_id, trustee"),
+        };
+        q.fetch_all(&self.pool)
+            .await
+            .map_err(err)?
+            .iter()
+            .map(rule_from)
+            .collect()
+    }
+
+    async fn update_rule(&self, r: &Rule) -> StoreResult<bool> {
+        let res = sqlx::query(
+            "UPDATE rules SET description = ?, max_scope = ?, access_validity = ?,
+                 grant_validity = ?, renewable = ?
+             WHERE client_id = ? AND trustee = ?",
+        )
+        .bind(&r.description)
+        .bind(&r.max_scope)
+        .bind(r.access_validity)
+        .bind(r.grant_validity.map(Lifetime::to_db))
+        .bind(r.renewable.map(|b| b as i64))
+        .bind(&r.client_id)
+        .bind(&r.trustee)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn delete_rule(&self, client_id: &str, trustee: &str) -> StoreResult<bool> {
+        let res = sqlx::query("DELETE FROM rules WHERE client_id = ? AND trustee = ?")
+            .bind(client_id)
+            .bind(trustee)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn settings(&self) -> StoreResult<Settings> {
+        let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM settings WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        match doc {
+            None => Ok(Settings::default()),
+            Some(d) => serde_json::from_str(&d).map_err(|e| StoreError::Corrupt(e.to_string())),
+        }
+    }
+
+    async fn put_settings(&self, s: &Settings) -> StoreResult<()> {
+        let doc = serde_json::to_string(s).map_err(|e| StoreError::Backend(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO settings (id, doc) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET doc = excluded.doc",
+        )
+        .bind(doc)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn insert_grant(&self, g: &Grant) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO grants (id, client_id, identity, granted_to, scope, issued_at, expires_at,
+                 renewable, access_validity, access_digest, access_issued_at, access_expires_at,
+                 refresh_digest)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&g.id)
+        .bind(&g.client_id)
+        .bind(&g.identity)
+        .bind(&g.granted_to)
+        .bind(&g.scope)
+        .bind(g.issued_at)
+        .bind(g.expires_at)
+        .bind(g.renewable as i64)
+        .bind(g.access_validity)
+        .bind(&g.access_digest.0[..])
+        .bind(g.access_issued_at)
+        .bind(g.access_expires_at)
+        .bind(g.refresh_digest.as_ref().map(|d| d.0.to_vec()))
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn grant_by_access(&self, d: &TokenDigest) -> StoreResult<Option<Grant>> {
+        sqlx::query(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE access_digest = ?"
+        ))
+        .bind(&d.0[..])
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?
+        .as_ref()
+        .map(grant_from)
+        .transpose()
+    }
+
+    async fn grant_by_refresh(&self, d: &TokenDigest) -> StoreResult<Option<Grant>> {
+        sqlx::query(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE refresh_digest = ?"
+        ))
+        .bind(&d.0[..])
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?
+        .as_ref()
+        .map(grant_from)
+        .transpose()
+    }
+
+    async fn rotate_tokens(
+        &self,
+        grant_id: &str,
+        old_refresh: &TokenDigest,
+        new: &Rotation,
+        _now: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        // The guarded UPDATE is the compare-and-swap; it is also the first (writing) statement.
+        let res = sqlx::query(
+            "UPDATE grants SET access_digest = ?, access_issued_at = ?, access_expires_at = ?,
+                 refresh_digest = ?
+             WHERE id = ? AND refresh_digest = ?",
+        )
+        .bind(&new.access_digest.0[..])
+        .bind(new.access_issued_at)
+        .bind(new.access_expires_at)
+        .bind(new.refresh_digest.as_ref().map(|d| d.0.to_vec()))
+        .bind(grant_id)
+        .bind(&old_refresh.0[..])
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        if res.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT OR IGNORE INTO retired_refresh (digest, grant_id, expires_at)
+             SELECT ?, id, expires_at FROM grants WHERE id = ?",
+        )
+        .bind(&old_refresh.0[..])
+        .bind(grant_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(true)
+    }
+
+    async fn grant_by_retired_refresh(&self, d: &TokenDigest) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT grant_id FROM retired_refresh WHERE digest = ?")
+            .bind(&d.0[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)
+    }
+
+    async fn delete_grant(&self, grant_id: &str) -> StoreResult<Option<TokenDigest>> {
+        let rows = sqlx::query("DELETE FROM grants WHERE id = ? RETURNING access_digest")
+            .bind(grant_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(digests(rows)?.into_iter().next())
+    }
+
+    async fn delete_grants(&self, filter: &GrantFilter) -> StoreResult<Vec<TokenDigest>> {
+        let (clause, binds) = grant_where(filter);
+        let sql = format!("DELETE FROM grants{clause} RETURNING access_digest");
+        let mut q = sqlx::query(&sql);
+        for b in binds {
+            q = q.bind(b);
+        }
+        digests(q.fetch_all(&self.pool).await.map_err(err)?)
+    }
+
+    async fn list_grants(&self, filter: &GrantFilter) -> StoreResult<Vec<Grant>> {
+        let (clause, binds) = grant_where(filter);
+        let sql = format!("SELECT {GRANT_COLUMNS} FROM grants{clause} ORDER BY issued_at, id");
+        let mut q = sqlx::query(&sql);
+        for b in binds {
+            q = q.bind(b);
+        }
+        q.fetch_all(&self.pool)
+            .await
+            .map_err(err)?
+            .iter()
+            .map(grant_from)
+            .collect()
+    }
+
+    async fn sweep_expired(&self, now: UnixTime, batch: u32) -> StoreResult<u64> {
+        let res = sqlx::query(
+            "DELETE FROM grants WHERE id IN (
+                 SELECT id FROM grants
+                 WHERE (expires_at IS NOT NULL AND expires_at <= ?1)
+                    OR (refresh_digest IS NULL AND access_expires_at <= ?1)
+                 LIMIT ?2)",
+        )
+        .bind(now)
+        .bind(batch as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        // Retired refresh digests are only useful while their grant could still be alive.
+        sqlx::query(
+            "DELETE FROM retired_refresh WHERE rowid IN (
+                 SELECT r.rowid FROM retired_refresh r
+                 WHERE (r.expires_at IS NOT NULL AND r.expires_at <= ?1)
+                    OR NOT EXISTS (SELECT 1 FROM grants g WHERE g.id = r.grant_id)
+                 LIMIT ?2)",
+        )
+        .bind(now)
+        .bind(batch as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(res.rows_affected())
+    }
+}
