@@ -55,7 +55,7 @@ pub struct PasswordHashConfig {
     pub parallelism: u32,
     /// Hashing threads; 0 = one per core.
     pub threads: usize,
-    /// Hashing jobs that may wait for a thread before requests are refused with 503; 0 = 4 per thread.
+    /// Hashing jobs that may wait for a thread before requests are refused with 503; 0 = 32 per thread.
     pub queue: usize,
 }
 

@@ -157,6 +157,8 @@ struct Inner {
     capacity: usize,
     /// Jobs queued or running.
     in_flight: AtomicUsize,
+    /// Jobs the pool's threads have finished (run or skipped as abandoned).
+    completed: AtomicUsize,
     /// A hash of a random password with the current parameters, checked for unknown users so
     /// that they cost the same as known ones.
     dummy: String,
@@ -175,7 +177,7 @@ pub struct HashPool(Arc<Inner>);
 
 impl HashPool {
     /// Starts `threads` workers (0 = one per core) with a queue of `queue` waiting jobs
-    /// (0 = 4 per worker).
+    /// (0 = 32 per worker: about a second of waiting at the default parameters).
     pub fn start(params: HashParams, threads: usize, queue: usize) -> Result<Self, PasswordError> {
         let threads = if threads == 0 {
             thread::available_parallelism()
@@ -184,7 +186,7 @@ impl HashPool {
         } else {
             threads
         };
-        let capacity = if queue == 0 { threads * 4 } else { queue };
+        let capacity = if queue == 0 { threads * 32 } else { queue };
         let dummy = hash_now(&params, &uuid::Uuid::new_v4().to_string())?;
         let (tx, rx) = bounded::<JobBox>(capacity);
         let inner = Arc::new(Inner {
@@ -193,12 +195,12 @@ impl HashPool {
             threads,
             capacity,
             in_flight: AtomicUsize::new(0),
+            completed: AtomicUsize::new(0),
             dummy,
         });
         for i in 0..threads {
             let rx: Receiver<JobBox> = rx.clone();
             let weak = Arc::downgrade(&inner);
-            let params = params;
             thread::Builder::new()
                 .name(format!("vedauth-hash-{i}"))
                 .spawn(move || worker(rx, params, weak))
@@ -219,6 +221,10 @@ impl HashPool {
     /// Jobs waiting or running now.
     pub fn in_flight(&self) -> usize {
         self.0.in_flight.load(Ordering::Relaxed)
+    }
+    /// Jobs finished by the pool's own threads since start.
+    pub fn completed(&self) -> usize {
+        self.0.completed.load(Ordering::Relaxed)
     }
 
     fn submit(&self, job: Job) -> Result<(), PoolError> {
@@ -275,6 +281,7 @@ fn worker(rx: Receiver<JobBox>, params: HashParams, pool: std::sync::Weak<Inner>
         match pool.upgrade() {
             Some(p) => {
                 p.in_flight.fetch_sub(1, Ordering::Relaxed);
+                p.completed.fetch_add(1, Ordering::Relaxed);
             }
             None => return,
         }

@@ -1,1 +1,9 @@
+//! The one integration-test binary: a module per capability, all against real servers on
+//! loopback (TLS, a real SQLite file).
 
+mod authorize;
+mod binary;
+mod clients;
+mod common;
+mod lifecycle;
+mod store_suite;

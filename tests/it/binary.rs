@@ -1,0 +1,367 @@
+//! The built `vedauth` binary, driven as an operator would: serve, the admin commands on the
+//! same data directory while it runs, SIGTERM. Also greps its database and log for secrets.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::common::{client_for, Reply};
+
+const BIN: &str = env!("CARGO_BIN_EXE_vedauth");
+
+/// A `vedauth serve` child process whose output is collected.
+struct Served {
+    child: Child,
+    dir: PathBuf,
+    base: String,
+    out: Arc<Mutex<String>>,
+}
+
+fn collect(stream: impl Read + Send + 'static, sink: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if let Ok(mut s) = sink.lock() {
+                s.push_str(&line);
+                s.push('\n');
+            }
+        }
+    });
+}
+
+impl Served {
+    fn start(dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args([
+                "--data-dir",
+                dir.to_str().expect("utf-8 path"),
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .env("VEDAUTH_ADMIN_PASSWORD", "Initial-Admin-Pw-123")
+            .env("VEDAUTH_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vedauth");
+        let out = Arc::new(Mutex::new(String::new()));
+        collect(child.stdout.take().expect("stdout"), out.clone());
+        collect(child.stderr.take().expect("stderr"), out.clone());
+        // Bounded wait for the banner line that names the address.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let base = loop {
+            let text = out.lock().map(|s| s.clone()).unwrap_or_default();
+            if let Some(line) = text
+                .lines()
+                .find(|l| l.starts_with("vedauth is listening on "))
+            {
+                break line
+                    .trim_start_matches("vedauth is listening on ")
+                    .trim()
+                    .to_string();
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("vedauth exited early ({status}):\n{text}");
+            }
+            assert!(Instant::now() < deadline, "no banner:\n{text}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Self {
+            child,
+            dir: dir.to_path_buf(),
+            base,
+            out,
+        }
+    }
+
+    fn output(&self) -> String {
+        self.out.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn wait_for_output(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.output().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "never saw {needle:?}:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn sigterm(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+
+    fn wait(mut self) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "vedauth did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // Let the reader threads drain.
+        std::thread::sleep(Duration::from_millis(100));
+        (status, self.output())
+    }
+
+    fn client(&self) -> reqwest::Client {
+        client_for(Some(&self.dir.join("tls/ca.crt")))
+    }
+}
+
+/// Runs an admin command on the data directory; returns stdout, asserting success.
+fn admin(dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let mut child = Command::new(BIN)
+        .args(["--data-dir", dir.to_str().expect("utf-8")])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().expect("output");
+    assert!(
+        out.status.success(),
+        "vedauth {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+async fn grant(
+    client: &reqwest::Client,
+    base: &str,
+    app: &str,
+    user: &str,
+    pw: &str,
+    scope: &str,
+) -> Reply {
+    let r = client
+        .post(format!("{base}/vedauth/authorize/oauth"))
+        .json(&json!({"client_id": app, "username": user, "password": pw, "scope": scope}))
+        .send()
+        .await
+        .expect("send");
+    Reply::read(r).await
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_database_or_the_log_and_the_cli_shares_the_store() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let s = Served::start(&dir, &[]);
+    let client = s.client();
+    // Admin commands on the same store while the server runs; password only from stdin.
+    admin(
+        &dir,
+        &[
+            "user",
+            "add",
+            "bob",
+            "--password-stdin",
+            "--full-name",
+            "Bob B",
+        ],
+        Some("Bobs-Secret-Pw-77\n"),
+    );
+    admin(
+        &dir,
+        &[
+            "app",
+            "add",
+            "vcert-sdk",
+            "--scope",
+            "certificate:manage,revoke",
+        ],
+        None,
+    );
+    admin(&dir, &["app", "allow", "vcert-sdk", "everyone"], None);
+    let users: Value =
+        serde_json::from_str(&admin(&dir, &["user", "list", "--json"], None)).expect("json");
+    assert_eq!(users.as_array().map(Vec::len), Some(2), "{users}");
+    let apps: Value =
+        serde_json::from_str(&admin(&dir, &["app", "show", "vcert-sdk", "--json"], None))
+            .expect("json");
+    assert_eq!(apps["scope"], "certificate:manage,revoke");
+    assert_eq!(apps["rules"][0]["trustee"], "everyone");
+
+    let mut secrets = vec![
+        "Initial-Admin-Pw-123".to_string(),
+        "Bobs-Secret-Pw-77".to_string(),
+    ];
+    let admin_grant = grant(
+        &client,
+        &s.base,
+        "vedauth-admin",
+        "admin",
+        "Initial-Admin-Pw-123",
+        "admin",
+    )
+    .await;
+    assert_eq!(admin_grant.status, StatusCode::OK, "{}", admin_grant.text);
+    let bob = grant(
+        &client,
+        &s.base,
+        "vcert-sdk",
+        "bob",
+        "Bobs-Secret-Pw-77",
+        "certificate:manage",
+    )
+    .await;
+    assert_eq!(bob.status, StatusCode::OK, "{}", bob.text);
+    let wrong = grant(
+        &client,
+        &s.base,
+        "vcert-sdk",
+        "bob",
+        "Not-Bobs-Pw-99",
+        "certificate",
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    secrets.push("Not-Bobs-Pw-99".into());
+    for r in [&admin_grant, &bob] {
+        secrets.push(r.str("access_token"));
+        secrets.push(r.str("refresh_token"));
+    }
+    let refreshed = Reply::read(
+        client
+            .post(format!("{}/vedauth/authorize/token", s.base))
+            .json(&json!({"client_id": "vcert-sdk", "refresh_token": bob.str("refresh_token")}))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text);
+    secrets.push(refreshed.str("access_token"));
+    secrets.push(refreshed.str("refresh_token"));
+    let verified = client
+        .get(format!("{}/vedauth/authorize/verify", s.base))
+        .bearer_auth(refreshed.str("access_token"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(verified.status(), StatusCode::OK);
+
+    // grant list / revoke on the command line, against the running server's store.
+    let listed: Value = serde_json::from_str(&admin(
+        &dir,
+        &["grant", "list", "--client-id", "vcert-sdk", "--json"],
+        None,
+    ))
+    .expect("json");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["identity"], bob.json["identity"]);
+    let identity = bob.str("identity");
+    let revoked: Value = serde_json::from_str(&admin(
+        &dir,
+        &["grant", "revoke", "--identity", &identity, "--json"],
+        None,
+    ))
+    .expect("json");
+    assert_eq!(revoked["revoked"], 1);
+    let listed: Value = serde_json::from_str(&admin(
+        &dir,
+        &["grant", "list", "--client-id", "vcert-sdk", "--json"],
+        None,
+    ))
+    .expect("json");
+    assert_eq!(listed.as_array().map(Vec::len), Some(0));
+    let refresh_after = Reply::read(
+        client
+            .post(format!("{}/vedauth/authorize/token", s.base))
+            .json(
+                &json!({"client_id": "vcert-sdk", "refresh_token": refreshed.str("refresh_token")}),
+            )
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(refresh_after.status.as_u16(), 400, "{}", refresh_after.text);
+
+    s.sigterm();
+    let (status, log) = s.wait();
+    assert!(status.success(), "exit status {status}\n{log}");
+    assert!(log.contains("grant issued"), "the log was captured:\n{log}");
+    let mut db_bytes = Vec::new();
+    for f in ["vedauth.db", "vedauth.db-wal", "vedauth.db-shm"] {
+        if let Ok(b) = std::fs::read(dir.join(f)) {
+            db_bytes.extend(b);
+        }
+    }
+    assert!(db_bytes.len() > 4096, "the database was read");
+    for secret in &secrets {
+        assert!(!contains(&db_bytes, secret), "a secret is in the database");
+        assert!(!log.contains(secret.as_str()), "a secret is in the log");
+    }
+    // Nor a password hash in the log.
+    assert!(!log.contains("$argon2id$"), "a hash is in the log");
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let s = Served::start(&dir, &["--insecure-http"]);
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let body = br#"{"client_id":"vedauth-admin","username":"admin","password":"Initial-Admin-Pw-123","scope":"admin"}"#;
+    let mut conn = std::net::TcpStream::connect(&addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let head = format!(
+        "POST /vedauth/authorize/oauth HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).expect("write");
+    conn.write_all(&body[..10]).expect("write");
+    conn.flush().expect("flush");
+    // Wait until the server is reading our body, then ask it to stop.
+    std::thread::sleep(Duration::from_millis(200));
+    s.sigterm();
+    s.wait_for_output("shutdown requested");
+    // New connections are refused once it stops accepting.
+    s.wait_for_output("stopped accepting");
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "still accepting"
+    );
+    conn.write_all(&body[10..]).expect("write rest");
+    let mut response = String::new();
+    let _ = conn.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("access_token"), "{response}");
+    let (status, log) = s.wait();
+    assert!(status.success(), "exit status {status}\n{log}");
+}

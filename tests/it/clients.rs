@@ -1,0 +1,72 @@
+//! Real clients from PyPI against a running vedauth: the vcert package's own token connection.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::common::TestServer;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python of the clients' virtual environment: `VEDAUTH_CLIENT_PYTHON` (set by
+/// `scripts/test`), else made (or reused) by `scripts/client-venv`.
+fn client_python() -> String {
+    if let Ok(p) = std::env::var("VEDAUTH_CLIENT_PYTHON") {
+        if !p.is_empty() {
+            return p;
+        }
+    }
+    let out = Command::new(repo().join("scripts/client-venv"))
+        .output()
+        .expect("run scripts/client-venv");
+    assert!(
+        out.status.success(),
+        "scripts/client-venv failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .expect("python path")
+        .trim()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vcert_python_token_lifecycle() {
+    let s = TestServer::start().await;
+    // vcert's defaults: application vcert-sdk, scope certificate:manage,revoke.
+    s.setup_basic(
+        "alice",
+        "Alice-S3cret",
+        "vcert-sdk",
+        "certificate:manage,revoke",
+    )
+    .await;
+    let pw = s.dir.join("alice.pw");
+    std::fs::write(&pw, "Alice-S3cret\n").expect("write password file");
+    let ca = s.launched.ca_file.clone().expect("generated CA");
+    let base = s.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(client_python())
+            .arg(repo().join("tests/clients/vcert_lifecycle.py"))
+            .args(["--url", &base, "--ca"])
+            .arg(&ca)
+            .args(["--user", "alice", "--password-file"])
+            .arg(&pw)
+            .output()
+            .expect("run the vcert script")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "vcert lifecycle failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("0 failed"), "{stdout}");
+}

@@ -1,0 +1,309 @@
+//! Starts a real vedauth in-process on a free loopback port, with a settable clock, cheap hash
+//! parameters and a fresh data directory, and talks to it over HTTPS.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use vedauth::app::App;
+use vedauth::cli::serve::{launch, Launched};
+use vedauth::clock::ManualClock;
+use vedauth::config::Config;
+use vedauth::password::HashParams;
+use vedauth::secret::Secret;
+use vedauth::store::{Application, Rule, User};
+
+pub struct TestServer {
+    pub app: Arc<App>,
+    pub clock: Arc<ManualClock>,
+    pub launched: Launched,
+    pub client: reqwest::Client,
+    pub base: String,
+    pub dir: PathBuf,
+    // Removed when the last server on it is gone.
+    _tmp: Option<Arc<tempfile::TempDir>>,
+}
+
+pub struct Options {
+    pub config: Config,
+    pub hash: HashParams,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let config = Config {
+            listen: "127.0.0.1:0".into(),
+            // Short grace so tests that stop servers do not wait.
+            shutdown_grace_secs: 5,
+            ..Config::default()
+        };
+        Self {
+            config,
+            hash: HashParams::insecure_for_tests(),
+        }
+    }
+}
+
+pub fn client_for(ca: Option<&Path>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder().use_rustls_tls();
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).expect("read CA");
+        b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA PEM"));
+    }
+    b.build().expect("client")
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(opts: Options) -> Self {
+        let tmp = Arc::new(tempfile::tempdir().expect("tempdir"));
+        let dir = tmp.path().to_path_buf();
+        Self::start_in(dir, Some(tmp), opts, Arc::new(ManualClock::starting_now())).await
+    }
+
+    async fn start_in(
+        dir: PathBuf,
+        tmp: Option<Arc<tempfile::TempDir>>,
+        opts: Options,
+        clock: Arc<ManualClock>,
+    ) -> Self {
+        let listen = opts.config.listen_addr().expect("listen");
+        let app = Arc::new(
+            App::open(opts.config, &dir, clock.clone(), Some(opts.hash))
+                .await
+                .expect("open app"),
+        );
+        let launched = launch(app.clone(), listen).await.expect("launch");
+        let client = client_for(launched.ca_file.as_deref());
+        let base = launched.handle.base_url();
+        Self {
+            app,
+            clock,
+            launched,
+            client,
+            base,
+            dir,
+            _tmp: tmp,
+        }
+    }
+
+    /// Stops the server and starts a new one on the same data directory (and clock).
+    pub async fn restart(self) -> Self {
+        let TestServer {
+            app,
+            clock,
+            launched,
+            dir,
+            _tmp,
+            ..
+        } = self;
+        let config = app.config.clone();
+        let hash = app.pool.params();
+        launched.handle.shutdown().await;
+        drop(app);
+        Self::start_in(dir, _tmp, Options { config, hash }, clock).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn add_user(&self, name: &str, password: &str) -> User {
+        let hash = self
+            .app
+            .pool
+            .hash(Secret::new(password))
+            .await
+            .expect("hash");
+        let u = User {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: name.into(),
+            full_name: None,
+            email: None,
+            password_hash: hash,
+            disabled: false,
+            created_at: self.clock.now_secs(),
+        };
+        self.app.store.create_user(&u).await.expect("create user");
+        u
+    }
+
+    pub async fn add_app(&self, client_id: &str, scope: &str) -> Application {
+        let a = Application {
+            client_id: client_id.into(),
+            name: client_id.into(),
+            vendor: "tests".into(),
+            description: String::new(),
+            url: String::new(),
+            scope: scope.into(),
+            max_scope: scope.into(),
+            access_validity: None,
+            grant_validity: None,
+            renewable: None,
+            unused_expiration: None,
+            created_at: self.clock.now_secs(),
+        };
+        self.app
+            .store
+            .create_application(&a)
+            .await
+            .expect("create app");
+        a
+    }
+
+    pub async fn allow(&self, client_id: &str, trustee: &str, max_scope: Option<&str>) -> Rule {
+        let r = Rule {
+            client_id: client_id.into(),
+            trustee: trustee.into(),
+            description: String::new(),
+            max_scope: max_scope.map(str::to_string),
+            access_validity: None,
+            grant_validity: None,
+            renewable: None,
+            created_at: self.clock.now_secs(),
+        };
+        self.app.store.create_rule(&r).await.expect("create rule");
+        r
+    }
+
+    /// A user `name` with password `pw`, an application `app` with `scope`, and a rule for
+    /// everyone.
+    pub async fn setup_basic(&self, name: &str, pw: &str, app: &str, scope: &str) {
+        self.add_user(name, pw).await;
+        self.add_app(app, scope).await;
+        self.allow(app, "everyone", None).await;
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
+        let r = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("send");
+        Reply::read(r).await
+    }
+
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: &str) -> Reply {
+        let r = self
+            .client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("send");
+        Reply::read(r).await
+    }
+
+    pub async fn get_bearer(&self, path: &str, token: Option<&str>) -> Reply {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        Reply::read(req.send().await.expect("send")).await
+    }
+
+    pub async fn password_grant(
+        &self,
+        client_id: &str,
+        user: &str,
+        pw: &str,
+        scope: &str,
+    ) -> Reply {
+        self.post_json(
+            "/vedauth/authorize/oauth",
+            &serde_json::json!({"client_id": client_id, "username": user, "password": pw, "scope": scope}),
+        )
+        .await
+    }
+
+    /// A password grant that must succeed; returns (access, refresh).
+    pub async fn tokens(
+        &self,
+        client_id: &str,
+        user: &str,
+        pw: &str,
+        scope: &str,
+    ) -> (String, String) {
+        let r = self.password_grant(client_id, user, pw, scope).await;
+        assert_eq!(r.status, StatusCode::OK, "grant failed: {}", r.text);
+        (r.str("access_token"), r.str("refresh_token"))
+    }
+
+    pub async fn refresh(&self, client_id: &str, refresh: &str) -> Reply {
+        self.post_json(
+            "/vedauth/authorize/token",
+            &serde_json::json!({"client_id": client_id, "refresh_token": refresh}),
+        )
+        .await
+    }
+
+    pub async fn verify(&self, token: &str) -> Reply {
+        self.get_bearer("/vedauth/authorize/verify", Some(token))
+            .await
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Reply {
+    pub async fn read(r: reqwest::Response) -> Self {
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Self {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    pub fn str(&self, key: &str) -> String {
+        self.json[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key} missing in {}", self.text))
+            .to_string()
+    }
+
+    /// Asserts a VEDauth error reply: status, `error`, `error_description`, JSON content type.
+    pub fn assert_error(&self, status: u16, error: &str, description: &str) {
+        assert_eq!(self.status.as_u16(), status, "status of {}", self.text);
+        assert_eq!(self.json["error"], error, "error of {}", self.text);
+        assert_eq!(
+            self.json["error_description"], description,
+            "description of {}",
+            self.text
+        );
+        assert_eq!(
+            self.headers["content-type"], "application/json; charset=utf-8",
+            "content type"
+        );
+    }
+}
+
+/// Extension for reading the manual clock as plain seconds.
+pub trait ClockExt {
+    fn now_secs(&self) -> i64;
+}
+
+impl ClockExt for ManualClock {
+    fn now_secs(&self) -> i64 {
+        use vedauth::clock::Clock;
+        self.now()
+    }
+}
