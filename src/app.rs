@@ -26,6 +26,8 @@ pub enum AppError {
     Password(#[from] PasswordError),
     #[error("unsupported database URL (expected sqlite: or postgres://): {0}")]
     DatabaseUrl(String),
+    #[error("identity providers: {0}")]
+    Providers(String),
 }
 
 /// Everything a running vedauth (server or admin command) works with.
@@ -81,8 +83,10 @@ impl App {
             config.password_hash.threads,
             config.password_hash.queue,
         )?;
-        let providers: Vec<Arc<dyn IdentityProvider>> =
+        let mut providers: Vec<Arc<dyn IdentityProvider>> =
             vec![Arc::new(LocalProvider::new(store.clone(), pool.clone()))];
+        providers
+            .extend(crate::identity::ldap::providers(&config.ldap).map_err(AppError::Providers)?);
         let identities = Arc::new(Identities::new(providers, pool.clone()));
         let engine = Engine::new(
             store.clone(),

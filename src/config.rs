@@ -42,6 +42,8 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     pub password_hash: PasswordHashConfig,
     pub tokens: TokenConfig,
+    /// Directory identity providers (LDAP, Active Directory), tried in this order after local users.
+    pub ldap: Vec<crate::identity::ldap::LdapConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,6 +134,7 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             password_hash: PasswordHashConfig::default(),
             tokens: TokenConfig::default(),
+            ldap: Vec::new(),
         }
     }
 }

@@ -299,7 +299,7 @@ impl Engine {
             if self.opts.refresh_reuse_detection {
                 if let Some(grant_id) = self.store.grant_by_retired_refresh(&old).await? {
                     if let Some(access) = self.store.delete_grant(&grant_id).await? {
-                        self.cache.invalidate(&access);
+                        self.invalidate(&[access]).await;
                     }
                     tracing::warn!(grant = %grant_id, "rotated refresh token reused; grant revoked");
                 }
@@ -330,7 +330,7 @@ impl Engine {
             // Another refresh with the same token won the compare-and-swap.
             return Err(GrantError::InvalidGrant);
         }
-        self.cache.invalidate(&grant.access_digest);
+        self.invalidate(&[grant.access_digest]).await;
         tracing::info!(client_id = %client_id, identity = %grant.identity, grant = %grant.id, "grant refreshed");
         Ok(IssuedTokens {
             access_token: access.value,
@@ -379,10 +379,13 @@ impl Engine {
     }
 
     async fn revoke_grant(&self, grant: &Grant) -> Result<(), GrantError> {
+        let mut gone = vec![grant.access_digest];
         if let Some(d) = self.store.delete_grant(&grant.id).await? {
-            self.cache.invalidate(&d);
+            if d != grant.access_digest {
+                gone.push(d);
+            }
         }
-        self.cache.invalidate(&grant.access_digest);
+        self.invalidate(&gone).await;
         tracing::info!(client_id = %grant.client_id, identity = %grant.identity, grant = %grant.id, "grant revoked");
         Ok(())
     }
@@ -390,18 +393,47 @@ impl Engine {
     /// Revokes every grant that matches; returns how many.
     pub async fn revoke_matching(&self, filter: &GrantFilter) -> Result<usize, GrantError> {
         let gone = self.store.delete_grants(filter).await?;
-        for d in &gone {
-            self.cache.invalidate(d);
-        }
+        self.invalidate(&gone).await;
         tracing::info!(client_id = ?filter.client_id, identity = ?filter.identity, count = gone.len(), "grants revoked");
         Ok(gone.len())
     }
 
-    /// Forget cached grants, for callers that changed grants behind the engine's back.
+    /// Drops grants from this process's verify cache (for announcements from other nodes).
     pub fn forget(&self, digests: &[TokenDigest]) {
         for d in digests {
             self.cache.invalidate(d);
         }
+    }
+
+    /// Drops the digests here and tells the other nodes sharing the store. A failed
+    /// announcement is logged: the cache's time-to-live still bounds how long they see it.
+    pub async fn invalidate(&self, digests: &[TokenDigest]) {
+        if digests.is_empty() {
+            return;
+        }
+        self.forget(digests);
+        if let Err(e) = self.store.announce_invalidation(digests).await {
+            tracing::warn!(error = %e, "could not announce revoked tokens to other nodes");
+        }
+    }
+
+    /// Keeps this process's cache in step with announcements from other nodes, until the
+    /// store's feed ends.
+    pub fn follow_invalidations(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let mut rx = self.store.invalidations()?;
+        let cache = self.cache.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(d) => cache.invalidate(&d),
+                    // Missed some: anything cached may be stale, start afresh.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        cache.invalidate_all()
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        }))
     }
 
     /// Deletes expired grants in batches of `batch`, until none are left; returns the count.

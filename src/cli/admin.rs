@@ -481,7 +481,7 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
                 .delete_application(&client_id)
                 .await?
                 .ok_or_else(|| anyhow!("no application '{client_id}'"))?;
-            app.engine.forget(&gone);
+            app.engine.invalidate(&gone).await;
             print(
                 g.json,
                 &serde_json::json!({"client_id": client_id, "removed": true, "grants_revoked": gone.len()}),

@@ -92,6 +92,7 @@ pub async fn launch(app: Arc<App>, listen: SocketAddr) -> anyhow::Result<Launche
         app.clone(),
         Duration::from_secs(cfg.shutdown_grace_secs),
     )?;
+    app.engine.follow_invalidations();
     let engine = app.engine.clone();
     let batch = cfg.tokens.sweep_batch;
     server::spawn_periodic(

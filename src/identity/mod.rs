@@ -4,6 +4,7 @@
 //! (LDAP, Active Directory) plug in beside it. [`Identities`] resolves the username forms of
 //! decisions.md §8 to the provider that decides.
 
+pub mod ldap;
 pub mod local;
 
 use std::sync::Arc;

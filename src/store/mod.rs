@@ -121,4 +121,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// token expired with no refresh token), and retired refresh digests past their grant.
     /// Returns how many grants it removed; callers loop until it returns less than `batch`.
     async fn sweep_expired(&self, now: UnixTime, batch: u32) -> StoreResult<u64>;
+
+    /// Tells every node sharing this store that these access tokens stopped being valid
+    /// (revoked or rotated), so that their verify caches drop them. A store that only one
+    /// process serves has nobody to tell.
+    async fn announce_invalidation(&self, _digests: &[TokenDigest]) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// The digests any node announced, as they arrive; None if this store has no such feed.
+    fn invalidations(&self) -> Option<tokio::sync::broadcast::Receiver<TokenDigest>> {
+        None
+    }
 }
