@@ -10,7 +10,7 @@ use crate::clock::UnixTime;
 use crate::password::HashPool;
 use crate::scope::Scope;
 use crate::secret::Secret;
-use crate::store::{Application, Rule, Store, StoreError, User};
+use crate::store::{Application, RoleAssignment, Rule, Store, StoreError, User};
 
 pub const ADMIN_USER: &str = "admin";
 pub const ADMIN_APP: &str = "vedauth-admin";
@@ -80,15 +80,22 @@ pub async fn ensure_admin(
         .hash(password)
         .await
         .map_err(|e| BootstrapError::Hash(e.to_string()))?;
+    let admin = User {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: ADMIN_USER.into(),
+        full_name: Some("vedauth administrator".into()),
+        email: None,
+        password_hash: hash,
+        disabled: false,
+        created_at: now,
+    };
+    store.create_user(&admin).await?;
+    // The first administrator holds the OAuth Admin role for the administration API.
     store
-        .create_user(&User {
-            id: uuid::Uuid::new_v4().to_string(),
-            name: ADMIN_USER.into(),
-            full_name: Some("vedauth administrator".into()),
-            email: None,
-            password_hash: hash,
-            disabled: false,
-            created_at: now,
+        .add_role(&RoleAssignment {
+            grantee: admin.identity(),
+            role: crate::admin::role::ADMIN,
+            client_id: None,
         })
         .await?;
     let everything = Scope::everything().to_string();

@@ -182,9 +182,15 @@ impl Engine {
         clock: SharedClock,
         opts: EngineOptions,
     ) -> Self {
+        // A zero time-to-live turns the cache off: nothing is kept.
+        let capacity = if opts.verify_cache_ttl.is_zero() {
+            0
+        } else {
+            opts.verify_cache_capacity
+        };
         let cache = Cache::builder()
-            .max_capacity(opts.verify_cache_capacity)
-            .time_to_live(opts.verify_cache_ttl)
+            .max_capacity(capacity)
+            .time_to_live(opts.verify_cache_ttl.max(Duration::from_millis(1)))
             .build();
         Self {
             store,

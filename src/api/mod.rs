@@ -1,6 +1,7 @@
 //! The HTTP edge: routing, request parsing and response rendering. It translates between the
 //! wire and [`crate::grants::Engine`]; it never touches the store directly.
 
+pub mod admin;
 pub mod error;
 mod params;
 mod vedauth;
@@ -34,6 +35,20 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Res
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
     res
+}
+
+/// `/Date(ms)/`, the .NET JSON date style of verify and grant listings.
+pub fn dotnet_date(t: crate::clock::UnixTime) -> String {
+    format!("/Date({})/", t.saturating_mul(1000))
+}
+
+/// ISO 8601 to the second with `Z`, the only layout vcert parses.
+pub fn iso8601(t: crate::clock::UnixTime) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(&fmt).ok())
+        .unwrap_or_default()
 }
 
 /// Token responses must not be cached by anything in between.
@@ -99,6 +114,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/vedsdk/systemstatus/version", get(vedsdk::version))
         .route("/vedsdk/identity/self", get(vedsdk::identity_self))
         .route("/vedsdk/authorize", post(vedsdk::legacy_authorize))
+        .route("/vedsdk/oauth/{op}", post(admin::dispatch))
         .fallback(not_found)
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .with_state(state)
@@ -142,6 +158,12 @@ mod tests {
         assert_eq!(r.uri().path(), "/vedsdk");
         let r = normalize_path(Request::builder().uri("/").body(()).unwrap_or_default());
         assert_eq!(r.uri().path(), "/");
+    }
+
+    #[test]
+    fn date_styles() {
+        assert_eq!(dotnet_date(1623839498), "/Date(1623839498000)/");
+        assert_eq!(iso8601(1623839498), "2021-06-16T10:31:38Z");
     }
 
     #[test]

@@ -6,8 +6,7 @@ use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
 use super::error::reason_phrase;
-use super::{bearer, json_response, no_store, ApiError, ApiState, Params};
-use crate::clock::UnixTime;
+use super::{bearer, dotnet_date, iso8601, json_response, no_store, ApiError, ApiState, Params};
 use crate::grants::{GrantError, IssuedTokens, PasswordRequest, RefreshRequest};
 use crate::store::Grant;
 
@@ -72,20 +71,6 @@ pub async fn authorize_token(
     };
     let issued = app.engine.refresh(req).await?;
     Ok(token_response(&issued))
-}
-
-/// `/Date(ms)/`, the .NET JSON date style.
-fn dotnet_date(t: UnixTime) -> String {
-    format!("/Date({})/", t.saturating_mul(1000))
-}
-
-/// ISO 8601 to the second with `Z`, the only layout vcert parses.
-pub fn iso8601(t: UnixTime) -> String {
-    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| d.format(&fmt).ok())
-        .unwrap_or_default()
 }
 
 /// The 13 fields of wire.md §3.3, in the observed order.
@@ -167,15 +152,4 @@ pub async fn is_auth_server() -> Response {
         res.extensions_mut().insert(p);
     }
     res.into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn date_styles() {
-        assert_eq!(dotnet_date(1623839498), "/Date(1623839498000)/");
-        assert_eq!(iso8601(1623839498), "2021-06-16T10:31:38Z");
-    }
 }

@@ -5,10 +5,12 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::{read_password_stdin, GlobalOpts};
+use crate::admin::{role, Admin, AdminError, ApplicationInput, Caller, RuleInput};
 use crate::app::App;
-use crate::scope::Scope;
 use crate::secret::Secret;
-use crate::store::{Application, Grant, GrantFilter, Lifetime, Rule, StoreError, User};
+use crate::store::{
+    Application, Grant, GrantFilter, Lifetime, RoleAssignment, Rule, StoreError, User,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum UserCmd {
@@ -80,6 +82,11 @@ pub enum AppCmd {
         #[arg(long)]
         renewable: Option<bool>,
     },
+    /// Remove a trustee's rule: no new grants for it (existing grants live on).
+    Disallow {
+        client_id: String,
+        trustee: String,
+    },
     List,
     Show {
         client_id: String,
@@ -88,6 +95,27 @@ pub enum AppCmd {
     Remove {
         client_id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCmd {
+    /// Give an identity an OAuth role: auditor, maintainer, owner, grant-admin, admin (or 1-6).
+    Grant {
+        identity: String,
+        role: String,
+        /// The application, for the maintainer and owner roles.
+        #[arg(long = "app")]
+        client_id: Option<String>,
+    },
+    /// Take a role away (on one application with --app, else on all).
+    Revoke {
+        identity: String,
+        role: String,
+        #[arg(long = "app")]
+        client_id: Option<String>,
+    },
+    /// List role assignments.
+    List { identity: Option<String> },
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,17 +260,11 @@ pub async fn user(g: &GlobalOpts, cmd: UserCmd) -> anyhow::Result<()> {
             });
         }
         UserCmd::Disable { name } => {
-            let user = find_user(&app, &name).await?;
-            app.store.set_user_disabled(&user.id, true).await?;
-            // A disabled user's existing tokens stop working too.
-            let n = app
-                .engine
-                .revoke_matching(&GrantFilter {
-                    identity: Some(user.identity()),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| anyhow!("{e}"))?;
+            let n = admin_op(
+                Admin::new(&app)
+                    .set_user_disabled(&Caller::Operator, &name, true)
+                    .await,
+            )?;
             print(
                 g.json,
                 &serde_json::json!({"name": name, "state": "disabled", "grants_revoked": n}),
@@ -250,8 +272,11 @@ pub async fn user(g: &GlobalOpts, cmd: UserCmd) -> anyhow::Result<()> {
             );
         }
         UserCmd::Enable { name } => {
-            let user = find_user(&app, &name).await?;
-            app.store.set_user_disabled(&user.id, false).await?;
+            admin_op(
+                Admin::new(&app)
+                    .set_user_disabled(&Caller::Operator, &name, false)
+                    .await,
+            )?;
             print(
                 g.json,
                 &serde_json::json!({"name": name, "state": "active"}),
@@ -326,17 +351,119 @@ fn app_view(a: &Application, rules: &[Rule]) -> AppView {
     }
 }
 
-fn canonical_scope(s: &str) -> anyhow::Result<String> {
-    Scope::parse(s)
-        .map(|s| s.to_string())
-        .map_err(|e| anyhow!("scope '{s}' is not valid: {e}"))
+/// The command line reports an administration refusal as an error with its result code.
+pub fn admin_op<T>(r: Result<T, AdminError>) -> anyhow::Result<T> {
+    r.map_err(|e| match e {
+        AdminError::Refused(code, msg) => anyhow!("{msg} (result {})", code as i32),
+        other => anyhow!("{other}"),
+    })
 }
 
-fn positive(v: Option<i64>, what: &str) -> anyhow::Result<Option<i64>> {
-    match v {
-        Some(n) if n <= 0 => bail!("{what} must be a positive number of seconds"),
-        other => Ok(other),
+fn parse_role(s: &str) -> anyhow::Result<i32> {
+    let r = match s.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
+        "auditor" => role::AUDITOR,
+        "maintainer" => role::MAINTAINER,
+        "owner" => role::OWNER,
+        "grantadmin" => role::GRANT_ADMIN,
+        "admin" => role::ADMIN,
+        n => n.parse().map_err(|_| anyhow!("unknown role '{s}'"))?,
+    };
+    Ok(r)
+}
+
+fn role_name(r: i32) -> &'static str {
+    match r {
+        role::AUDITOR => "auditor",
+        role::MAINTAINER => "maintainer",
+        role::OWNER => "owner",
+        role::GRANT_ADMIN => "grant-admin",
+        role::ADMIN => "admin",
+        _ => "user",
     }
+}
+
+#[derive(Serialize)]
+struct RoleView {
+    identity: String,
+    role: i32,
+    name: &'static str,
+    client_id: Option<String>,
+}
+
+pub async fn roles(g: &GlobalOpts, cmd: RoleCmd) -> anyhow::Result<()> {
+    let app = g.open_app().await?;
+    let admin = Admin::new(&app);
+    match cmd {
+        RoleCmd::Grant {
+            identity,
+            role,
+            client_id,
+        } => {
+            let r = RoleAssignment {
+                grantee: identity.clone(),
+                role: parse_role(&role)?,
+                client_id,
+            };
+            admin_op(admin.grant_role(&Caller::Operator, r.clone()).await)?;
+            print(
+                g.json,
+                &serde_json::json!({"identity": identity, "role": r.role}),
+                || format!("{identity} now holds the {} role", role_name(r.role)),
+            );
+        }
+        RoleCmd::Revoke {
+            identity,
+            role,
+            client_id,
+        } => {
+            let n = admin_op(
+                admin
+                    .revoke_role(
+                        &Caller::Operator,
+                        &identity,
+                        parse_role(&role)?,
+                        client_id.as_deref(),
+                    )
+                    .await,
+            )?;
+            print(
+                g.json,
+                &serde_json::json!({"identity": identity, "removed": n}),
+                || format!("{n} role assignment(s) removed"),
+            );
+        }
+        RoleCmd::List { identity } => {
+            let list = admin_op(
+                admin
+                    .list_roles(&Caller::Operator, identity.as_deref())
+                    .await,
+            )?;
+            let views: Vec<RoleView> = list
+                .into_iter()
+                .map(|r| RoleView {
+                    name: role_name(r.role),
+                    identity: r.grantee,
+                    role: r.role,
+                    client_id: r.client_id,
+                })
+                .collect();
+            print(g.json, &views, || {
+                views
+                    .iter()
+                    .map(|v| {
+                        format!(
+                            "{}\t{}\t{}",
+                            v.identity,
+                            v.name,
+                            v.client_id.as_deref().unwrap_or("")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+    }
+    Ok(())
 }
 
 pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
@@ -352,28 +479,24 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
             grant_validity,
             renewable,
         } => {
-            if client_id.is_empty() {
-                bail!("the client_id must not be empty");
-            }
-            let scope = canonical_scope(&scope)?;
-            let a = Application {
-                client_id: client_id.clone(),
-                name: name.unwrap_or_else(|| client_id.clone()),
-                vendor: vendor.unwrap_or_default(),
-                description: description.unwrap_or_default(),
-                url: String::new(),
-                scope: scope.clone(),
-                max_scope: scope,
-                access_validity: positive(access_validity, "--access-validity")?,
-                grant_validity,
-                renewable,
-                unused_expiration: None,
-                created_at: app.clock.now(),
-            };
-            match app.store.create_application(&a).await {
-                Err(StoreError::Conflict) => bail!("an application '{client_id}' already exists"),
-                other => other?,
-            }
+            let a = admin_op(
+                Admin::new(&app)
+                    .create_application(
+                        &Caller::Operator,
+                        ApplicationInput {
+                            client_id,
+                            name,
+                            vendor,
+                            description,
+                            scope: Some(scope),
+                            access_validity,
+                            grant_validity,
+                            renewable,
+                            ..Default::default()
+                        },
+                    )
+                    .await,
+            )?;
             let v = app_view(&a, &[]);
             print(g.json, &v, || {
                 format!("registered {} with scope {}", v.client_id, v.scope)
@@ -387,42 +510,36 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
             grant_validity,
             renewable,
         } => {
-            let a = app
-                .store
-                .application(&client_id)
-                .await?
-                .ok_or_else(|| anyhow!("no application '{client_id}'"))?;
-            let max_scope = max_scope.as_deref().map(canonical_scope).transpose()?;
-            if let Some(m) = &max_scope {
-                let within = Scope::parse(m)
-                    .ok()
-                    .zip(Scope::parse(&a.max_scope).ok())
-                    .is_some_and(|(m, app_scope)| m.is_subset_of(&app_scope));
-                if !within {
-                    bail!(
-                        "--max-scope {m} is not within the application's scope {}",
-                        a.max_scope
-                    );
-                }
-            }
-            let r = Rule {
-                client_id: client_id.clone(),
-                trustee: trustee.clone(),
-                description: String::new(),
-                max_scope,
-                access_validity: positive(access_validity, "--access-validity")?,
-                grant_validity,
-                renewable,
-                created_at: app.clock.now(),
-            };
-            match app.store.create_rule(&r).await {
-                Err(StoreError::Conflict) => {
-                    bail!("'{trustee}' is already allowed to use '{client_id}'")
-                }
-                other => other?,
-            }
+            let r = admin_op(
+                Admin::new(&app)
+                    .create_rule(
+                        &Caller::Operator,
+                        RuleInput {
+                            client_id: client_id.clone(),
+                            trustee: trustee.clone(),
+                            description: None,
+                            max_scope,
+                            access_validity,
+                            grant_validity,
+                            renewable,
+                        },
+                    )
+                    .await,
+            )?;
             let v = RuleView::from(&r);
             print(g.json, &v, || format!("{trustee} may now use {client_id}"));
+        }
+        AppCmd::Disallow { client_id, trustee } => {
+            admin_op(
+                Admin::new(&app)
+                    .delete_rules(&Caller::Operator, Some(&client_id), Some(&trustee))
+                    .await,
+            )?;
+            print(
+                g.json,
+                &serde_json::json!({"client_id": client_id, "trustee": trustee, "removed": true}),
+                || format!("{trustee} may no longer obtain new grants for {client_id}"),
+            );
         }
         AppCmd::List => {
             let apps = app.store.list_applications().await?;
@@ -476,16 +593,15 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
             });
         }
         AppCmd::Remove { client_id } => {
-            let gone = app
-                .store
-                .delete_application(&client_id)
-                .await?
-                .ok_or_else(|| anyhow!("no application '{client_id}'"))?;
-            app.engine.invalidate(&gone).await;
+            let n = admin_op(
+                Admin::new(&app)
+                    .delete_application(&Caller::Operator, &client_id)
+                    .await,
+            )?;
             print(
                 g.json,
-                &serde_json::json!({"client_id": client_id, "removed": true, "grants_revoked": gone.len()}),
-                || format!("{client_id} removed; {} grant(s) revoked", gone.len()),
+                &serde_json::json!({"client_id": client_id, "removed": true, "grants_revoked": n}),
+                || format!("{client_id} removed; {n} grant(s) revoked"),
             );
         }
     }
@@ -558,17 +674,21 @@ pub async fn grant(g: &GlobalOpts, cmd: GrantCmd) -> anyhow::Result<()> {
             identity,
             all,
         } => {
-            if client_id.is_none() && identity.is_none() && !all {
-                bail!("name --client-id and/or --identity, or --all to revoke every grant");
-            }
-            let n = app
-                .engine
-                .revoke_matching(&GrantFilter {
-                    client_id,
-                    identity,
-                })
-                .await
-                .context("revoking")?;
+            let n = if all && client_id.is_none() && identity.is_none() {
+                app.engine
+                    .revoke_matching(&GrantFilter::default())
+                    .await
+                    .context("revoking")?
+            } else {
+                if client_id.is_none() && identity.is_none() {
+                    bail!("name --client-id and/or --identity, or --all to revoke every grant");
+                }
+                admin_op(
+                    Admin::new(&app)
+                        .revoke_grants(&Caller::Operator, identity.as_deref(), client_id.as_deref())
+                        .await,
+                )?
+            };
             print(g.json, &serde_json::json!({"revoked": n}), || {
                 format!("{n} grant(s) revoked")
             });

@@ -1,6 +1,7 @@
 //! The command line of decisions.md §10 (a stable contract: extend it, don't break it).
 
 mod admin;
+mod config;
 pub mod serve;
 
 use std::io::Read;
@@ -63,6 +64,12 @@ pub enum Command {
     /// List and revoke grants.
     #[command(subcommand)]
     Grant(admin::GrantCmd),
+    /// Assign and list OAuth roles for the administration API.
+    #[command(subcommand)]
+    Role(admin::RoleCmd),
+    /// The configuration file and the global token settings.
+    #[command(subcommand)]
+    Config(config::ConfigCmd),
 }
 
 impl GlobalOpts {
@@ -130,6 +137,8 @@ pub fn main() -> ExitCode {
             Command::User(cmd) => admin::user(&cli.global, cmd).await,
             Command::App(cmd) => admin::app(&cli.global, cmd).await,
             Command::Grant(cmd) => admin::grant(&cli.global, cmd).await,
+            Command::Role(cmd) => admin::roles(&cli.global, cmd).await,
+            Command::Config(cmd) => config::run(&cli.global, cmd).await,
         }
     });
     match result {

@@ -159,6 +159,11 @@ impl Identities {
         Self { providers, pool }
     }
 
+    /// Whether a provider answers to this prefix (`local`, `LDAP+N`, `AD+N`).
+    pub fn knows_prefix(&self, prefix: &str) -> bool {
+        self.by_prefix(prefix).is_some()
+    }
+
     fn by_prefix(&self, prefix: &str) -> Option<&Arc<dyn IdentityProvider>> {
         self.providers
             .iter()

@@ -93,6 +93,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn update_rule(&self, rule: &Rule) -> StoreResult<bool>;
     async fn delete_rule(&self, client_id: &str, trustee: &str) -> StoreResult<bool>;
 
+    // OAuth roles (admin-api.md §2.6).
+    /// Adds a role assignment; `Conflict` if it exists.
+    async fn add_role(&self, role: &RoleAssignment) -> StoreResult<()>;
+    /// Removes assignments of `role` to `grantee`: on one application, or (None) on every one.
+    async fn remove_role(
+        &self,
+        grantee: &str,
+        role: i32,
+        client_id: Option<&str>,
+    ) -> StoreResult<u64>;
+    /// Every assignment, or those of one grantee.
+    async fn roles(&self, grantee: Option<&str>) -> StoreResult<Vec<RoleAssignment>>;
+
     // Global settings: one document, replaced whole.
     async fn settings(&self) -> StoreResult<Settings>;
     async fn put_settings(&self, settings: &Settings) -> StoreResult<()>;

@@ -114,6 +114,16 @@ pub struct Rule {
     pub created_at: UnixTime,
 }
 
+/// An OAuth role held by an identity, system-wide (`client_id` None) or on one application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleAssignment {
+    /// Prefixed universal of the identity.
+    pub grantee: String,
+    /// admin-api.md §2.6: 1 Auditor, 2 Maintainer, 3 Owner, 5 GrantAdmin, 6 Admin.
+    pub role: i32,
+    pub client_id: Option<String>,
+}
+
 /// A grant and its one live token pair (digests only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {

@@ -19,7 +19,8 @@ use crate::clock::UnixTime;
 use crate::token::TokenDigest;
 
 /// Schema versions, applied in order at start; each runs once, in its own transaction.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id            TEXT PRIMARY KEY,
     name          TEXT NOT NULL UNIQUE COLLATE NOCASE,
@@ -83,7 +84,16 @@ CREATE TABLE retired_refresh (
     expires_at INTEGER
 );
 CREATE INDEX retired_refresh_grant ON retired_refresh(grant_id);
-"#];
+"#,
+    r#"
+CREATE TABLE roles (
+    grantee   TEXT NOT NULL,
+    role      INTEGER NOT NULL,
+    client_id TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (grantee, role, client_id)
+);
+"#,
+];
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -490,11 +500,13 @@ impl Store for SqliteStore {
         if gone.rows_affected() == 0 {
             return Ok(None);
         }
-        sqlx::query("DELETE FROM rules WHERE client_id = ?")
-            .bind(client_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
+        for table in ["rules", "roles"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE client_id = ?"))
+                .bind(client_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
         let rows = sqlx::query("DELETE FROM grants WHERE client_id = ? RETURNING access_digest")
             .bind(client_id)
             .fetch_all(&mut *tx)
@@ -571,6 +583,58 @@ impl Store for SqliteStore {
             .await
             .map_err(err)?;
         Ok(res.rows_affected() == 1)
+    }
+
+    async fn add_role(&self, r: &RoleAssignment) -> StoreResult<()> {
+        sqlx::query("INSERT INTO roles (grantee, role, client_id) VALUES (?, ?, ?)")
+            .bind(&r.grantee)
+            .bind(r.role)
+            .bind(r.client_id.as_deref().unwrap_or(""))
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn remove_role(
+        &self,
+        grantee: &str,
+        role: i32,
+        client_id: Option<&str>,
+    ) -> StoreResult<u64> {
+        let q = match client_id {
+            Some(c) => {
+                sqlx::query("DELETE FROM roles WHERE grantee = ? AND role = ? AND client_id = ?")
+                    .bind(grantee.to_string())
+                    .bind(role)
+                    .bind(c.to_string())
+            }
+            None => sqlx::query("DELETE FROM roles WHERE grantee = ? AND role = ?")
+                .bind(grantee.to_string())
+                .bind(role),
+        };
+        Ok(q.execute(&self.pool).await.map_err(err)?.rows_affected())
+    }
+
+    async fn roles(&self, grantee: Option<&str>) -> StoreResult<Vec<RoleAssignment>> {
+        let q = match grantee {
+            Some(g) => sqlx::query("SELECT grantee, role, client_id FROM roles WHERE grantee = ? ORDER BY grantee, role, client_id")
+                .bind(g.to_string()),
+            None => sqlx::query("SELECT grantee, role, client_id FROM roles ORDER BY grantee, role, client_id"),
+        };
+        q.fetch_all(&self.pool)
+            .await
+            .map_err(err)?
+            .iter()
+            .map(|row| {
+                let c: String = row.try_get("client_id").map_err(err)?;
+                Ok(RoleAssignment {
+                    grantee: row.try_get("grantee").map_err(err)?,
+                    role: row.try_get("role").map_err(err)?,
+                    client_id: (!c.is_empty()).then_some(c),
+                })
+            })
+            .collect()
     }
 
     async fn settings(&self) -> StoreResult<Settings> {

@@ -244,6 +244,26 @@ impl TestServer {
         .await
     }
 
+    /// A token of the bootstrap `admin` (Admin role) with the given scope.
+    pub async fn admin_token(&self, scope: &str) -> String {
+        let pw = std::fs::read_to_string(self.dir.join("initial-admin-password"))
+            .expect("admin password");
+        self.tokens("vedauth-admin", "admin", &pw, scope).await.0
+    }
+
+    /// `POST /vedsdk/oauth/{op}` with a bearer token and a JSON body.
+    pub async fn oauth(&self, op: &str, token: &str, body: &Value) -> Reply {
+        let r = self
+            .client
+            .post(self.url(&format!("/vedsdk/oauth/{op}")))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("send");
+        Reply::read(r).await
+    }
+
     pub async fn verify(&self, token: &str) -> Reply {
         self.get_bearer("/vedauth/authorize/verify", Some(token))
             .await
@@ -271,6 +291,27 @@ impl Reply {
             text,
             json,
         }
+    }
+
+    /// Asserts the admin API's success envelope and returns the reply.
+    pub fn ok(self) -> Self {
+        assert_eq!(self.status, StatusCode::OK, "{}", self.text);
+        assert_eq!(self.json["Success"], true, "{}", self.text);
+        assert_eq!(self.json["Result"], 0, "{}", self.text);
+        assert!(self.json["Error"].is_null(), "{}", self.text);
+        self
+    }
+
+    /// Asserts a refusal in the envelope: HTTP 200, `Success: false`, the result code.
+    pub fn refused(&self, code: i64) {
+        assert_eq!(self.status, StatusCode::OK, "{}", self.text);
+        assert_eq!(self.json["Success"], false, "{}", self.text);
+        assert_eq!(self.json["Result"], code, "{}", self.text);
+        assert!(
+            self.json["Error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{}",
+            self.text
+        );
     }
 
     pub fn str(&self, key: &str) -> String {
@@ -306,4 +347,15 @@ impl ClockExt for ManualClock {
         use vedauth::clock::Clock;
         self.now()
     }
+}
+
+impl ManualClockExt for Arc<ManualClock> {
+    fn now_secs_for_tests(&self) -> i64 {
+        self.now_secs()
+    }
+}
+
+/// The same, callable on the `Arc` the server holds without importing the trait.
+pub trait ManualClockExt {
+    fn now_secs_for_tests(&self) -> i64;
 }

@@ -1,6 +1,7 @@
 //! The one integration-test binary: a module per capability, all against real servers on
 //! loopback (TLS, a real SQLite file).
 
+mod admin_api;
 mod authorize;
 mod binary;
 mod clients;

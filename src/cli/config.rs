@@ -1,0 +1,66 @@
+//! `vedauth config ...`: the configuration file (check, defaults) and the global token
+//! settings in the store (get, set), the latter through the same operations as the API.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail};
+use clap::Subcommand;
+
+use super::admin::admin_op;
+use super::GlobalOpts;
+use crate::admin::{Admin, Caller};
+use crate::config::Config;
+use crate::store::Settings;
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Validate a configuration file (default: the one `serve` would read) with the environment.
+    Check { file: Option<PathBuf> },
+    /// Print the full default configuration file, a comment per key.
+    Defaults,
+    /// Print the global token settings kept in the store (GetConfiguration).
+    Get,
+    /// Change one global token setting, e.g. `AuthorizeByPassword false` (SetConfiguration).
+    Set { name: String, value: String },
+}
+
+pub async fn run(g: &GlobalOpts, cmd: ConfigCmd) -> anyhow::Result<()> {
+    match cmd {
+        ConfigCmd::Check { file } => {
+            let (path, must_exist) = match file.or_else(|| g.config.clone()) {
+                Some(p) => (p, true),
+                None => (g.data_dir.join("vedauth.toml"), false),
+            };
+            Config::load(&path, must_exist).map_err(|e| anyhow!("{e}"))?;
+            println!("{}: ok", path.display());
+        }
+        ConfigCmd::Defaults => print!("{}", Config::defaults_toml()),
+        ConfigCmd::Get => {
+            let app = g.open_app().await?;
+            let s = admin_op(Admin::new(&app).get_settings(&Caller::Operator).await)?;
+            println!("{}", serde_json::to_string_pretty(&s)?);
+        }
+        ConfigCmd::Set { name, value } => {
+            let app = g.open_app().await?;
+            let admin = Admin::new(&app);
+            let current = admin_op(admin.get_settings(&Caller::Operator).await)?;
+            let mut doc = serde_json::to_value(&current)?;
+            let Some(obj) = doc.as_object_mut() else {
+                bail!("settings are not an object");
+            };
+            let key = obj
+                .keys()
+                .find(|k| k.eq_ignore_ascii_case(&name))
+                .cloned()
+                .unwrap_or(name);
+            // true/false/numbers as JSON, anything else as a string.
+            let v = serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value));
+            obj.insert(key.clone(), v);
+            let updated: Settings =
+                serde_json::from_value(doc).map_err(|e| anyhow!("{key}: {e}"))?;
+            admin_op(admin.set_settings(&Caller::Operator, updated).await)?;
+            println!("{key} set");
+        }
+    }
+    Ok(())
+}

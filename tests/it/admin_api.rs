@@ -1,0 +1,731 @@
+//! The /vedsdk/oauth administration API (admin-api.md §2, §4.1–4.5) over real HTTPS, and the
+//! command line's `config` commands.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::common::{ManualClockExt, TestServer};
+
+async fn setup() -> (TestServer, String) {
+    let s = TestServer::start().await;
+    s.add_user("alice", "alice-pw").await;
+    let token = s.admin_token("admin:delete").await;
+    (s, token)
+}
+
+fn app_body(id: &str) -> Value {
+    json!({
+        "ApplicationId": id, "Name": format!("{id} name"), "Vendor": "Acme", "Description": "desc",
+        "Url": "https://acme.invalid", "Scope": "certificate:manage", "MaximumScope": "certificate:manage,revoke;ssh",
+        "AccessValidity": 3600, "GrantValidity": 86400, "Renewable": true
+    })
+}
+
+#[tokio::test]
+async fn applications_create_read_update_delete() {
+    let (s, t) = setup().await;
+    let created = s
+        .oauth("CreateApplication", &t, &app_body("acme-app"))
+        .await
+        .ok();
+    let a = &created.json["Application"];
+    assert_eq!(a["ID"], "acme-app");
+    assert_eq!(a["Name"], "acme-app name");
+    assert_eq!(a["Vendor"], "Acme");
+    assert_eq!(a["Description"], "desc");
+    assert_eq!(a["Url"], "https://acme.invalid");
+    assert_eq!(a["Scope"], "certificate:manage");
+    assert_eq!(a["MaximumScope"], "certificate:manage,revoke;ssh");
+    assert_eq!(a["AccessValidity"], 3600);
+    assert_eq!(a["GrantValidity"], 86400);
+    assert_eq!(a["Renewable"], true);
+    assert_eq!(a["GrantCount"], 0);
+    assert_eq!(a["UserCount"], 0);
+    assert!(a["UnusedExpiration"].is_null());
+    assert_eq!(a.as_object().map(|o| o.len()), Some(13));
+
+    let got = s
+        .oauth("GetApplication", &t, &json!({"ApplicationId": "acme-app"}))
+        .await
+        .ok();
+    assert_eq!(got.json["Application"], *a);
+    assert_eq!(got.json["Applications"][0], *a);
+
+    let all = s
+        .oauth(
+            "EnumerateApplications",
+            &t,
+            &json!({"Start": 0, "Count": 10, "OrderBy": 1}),
+        )
+        .await
+        .ok();
+    let ids: Vec<&str> = all.json["Applications"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|a| a["ID"].as_str())
+        .collect();
+    assert_eq!(ids, ["acme-app", "vedauth-admin"]);
+    let paged = s
+        .oauth(
+            "EnumerateApplications",
+            &t,
+            &json!({"Start": 1, "Count": 1, "OrderBy": 1}),
+        )
+        .await
+        .ok();
+    assert_eq!(paged.json["Applications"].as_array().map(Vec::len), Some(1));
+    assert_eq!(paged.json["Applications"][0]["ID"], "vedauth-admin");
+
+    let found = s
+        .oauth(
+            "GetApplications",
+            &t,
+            &json!({"ApplicationIds": ["acme-app", "nope"]}),
+        )
+        .await
+        .ok();
+    assert_eq!(found.json["Applications"].as_array().map(Vec::len), Some(1));
+    let filtered = s
+        .oauth("GetApplications", &t, &json!({"Filter": "ACME"}))
+        .await
+        .ok();
+    assert_eq!(filtered.json["Applications"][0]["ID"], "acme-app");
+
+    // Full replacement: what is left out takes its default.
+    let mut updated = a.clone();
+    updated["Description"] = json!("new");
+    updated
+        .as_object_mut()
+        .expect("object")
+        .remove("AccessValidity");
+    s.oauth("UpdateApplication", &t, &json!({"Application": updated}))
+        .await
+        .ok();
+    let after = s
+        .oauth("GetApplication", &t, &json!({"ApplicationId": "acme-app"}))
+        .await
+        .ok();
+    assert_eq!(after.json["Application"]["Description"], "new");
+    assert!(after.json["Application"]["AccessValidity"].is_null());
+    assert_eq!(after.json["Application"]["Vendor"], "Acme");
+
+    let scopes = s.oauth("GetScopes", &t, &json!({})).await.ok();
+    let cert = scopes.json["Scopes"]
+        .as_array()
+        .expect("scopes")
+        .iter()
+        .find(|x| x["Scope"] == "certificate")
+        .cloned()
+        .expect("certificate");
+    assert_eq!(
+        cert["RestrictionList"],
+        json!(["approve", "delete", "discover", "manage", "revoke"])
+    );
+
+    s.oauth(
+        "DeleteApplication",
+        &t,
+        &json!({"ApplicationId": "acme-app"}),
+    )
+    .await
+    .ok();
+    s.oauth("GetApplication", &t, &json!({"ApplicationId": "acme-app"}))
+        .await
+        .refused(2);
+}
+
+#[tokio::test]
+async fn invalid_input_changes_nothing() {
+    let (s, t) = setup().await;
+    s.oauth("CreateApplication", &t, &app_body("acme-app"))
+        .await
+        .ok();
+    let before = s
+        .oauth("GetApplication", &t, &json!({"ApplicationId": "acme-app"}))
+        .await
+        .ok()
+        .json;
+    // Unknown application.
+    s.oauth("GetApplication", &t, &json!({"ApplicationId": "nope"}))
+        .await
+        .refused(2);
+    let mut ghost = app_body("nope");
+    ghost["ID"] = json!("nope");
+    s.oauth("UpdateApplication", &t, &json!({"Application": ghost}))
+        .await
+        .refused(2);
+    s.oauth(
+        "CreateRule",
+        &t,
+        &json!({"ApplicationId": "nope", "TrusteePrefixedUniversal": "everyone"}),
+    )
+    .await
+    .refused(2);
+    // Duplicate application, with different contents: the original stays.
+    let mut dup = app_body("acme-app");
+    dup["Vendor"] = json!("Other");
+    s.oauth("CreateApplication", &t, &dup).await.refused(19);
+    // Bad scopes.
+    let mut bad = app_body("bad-app");
+    bad["MaximumScope"] = json!("certificate:fly");
+    s.oauth("CreateApplication", &t, &bad).await.refused(17);
+    s.oauth("CreateRule", &t, &json!({"ApplicationId": "acme-app", "TrusteePrefixedUniversal": "everyone", "MaximumScope": "bogus"})).await.refused(17);
+    // A rule beyond the application's scope.
+    s.oauth("CreateRule", &t, &json!({"ApplicationId": "acme-app", "TrusteePrefixedUniversal": "everyone", "MaximumScope": "configuration"})).await.refused(23);
+    // Duplicate rule.
+    s.oauth("CreateRule", &t, &json!({"ApplicationId": "acme-app", "TrusteePrefixedUniversal": "local:alice", "MaximumScope": "certificate"})).await.ok();
+    s.oauth("CreateRule", &t, &json!({"ApplicationId": "acme-app", "TrusteePrefixedUniversal": "local:alice", "MaximumScope": "ssh"})).await.refused(20);
+    // Unknown identity.
+    s.oauth(
+        "CreateRule",
+        &t,
+        &json!({"ApplicationId": "acme-app", "TrusteePrefixedUniversal": "local:nobody"}),
+    )
+    .await
+    .refused(18);
+    // Malformed bodies: 400 in the OAuth error shape.
+    for raw in ["{", "[1]", "\"x\""] {
+        let r = s
+            .client
+            .post(s.url("/vedsdk/oauth/createapplication"))
+            .bearer_auth(&t)
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .expect("send");
+        let r = crate::common::Reply::read(r).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+        assert_eq!(r.json["error"], "invalid_request");
+    }
+    let wrong_type = s
+        .oauth(
+            "CreateApplication",
+            &t,
+            &json!({"ApplicationId": "x", "Scope": "certificate", "AccessValidity": "soon"}),
+        )
+        .await;
+    assert_eq!(wrong_type.status, StatusCode::BAD_REQUEST);
+    // Read back: nothing changed.
+    let after = s
+        .oauth("GetApplication", &t, &json!({"ApplicationId": "acme-app"}))
+        .await
+        .ok()
+        .json;
+    assert_eq!(before["Application"], after["Application"]);
+    let apps = s.oauth("EnumerateApplications", &t, &json!({})).await.ok();
+    assert_eq!(apps.json["Applications"].as_array().map(Vec::len), Some(2));
+    let rules = s
+        .oauth("GetRules", &t, &json!({"ApplicationId": "acme-app"}))
+        .await
+        .ok();
+    assert_eq!(rules.json["Rules"].as_array().map(Vec::len), Some(1));
+    assert_eq!(rules.json["Rules"][0]["MaximumScope"], "certificate");
+}
+
+#[tokio::test]
+async fn rules_grants_and_counts() {
+    let (s, t) = setup().await;
+    s.add_user("bob", "bob-pw").await;
+    s.oauth("CreateApplication", &t, &app_body("acme-app"))
+        .await
+        .ok();
+    let rule = s
+        .oauth("CreateRule", &t, &json!({"ApplicationId": "acme-app", "TrusteePrefixedUniversal": "everyone", "Description": "all", "MaximumScope": "certificate:manage,revoke", "AccessValidity": 600}))
+        .await
+        .ok();
+    let r = &rule.json["Rule"];
+    assert_eq!(r["ApplicationId"], "acme-app");
+    assert_eq!(r["TrusteePrefixedUniversal"], "everyone");
+    assert_eq!(r["Description"], "all");
+    assert_eq!(r["MaximumScope"], "certificate:manage,revoke");
+    assert_eq!(r["AccessValidity"], 600);
+    assert!(r["GrantValidity"].is_null());
+    assert!(r["Renewable"].is_null());
+    // The application created through the API issues tokens, with the rule's validity.
+    let now = s.clock.now_secs_for_tests();
+    let alice = s
+        .password_grant("acme-app", "alice", "alice-pw", "certificate:manage")
+        .await;
+    assert_eq!(alice.status, StatusCode::OK, "{}", alice.text);
+    assert_eq!(alice.json["expires"].as_i64(), Some(now + 600));
+    let bob = s
+        .password_grant("acme-app", "bob", "bob-pw", "certificate:revoke")
+        .await;
+    assert_eq!(bob.status, StatusCode::OK);
+    let (alice_at, bob_at) = (alice.str("access_token"), bob.str("access_token"));
+
+    let count = s
+        .oauth("GrantCount", &t, &json!({"ApplicationId": "acme-app"}))
+        .await
+        .ok();
+    assert_eq!(count.json["Count"], 2);
+    let users = s
+        .oauth("UserCount", &t, &json!({"ApplicationId": "acme-app"}))
+        .await
+        .ok();
+    assert_eq!(users.json["Count"], 2);
+    let listed = s
+        .oauth(
+            "EnumerateGrants",
+            &t,
+            &json!({"ApplicationId": "acme-app", "Count": 10}),
+        )
+        .await
+        .ok();
+    let grants = listed.json["Grants"].as_array().expect("grants");
+    assert_eq!(grants.len(), 2);
+    let g = &grants[0];
+    assert!(g["AccessToken"].is_null() && g["RefreshToken"].is_null());
+    assert_eq!(g["Application"], "acme-app");
+    assert_eq!(g["GrantedToPrefixedUniversal"], "everyone");
+    assert_eq!(g["ValidFor"], 600);
+    for k in [
+        "AccessIssuedOn",
+        "AccessIssuedOnISO8601",
+        "Expires",
+        "ExpiresISO8601",
+        "GrantIssuedOn",
+        "GrantIssuedOnISO8601",
+    ] {
+        assert!(g[k].is_string(), "{k}");
+    }
+    for k in [
+        "AccessIssuedOnUnixTime",
+        "ExpiresUnixTime",
+        "GrantIssuedOnUnixTime",
+    ] {
+        assert!(g[k].is_i64(), "{k}");
+    }
+    assert_eq!(g.as_object().map(|o| o.len()), Some(16));
+    let alice_id = alice.str("identity");
+    let mine = s
+        .oauth(
+            "GetGrants",
+            &t,
+            &json!({"GranteePrefixedUniversal": alice_id}),
+        )
+        .await
+        .ok();
+    assert_eq!(mine.json["Grants"].as_array().map(Vec::len), Some(1));
+    assert_eq!(mine.json["Grants"][0]["GranteePrefixedUniversal"], alice_id);
+
+    // UpdateRule replaces the rule; GetRules and EnumerateRules read it back.
+    s.oauth("UpdateRule", &t, &json!({"Rule": {"ApplicationId": "acme-app", "TrusteePrefixedUniversal": "everyone", "MaximumScope": "certificate:manage"}})).await.ok();
+    let rules = s
+        .oauth("EnumerateRules", &t, &json!({"ApplicationId": "acme-app"}))
+        .await
+        .ok();
+    assert_eq!(rules.json["Rules"][0]["MaximumScope"], "certificate:manage");
+    assert!(rules.json["Rules"][0]["AccessValidity"].is_null());
+    s.oauth(
+        "UpdateRule",
+        &t,
+        &json!({"Rule": {"ApplicationId": "acme-app", "TrusteePrefixedUniversal": "local:bob"}}),
+    )
+    .await
+    .refused(4);
+    let by_trustee = s
+        .oauth(
+            "GetRules",
+            &t,
+            &json!({"TrusteePrefixedUniversals": ["everyone"]}),
+        )
+        .await
+        .ok();
+    assert_eq!(by_trustee.json["Rules"].as_array().map(Vec::len), Some(1));
+
+    // Deleting the rule stops new grants; existing grants keep working.
+    s.oauth(
+        "DeleteRule",
+        &t,
+        &json!({"ApplicationId": "acme-app", "TrusteePrefixedUniversal": "everyone"}),
+    )
+    .await
+    .ok();
+    s.oauth(
+        "DeleteRule",
+        &t,
+        &json!({"ApplicationId": "acme-app", "TrusteePrefixedUniversal": "everyone"}),
+    )
+    .await
+    .refused(4);
+    s.password_grant("acme-app", "alice", "alice-pw", "certificate:manage")
+        .await
+        .assert_error(
+            401,
+            "invalid_grant",
+            "Failed to issue grant: user is not allowed to use this application",
+        );
+    assert_eq!(s.verify(&alice_at).await.status, StatusCode::OK);
+
+    // RevokeGrants by identity: that identity's tokens fail verify, others' don't.
+    s.oauth(
+        "RevokeGrants",
+        &t,
+        &json!({"GranteePrefixedUniversal": alice_id}),
+    )
+    .await
+    .ok();
+    assert_eq!(s.verify(&alice_at).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(s.verify(&bob_at).await.status, StatusCode::OK);
+    let none = s.oauth("RevokeGrants", &t, &json!({})).await;
+    assert_eq!(none.status, StatusCode::BAD_REQUEST);
+    // By application.
+    s.oauth("RevokeGrants", &t, &json!({"ApplicationId": "acme-app"}))
+        .await
+        .ok();
+    assert_eq!(s.verify(&bob_at).await.status, StatusCode::UNAUTHORIZED);
+    // DeleteRules by application.
+    s.oauth(
+        "CreateRule",
+        &t,
+        &json!({"ApplicationId": "acme-app", "TrusteePrefixedUniversal": "local:bob"}),
+    )
+    .await
+    .ok();
+    s.oauth("DeleteRules", &t, &json!({"ApplicationId": "acme-app"}))
+        .await
+        .ok();
+    let left = s
+        .oauth("GetRules", &t, &json!({"ApplicationId": "acme-app"}))
+        .await
+        .ok();
+    assert_eq!(left.json["Rules"], json!([]));
+}
+
+#[tokio::test]
+async fn configuration_drives_behaviour_at_once() {
+    let (s, t) = setup().await;
+    s.add_app("vcert-sdk", "certificate").await;
+    s.allow("vcert-sdk", "everyone", None).await;
+    let got = s.oauth("GetConfiguration", &t, &json!({})).await.ok();
+    let mut cfg = got.json["Configuration"].clone();
+    assert_eq!(cfg["AuthorizeByPassword"], true);
+    assert_eq!(cfg["RefreshEndpointEnabled"], true);
+    assert_eq!(cfg["DefaultAccessTokenValidity"], 7_776_000);
+    assert_eq!(cfg["DefaultGrantValidity"], 31_536_000);
+    assert_eq!(cfg["DefaultGrantRefreshable"], true);
+    let (_, refresh) = s
+        .tokens("vcert-sdk", "alice", "alice-pw", "certificate")
+        .await;
+
+    cfg["AuthorizeByPassword"] = json!(false);
+    cfg["RefreshEndpointEnabled"] = json!(false);
+    cfg["SessionPoolSize"] = json!(123);
+    s.oauth("SetConfiguration", &t, &json!({"Configuration": cfg}))
+        .await
+        .ok();
+    s.password_grant("vcert-sdk", "alice", "alice-pw", "certificate")
+        .await
+        .assert_error(
+            400,
+            "unauthorized_client",
+            "Username/Password authentication not enabled",
+        );
+    let r = s.refresh("vcert-sdk", &refresh).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json["error"], "unauthorized_client");
+    // Fields vedauth does not use are kept as given.
+    let back = s.oauth("GetConfiguration", &t, &json!({})).await.ok();
+    assert_eq!(back.json["Configuration"]["SessionPoolSize"], 123);
+
+    // Full replacement: an empty configuration means the defaults, and service resumes.
+    s.oauth(
+        "SetConfiguration",
+        &t,
+        &json!({"Configuration": {"DefaultAccessTokenValidity": 60}}),
+    )
+    .await
+    .ok();
+    let now = s.clock.now_secs_for_tests();
+    let r = s
+        .password_grant("vcert-sdk", "alice", "alice-pw", "certificate")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["expires"].as_i64(), Some(now + 60));
+    assert_eq!(
+        s.refresh("vcert-sdk", &refresh).await.status,
+        StatusCode::OK
+    );
+    let back = s.oauth("GetConfiguration", &t, &json!({})).await.ok();
+    assert!(back.json["Configuration"].get("SessionPoolSize").is_none());
+    s.oauth(
+        "SetConfiguration",
+        &t,
+        &json!({"Configuration": {"DefaultAccessTokenValidity": 0}}),
+    )
+    .await
+    .refused(6);
+    assert_eq!(
+        s.oauth("SetConfiguration", &t, &json!({})).await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn two_layers_of_authorization() {
+    let (s, admin_token) = setup().await;
+    s.add_app("vcert-sdk", "certificate;admin").await;
+    s.allow("vcert-sdk", "everyone", None).await;
+    // Layer 1: a token without the admin scope gets 403 insufficient_scope.
+    let (cert_only, _) = s
+        .tokens("vcert-sdk", "alice", "alice-pw", "certificate")
+        .await;
+    let r = s.oauth("GetApplications", &cert_only, &json!({})).await;
+    r.assert_error(
+        403,
+        "insufficient_scope",
+        "Grant rejected scope 'admin'. Call POST Authorize/OAuth with the correct scope and restriction. Update the header with the new token and retry.",
+    );
+    // A bad token: 401 invalid_token.
+    let r = s
+        .oauth("GetApplications", "AAAAAAAAAAAAAAAAAAAAAA==", &json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json["error"], "invalid_token");
+    // Layer 2: an admin-scoped token of an identity without a role gets 401 insufficient_rights.
+    let (no_role, _) = s.tokens("vcert-sdk", "alice", "alice-pw", "admin").await;
+    for op in [
+        "CreateApplication",
+        "EnumerateApplications",
+        "SetConfiguration",
+        "ListRoles",
+        "EnumerateGrants",
+    ] {
+        let r = s
+            .oauth(
+                op,
+                &no_role,
+                &json!({"ApplicationId": "vcert-sdk", "Configuration": {}}),
+            )
+            .await;
+        r.assert_error(
+            401,
+            "insufficient_rights",
+            "The underlying user account does not have sufficient permissions for this request",
+        );
+    }
+    // Without a role an identity still sees its own role and may revoke its own grants.
+    let role = s.oauth("GetRole", &no_role, &json!({})).await.ok();
+    assert_eq!(role.json["Role"]["Role"], 0);
+    let alice_id = s.verify(&no_role).await.str("identity");
+    // Roles: the bootstrap admin holds Admin; grant alice Auditor, then Owner of one app.
+    let roles = s.oauth("ListRoles", &admin_token, &json!({})).await.ok();
+    assert_eq!(roles.json["Roles"].as_array().map(Vec::len), Some(1));
+    assert_eq!(roles.json["Roles"][0]["Role"], 6);
+    s.oauth(
+        "GrantRole",
+        &admin_token,
+        &json!({"GranteePrefixedUniversal": alice_id, "Role": 1}),
+    )
+    .await
+    .ok();
+    let listed = s
+        .oauth("EnumerateApplications", &no_role, &json!({}))
+        .await
+        .ok();
+    assert_eq!(
+        listed.json["Applications"].as_array().map(Vec::len),
+        Some(2)
+    );
+    // An auditor reads but does not change: refused in the envelope with result 9.
+    s.oauth("CreateApplication", &no_role, &app_body("x"))
+        .await
+        .refused(9);
+    let role = s.oauth("GetRole", &no_role, &json!({})).await.ok();
+    assert_eq!(role.json["Role"]["Role"], 1);
+    s.oauth(
+        "RevokeRole",
+        &admin_token,
+        &json!({"GranteePrefixedUniversal": alice_id, "Role": 1}),
+    )
+    .await
+    .ok();
+    s.oauth(
+        "RevokeRole",
+        &admin_token,
+        &json!({"GranteePrefixedUniversal": alice_id, "Role": 1}),
+    )
+    .await
+    .refused(1);
+    s.oauth(
+        "GrantRole",
+        &admin_token,
+        &json!({"GranteePrefixedUniversal": alice_id, "Role": 3}),
+    )
+    .await
+    .refused(6);
+    s.oauth(
+        "GrantRole",
+        &admin_token,
+        &json!({"GranteePrefixedUniversal": alice_id, "Role": 3, "ApplicationId": "vcert-sdk"}),
+    )
+    .await
+    .ok();
+    let role = s.oauth("GetRole", &no_role, &json!({})).await.ok();
+    assert_eq!(role.json["Role"]["Role"], 3);
+    assert_eq!(
+        role.json["Role"]["OwnedApplications"][0]["ApplicationId"],
+        "vcert-sdk"
+    );
+    // An owner manages its application but not another.
+    let mine = s
+        .oauth("EnumerateApplications", &no_role, &json!({}))
+        .await
+        .ok();
+    assert_eq!(mine.json["Applications"].as_array().map(Vec::len), Some(1));
+    s.oauth(
+        "GetApplication",
+        &no_role,
+        &json!({"ApplicationId": "vedauth-admin"}),
+    )
+    .await
+    .refused(9);
+    s.oauth(
+        "CreateRule",
+        &no_role,
+        &json!({"ApplicationId": "vcert-sdk", "TrusteePrefixedUniversal": "local:admin"}),
+    )
+    .await
+    .ok();
+    s.oauth("GrantRole", &admin_token, &json!({"GranteePrefixedUniversal": "local:{00000000-0000-0000-0000-000000000000}", "Role": 1})).await.refused(18);
+}
+
+#[tokio::test]
+async fn deleting_an_application_revokes_its_grants() {
+    let (s, t) = setup().await;
+    s.oauth("CreateApplication", &t, &app_body("acme-app"))
+        .await
+        .ok();
+    s.oauth(
+        "CreateRule",
+        &t,
+        &json!({"ApplicationId": "acme-app", "TrusteePrefixedUniversal": "everyone"}),
+    )
+    .await
+    .ok();
+    let (at, rt) = s
+        .tokens("acme-app", "alice", "alice-pw", "certificate:manage")
+        .await;
+    assert_eq!(s.verify(&at).await.status, StatusCode::OK);
+    s.oauth(
+        "DeleteApplication",
+        &t,
+        &json!({"ApplicationId": "acme-app"}),
+    )
+    .await
+    .ok();
+    assert_eq!(s.verify(&at).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        s.refresh("acme-app", &rt).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    s.oauth(
+        "DeleteApplication",
+        &t,
+        &json!({"ApplicationId": "acme-app"}),
+    )
+    .await
+    .refused(2);
+}
+
+#[tokio::test]
+async fn disabling_a_user_revokes_their_grants() {
+    let (s, _) = setup().await;
+    s.add_app("vcert-sdk", "certificate").await;
+    s.allow("vcert-sdk", "everyone", None).await;
+    let (at, _) = s
+        .tokens("vcert-sdk", "alice", "alice-pw", "certificate")
+        .await;
+    assert_eq!(s.verify(&at).await.status, StatusCode::OK);
+    let admin = vedauth::admin::Admin::new(&s.app);
+    let n = admin
+        .set_user_disabled(&vedauth::admin::Caller::Operator, "alice", true)
+        .await
+        .expect("disable");
+    assert_eq!(n, 1);
+    assert_eq!(s.verify(&at).await.status, StatusCode::UNAUTHORIZED);
+    s.password_grant("vcert-sdk", "alice", "alice-pw", "certificate")
+        .await
+        .assert_error(
+            401,
+            "invalid_grant",
+            "Username/password combination not valid",
+        );
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_vedauth");
+
+#[test]
+fn config_check_names_unknown_keys_and_defaults_match_the_docs() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "listen = \"127.0.0.1:9443\"\n[tokens]\nverify_cache_ttl = 5\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("verify_cache_ttl"), "{err}");
+    let good = tmp.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "listen = \"127.0.0.1:9443\"\n[tokens]\nverify_cache_ttl_secs = 5\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&good)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // `config defaults` and docs/configuration.md name the same keys.
+    let out = std::process::Command::new(BIN)
+        .args(["config", "defaults"])
+        .output()
+        .expect("run");
+    let defaults = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut section = String::new();
+    let mut from_defaults = std::collections::BTreeSet::new();
+    for line in defaults.lines() {
+        let line = line.trim();
+        if let Some(t) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = t.to_string();
+        } else if !line.starts_with('#') {
+            if let Some((k, _)) = line.split_once(" = ") {
+                from_defaults.insert(if section.is_empty() {
+                    k.to_string()
+                } else {
+                    format!("{section}.{k}")
+                });
+            }
+        }
+    }
+    let docs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .expect("docs");
+    // Keys are documented as the first cell of a table row: | `key` | ...
+    let from_docs: std::collections::BTreeSet<String> = docs
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once('`').map(|(k, _)| k.to_string()))
+        .filter(|k| !k.starts_with("ldap.") && !k.starts_with("VEDAUTH_"))
+        .collect();
+    assert!(from_defaults.len() > 10, "{defaults}");
+    assert_eq!(from_defaults, from_docs);
+}
