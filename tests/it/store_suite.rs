@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use vedauth::store::sqlite::SqliteStore;
 use vedauth::store::{
-    Application, Grant, GrantFilter, Lifetime, Rotation, Rule, Settings, SharedStore, StoreError,
-    User,
+    Application, Grant, GrantFilter, Lifetime, RoleAssignment, Rotation, Rule, Settings,
+    SharedStore, StoreError, User,
 };
 use vedauth::token::TokenDigest;
 
@@ -291,6 +291,69 @@ pub async fn grants(s: &SharedStore) {
     assert_eq!(counts.applications, 1);
 }
 
+pub async fn roles(s: &SharedStore) {
+    let admin = RoleAssignment {
+        grantee: "local:{1}".into(),
+        role: 6,
+        client_id: None,
+    };
+    let owner_a = RoleAssignment {
+        grantee: "local:{2}".into(),
+        role: 3,
+        client_id: Some("a".into()),
+    };
+    let owner_b = RoleAssignment {
+        grantee: "local:{2}".into(),
+        role: 3,
+        client_id: Some("b".into()),
+    };
+    for r in [&admin, &owner_a, &owner_b] {
+        s.add_role(r).await.expect("add");
+    }
+    assert!(matches!(
+        s.add_role(&admin).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(s.roles(None).await.expect("roles").len(), 3);
+    assert_eq!(
+        s.roles(Some("local:{2}")).await.expect("roles"),
+        vec![owner_a.clone(), owner_b.clone()]
+    );
+    assert_eq!(
+        s.roles(Some("local:{1}")).await.expect("roles"),
+        vec![admin.clone()]
+    );
+    assert_eq!(
+        s.remove_role("local:{2}", 3, Some("a"))
+            .await
+            .expect("remove"),
+        1
+    );
+    assert_eq!(
+        s.roles(Some("local:{2}")).await.expect("roles"),
+        vec![owner_b.clone()]
+    );
+    // Without an application, every assignment of that role goes.
+    s.add_role(&owner_a).await.expect("add");
+    assert_eq!(
+        s.remove_role("local:{2}", 3, None).await.expect("remove"),
+        2
+    );
+    assert_eq!(
+        s.remove_role("local:{2}", 3, None).await.expect("remove"),
+        0
+    );
+    // Deleting an application removes the roles held on it.
+    s.create_application(&app("a")).await.expect("app");
+    s.add_role(&owner_a).await.expect("add");
+    s.delete_application("a").await.expect("delete");
+    assert_eq!(s.roles(Some("local:{2}")).await.expect("roles"), vec![]);
+    assert_eq!(
+        s.roles(Some("local:{1}")).await.expect("roles"),
+        vec![admin]
+    );
+}
+
 pub async fn sweep(s: &SharedStore) {
     s.create_application(&app("a")).await.expect("app");
     // Expired grant, live grant, never-expiring grant, and a non-renewable one whose access
@@ -331,6 +394,7 @@ where
     applications_and_rules(&open().await).await;
     settings(&open().await).await;
     grants(&open().await).await;
+    roles(&open().await).await;
     sweep(&open().await).await;
 }
 
