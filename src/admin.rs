@@ -135,6 +135,14 @@ impl Caller {
         }
     }
 
+    /// How the audit trail names the caller.
+    pub fn name(&self) -> &str {
+        match self {
+            Caller::Operator => "operator (command line)",
+            Caller::Identity { identity, .. } => identity,
+        }
+    }
+
     fn is(&self, identity: &str) -> bool {
         matches!(self, Caller::Identity { identity: me, .. } if me.eq_ignore_ascii_case(identity))
     }
@@ -296,6 +304,20 @@ impl<'a> Admin<'a> {
         Self { app }
     }
 
+    /// Records an administration change in the audit trail.
+    fn audit(&self, caller: &Caller, op: &str, detail: serde_json::Value) -> AdminResult<()> {
+        self.app
+            .audit
+            .record(&crate::audit::Event {
+                event: "admin_change",
+                cause: Some(op),
+                identity: Some(caller.name()),
+                detail: Some(detail),
+                ..Default::default()
+            })
+            .map_err(|e| AdminError::Unavailable(e.to_string()))
+    }
+
     /// The caller behind an identity, with its role assignments from the store.
     pub async fn caller(&self, identity: &str) -> AdminResult<Caller> {
         let roles = self.app.store.roles(Some(identity)).await?;
@@ -411,7 +433,15 @@ impl<'a> Admin<'a> {
                 ResultCode::ApplicationAlreadyExists,
                 format!("Application '{}' already exists", app.client_id),
             )),
-            other => other.map(|_| app).map_err(Into::into),
+            Err(e) => Err(e.into()),
+            Ok(()) => {
+                self.audit(
+                    caller,
+                    "create_application",
+                    serde_json::json!({"client_id": app.client_id, "scope": app.max_scope}),
+                )?;
+                Ok(app)
+            }
         }
     }
 
@@ -430,7 +460,11 @@ impl<'a> Admin<'a> {
                 "Application not found",
             ));
         }
-        tracing::info!(client_id = %app.client_id, "application updated");
+        self.audit(
+            caller,
+            "update_application",
+            serde_json::json!({"client_id": app.client_id, "scope": app.max_scope}),
+        )?;
         Ok(app)
     }
 
@@ -588,7 +622,11 @@ impl<'a> Admin<'a> {
                     rule.trustee, rule.client_id
                 ),
             )),
-            other => other.map(|_| rule).map_err(Into::into),
+            Err(e) => Err(e.into()),
+            Ok(()) => {
+                self.audit(caller, "create_rule", serde_json::json!({"client_id": rule.client_id, "trustee": rule.trustee, "max_scope": rule.max_scope}))?;
+                Ok(rule)
+            }
         }
     }
 
@@ -603,6 +641,7 @@ impl<'a> Admin<'a> {
         if !self.app.store.update_rule(&rule).await? {
             return Err(refused(ResultCode::RuleNotFound, "Rule not found"));
         }
+        self.audit(caller, "update_rule", serde_json::json!({"client_id": rule.client_id, "trustee": rule.trustee, "max_scope": rule.max_scope}))?;
         Ok(rule)
     }
 
@@ -640,6 +679,11 @@ impl<'a> Admin<'a> {
         for r in &targets {
             if self.app.store.delete_rule(&r.client_id, &r.trustee).await? {
                 n += 1;
+                self.audit(
+                    caller,
+                    "delete_rule",
+                    serde_json::json!({"client_id": r.client_id, "trustee": r.trustee}),
+                )?;
             }
         }
         Ok(n)
@@ -741,6 +785,11 @@ impl<'a> Admin<'a> {
             })
             .await
             .map_err(|e| AdminError::Unavailable(e.to_string()))?;
+        self.audit(
+            caller,
+            "revoke_grants",
+            serde_json::json!({"identity": identity, "client_id": client_id, "count": n}),
+        )?;
         Ok(n)
     }
 
@@ -770,9 +819,14 @@ impl<'a> Admin<'a> {
         self.check_identity(&r.grantee, false).await?;
         match self.app.store.add_role(&r).await {
             // Granting a role already held is not an error.
-            Err(StoreError::Conflict) | Ok(()) => Ok(()),
-            Err(e) => Err(e.into()),
+            Err(StoreError::Conflict) | Ok(()) => {}
+            Err(e) => return Err(e.into()),
         }
+        self.audit(
+            caller,
+            "grant_role",
+            serde_json::json!({"grantee": r.grantee, "role": r.role, "client_id": r.client_id}),
+        )
     }
 
     fn normalize_role(&self, mut r: RoleAssignment) -> AdminResult<RoleAssignment> {
@@ -809,6 +863,11 @@ impl<'a> Admin<'a> {
         if n == 0 {
             return Err(refused(ResultCode::Failure, "No such role assignment"));
         }
+        self.audit(
+            caller,
+            "revoke_role",
+            serde_json::json!({"grantee": grantee, "role": role_id, "client_id": scope}),
+        )?;
         Ok(n)
     }
 
@@ -895,7 +954,11 @@ impl<'a> Admin<'a> {
             ));
         }
         self.app.store.put_settings(&s).await?;
-        tracing::info!("global configuration replaced");
+        self.audit(
+            caller,
+            "set_configuration",
+            serde_json::to_value(&s).unwrap_or_default(),
+        )?;
         Ok(())
     }
 
@@ -916,6 +979,16 @@ impl<'a> Admin<'a> {
             )
         })?;
         self.app.store.set_user_disabled(&user.id, disabled).await?;
+        let op = if disabled {
+            "disable_user"
+        } else {
+            "enable_user"
+        };
+        self.audit(
+            caller,
+            op,
+            serde_json::json!({"user": name, "identity": user.identity()}),
+        )?;
         if !disabled {
             return Ok(0);
         }
@@ -927,6 +1000,33 @@ impl<'a> Admin<'a> {
             })
             .await
             .map_err(|e| AdminError::Unavailable(e.to_string()))
+    }
+
+    /// The lockout state of an identity (failures counted, locked until).
+    pub async fn lock_state(&self, identity: &str) -> AdminResult<Option<crate::lockout::State>> {
+        match self.app.engine.identities().lockout() {
+            Some(l) => Ok(Some(l.state(identity).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Ends a lockout early and forgets counted failures.
+    pub async fn unlock(&self, caller: &Caller, identity: &str) -> AdminResult<bool> {
+        caller.check(Need::Admin)?;
+        let Some(l) = self.app.engine.identities().lockout() else {
+            return Ok(false);
+        };
+        let was = l.unlock(identity).await?;
+        self.app
+            .audit
+            .record(&crate::audit::Event {
+                event: "unlock",
+                identity: Some(identity),
+                detail: Some(serde_json::json!({"by": caller.name(), "had_state": was})),
+                ..Default::default()
+            })
+            .map_err(|e| AdminError::Unavailable(e.to_string()))?;
+        Ok(was)
     }
 }
 

@@ -4,11 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::api::client::Limiter;
+use crate::audit::Audit;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::grants::Engine;
 use crate::identity::local::LocalProvider;
 use crate::identity::{Identities, IdentityProvider};
+use crate::lockout::Lockout;
 use crate::password::{HashParams, HashPool, PasswordError};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{SharedStore, StoreError};
@@ -26,6 +29,8 @@ pub enum AppError {
     Password(#[from] PasswordError),
     #[error("unsupported database URL (expected sqlite: or postgres://): {0}")]
     DatabaseUrl(String),
+    #[error("{0}")]
+    Audit(String),
     #[error("identity providers: {0}")]
     Providers(String),
 }
@@ -39,6 +44,8 @@ pub struct App {
     pub pool: HashPool,
     pub engine: Engine,
     pub clock: SharedClock,
+    pub audit: Arc<Audit>,
+    pub limiter: Limiter,
 }
 
 pub const DB_FILE: &str = "vedauth.db";
@@ -87,13 +94,23 @@ impl App {
             vec![Arc::new(LocalProvider::new(store.clone(), pool.clone()))];
         providers
             .extend(crate::identity::ldap::providers(&config.ldap).map_err(AppError::Providers)?);
-        let identities = Arc::new(Identities::new(providers, pool.clone()));
+        let lockout = config
+            .lockout
+            .enabled
+            .then(|| Lockout::new(store.clone(), clock.clone(), config.lockout.clone()));
+        let identities = Arc::new(Identities::new(providers, pool.clone(), lockout));
+        let audit = Arc::new(
+            Audit::open(&config.audit, &data_dir, clock.clone())
+                .map_err(|e| AppError::Audit(e.to_string()))?,
+        );
         let engine = Engine::new(
             store.clone(),
             identities,
             clock.clone(),
             config.tokens.engine_options(),
+            audit.clone(),
         );
+        let limiter = Limiter::new(&config.rate_limit);
         Ok(Self {
             config,
             data_dir,
@@ -101,6 +118,8 @@ impl App {
             pool,
             engine,
             clock,
+            audit,
+            limiter,
         })
     }
 }

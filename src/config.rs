@@ -55,6 +55,10 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     pub password_hash: PasswordHashConfig,
     pub tokens: TokenConfig,
+    pub lockout: crate::lockout::LockoutPolicy,
+    pub audit: crate::audit::AuditConfig,
+    pub rate_limit: RateLimitConfig,
+    pub http: HttpConfig,
     /// Directory identity providers (LDAP, Active Directory), tried in this order after local users.
     pub ldap: Vec<crate::identity::ldap::LdapConfig>,
 }
@@ -135,6 +139,59 @@ impl TokenConfig {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    /// Sustained requests per second per client address on authorize, token and revoke.
+    pub per_second: u32,
+    /// Requests a client address may make at once before the sustained rate applies.
+    pub burst: u32,
+    /// Peers whose `X-Forwarded-For` is believed (IP addresses or CIDR blocks).
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            per_second: 20,
+            burst: 40,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Seconds a client may take to send a request's headers.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request may take from its headers to its response.
+    pub request_timeout_secs: u64,
+    /// Bytes of request line and headers (HTTP/1.1 read buffer).
+    pub max_header_bytes: usize,
+    /// Header fields per request.
+    pub max_headers: usize,
+    /// `Strict-Transport-Security` max-age on HTTPS; 0 = no header.
+    pub hsts_max_age_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+            hsts_max_age_secs: 31_536_000,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -147,6 +204,10 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             password_hash: PasswordHashConfig::default(),
             tokens: TokenConfig::default(),
+            lockout: Default::default(),
+            audit: Default::default(),
+            rate_limit: RateLimitConfig::default(),
+            http: HttpConfig::default(),
             ldap: Vec::new(),
         }
     }
@@ -158,6 +219,8 @@ pub enum Kind {
     Str,
     Int,
     Bool,
+    /// Comma-separated in the environment.
+    List,
 }
 
 /// One configuration key: its dotted path, type and meaning. This table is the single source
@@ -188,6 +251,22 @@ pub const KEYS: &[Key] = &[
     Key { path: "tokens.verify_cache_capacity", kind: Kind::Int, doc: "Entries in the verify cache." },
     Key { path: "tokens.sweep_interval_secs", kind: Kind::Int, doc: "Seconds between sweeps of expired grants." },
     Key { path: "tokens.sweep_batch", kind: Kind::Int, doc: "Grants deleted per sweep statement." },
+    Key { path: "lockout.enabled", kind: Kind::Bool, doc: "Lock an identity out after too many failed logins." },
+    Key { path: "lockout.threshold", kind: Kind::Int, doc: "Failed logins within the window that lock the identity." },
+    Key { path: "lockout.window_secs", kind: Kind::Int, doc: "Seconds over which failed logins are counted." },
+    Key { path: "lockout.duration_secs", kind: Kind::Int, doc: "Seconds a locked identity stays locked (vedauth user unlock ends it early)." },
+    Key { path: "audit.path", kind: Kind::Str, doc: "Audit trail file; empty = <data-dir>/audit.log, \"-\" = standard output, \"off\" = none." },
+    Key { path: "audit.fail_closed", kind: Kind::Bool, doc: "Refuse requests (503) when an audit event cannot be written." },
+    Key { path: "rate_limit.enabled", kind: Kind::Bool, doc: "Rate-limit the authorize, token and revoke endpoints per client address." },
+    Key { path: "rate_limit.per_second", kind: Kind::Int, doc: "Sustained requests per second per client address." },
+    Key { path: "rate_limit.burst", kind: Kind::Int, doc: "Requests a client address may make at once before the sustained rate applies." },
+    Key { path: "rate_limit.trusted_proxies", kind: Kind::List, doc: "Peers (IP addresses or CIDR blocks) whose X-Forwarded-For names the client; comma-separated in the environment." },
+    Key { path: "http.max_connections", kind: Kind::Int, doc: "Connections served at once; more wait in the kernel's backlog." },
+    Key { path: "http.header_read_timeout_secs", kind: Kind::Int, doc: "Seconds a client may take to send a request's headers before it is cut off." },
+    Key { path: "http.request_timeout_secs", kind: Kind::Int, doc: "Seconds a request may take from its headers to its response." },
+    Key { path: "http.max_header_bytes", kind: Kind::Int, doc: "Bytes of request line and headers." },
+    Key { path: "http.max_headers", kind: Kind::Int, doc: "Header fields per request." },
+    Key { path: "http.hsts_max_age_secs", kind: Kind::Int, doc: "Strict-Transport-Security max-age on HTTPS; 0 = no header." },
 ];
 
 impl Key {
@@ -225,6 +304,13 @@ fn env_value(key: &Key, raw: &str) -> Result<toml::Value, ConfigError> {
                 key.env_name()
             ))),
         },
+        Kind::List => Ok(toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        )),
     }
 }
 
@@ -370,6 +456,26 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "tls_cert_file",
                 message: "tls_cert_file and tls_key_file go together".into(),
+            });
+        }
+        for p in &self.rate_limit.trusted_proxies {
+            crate::api::client::parse_cidr(p).ok_or_else(|| ConfigError::Invalid {
+                key: "rate_limit.trusted_proxies",
+                message: format!("'{p}' is not an IP address or CIDR block"),
+            })?;
+        }
+        if self.rate_limit.enabled
+            && (self.rate_limit.per_second == 0 || self.rate_limit.burst == 0)
+        {
+            return Err(ConfigError::Invalid {
+                key: "rate_limit.per_second",
+                message: "per_second and burst must be at least 1 (or set enabled = false)".into(),
+            });
+        }
+        if self.lockout.enabled && self.lockout.threshold == 0 {
+            return Err(ConfigError::Invalid {
+                key: "lockout.threshold",
+                message: "must be at least 1 (or set enabled = false)".into(),
             });
         }
         if self.tokens.sweep_batch == 0 {

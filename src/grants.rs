@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 
+use std::net::IpAddr;
+
+use crate::audit::{hex, Audit, Event};
 use crate::clock::{SharedClock, UnixTime};
 use crate::identity::{AuthOutcome, Identities, IdpError, Principal, RejectCause};
 use crate::scope::{Scope, ScopeError};
@@ -24,12 +27,15 @@ pub struct PasswordRequest {
     pub password: Option<Secret>,
     pub scope: Option<String>,
     pub state: Option<String>,
+    /// The client's address, for the audit trail.
+    pub source: Option<IpAddr>,
 }
 
 #[derive(Debug, Default, Clone)]
 pub struct RefreshRequest {
     pub client_id: Option<String>,
     pub refresh_token: Option<Secret>,
+    pub source: Option<IpAddr>,
 }
 
 /// What a successful authorize or refresh hands back.
@@ -82,6 +88,12 @@ pub enum GrantError {
     Unavailable(String),
 }
 
+impl From<crate::audit::AuditError> for GrantError {
+    fn from(e: crate::audit::AuditError) -> Self {
+        GrantError::Unavailable(e.to_string())
+    }
+}
+
 impl From<StoreError> for GrantError {
     fn from(e: StoreError) -> Self {
         GrantError::Unavailable(e.to_string())
@@ -122,6 +134,7 @@ pub struct Engine {
     identities: Arc<Identities>,
     clock: SharedClock,
     opts: EngineOptions,
+    audit: Arc<Audit>,
     /// Access-token digest to grant; saves a store read per verify. Revocation and refresh in
     /// this process remove entries at once; the time-to-live bounds what another process's
     /// revocation can leave behind.
@@ -181,6 +194,7 @@ impl Engine {
         identities: Arc<Identities>,
         clock: SharedClock,
         opts: EngineOptions,
+        audit: Arc<Audit>,
     ) -> Self {
         // A zero time-to-live turns the cache off: nothing is kept.
         let capacity = if opts.verify_cache_ttl.is_zero() {
@@ -197,8 +211,13 @@ impl Engine {
             identities,
             clock,
             opts,
+            audit,
             cache,
         }
+    }
+
+    pub fn audit(&self) -> &Arc<Audit> {
+        &self.audit
     }
 
     pub fn now(&self) -> UnixTime {
@@ -231,11 +250,36 @@ impl Engine {
             .application(&client_id)
             .await?
             .ok_or_else(|| GrantError::UnknownClient(client_id.clone()))?;
-        // The place for rate limits and lockout (a later issue) is here, before the password.
-        let principal = match self.identities.authenticate(&username, &password).await? {
+        // Rate limits apply before this (at the edge); lockout inside `authenticate`, before
+        // any password is checked.
+        let attempt = self.identities.authenticate(&username, &password).await?;
+        if let Some(until) = attempt.locked_until {
+            self.audit.record(&Event {
+                event: "lockout",
+                identity: attempt.identity.as_deref(),
+                username: Some(&username),
+                client_id: Some(&client_id),
+                source: req.source,
+                detail: Some(serde_json::json!({ "locked_until": until })),
+                ..Event::default()
+            })?;
+        }
+        let principal = match attempt.outcome {
             AuthOutcome::Authenticated(p) => p,
             AuthOutcome::Rejected(cause) => {
-                tracing::info!(client_id = %client_id, cause = ?cause, "login rejected");
+                let cause_text = serde_json::to_value(cause)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                self.audit.record(&Event {
+                    event: "login_failed",
+                    cause: Some(&cause_text),
+                    identity: attempt.identity.as_deref(),
+                    username: Some(&username),
+                    client_id: Some(&client_id),
+                    source: req.source,
+                    ..Event::default()
+                })?;
                 return Err(GrantError::BadCredentials(cause));
             }
             AuthOutcome::NotMine => {
@@ -274,6 +318,22 @@ impl Engine {
             refresh_digest: refresh.as_ref().map(|r| r.digest),
         };
         self.store.insert_grant(&grant).await?;
+        let audited = self.audit.record(&Event {
+            event: "grant_issued",
+            identity: Some(&grant.identity),
+            client_id: Some(&client_id),
+            source: req.source,
+            grant: Some(&grant.id),
+            access_digest: Some(hex(&grant.access_digest)),
+            refresh_digest: grant.refresh_digest.as_ref().map(hex),
+            detail: Some(serde_json::json!({ "scope": grant.scope })),
+            ..Event::default()
+        });
+        if let Err(e) = audited {
+            // Failing closed: a grant nobody can account for must not exist.
+            let _ = self.store.delete_grant(&grant.id).await;
+            return Err(e.into());
+        }
         tracing::info!(client_id = %client_id, identity = %grant.identity, grant = %grant.id, "grant issued");
         Ok(IssuedTokens {
             access_token: access.value,
@@ -307,6 +367,14 @@ impl Engine {
                     if let Some(access) = self.store.delete_grant(&grant_id).await? {
                         self.invalidate(&[access]).await;
                     }
+                    self.audit.record(&Event {
+                        event: "refresh_reuse_revoked",
+                        client_id: Some(&client_id),
+                        source: req.source,
+                        grant: Some(&grant_id),
+                        refresh_digest: Some(hex(&old)),
+                        ..Event::default()
+                    })?;
                     tracing::warn!(grant = %grant_id, "rotated refresh token reused; grant revoked");
                 }
             }
@@ -337,6 +405,16 @@ impl Engine {
             return Err(GrantError::InvalidGrant);
         }
         self.invalidate(&[grant.access_digest]).await;
+        self.audit.record(&Event {
+            event: "grant_refreshed",
+            identity: Some(&grant.identity),
+            client_id: Some(&client_id),
+            source: req.source,
+            grant: Some(&grant.id),
+            access_digest: Some(hex(&access.digest)),
+            refresh_digest: Some(hex(&refresh.digest)),
+            ..Event::default()
+        })?;
         tracing::info!(client_id = %client_id, identity = %grant.identity, grant = %grant.id, "grant refreshed");
         Ok(IssuedTokens {
             access_token: access.value,
@@ -378,9 +456,23 @@ impl Engine {
     }
 
     /// Revokes the grant behind an access token. `InvalidToken` if there is none.
-    pub async fn revoke(&self, access_token: &str) -> Result<Grant, GrantError> {
+    pub async fn revoke(
+        &self,
+        access_token: &str,
+        source: Option<IpAddr>,
+    ) -> Result<Grant, GrantError> {
         let grant = self.verify(access_token).await?;
         self.revoke_grant(&grant).await?;
+        self.audit.record(&Event {
+            event: "grant_revoked",
+            identity: Some(&grant.identity),
+            client_id: Some(&grant.client_id),
+            source,
+            grant: Some(&grant.id),
+            access_digest: Some(hex(&grant.access_digest)),
+            refresh_digest: grant.refresh_digest.as_ref().map(hex),
+            ..Event::default()
+        })?;
         Ok((*grant).clone())
     }
 
@@ -400,6 +492,16 @@ impl Engine {
     pub async fn revoke_matching(&self, filter: &GrantFilter) -> Result<usize, GrantError> {
         let gone = self.store.delete_grants(filter).await?;
         self.invalidate(&gone).await;
+        self.audit.record(&Event {
+            event: "grants_revoked",
+            identity: filter.identity.as_deref(),
+            client_id: filter.client_id.as_deref(),
+            detail: Some(serde_json::json!({
+                "count": gone.len(),
+                "access_digests": gone.iter().map(hex).collect::<Vec<_>>(),
+            })),
+            ..Event::default()
+        })?;
         tracing::info!(client_id = ?filter.client_id, identity = ?filter.identity, count = gone.len(), "grants revoked");
         Ok(gone.len())
     }

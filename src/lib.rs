@@ -10,12 +10,14 @@
 pub mod admin;
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod bootstrap;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod grants;
 pub mod identity;
+pub mod lockout;
 pub mod password;
 pub mod scope;
 pub mod secret;

@@ -21,8 +21,39 @@ use crate::api::{self, ApiState};
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Limits of the listener (the `[http]` configuration).
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// How long in-flight requests get after shutdown begins.
+    pub grace: Duration,
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    /// `Strict-Transport-Security` value for HTTPS responses.
+    pub hsts: Option<http::HeaderValue>,
+}
+
+impl ServerOptions {
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        let h = &cfg.http;
+        Self {
+            grace: Duration::from_secs(cfg.shutdown_grace_secs),
+            max_connections: h.max_connections.max(1),
+            header_read_timeout: Duration::from_secs(h.header_read_timeout_secs.max(1)),
+            request_timeout: Duration::from_secs(h.request_timeout_secs.max(1)),
+            max_header_bytes: h.max_header_bytes,
+            max_headers: h.max_headers.max(8),
+            hsts: (cfg.tls && h.hsts_max_age_secs > 0)
+                .then(|| {
+                    http::HeaderValue::from_str(&format!("max-age={}", h.hsts_max_age_secs)).ok()
+                })
+                .flatten(),
+        }
+    }
+}
 
 /// The peer's address, available to handlers as a request extension.
 #[derive(Debug, Clone, Copy)]
@@ -68,12 +99,12 @@ pub fn start(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     state: ApiState,
-    grace: Duration,
+    opts: ServerOptions,
 ) -> std::io::Result<ServerHandle> {
     let local_addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
     let is_tls = tls.is_some();
-    let task = tokio::spawn(accept_loop(listener, tls, state, stop_rx, grace));
+    let task = tokio::spawn(accept_loop(listener, tls, state, stop_rx, opts));
     Ok(ServerHandle {
         local_addr,
         tls: is_tls,
@@ -82,14 +113,51 @@ pub fn start(
     })
 }
 
-fn builder() -> Builder<TokioExecutor> {
+fn builder(opts: &ServerOptions) -> Builder<TokioExecutor> {
     let mut b = Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(opts.header_read_timeout)
+        .max_buf_size(opts.max_header_bytes.max(8192))
+        .max_headers(opts.max_headers)
         .keep_alive(true);
-    b.http2().timer(TokioTimer::new());
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(opts.max_header_bytes.max(8192) as u32)
+        .max_concurrent_streams(64);
     b
+}
+
+/// Runs one request with the request timeout, adding HSTS on HTTPS.
+async fn handle<S>(
+    svc: S,
+    req: http::Request<Body>,
+    timeout: Duration,
+    hsts: Option<http::HeaderValue>,
+) -> Result<axum::response::Response, std::convert::Infallible>
+where
+    S: tower::Service<
+            http::Request<Body>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Send,
+    S::Future: Send,
+{
+    use axum::response::IntoResponse;
+    let mut res = match tokio::time::timeout(timeout, svc.oneshot(req)).await {
+        Ok(r) => r?,
+        Err(_) => crate::api::ApiError::new(
+            http::StatusCode::REQUEST_TIMEOUT,
+            "invalid_request",
+            "The request took too long",
+        )
+        .into_response(),
+    };
+    if let Some(v) = hsts {
+        res.headers_mut()
+            .insert(http::header::STRICT_TRANSPORT_SECURITY, v);
+    }
+    Ok(res)
 }
 
 async fn accept_loop(
@@ -97,13 +165,22 @@ async fn accept_loop(
     tls: Option<Arc<rustls::ServerConfig>>,
     state: ApiState,
     mut stop: watch::Receiver<bool>,
-    grace: Duration,
+    opts: ServerOptions,
 ) {
     let acceptor = tls.map(TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
-    let builder = Arc::new(builder());
+    let builder = Arc::new(builder(&opts));
     let svc = api::service(state);
+    let slots = Arc::new(tokio::sync::Semaphore::new(opts.max_connections));
     loop {
+        // At the connection limit, stop accepting: further clients wait in the backlog.
+        let permit = tokio::select! {
+            _ = stop.changed() => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
         let (tcp, peer) = tokio::select! {
             _ = stop.changed() => break,
             accepted = listener.accept() => match accepted {
@@ -118,14 +195,16 @@ async fn accept_loop(
         };
         let _ = tcp.set_nodelay(true);
         let svc = svc.clone();
+        let (timeout, hsts) = (opts.request_timeout, opts.hsts.clone());
         let hyper_svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
             req.extensions_mut().insert(PeerAddr(peer));
-            svc.clone().oneshot(req.map(Body::new))
+            handle(svc.clone(), req.map(Body::new), timeout, hsts.clone())
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             match acceptor {
                 Some(acc) => {
                     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(tcp)).await {
@@ -155,7 +234,7 @@ async fn accept_loop(
     }
     drop(listener);
     tracing::info!("stopped accepting; finishing in-flight requests");
-    if tokio::time::timeout(grace, graceful.shutdown())
+    if tokio::time::timeout(opts.grace, graceful.shutdown())
         .await
         .is_err()
     {

@@ -2,6 +2,7 @@
 //! wire and [`crate::grants::Engine`]; it never touches the store directly.
 
 pub mod admin;
+pub mod client;
 pub mod error;
 mod params;
 mod vedauth;
@@ -97,15 +98,70 @@ async fn not_found() -> ApiError {
     ApiError::not_found()
 }
 
+/// The client's address (through trusted proxies), for rate limits and the audit trail.
+#[derive(Debug, Clone, Copy)]
+pub struct Client(pub std::net::IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Client>()
+            .copied()
+            .unwrap_or(Client(std::net::IpAddr::from([127, 0, 0, 1]))))
+    }
+}
+
+/// Per-address rate limit of the token endpoints: 429 `slow_down` before any other work (and
+/// so before any password hashing). Also records the client address for the handlers.
+async fn rate_limit(
+    axum::extract::State(app): axum::extract::State<ApiState>,
+    mut req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    let peer = req
+        .extensions()
+        .get::<crate::server::PeerAddr>()
+        .map(|p| p.0.ip())
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let ip = app.limiter.client(peer, req.headers());
+    req.extensions_mut().insert(Client(ip));
+    if let Err(wait) = app.limiter.check(ip) {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        tracing::info!(client = %ip, "rate limited");
+        return ApiError {
+            retry_after: Some(secs.max(1)),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "slow_down",
+                "Too many requests; slow down and retry later",
+            )
+        }
+        .into_response();
+    }
+    next.run(req).await
+}
+
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    let limited = Router::new()
         .route("/vedauth/authorize/oauth", post(vedauth::authorize_oauth))
         .route("/vedauth/authorize/token", post(vedauth::authorize_token))
-        .route("/vedauth/authorize/verify", get(vedauth::verify))
         .route(
             "/vedauth/revoke/token",
             get(vedauth::revoke).delete(vedauth::revoke),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit,
+        ));
+    Router::new()
+        .merge(limited)
+        .route("/vedauth/authorize/verify", get(vedauth::verify))
         .route(
             "/vedauth/authorize/isauthserver",
             get(vedauth::is_auth_server),

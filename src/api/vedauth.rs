@@ -6,7 +6,9 @@ use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
 use super::error::reason_phrase;
-use super::{bearer, dotnet_date, iso8601, json_response, no_store, ApiError, ApiState, Params};
+use super::{
+    bearer, dotnet_date, iso8601, json_response, no_store, ApiError, ApiState, Client, Params,
+};
 use crate::grants::{GrantError, IssuedTokens, PasswordRequest, RefreshRequest};
 use crate::store::Grant;
 
@@ -44,6 +46,7 @@ fn token_response(t: &IssuedTokens) -> Response {
 
 pub async fn authorize_oauth(
     State(app): State<ApiState>,
+    Client(source): Client,
     params: Result<Params, ApiError>,
 ) -> Result<Response, ApiError> {
     let p = params?;
@@ -54,6 +57,7 @@ pub async fn authorize_oauth(
         password: p.secret("password"),
         scope: p.get("scope"),
         state: p.get("state"),
+        source: Some(source),
     };
     let issued = app.engine.authorize_password(req).await?;
     Ok(token_response(&issued))
@@ -61,6 +65,7 @@ pub async fn authorize_oauth(
 
 pub async fn authorize_token(
     State(app): State<ApiState>,
+    Client(source): Client,
     params: Result<Params, ApiError>,
 ) -> Result<Response, ApiError> {
     let p = params?;
@@ -68,6 +73,7 @@ pub async fn authorize_token(
     let req = RefreshRequest {
         client_id: p.get("client_id"),
         refresh_token: p.secret("refresh_token"),
+        source: Some(source),
     };
     let issued = app.engine.refresh(req).await?;
     Ok(token_response(&issued))
@@ -124,12 +130,16 @@ pub async fn verify(State(app): State<ApiState>, headers: HeaderMap) -> Result<R
     Ok(no_store(res))
 }
 
-pub async fn revoke(State(app): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn revoke(
+    State(app): State<ApiState>,
+    Client(source): Client,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let not_found = || ApiError::new(StatusCode::ACCEPTED, "invalid_token", "Token not found");
     let Some(token) = bearer(&headers) else {
         return Err(not_found());
     };
-    match app.engine.revoke(token).await {
+    match app.engine.revoke(token, Some(source)).await {
         Ok(grant) => {
             let mut res = json_response(StatusCode::OK, &serde_json::json!({}));
             let msg = format!(

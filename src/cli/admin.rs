@@ -41,6 +41,10 @@ pub enum UserCmd {
     Enable {
         name: String,
     },
+    /// End a lockout early and forget the counted failures.
+    Unlock {
+        name: String,
+    },
     Remove {
         name: String,
     },
@@ -156,6 +160,9 @@ struct UserView {
     email: Option<String>,
     state: &'static str,
     created_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    locked_until: Option<i64>,
+    failed_logins: u32,
 }
 
 impl From<&User> for UserView {
@@ -167,6 +174,8 @@ impl From<&User> for UserView {
             email: u.email.clone(),
             state: if u.disabled { "disabled" } else { "active" },
             created_at: u.created_at,
+            locked_until: None,
+            failed_logins: 0,
         }
     }
 }
@@ -246,16 +255,42 @@ pub async fn user(g: &GlobalOpts, cmd: UserCmd) -> anyhow::Result<()> {
                     .join("\n")
             });
         }
+        UserCmd::Unlock { name } => {
+            let user = find_user(&app, &name).await?;
+            let had = admin_op(
+                Admin::new(&app)
+                    .unlock(&Caller::Operator, &user.identity())
+                    .await,
+            )?;
+            print(
+                g.json,
+                &serde_json::json!({"name": name, "unlocked": true, "had_failures": had}),
+                || format!("{name} unlocked"),
+            );
+        }
         UserCmd::Show { name } => {
-            let v = UserView::from(&find_user(&app, &name).await?);
+            let user = find_user(&app, &name).await?;
+            let mut v = UserView::from(&user);
+            let lock = admin_op(Admin::new(&app).lock_state(&user.identity()).await)?;
+            if let Some(l) = lock {
+                v.failed_logins = l.failures;
+                if let Some(until) = l.locked_until {
+                    v.state = "locked";
+                    v.locked_until = Some(until);
+                }
+            }
             print(g.json, &v, || {
                 format!(
-                    "name: {}\nidentity: {}\nfull name: {}\nemail: {}\nstate: {}",
+                    "name: {}\nidentity: {}\nfull name: {}\nemail: {}\nstate: {}\nfailed logins: {}{}",
                     v.name,
                     v.identity,
                     v.full_name.as_deref().unwrap_or(""),
                     v.email.as_deref().unwrap_or(""),
-                    v.state
+                    v.state,
+                    v.failed_logins,
+                    v.locked_until
+                        .map(|t| format!("\nlocked until: {}", crate::api::iso8601(t)))
+                        .unwrap_or_default()
                 )
             });
         }

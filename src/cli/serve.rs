@@ -90,9 +90,18 @@ pub async fn launch(app: Arc<App>, listen: SocketAddr) -> anyhow::Result<Launche
         listener,
         tls_config,
         app.clone(),
-        Duration::from_secs(cfg.shutdown_grace_secs),
+        server::ServerOptions::from_config(cfg),
     )?;
     app.engine.follow_invalidations();
+    let limiter = app.limiter.clone();
+    server::spawn_periodic(
+        Duration::from_secs(60),
+        handle.stopper().subscribe(),
+        move || {
+            let limiter = limiter.clone();
+            async move { limiter.prune() }
+        },
+    );
     let engine = app.engine.clone();
     let batch = cfg.tokens.sweep_batch;
     server::spawn_periodic(
@@ -183,6 +192,24 @@ pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(line) = launched.curl_line() {
         println!("Get a token:\n  {line}");
+    }
+    #[cfg(unix)]
+    if let Some(certs) = launched.certs.clone() {
+        // SIGHUP re-reads the certificate and key; connections already open carry on.
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                match certs.reload() {
+                    Ok(()) => tracing::info!("TLS certificate reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "TLS certificate reload failed; keeping the old one")
+                    }
+                }
+            }
+        });
     }
     shutdown_signal().await;
     tracing::info!("shutdown requested");

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::{AuthOutcome, IdentityProvider, IdpError, Principal, RejectCause};
+use super::{AuthOutcome, Identify, IdentityProvider, IdpError, Principal, RejectCause};
 use crate::password::HashPool;
 use crate::secret::Secret;
 use crate::store::{SharedStore, User};
@@ -33,6 +33,13 @@ pub fn principal_of(u: &User) -> Principal {
 impl IdentityProvider for LocalProvider {
     fn prefix(&self) -> &str {
         "local"
+    }
+
+    async fn identify(&self, name: &str) -> Result<Identify, IdpError> {
+        Ok(match self.store.user_by_name(name).await? {
+            Some(u) => Identify::Known(u.identity()),
+            None => Identify::Unknown,
+        })
     }
 
     async fn authenticate(&self, name: &str, password: &Secret) -> Result<AuthOutcome, IdpError> {

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
+use crate::clock::UnixTime;
+use crate::lockout::{Begin, Lockout, Outcome};
 use crate::password::{HashPool, PoolError};
 use crate::secret::Secret;
 use crate::store::StoreError;
@@ -133,6 +135,28 @@ impl From<PoolError> for IdpError {
     }
 }
 
+/// Who a name belongs to, found before any password is checked (so that lockout can refuse
+/// without checking it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identify {
+    /// The provider knows the name: this is the identity's prefixed universal.
+    Known(String),
+    /// The provider does not know the name.
+    Unknown,
+    /// The provider cannot tell without the password; no lockout applies before the check.
+    Unsupported,
+}
+
+/// The result of a login attempt, with what the audit trail needs.
+#[derive(Debug)]
+pub struct Attempt {
+    pub outcome: AuthOutcome,
+    /// The identity the name belongs to, when one was found.
+    pub identity: Option<String>,
+    /// Set when this attempt's failure locked the identity.
+    pub locked_until: Option<UnixTime>,
+}
+
 #[async_trait]
 pub trait IdentityProvider: Send + Sync + std::fmt::Debug {
     /// `local`, `LDAP+N` or `AD+N`.
@@ -141,22 +165,92 @@ pub trait IdentityProvider: Send + Sync + std::fmt::Debug {
     fn claims_domain(&self, _domain: &str) -> bool {
         false
     }
+    /// The identity behind a name, without checking a password (for lockout).
+    async fn identify(&self, _name: &str) -> Result<Identify, IdpError> {
+        Ok(Identify::Unsupported)
+    }
     /// Checks a name (already stripped of any prefix or domain) and password.
     async fn authenticate(&self, name: &str, password: &Secret) -> Result<AuthOutcome, IdpError>;
     /// The identity behind a prefixed universal, if this provider has it.
     async fn resolve(&self, universal: &str) -> Result<Option<Principal>, IdpError>;
 }
 
-/// Every configured provider, local first.
+/// Every configured provider, local first, and the lockout that guards them all.
 #[derive(Debug, Clone)]
 pub struct Identities {
     providers: Vec<Arc<dyn IdentityProvider>>,
     pool: HashPool,
+    lockout: Option<Lockout>,
 }
 
 impl Identities {
-    pub fn new(providers: Vec<Arc<dyn IdentityProvider>>, pool: HashPool) -> Self {
-        Self { providers, pool }
+    pub fn new(
+        providers: Vec<Arc<dyn IdentityProvider>>,
+        pool: HashPool,
+        lockout: Option<Lockout>,
+    ) -> Self {
+        Self {
+            providers,
+            pool,
+            lockout,
+        }
+    }
+
+    pub fn lockout(&self) -> Option<&Lockout> {
+        self.lockout.as_ref()
+    }
+
+    /// One provider's attempt, behind the lockout when the provider can name the identity
+    /// before the password check.
+    async fn attempt(
+        &self,
+        p: &Arc<dyn IdentityProvider>,
+        name: &str,
+        password: &Secret,
+    ) -> Result<Attempt, IdpError> {
+        let identity = match (&self.lockout, p.identify(name).await?) {
+            (_, Identify::Unknown) => {
+                return Ok(Attempt {
+                    outcome: AuthOutcome::NotMine,
+                    identity: None,
+                    locked_until: None,
+                })
+            }
+            (Some(l), Identify::Known(id)) => Some((l, id)),
+            _ => None,
+        };
+        let Some((lockout, id)) = identity else {
+            let outcome = p.authenticate(name, password).await?;
+            return Ok(Attempt {
+                identity: match &outcome {
+                    AuthOutcome::Authenticated(pr) => Some(pr.prefixed_universal()),
+                    _ => None,
+                },
+                outcome,
+                locked_until: None,
+            });
+        };
+        if let Begin::Locked { .. } = lockout.begin(&id).await? {
+            // Same cost as a real check, so that a locked account does not answer faster.
+            self.pool.verify_dummy(password.clone()).await?;
+            return Ok(Attempt {
+                outcome: AuthOutcome::Rejected(RejectCause::Locked),
+                identity: Some(id),
+                locked_until: None,
+            });
+        }
+        let result = p.authenticate(name, password).await;
+        let verdict = match &result {
+            Ok(AuthOutcome::Authenticated(_)) => Outcome::Success,
+            Ok(AuthOutcome::Rejected(RejectCause::WrongPassword)) => Outcome::Failure,
+            _ => Outcome::Neutral,
+        };
+        let locked_until = lockout.end(&id, verdict).await?;
+        Ok(Attempt {
+            outcome: result?,
+            identity: Some(id),
+            locked_until,
+        })
     }
 
     /// Whether a provider answers to this prefix (`local`, `LDAP+N`, `AD+N`).
@@ -176,7 +270,7 @@ impl Identities {
         &self,
         username: &str,
         password: &Secret,
-    ) -> Result<AuthOutcome, IdpError> {
+    ) -> Result<Attempt, IdpError> {
         let (candidates, name): (Vec<&Arc<dyn IdentityProvider>>, String) =
             match Username::parse(username) {
                 Username::Local(n) => (self.by_prefix("local").into_iter().collect(), n),
@@ -205,19 +299,24 @@ impl Identities {
                 }
                 Username::Bare(n) => (self.providers.iter().collect(), n),
             };
+        let rejected = |cause| Attempt {
+            outcome: AuthOutcome::Rejected(cause),
+            identity: None,
+            locked_until: None,
+        };
         if password.is_empty() || name.is_empty() {
             self.pool.verify_dummy(password.clone()).await?;
-            return Ok(AuthOutcome::Rejected(RejectCause::EmptyPassword));
+            return Ok(rejected(RejectCause::EmptyPassword));
         }
         for p in candidates {
-            match p.authenticate(&name, password).await? {
-                AuthOutcome::NotMine => continue,
-                decided => return Ok(decided),
+            let attempt = self.attempt(p, &name, password).await?;
+            if !matches!(attempt.outcome, AuthOutcome::NotMine) {
+                return Ok(attempt);
             }
         }
         // Nobody knows the name: spend the same hashing work as a real check.
         self.pool.verify_dummy(password.clone()).await?;
-        Ok(AuthOutcome::Rejected(RejectCause::UnknownUser))
+        Ok(rejected(RejectCause::UnknownUser))
     }
 
     /// The identity behind a prefixed universal (`local:{uuid}`, `AD+N:hex`).

@@ -106,6 +106,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every assignment, or those of one grantee.
     async fn roles(&self, grantee: Option<&str>) -> StoreResult<Vec<RoleAssignment>>;
 
+    // Login failures and lockout, per identity.
+    async fn lockout(&self, identity: &str) -> StoreResult<Option<LockoutRecord>>;
+    /// Compare-and-swap: writes `rec` (with `version` = expected + 1) only if the stored record
+    /// still has version `expected` (None: only if there is no record). True if written.
+    async fn put_lockout(
+        &self,
+        identity: &str,
+        expected: Option<i64>,
+        rec: &LockoutRecord,
+    ) -> StoreResult<bool>;
+    async fn delete_lockout(&self, identity: &str) -> StoreResult<bool>;
+
     // Global settings: one document, replaced whole.
     async fn settings(&self) -> StoreResult<Settings>;
     async fn put_settings(&self, settings: &Settings) -> StoreResult<()>;

@@ -196,3 +196,21 @@ impl Default for Settings {
         }
     }
 }
+
+/// The login-failure state of one identity, kept in the store so that every node shares it.
+/// Changed only by compare-and-swap on `version` (see `Store::put_lockout`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LockoutRecord {
+    /// Failed logins counted in the current window.
+    pub failures: u32,
+    /// When the current counting window began.
+    pub window_start: UnixTime,
+    /// Password checks under way now (reserved but not yet reported).
+    pub pending: u32,
+    /// When the oldest reservation was made; stale reservations (a crashed node) expire.
+    pub pending_since: UnixTime,
+    /// Locked until this time (0 = not locked).
+    pub locked_until: UnixTime,
+    /// Bumped by every write.
+    pub version: i64,
+}

@@ -93,6 +93,17 @@ CREATE TABLE roles (
     PRIMARY KEY (grantee, role, client_id)
 );
 "#,
+    r#"
+CREATE TABLE lockout (
+    identity      TEXT PRIMARY KEY,
+    failures      INTEGER NOT NULL,
+    window_start  INTEGER NOT NULL,
+    pending       INTEGER NOT NULL,
+    pending_since INTEGER NOT NULL,
+    locked_until  INTEGER NOT NULL,
+    version       INTEGER NOT NULL
+);
+"#,
 ];
 
 #[derive(Debug, Clone)]
@@ -635,6 +646,69 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn lockout(&self, identity: &str) -> StoreResult<Option<LockoutRecord>> {
+        let row = sqlx::query("SELECT * FROM lockout WHERE identity = ?")
+            .bind(identity)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        let Some(row) = row else { return Ok(None) };
+        let get = |c: &str| row.try_get::<i64, _>(c).map_err(err);
+        Ok(Some(LockoutRecord {
+            failures: get("failures")? as u32,
+            window_start: get("window_start")?,
+            pending: get("pending")? as u32,
+            pending_since: get("pending_since")?,
+            locked_until: get("locked_until")?,
+            version: get("version")?,
+        }))
+    }
+
+    async fn put_lockout(
+        &self,
+        identity: &str,
+        expected: Option<i64>,
+        r: &LockoutRecord,
+    ) -> StoreResult<bool> {
+        let res = match expected {
+            None => sqlx::query(
+                "INSERT INTO lockout (identity, failures, window_start, pending, pending_since, locked_until, version)
+                 VALUES (?, ?, ?, ?, ?, ?, 1) ON CONFLICT(identity) DO NOTHING",
+            )
+            .bind(identity.to_string())
+            .bind(r.failures as i64)
+            .bind(r.window_start)
+            .bind(r.pending as i64)
+            .bind(r.pending_since)
+            .bind(r.locked_until),
+            Some(v) => sqlx::query(
+                "UPDATE lockout SET failures = ?, window_start = ?, pending = ?, pending_since = ?,
+                     locked_until = ?, version = version + 1
+                 WHERE identity = ? AND version = ?",
+            )
+            .bind(r.failures as i64)
+            .bind(r.window_start)
+            .bind(r.pending as i64)
+            .bind(r.pending_since)
+            .bind(r.locked_until)
+            .bind(identity.to_string())
+            .bind(v),
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn delete_lockout(&self, identity: &str) -> StoreResult<bool> {
+        let res = sqlx::query("DELETE FROM lockout WHERE identity = ?")
+            .bind(identity)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(res.rows_affected() == 1)
     }
 
     async fn settings(&self) -> StoreResult<Settings> {

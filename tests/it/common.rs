@@ -32,12 +32,14 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        let config = Config {
+        let mut config = Config {
             listen: "127.0.0.1:0".into(),
             // Short grace so tests that stop servers do not wait.
             shutdown_grace_secs: 5,
             ..Config::default()
         };
+        // Load tests of other features come from one address; the rate-limit tests turn it on.
+        config.rate_limit.enabled = false;
         Self {
             config,
             hash: HashParams::insecure_for_tests(),

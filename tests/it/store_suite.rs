@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use vedauth::store::sqlite::SqliteStore;
 use vedauth::store::{
-    Application, Grant, GrantFilter, Lifetime, RoleAssignment, Rotation, Rule, Settings,
-    SharedStore, StoreError, User,
+    Application, Grant, GrantFilter, Lifetime, LockoutRecord, RoleAssignment, Rotation, Rule,
+    Settings, SharedStore, StoreError, User,
 };
 use vedauth::token::TokenDigest;
 
@@ -354,6 +354,38 @@ pub async fn roles(s: &SharedStore) {
     );
 }
 
+pub async fn lockout(s: &SharedStore) {
+    let id = "local:{l}";
+    assert_eq!(s.lockout(id).await.expect("get"), None);
+    let mut rec = LockoutRecord {
+        failures: 1,
+        window_start: 100,
+        pending: 1,
+        pending_since: 100,
+        locked_until: 0,
+        version: 0,
+    };
+    assert!(s.put_lockout(id, None, &rec).await.expect("insert"));
+    // A second insert loses: the record exists.
+    assert!(!s.put_lockout(id, None, &rec).await.expect("insert"));
+    let got = s.lockout(id).await.expect("get").expect("record");
+    assert_eq!(got.version, 1);
+    assert_eq!((got.failures, got.pending, got.window_start), (1, 1, 100));
+    rec.failures = 2;
+    assert!(s.put_lockout(id, Some(1), &rec).await.expect("cas"));
+    // The same expected version cannot win twice.
+    assert!(!s.put_lockout(id, Some(1), &rec).await.expect("cas"));
+    assert_eq!(
+        s.lockout(id)
+            .await
+            .expect("get")
+            .map(|r| (r.failures, r.version)),
+        Some((2, 2))
+    );
+    assert!(s.delete_lockout(id).await.expect("delete"));
+    assert!(!s.delete_lockout(id).await.expect("delete"));
+}
+
 pub async fn sweep(s: &SharedStore) {
     s.create_application(&app("a")).await.expect("app");
     // Expired grant, live grant, never-expiring grant, and a non-renewable one whose access
@@ -395,6 +427,7 @@ where
     settings(&open().await).await;
     grants(&open().await).await;
     roles(&open().await).await;
+    lockout(&open().await).await;
     sweep(&open().await).await;
 }
 

@@ -1,0 +1,190 @@
+//! Who the client is (its address, through trusted proxies) and how fast it may go.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http::HeaderMap;
+
+use crate::config::RateLimitConfig;
+
+/// An address block: an IP and a prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let shift = 32 - u32::from(self.prefix.min(32));
+                shift == 32 || (u32::from(net) >> shift) == (u32::from(ip) >> shift)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let shift = 128 - u32::from(self.prefix.min(128));
+                shift == 128 || (u128::from(net) >> shift) == (u128::from(ip) >> shift)
+            }
+            (IpAddr::V6(net), IpAddr::V4(ip)) => net
+                .to_ipv4_mapped()
+                .is_some_and(|n| n == ip && self.prefix >= 96),
+            (IpAddr::V4(_), IpAddr::V6(ip)) => ip.to_ipv4_mapped().is_some_and(|v4| {
+                Cidr {
+                    addr: self.addr,
+                    prefix: self.prefix,
+                }
+                .contains(IpAddr::V4(v4))
+            }),
+        }
+    }
+}
+
+/// `10.0.0.0/8`, `::1`, `192.168.1.7`.
+pub fn parse_cidr(s: &str) -> Option<Cidr> {
+    let s = s.trim();
+    let (addr, prefix) = match s.split_once('/') {
+        Some((a, p)) => (a.parse::<IpAddr>().ok()?, p.parse::<u8>().ok()?),
+        None => {
+            let a = s.parse::<IpAddr>().ok()?;
+            (a, if a.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    (prefix <= max).then_some(Cidr { addr, prefix })
+}
+
+/// The client's address: the peer, or — when the peer is a trusted proxy — the nearest
+/// untrusted address in `X-Forwarded-For` (read from the right, skipping trusted hops).
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|h| h.trim().parse::<IpAddr>().ok())
+        .collect();
+    hops.into_iter()
+        .rev()
+        .find(|ip| !is_trusted(*ip))
+        .unwrap_or(peer)
+}
+
+/// Per-address rate limiting of the token endpoints.
+#[derive(Debug, Clone)]
+pub struct Limiter {
+    limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
+    trusted: Arc<Vec<Cidr>>,
+}
+
+impl Limiter {
+    pub fn new(cfg: &RateLimitConfig) -> Self {
+        let trusted = Arc::new(
+            cfg.trusted_proxies
+                .iter()
+                .filter_map(|p| parse_cidr(p))
+                .collect(),
+        );
+        let quota = NonZeroU32::new(cfg.per_second)
+            .zip(NonZeroU32::new(cfg.burst))
+            .map(|(rate, burst)| Quota::per_second(rate).allow_burst(burst));
+        let limiter = match (cfg.enabled, quota) {
+            (true, Some(q)) => Some(Arc::new(RateLimiter::keyed(q))),
+            _ => None,
+        };
+        Self { limiter, trusted }
+    }
+
+    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        client_address(peer, headers, &self.trusted)
+    }
+
+    /// Ok, or how long the address must wait.
+    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+        let Some(l) = &self.limiter else {
+            return Ok(());
+        };
+        l.check_key(&ip)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// Forgets addresses that have been quiet, so the table does not grow without bound.
+    pub fn prune(&self) {
+        if let Some(l) = &self.limiter {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+
+    #[test]
+    fn cidr_matching() {
+        let net = parse_cidr("10.1.0.0/16");
+        assert!(net.is_some_and(|n| n.contains(ip("10.1.200.3"))));
+        assert!(net.is_some_and(|n| !n.contains(ip("10.2.0.1"))));
+        assert!(parse_cidr("::1").is_some_and(|n| n.contains(ip("::1"))));
+        assert!(parse_cidr("0.0.0.0/0").is_some_and(|n| n.contains(ip("8.8.8.8"))));
+        assert!(parse_cidr("10.0.0.0/33").is_none());
+        assert!(parse_cidr("nonsense").is_none());
+        assert!(parse_cidr("127.0.0.1").is_some_and(|n| n.contains(ip("::ffff:127.0.0.1"))));
+    }
+
+    #[test]
+    fn forwarded_for_only_from_trusted_proxies() {
+        let trusted: Vec<Cidr> = parse_cidr("127.0.0.1").into_iter().collect();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 203.0.113.9, 127.0.0.1"),
+        );
+        // From the proxy: the nearest untrusted hop, not the spoofable leftmost one.
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &h, &trusted),
+            ip("203.0.113.9")
+        );
+        // From anyone else the header means nothing.
+        assert_eq!(
+            client_address(ip("192.0.2.1"), &h, &trusted),
+            ip("192.0.2.1")
+        );
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &HeaderMap::new(), &trusted),
+            ip("127.0.0.1")
+        );
+    }
+
+    #[test]
+    fn limiter_counts_per_address() {
+        let l = Limiter::new(&RateLimitConfig {
+            enabled: true,
+            per_second: 1,
+            burst: 3,
+            trusted_proxies: vec![],
+        });
+        let a = ip("192.0.2.1");
+        assert!((0..3).all(|_| l.check(a).is_ok()));
+        assert!(l.check(a).is_err());
+        assert!(l.check(ip("192.0.2.2")).is_ok());
+        let off = Limiter::new(&RateLimitConfig {
+            enabled: false,
+            ..RateLimitConfig::default()
+        });
+        assert!((0..1000).all(|_| off.check(a).is_ok()));
+    }
+}
