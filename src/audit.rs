@@ -22,7 +22,6 @@ pub struct AuditConfig {
     pub fail_closed: bool,
 }
 
-
 #[derive(Debug, thiserror::Error)]
 #[error("audit trail cannot be written: {0}")]
 pub struct AuditError(String);

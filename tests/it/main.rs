@@ -7,4 +7,5 @@ mod binary;
 mod clients;
 mod common;
 mod lifecycle;
+mod security;
 mod store_suite;
