@@ -6,6 +6,8 @@ mod authorize;
 mod binary;
 mod clients;
 mod common;
+mod hostile;
 mod lifecycle;
+mod openapi;
 mod security;
 mod store_suite;
