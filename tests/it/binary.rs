@@ -175,7 +175,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_the_database_or_the_log_and_the_cli_shares_the_store() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("data");
@@ -330,7 +330,7 @@ async fn secrets_never_reach_the_database_or_the_log_and_the_cli_shares_the_stor
     assert!(!log.contains("$argon2id$"), "a hash is in the log");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("data");
@@ -364,4 +364,64 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
     assert!(response.contains("access_token"), "{response}");
     let (status, log) = s.wait();
     assert!(status.success(), "exit status {status}\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificate_without_dropping_connections() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let s = Served::start(&dir, &[]);
+    let probe = format!("{}/vedauth/authorize/isAuthServer", s.base);
+    let old = s.client();
+    assert_eq!(
+        old.get(&probe)
+            .send()
+            .await
+            .expect("send")
+            .status()
+            .as_u16(),
+        202
+    );
+    // A new CA and server certificate, put in place of the old ones.
+    let other = tmp.path().join("other");
+    let paths = vedauth::tls::TlsPaths::in_dir(&other);
+    assert!(vedauth::tls::ensure_generated(&paths).expect("generate"));
+    std::fs::copy(&paths.cert, dir.join("tls/server.crt")).expect("copy cert");
+    std::fs::copy(&paths.key, dir.join("tls/server.key")).expect("copy key");
+    let ok = Command::new("kill")
+        .args(["-HUP", &s.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+    s.wait_for_output("TLS certificate reloaded");
+    // The connection opened before the reload still serves requests.
+    assert_eq!(
+        old.get(&probe)
+            .send()
+            .await
+            .expect("same connection")
+            .status()
+            .as_u16(),
+        202
+    );
+    // New connections get the new certificate: trusted by the new CA only.
+    let fresh_new = client_for(Some(&paths.ca_cert));
+    assert_eq!(
+        fresh_new
+            .get(&probe)
+            .send()
+            .await
+            .expect("send")
+            .status()
+            .as_u16(),
+        202
+    );
+    let fresh_old = s.client();
+    assert!(
+        fresh_old.get(&probe).send().await.is_err(),
+        "old CA still accepted"
+    );
+    s.sigterm();
+    let (status, _) = s.wait();
+    assert!(status.success());
 }
