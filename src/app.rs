@@ -83,7 +83,8 @@ impl App {
         let data_dir = data_dir
             .canonicalize()
             .unwrap_or_else(|_| data_dir.to_path_buf());
-        let store = open_store(&config, &data_dir).await?;
+        let store =
+            crate::store::metered::MeteredStore::wrap(open_store(&config, &data_dir).await?);
         let params = hash_params.unwrap_or_else(|| config.password_hash.params());
         let pool = HashPool::start(
             params,

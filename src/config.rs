@@ -59,6 +59,7 @@ pub struct Config {
     pub audit: crate::audit::AuditConfig,
     pub rate_limit: RateLimitConfig,
     pub http: HttpConfig,
+    pub metrics: MetricsConfig,
     /// Directory identity providers (LDAP, Active Directory), tried in this order after local users.
     pub ldap: Vec<crate::identity::ldap::LdapConfig>,
 }
@@ -192,6 +193,23 @@ impl Default for HttpConfig {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    /// Serve `/metrics` on this separate address (plain HTTP); empty = on the main listener.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: String::new(),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -208,6 +226,7 @@ impl Default for Config {
             audit: Default::default(),
             rate_limit: RateLimitConfig::default(),
             http: HttpConfig::default(),
+            metrics: MetricsConfig::default(),
             ldap: Vec::new(),
         }
     }
@@ -267,6 +286,8 @@ pub const KEYS: &[Key] = &[
     Key { path: "http.max_header_bytes", kind: Kind::Int, doc: "Bytes of request line and headers." },
     Key { path: "http.max_headers", kind: Kind::Int, doc: "Header fields per request." },
     Key { path: "http.hsts_max_age_secs", kind: Kind::Int, doc: "Strict-Transport-Security max-age on HTTPS; 0 = no header." },
+    Key { path: "metrics.enabled", kind: Kind::Bool, doc: "Serve Prometheus metrics at /metrics." },
+    Key { path: "metrics.listen", kind: Kind::Str, doc: "Serve /metrics on this separate address (plain HTTP, e.g. 127.0.0.1:9464); empty = on the main listener." },
 ];
 
 impl Key {
@@ -477,6 +498,15 @@ impl Config {
                 key: "lockout.threshold",
                 message: "must be at least 1 (or set enabled = false)".into(),
             });
+        }
+        if !self.metrics.listen.is_empty() {
+            self.metrics
+                .listen
+                .parse::<SocketAddr>()
+                .map_err(|e| ConfigError::Invalid {
+                    key: "metrics.listen",
+                    message: e.to_string(),
+                })?;
         }
         if self.tokens.sweep_batch == 0 {
             return Err(ConfigError::Invalid {

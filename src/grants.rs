@@ -254,6 +254,7 @@ impl Engine {
         // any password is checked.
         let attempt = self.identities.authenticate(&username, &password).await?;
         if let Some(until) = attempt.locked_until {
+            metrics::counter!("vedauth_lockouts_total").increment(1);
             self.audit.record(&Event {
                 event: "lockout",
                 identity: attempt.identity.as_deref(),
@@ -271,6 +272,7 @@ impl Engine {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default();
+                metrics::counter!("vedauth_failed_logins_total", "client_id" => client_id.clone(), "cause" => cause_text.clone()).increment(1);
                 self.audit.record(&Event {
                     event: "login_failed",
                     cause: Some(&cause_text),
@@ -334,6 +336,8 @@ impl Engine {
             let _ = self.store.delete_grant(&grant.id).await;
             return Err(e.into());
         }
+        metrics::counter!("vedauth_grants_issued_total", "client_id" => client_id.clone())
+            .increment(1);
         tracing::info!(client_id = %client_id, identity = %grant.identity, grant = %grant.id, "grant issued");
         Ok(IssuedTokens {
             access_token: access.value,
@@ -415,6 +419,8 @@ impl Engine {
             refresh_digest: Some(hex(&refresh.digest)),
             ..Event::default()
         })?;
+        metrics::counter!("vedauth_grants_refreshed_total", "client_id" => client_id.clone())
+            .increment(1);
         tracing::info!(client_id = %client_id, identity = %grant.identity, grant = %grant.id, "grant refreshed");
         Ok(IssuedTokens {
             access_token: access.value,
@@ -437,8 +443,12 @@ impl Engine {
         }
         let digest = TokenDigest::of(access_token);
         let grant = match self.cache.get(&digest) {
-            Some(g) => g,
+            Some(g) => {
+                metrics::counter!("vedauth_verify_cache_hits_total").increment(1);
+                g
+            }
             None => {
+                metrics::counter!("vedauth_verify_cache_misses_total").increment(1);
                 let g = self
                     .store
                     .grant_by_access(&digest)

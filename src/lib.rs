@@ -23,5 +23,6 @@ pub mod scope;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod tls;
 pub mod token;

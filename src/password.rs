@@ -96,10 +96,12 @@ pub struct Verified {
 
 enum Job {
     Hash {
+        queued: std::time::Instant,
         password: Secret,
         reply: oneshot::Sender<Result<String, PasswordError>>,
     },
     Verify {
+        queued: std::time::Instant,
         phc: String,
         password: Secret,
         reply: oneshot::Sender<Result<Verified, PasswordError>>,
@@ -107,6 +109,12 @@ enum Job {
 }
 
 impl Job {
+    fn queued(&self) -> std::time::Instant {
+        match self {
+            Job::Hash { queued, .. } | Job::Verify { queued, .. } => *queued,
+        }
+    }
+
     fn abandoned(&self) -> bool {
         match self {
             Job::Hash { reply, .. } => reply.is_closed(),
@@ -228,25 +236,44 @@ impl HashPool {
     }
 
     fn submit(&self, job: Job) -> Result<(), PoolError> {
+        // Counted before it is queued: a worker may finish it before try_send returns.
+        let depth = self
+            .0
+            .in_flight
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
         match self.0.tx.try_send(JobBox(job)) {
             Ok(()) => {
-                self.0.in_flight.fetch_add(1, Ordering::Relaxed);
+                metrics::gauge!("vedauth_hash_queue_depth").set(depth as f64);
                 Ok(())
             }
-            Err(TrySendError::Full(_)) => Err(PoolError::Overloaded),
-            Err(TrySendError::Disconnected(_)) => Err(PoolError::Stopped),
+            Err(e) => {
+                self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+                match e {
+                    TrySendError::Full(_) => {
+                        metrics::counter!("vedauth_hash_rejected_total").increment(1);
+                        Err(PoolError::Overloaded)
+                    }
+                    TrySendError::Disconnected(_) => Err(PoolError::Stopped),
+                }
+            }
         }
     }
 
     pub async fn hash(&self, password: Secret) -> Result<String, PoolError> {
         let (reply, rx) = oneshot::channel();
-        self.submit(Job::Hash { password, reply })?;
+        self.submit(Job::Hash {
+            queued: std::time::Instant::now(),
+            password,
+            reply,
+        })?;
         Ok(rx.await.map_err(|_| PoolError::Stopped)??)
     }
 
     pub async fn verify(&self, phc: &str, password: Secret) -> Result<Verified, PoolError> {
         let (reply, rx) = oneshot::channel();
         self.submit(Job::Verify {
+            queued: std::time::Instant::now(),
             phc: phc.to_string(),
             password,
             reply,
@@ -263,16 +290,21 @@ impl HashPool {
 
 fn worker(rx: Receiver<JobBox>, params: HashParams, pool: std::sync::Weak<Inner>) {
     while let Ok(JobBox(job)) = rx.recv() {
+        metrics::histogram!("vedauth_hash_wait_seconds")
+            .record(job.queued().elapsed().as_secs_f64());
         // A client that gave up (disconnected, timed out) no longer needs its hash.
         if !job.abandoned() {
             match job {
-                Job::Hash { password, reply } => {
+                Job::Hash {
+                    password, reply, ..
+                } => {
                     let _ = reply.send(hash_now(&params, password.expose()));
                 }
                 Job::Verify {
                     phc,
                     password,
                     reply,
+                    ..
                 } => {
                     let _ = reply.send(verify_now(&params, &phc, password.expose()));
                 }
@@ -280,7 +312,11 @@ fn worker(rx: Receiver<JobBox>, params: HashParams, pool: std::sync::Weak<Inner>
         }
         match pool.upgrade() {
             Some(p) => {
-                p.in_flight.fetch_sub(1, Ordering::Relaxed);
+                let depth = p
+                    .in_flight
+                    .fetch_sub(1, Ordering::Relaxed)
+                    .saturating_sub(1);
+                metrics::gauge!("vedauth_hash_queue_depth").set(depth as f64);
                 p.completed.fetch_add(1, Ordering::Relaxed);
             }
             None => return,

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod client;
 pub mod error;
+pub mod ops;
 mod params;
 mod vedauth;
 pub mod vedsdk;
@@ -171,8 +172,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/vedsdk/identity/self", get(vedsdk::identity_self))
         .route("/vedsdk/authorize", post(vedsdk::legacy_authorize))
         .route("/vedsdk/oauth/{op}", post(admin::dispatch))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(axum::middleware::from_fn(crate::telemetry::observe))
         .with_state(state)
 }
 

@@ -3,6 +3,7 @@
 mod admin;
 mod config;
 pub mod serve;
+mod status;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -49,6 +50,15 @@ pub struct GlobalOpts {
     /// Machine-readable output.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Log format: human (default) or json (one object per line).
+    #[arg(
+        long,
+        global = true,
+        env = "VEDAUTH_LOG_FORMAT",
+        value_enum,
+        default_value = "human"
+    )]
+    pub log_format: crate::telemetry::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,6 +80,8 @@ pub enum Command {
     /// The configuration file and the global token settings.
     #[command(subcommand)]
     Config(config::ConfigCmd),
+    /// The running server's health and version, the store and its counts, the providers.
+    Status(status::StatusArgs),
 }
 
 impl GlobalOpts {
@@ -110,15 +122,6 @@ pub fn read_password_stdin() -> anyhow::Result<Secret> {
     Ok(Secret::new(s))
 }
 
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VEDAUTH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -139,6 +142,7 @@ pub fn main() -> ExitCode {
             Command::Grant(cmd) => admin::grant(&cli.global, cmd).await,
             Command::Role(cmd) => admin::roles(&cli.global, cmd).await,
             Command::Config(cmd) => config::run(&cli.global, cmd).await,
+            Command::Status(args) => status::run(&cli.global, args).await,
         }
     });
     match result {

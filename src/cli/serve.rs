@@ -102,6 +102,41 @@ pub async fn launch(app: Arc<App>, listen: SocketAddr) -> anyhow::Result<Launche
             async move { limiter.prune() }
         },
     );
+    // Gauges that come from the store, not from events.
+    let gauges = app.clone();
+    server::spawn_periodic(
+        Duration::from_secs(15),
+        handle.stopper().subscribe(),
+        move || {
+            let app = gauges.clone();
+            async move {
+                if let Ok(c) = app.store.counts(app.clock.now()).await {
+                    metrics::gauge!("vedauth_live_grants").set(c.grants as f64);
+                    metrics::gauge!("vedauth_users").set(c.users as f64);
+                    metrics::gauge!("vedauth_applications").set(c.applications as f64);
+                }
+                app.engine.identities().health().await;
+            }
+        },
+    );
+    if cfg.metrics.enabled && !cfg.metrics.listen.is_empty() {
+        let addr: SocketAddr = cfg.metrics.listen.parse()?;
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the metrics address {addr}"))?;
+        let router = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(|| async { crate::api::ops::render() }),
+        );
+        let mut stop = handle.stopper().subscribe();
+        tokio::spawn(async move {
+            let _ = axum::serve(l, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+        });
+    }
     let engine = app.engine.clone();
     let batch = cfg.tokens.sweep_batch;
     server::spawn_periodic(
@@ -151,7 +186,8 @@ async fn shutdown_signal() {
 }
 
 pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
-    super::init_tracing();
+    crate::telemetry::init_tracing(global.log_format);
+    crate::telemetry::metrics_handle();
     let mut cfg = global.load_config()?;
     if let Some(l) = args.listen {
         cfg.listen = l;
@@ -170,7 +206,7 @@ pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         addr = %launched.handle.local_addr,
         store = %app.store.describe(),
-        version = env!("CARGO_PKG_VERSION"),
+        version = crate::api::ops::VERSION,
         "vedauth listening"
     );
     // The banner goes to stdout, apart from the log: it is for the person who started us.

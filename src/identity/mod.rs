@@ -165,6 +165,10 @@ pub trait IdentityProvider: Send + Sync + std::fmt::Debug {
     fn claims_domain(&self, _domain: &str) -> bool {
         false
     }
+    /// Whether the provider's backend answers: None when it has none to ask (local users).
+    async fn health(&self) -> Option<bool> {
+        None
+    }
     /// The identity behind a name, without checking a password (for lockout).
     async fn identify(&self, _name: &str) -> Result<Identify, IdpError> {
         Ok(Identify::Unsupported)
@@ -194,6 +198,20 @@ impl Identities {
             pool,
             lockout,
         }
+    }
+
+    /// Each provider's prefix and health, for `/readyz` and the metrics.
+    pub async fn health(&self) -> Vec<(String, Option<bool>)> {
+        let mut out = Vec::new();
+        for p in &self.providers {
+            let h = p.health().await;
+            if let Some(up) = h {
+                metrics::gauge!("vedauth_directory_up", "provider" => p.prefix().to_string())
+                    .set(if up { 1.0 } else { 0.0 });
+            }
+            out.push((p.prefix().to_string(), h));
+        }
+        out
     }
 
     pub fn lockout(&self) -> Option<&Lockout> {

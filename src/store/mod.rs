@@ -2,6 +2,7 @@
 //! and the domain never see SQL. One implementation per backend, one conformance suite
 //! (`tests/it/store_suite.rs`) for all of them.
 
+pub mod metered;
 mod model;
 pub mod sqlite;
 

@@ -1,0 +1,181 @@
+//! `vedauth status`: asks the running server for its health and reads the store's counts.
+
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::GlobalOpts;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The server's base URL (default: from the configuration's listen address and TLS).
+    #[arg(long)]
+    pub url: Option<String>,
+}
+
+/// GET `{base}/readyz` trusting the generated CA; None if the server cannot be reached.
+async fn readyz(base: &str, ca: Option<std::path::PathBuf>) -> Option<(u16, Value)> {
+    let mut b = reqwest_lite::Client::new();
+    if let Some(ca) = ca {
+        b = b.with_ca(&ca);
+    }
+    b.get_json(&format!("{base}/readyz")).await
+}
+
+pub async fn run(g: &GlobalOpts, args: StatusArgs) -> anyhow::Result<()> {
+    let cfg = g.load_config()?;
+    let base = args.url.clone().unwrap_or_else(|| {
+        let host = cfg
+            .listen
+            .replace("0.0.0.0", "127.0.0.1")
+            .replace("[::]", "[::1]");
+        format!("{}://{host}", if cfg.tls { "https" } else { "http" })
+    });
+    let ca = (cfg.tls && cfg.tls_cert_file.is_none())
+        .then(|| crate::tls::TlsPaths::in_dir(&g.data_dir).ca_cert)
+        .filter(|p| p.exists());
+    let server = readyz(&base, ca).await;
+    let app = g.open_app().await?;
+    let counts = app.store.counts(app.clock.now()).await;
+    let providers = app.engine.identities().health().await;
+    let report = json!({
+        "server": match &server {
+            Some((code, body)) => json!({"url": base, "reachable": true, "ready": *code == 200, "health": body}),
+            None => json!({"url": base, "reachable": false}),
+        },
+        "version": crate::api::ops::VERSION,
+        "store": app.store.describe(),
+        "counts": match &counts {
+            Ok(c) => json!({"users": c.users, "applications": c.applications, "live_grants": c.grants}),
+            Err(e) => json!({"error": e.to_string()}),
+        },
+        "providers": providers.iter().map(|(n, h)| json!({"name": n, "state": match h { Some(true) => "up", Some(false) => "down", None => "n/a" }})).collect::<Vec<_>>(),
+    });
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let srv = &report["server"];
+        println!(
+            "server:    {} ({})",
+            base,
+            if srv["reachable"] == false {
+                "not reachable".to_string()
+            } else if srv["ready"] == true {
+                format!(
+                    "ready, version {}",
+                    srv["health"]["version"].as_str().unwrap_or("?")
+                )
+            } else {
+                format!(
+                    "not ready: store {}",
+                    srv["health"]["store"].as_str().unwrap_or("?")
+                )
+            }
+        );
+        println!("this tool: {}", crate::api::ops::VERSION);
+        println!("store:     {}", report["store"].as_str().unwrap_or(""));
+        match &counts {
+            Ok(c) => println!(
+                "counts:    {} users, {} applications, {} live grants",
+                c.users, c.applications, c.grants
+            ),
+            Err(e) => println!("counts:    unavailable ({e})"),
+        }
+        for (n, h) in &providers {
+            println!(
+                "provider:  {n} ({})",
+                match h {
+                    Some(true) => "up",
+                    Some(false) => "down",
+                    None => "local",
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A minimal HTTPS GET over hyper and rustls, enough for a status probe.
+mod reqwest_lite {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use http_body_util::{BodyExt, Empty};
+    use hyper::body::Bytes;
+    use hyper_util::rt::TokioIo;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, ServerName};
+    use serde_json::Value;
+
+    pub struct Client {
+        roots: rustls::RootCertStore,
+    }
+
+    impl Client {
+        pub fn new() -> Self {
+            Self {
+                roots: rustls::RootCertStore::empty(),
+            }
+        }
+
+        pub fn with_ca(mut self, ca: &Path) -> Self {
+            if let Ok(certs) = CertificateDer::pem_file_iter(ca) {
+                for c in certs.flatten() {
+                    let _ = self.roots.add(c);
+                }
+            }
+            self
+        }
+
+        pub async fn get_json(&self, url: &str) -> Option<(u16, Value)> {
+            let uri: http::Uri = url.parse().ok()?;
+            let host = uri
+                .host()?
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            let tls = uri.scheme_str() == Some("https");
+            let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+            let tcp = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                tokio::net::TcpStream::connect((host.as_str(), port)),
+            )
+            .await
+            .ok()?
+            .ok()?;
+            let req = http::Request::get(uri.path())
+                .header("host", uri.authority()?.as_str())
+                .body(Empty::<Bytes>::new())
+                .ok()?;
+            let res = if tls {
+                let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .ok()?
+                .with_root_certificates(self.roots.clone())
+                .with_no_client_auth();
+                let name = ServerName::try_from(host.clone()).ok()?;
+                let stream = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+                    .connect(name, tcp)
+                    .await
+                    .ok()?;
+                send(TokioIo::new(stream), req).await?
+            } else {
+                send(TokioIo::new(tcp), req).await?
+            };
+            Some(res)
+        }
+    }
+
+    async fn send<T>(io: T, req: http::Request<Empty<Bytes>>) -> Option<(u16, Value)>
+    where
+        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.ok()?;
+        tokio::spawn(conn);
+        let res = sender.send_request(req).await.ok()?;
+        let status = res.status().as_u16();
+        let body = res.into_body().collect().await.ok()?.to_bytes();
+        Some((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    }
+}

@@ -1,0 +1,103 @@
+//! Metrics (Prometheus text format), request ids, access logs and the log format.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::MatchedPath;
+use axum::middleware::Next;
+use axum::response::Response;
+use http::{HeaderValue, Request};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing::Instrument;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once; later calls return the same handle.
+pub fn metrics_handle() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets(&buckets)
+                .ok()?
+                .install_recorder()
+                .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
+                .ok()
+        })
+        .clone()
+}
+
+/// The request id: the client's `X-Request-Id` if it is sane, else a new one.
+fn request_id(req: &Request<Body>) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Probes that would drown the log at info level.
+fn quiet(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+/// Every request: a span carrying its id (so every log line of the request has it), the
+/// `X-Request-Id` response header, request metrics by endpoint and status, and one access-log
+/// line.
+pub async fn observe(req: Request<Body>, next: Next) -> Response {
+    let id = request_id(&req);
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().clone();
+    let start = Instant::now();
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %method, endpoint = %endpoint);
+    let mut res = next.run(req).instrument(span.clone()).await;
+    let elapsed = start.elapsed();
+    let status = res.status().as_u16();
+    metrics::counter!("vedauth_http_requests_total", "endpoint" => endpoint.clone(), "status" => status.to_string()).increment(1);
+    metrics::histogram!("vedauth_http_request_duration_seconds", "endpoint" => endpoint.clone())
+        .record(elapsed.as_secs_f64());
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert("x-request-id", v);
+    }
+    let _entered = span.enter();
+    let ms = elapsed.as_secs_f64() * 1000.0;
+    if quiet(&endpoint) {
+        tracing::debug!(status, elapsed_ms = ms, "request");
+    } else {
+        tracing::info!(status, elapsed_ms = ms, "request");
+    }
+    res
+}
+
+/// Log output: human-readable (default) or one JSON object per line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VEDAUTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
+}
