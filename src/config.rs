@@ -42,6 +42,7 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     pub password_hash: PasswordHashConfig,
     pub tokens: TokenConfig,
+    pub database: DatabaseConfig,
     /// Directory identity providers (LDAP, Active Directory), tried in this order after local users.
     pub ldap: Vec<crate::identity::ldap::LdapConfig>,
 }
@@ -81,6 +82,38 @@ impl PasswordHashConfig {
             iterations: self.iterations,
             parallelism: self.parallelism,
         }
+    }
+}
+
+/// The PostgreSQL connection pool (the embedded SQLite file does not use these).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Most connections this node keeps open to PostgreSQL (one more serves the invalidation feed).
+    pub max_connections: u32,
+    /// Seconds a request waits for a connection, connecting included, before it gets 503.
+    pub acquire_timeout_secs: u64,
+    /// Seconds one store operation may take in all before it is abandoned with 503 (a database
+    /// that hangs rather than refuses).
+    pub operation_timeout_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout_secs: 3,
+            operation_timeout_secs: 10,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_secs(self.acquire_timeout_secs)
+    }
+    pub fn operation_timeout(&self) -> Duration {
+        Duration::from_secs(self.operation_timeout_secs)
     }
 }
 
@@ -134,6 +167,7 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             password_hash: PasswordHashConfig::default(),
             tokens: TokenConfig::default(),
+            database: DatabaseConfig::default(),
             ldap: Vec::new(),
         }
     }
@@ -187,6 +221,14 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "tls_cert_file",
                 message: "tls_cert_file and tls_key_file go together".into(),
+            });
+        }
+        let db = &self.database;
+        if db.max_connections == 0 || db.acquire_timeout_secs == 0 || db.operation_timeout_secs == 0
+        {
+            return Err(ConfigError::Invalid {
+                key: "database",
+                message: "max_connections and the timeouts must be at least 1".into(),
             });
         }
         if self.tokens.sweep_batch == 0 {

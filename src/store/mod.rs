@@ -3,6 +3,7 @@
 //! (`tests/it/store_suite.rs`) for all of them.
 
 mod model;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
