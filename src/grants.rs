@@ -12,7 +12,8 @@ use crate::identity::{AuthOutcome, Identities, IdpError, Principal, RejectCause}
 use crate::scope::{Scope, ScopeError};
 use crate::secret::Secret;
 use crate::store::{
-    Application, Grant, GrantFilter, Lifetime, Rotation, Rule, SharedStore, StoreError,
+    Application, Grant, GrantFilter, Invalidation, Lifetime, Rotation, Rule, SharedStore,
+    StoreError,
 };
 use crate::token::{self, TokenDigest};
 
@@ -425,9 +426,10 @@ impl Engine {
         Some(tokio::spawn(async move {
             loop {
                 match rx.recv().await {
-                    Ok(d) => cache.invalidate(&d),
+                    Ok(Invalidation::Token(d)) => cache.invalidate(&d),
                     // Missed some: anything cached may be stale, start afresh.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    Ok(Invalidation::All)
+                    | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         cache.invalidate_all()
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,

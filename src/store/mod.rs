@@ -48,6 +48,15 @@ pub struct Rotation {
     pub refresh_digest: Option<TokenDigest>,
 }
 
+/// What the invalidation feed of a shared store carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalidation {
+    /// This access token stopped being valid (revoked or rotated) on some node.
+    Token(TokenDigest),
+    /// Announcements may have been missed (the feed reconnected): drop everything cached.
+    All,
+}
+
 /// Row counts, for `status` and the admin API.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -131,7 +140,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     }
 
     /// The digests any node announced, as they arrive; None if this store has no such feed.
-    fn invalidations(&self) -> Option<tokio::sync::broadcast::Receiver<TokenDigest>> {
+    fn invalidations(&self) -> Option<tokio::sync::broadcast::Receiver<Invalidation>> {
         None
     }
 }

@@ -4,20 +4,31 @@
 //! - every operation is bounded in time (pool acquire timeout, then an overall timeout), so a
 //!   database that is down or hangs turns into `StoreError::Unavailable` (503), never a hang;
 //! - the pool tests connections before use, so the node recovers by itself when the database
-//!   comes back.
+//!   comes back;
+//! - nodes tell each other of revoked and rotated tokens with NOTIFY on [`CHANNEL`]; a listener
+//!   task per node feeds [`Store::invalidations`] and reconnects by itself.
 
 use std::str::FromStr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
+use tokio::sync::{broadcast, oneshot};
 
 use super::*;
 use crate::clock::UnixTime;
 use crate::config::DatabaseConfig;
 use crate::token::TokenDigest;
 
+/// The NOTIFY channel on which nodes announce invalidated access-token digests.
+pub const CHANNEL: &str = "vedauth_invalidate";
+/// Digests per notification: 64 hex characters and a separator each stay within PostgreSQL's
+/// 8000-byte payload limit.
+const DIGESTS_PER_NOTIFY: usize = 120;
+/// Announcements a slow follower may fall behind by before it drops its whole cache.
+const FEED_CAPACITY: usize = 4096;
 /// Serialises migrations of nodes that start at the same time (any fixed number will do).
 const MIGRATION_LOCK: i64 = 0x7665_6461_7574_6801;
 
@@ -91,10 +102,19 @@ CREATE TABLE retired_refresh (
 CREATE INDEX retired_refresh_grant ON retired_refresh(grant_id);
 "#];
 
+/// The listener task's side of the store: started on the first call to `invalidations`.
+struct Feed {
+    tx: broadcast::Sender<Invalidation>,
+    /// Dropped with the store, which ends the listener task.
+    _stop: oneshot::Sender<()>,
+}
+
 pub struct PostgresStore {
     pool: PgPool,
+    connect: PgConnectOptions,
     described: String,
     cfg: DatabaseConfig,
+    feed: Mutex<Option<Feed>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -244,6 +264,21 @@ pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
+/// Parses the NOTIFY payload: hex digests separated by commas. Anything else is skipped.
+fn parse_payload(payload: &str) -> impl Iterator<Item = TokenDigest> + '_ {
+    payload.split(',').filter_map(|hex| {
+        let hex = hex.trim();
+        if hex.len() != 64 || !hex.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(TokenDigest(out))
+    })
+}
+
 impl PostgresStore {
     /// Connects, and applies pending migrations. Fails if the database cannot be reached now.
     pub async fn open(url: &str, cfg: &DatabaseConfig) -> StoreResult<Self> {
@@ -264,11 +299,13 @@ impl PostgresStore {
             // A connection that died with the server is found out before use, not by a request.
             .test_before_acquire(true)
             .idle_timeout(Some(Duration::from_secs(300)))
-            .connect_lazy_with(connect);
+            .connect_lazy_with(connect.clone());
         let store = Self {
             pool,
+            connect,
             described,
             cfg: cfg.clone(),
+            feed: Mutex::new(None),
         };
         store.timed(store.migrate()).await?;
         Ok(store)
@@ -324,6 +361,85 @@ impl PostgresStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    async fn announce(&self, digests: &[TokenDigest]) -> StoreResult<()> {
+        let payloads: Vec<String> = digests
+            .chunks(DIGESTS_PER_NOTIFY)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .map(TokenDigest::to_hex)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        // One statement for all batches: one round trip, delivered together at commit.
+        sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+            .bind(CHANNEL)
+            .bind(payloads)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+}
+
+/// Listens on [`CHANNEL`] until `stop` fires, reconnecting after any loss of the connection.
+async fn follow_channel(
+    connect: PgConnectOptions,
+    acquire_timeout: Duration,
+    tx: broadcast::Sender<Invalidation>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    // A pool of its own, so the listening connection never takes one from requests. Two slots:
+    // a connection being torn down must not block its replacement.
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(acquire_timeout)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_lazy_with(connect);
+    let first_backoff = Duration::from_millis(100);
+    let mut backoff = first_backoff;
+    let mut lost = false;
+    loop {
+        let session = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            // Reconnection is ours to do, so that every reconnect is followed by `All` below.
+            listener.eager_reconnect(false);
+            listener.listen(CHANNEL).await?;
+            if lost {
+                tracing::info!("invalidation feed reconnected");
+            }
+            // Announcements made while we were not listening are lost: whatever this node has
+            // cached may be stale. (At first start the cache is empty, and this costs nothing.)
+            let _ = tx.send(Invalidation::All);
+            backoff = first_backoff;
+            while let Some(n) = listener.try_recv().await? {
+                for d in parse_payload(n.payload()) {
+                    let _ = tx.send(Invalidation::Token(d));
+                }
+            }
+            Ok::<(), sqlx::Error>(())
+        };
+        let outcome = tokio::select! {
+            _ = &mut stop => break,
+            r = session => r,
+        };
+        if !lost {
+            match outcome {
+                Ok(()) => tracing::warn!("invalidation feed lost its connection; reconnecting"),
+                Err(e) => tracing::warn!(error = %e, "invalidation feed unavailable; retrying"),
+            }
+        }
+        lost = true;
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+    pool.close().await;
 }
 
 #[async_trait]
@@ -882,11 +998,53 @@ impl Store for PostgresStore {
         })
         .await
     }
+
+    async fn announce_invalidation(&self, digests: &[TokenDigest]) -> StoreResult<()> {
+        if digests.is_empty() {
+            return Ok(());
+        }
+        self.timed(self.announce(digests)).await
+    }
+
+    fn invalidations(&self) -> Option<broadcast::Receiver<Invalidation>> {
+        // The listener is a task on the caller's runtime; without one there is no feed.
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let mut feed = self.feed.lock().ok()?;
+        if let Some(f) = feed.as_ref() {
+            return Some(f.tx.subscribe());
+        }
+        let (tx, rx) = broadcast::channel(FEED_CAPACITY);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        runtime.spawn(follow_channel(
+            self.connect.clone(),
+            self.cfg.acquire_timeout(),
+            tx.clone(),
+            stop_rx,
+        ));
+        *feed = Some(Feed { tx, _stop: stop_tx });
+        Some(rx)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payloads_parse_back_and_fit_the_limit() {
+        let ds: Vec<TokenDigest> = (0..DIGESTS_PER_NOTIFY)
+            .map(|i| TokenDigest::of(&i.to_string()))
+            .collect();
+        let payload = ds
+            .iter()
+            .map(TokenDigest::to_hex)
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(payload.len() < 8000, "{}", payload.len());
+        assert_eq!(parse_payload(&payload).collect::<Vec<_>>(), ds);
+        assert_eq!(parse_payload("zz,").count(), 0);
+        assert_eq!(parse_payload(&"é".repeat(32)).count(), 0);
+    }
 
     #[test]
     fn only_outages_are_unavailable() {

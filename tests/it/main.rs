@@ -6,5 +6,6 @@ mod binary;
 mod clients;
 mod common;
 mod lifecycle;
+mod multinode;
 mod pg;
 mod store_suite;
