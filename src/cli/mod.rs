@@ -2,6 +2,7 @@
 
 mod admin;
 pub mod serve;
+pub mod store;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -63,6 +64,9 @@ pub enum Command {
     /// List and revoke grants.
     #[command(subcommand)]
     Grant(admin::GrantCmd),
+    /// Whole-store operations: copy between SQLite and PostgreSQL.
+    #[command(subcommand)]
+    Store(store::StoreCmd),
 }
 
 impl GlobalOpts {
@@ -130,6 +134,7 @@ pub fn main() -> ExitCode {
             Command::User(cmd) => admin::user(&cli.global, cmd).await,
             Command::App(cmd) => admin::app(&cli.global, cmd).await,
             Command::Grant(cmd) => admin::grant(&cli.global, cmd).await,
+            Command::Store(cmd) => store::store(&cli.global, cmd).await,
         }
     });
     match result {

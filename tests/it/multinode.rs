@@ -1,15 +1,18 @@
 //! Several vedauth nodes on one PostgreSQL database: stateless peers that share grants, tell
-//! each other of revocations, and survive the loss of a peer and of the database.
+//! each other of revocations, survive the loss of a peer and of the database, and a store that
+//! moves between SQLite and PostgreSQL with its tokens.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 use vedauth::config::DatabaseConfig;
 use vedauth::store::postgres::PostgresStore;
-use vedauth::store::Settings;
+use vedauth::store::sqlite::SqliteStore;
+use vedauth::store::{GrantFilter, Settings, SharedStore};
 
 use crate::binary::Served;
 use crate::common::{Options, Reply, TestServer};
@@ -18,6 +21,7 @@ use crate::pg;
 const PW: &str = "Alice-Pw-0001";
 const APP: &str = "vcert-sdk";
 const SCOPE: &str = "certificate:manage";
+const BIN: &str = env!("CARGO_BIN_EXE_vedauth");
 
 async fn two_nodes(opts: impl Fn() -> Options) -> (TestServer, TestServer) {
     let a = TestServer::start_with(opts()).await;
@@ -373,6 +377,188 @@ async fn postgres_stopping_gives_503_and_service_comes_back_without_a_restart() 
     let r = a.get_bearer("/vedauth/revoke/token", Some(&access)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     refused_within_a_second(&b, &access, "revoke after the outage").await;
+}
+
+/// Runs the binary; returns (success, stdout, stderr).
+fn vedauth(args: &[&str], data_dir: &std::path::Path) -> (bool, String, String) {
+    let out = std::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run vedauth");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// Every record of a store, in a comparable form.
+async fn everything(s: &SharedStore) -> Value {
+    let users = s.list_users().await.expect("users");
+    let apps = s.list_applications().await.expect("apps");
+    let rules = s.rules(None).await.expect("rules");
+    let grants = s
+        .list_grants(&GrantFilter::default())
+        .await
+        .expect("grants");
+    json!({
+        "users": format!("{users:?}"),
+        "applications": format!("{apps:?}"),
+        "rules": format!("{rules:?}"),
+        "grants": grants.iter().map(|g| format!("{g:?} {}", g.access_digest.to_hex())).collect::<Vec<_>>(),
+        "refresh": grants.iter().map(|g| g.refresh_digest.map(|d| d.to_hex())).collect::<Vec<_>>(),
+        "settings": s.settings().await.expect("settings"),
+        "counts": [users.len(), apps.len(), rules.len(), grants.len()],
+    })
+}
+
+#[tokio::test]
+async fn store_copy_moves_everything_between_sqlite_and_postgres_and_tokens_keep_working() {
+    // A SQLite node with some of everything.
+    let src = TestServer::start().await;
+    src.setup_basic("alice", PW, APP, SCOPE).await;
+    src.add_user("Bob", "Bob-Pw-000002").await;
+    let mut app2 = src.add_app("other-app", "certificate;ssh:approve").await;
+    app2.grant_validity = Some(vedauth::store::Lifetime::Never);
+    app2.renewable = Some(false);
+    src.app
+        .store
+        .update_application(&app2)
+        .await
+        .expect("update");
+    src.allow("other-app", "local:Bob", Some("certificate"))
+        .await;
+    let mut settings = Settings {
+        default_access_token_validity: 3600,
+        ..Settings::default()
+    };
+    settings.other.insert("SessionPoolSize".into(), json!(12));
+    src.app
+        .store
+        .put_settings(&settings)
+        .await
+        .expect("settings");
+    let (kept, _) = src.tokens(APP, "alice", PW, SCOPE).await;
+    let (rotated, refresh) = src.tokens(APP, "alice", PW, SCOPE).await;
+    let r = src.refresh(APP, &refresh).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let (fresh, fresh_refresh) = (r.str("access_token"), r.str("refresh_token"));
+    let r = src
+        .password_grant("other-app", "bob", "Bob-Pw-000002", "certificate")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["refresh_token"], Value::Null, "not renewable");
+    let bobs = r.str("access_token");
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let work = tmp.path();
+    let sqlite_url = format!("sqlite:{}", src.dir.join("vedauth.db").display());
+    let db = pg::fresh_database().await;
+
+    // SQLite to PostgreSQL.
+    let (ok, out, err) = vedauth(
+        &[
+            "store",
+            "copy",
+            "--from",
+            &sqlite_url,
+            "--to",
+            &db,
+            "--json",
+        ],
+        work,
+    );
+    assert!(ok, "{err}");
+    let counts: Value = serde_json::from_str(&out).expect("json");
+    // admin, alice, Bob; vedauth-admin, vcert-sdk, other-app; their rules; three grants (one
+    // of them refreshed).
+    assert_eq!(
+        counts,
+        json!({"users": 3, "applications": 3, "rules": 3, "grants": 3, "settings": 1,
+               "skipped": {"users": 0, "applications": 0, "rules": 0, "grants": 0}})
+    );
+    // A destination with data is refused, unless told otherwise.
+    let (ok, _, err) = vedauth(&["store", "copy", "--from", &sqlite_url, "--to", &db], work);
+    assert!(!ok);
+    assert!(err.contains("already holds data"), "{err}");
+    let password = database_password(&db);
+    assert!(
+        password.is_empty() || !err.contains(&password),
+        "the password leaked: {err}"
+    );
+    let (ok, out, err) = vedauth(
+        &[
+            "store",
+            "copy",
+            "--from",
+            &sqlite_url,
+            "--to",
+            &db,
+            "--allow-non-empty",
+            "--json",
+        ],
+        work,
+    );
+    assert!(ok, "{err}");
+    let counts: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(counts["users"], 0);
+    assert_eq!(
+        counts["skipped"],
+        json!({"users": 3, "applications": 3, "rules": 3, "grants": 3})
+    );
+
+    // And back, to a new SQLite file.
+    let back_url = format!("sqlite:{}", work.join("back.db").display());
+    let (ok, out, err) = vedauth(&["store", "copy", "--from", &db, "--to", &back_url], work);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("copied 3 users, 3 applications, 3 rules, 3 grants"),
+        "{out}"
+    );
+
+    // Every record is the same in all three.
+    let cfg = DatabaseConfig::default();
+    let original: SharedStore = Arc::new(
+        SqliteStore::open_url(&sqlite_url)
+            .await
+            .expect("open source"),
+    );
+    let on_pg: SharedStore = Arc::new(PostgresStore::open(&db, &cfg).await.expect("open pg"));
+    let back: SharedStore = Arc::new(SqliteStore::open_url(&back_url).await.expect("open back"));
+    let expected = everything(&original).await;
+    assert_eq!(everything(&on_pg).await, expected);
+    assert_eq!(everything(&back).await, expected);
+
+    // Tokens issued before the copy work on nodes started on the copies.
+    for url in [&db, &back_url] {
+        let node = TestServer::start_with(Options::on_database(url)).await;
+        for token in [&kept, &fresh, &bobs] {
+            let v = node.verify(token).await;
+            assert_eq!(v.status, StatusCode::OK, "{url}: {}", v.text);
+        }
+        assert_eq!(
+            node.verify(&rotated).await.status,
+            StatusCode::UNAUTHORIZED,
+            "rotated before the copy"
+        );
+        assert_eq!(
+            node.refresh(APP, &fresh_refresh).await.status,
+            StatusCode::OK
+        );
+    }
+    let distinct: HashSet<&String> = [&kept, &fresh, &bobs].into_iter().collect();
+    assert_eq!(distinct.len(), 3);
+}
+
+fn database_password(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .expect("url")
+        .password()
+        .unwrap_or("")
+        .to_string()
 }
 
 async fn next(
