@@ -401,20 +401,24 @@ async fn follow_channel(
         .connect_lazy_with(connect);
     let first_backoff = Duration::from_millis(100);
     let mut backoff = first_backoff;
-    let mut lost = false;
+    // For the log: whether we ever listened, and whether a failure to connect was reported
+    // since we last did (one line per outage, not one per attempt).
+    let mut listened_before = false;
+    let mut reported = false;
     loop {
+        let mut listening = false;
         let session = async {
             let mut listener = PgListener::connect_with(&pool).await?;
             // Reconnection is ours to do, so that every reconnect is followed by `All` below.
             listener.eager_reconnect(false);
             listener.listen(CHANNEL).await?;
-            if lost {
+            listening = true;
+            if listened_before {
                 tracing::info!("invalidation feed reconnected");
             }
             // Announcements made while we were not listening are lost: whatever this node has
             // cached may be stale. (At first start the cache is empty, and this costs nothing.)
             let _ = tx.send(Invalidation::All);
-            backoff = first_backoff;
             while let Some(n) = listener.try_recv().await? {
                 for d in parse_payload(n.payload()) {
                     let _ = tx.send(Invalidation::Token(d));
@@ -426,13 +430,15 @@ async fn follow_channel(
             _ = &mut stop => break,
             r = session => r,
         };
-        if !lost {
-            match outcome {
-                Ok(()) => tracing::warn!("invalidation feed lost its connection; reconnecting"),
-                Err(e) => tracing::warn!(error = %e, "invalidation feed unavailable; retrying"),
-            }
+        if listening {
+            listened_before = true;
+            reported = false;
+            backoff = first_backoff;
+            tracing::warn!(error = ?outcome.err(), "invalidation feed lost its connection; reconnecting");
+        } else if !reported {
+            reported = true;
+            tracing::warn!(error = ?outcome.err(), "invalidation feed cannot connect; retrying");
         }
-        lost = true;
         tokio::select! {
             _ = &mut stop => break,
             _ = tokio::time::sleep(backoff) => {}
