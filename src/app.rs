@@ -7,12 +7,13 @@ use std::sync::Arc;
 use crate::api::client::Limiter;
 use crate::audit::Audit;
 use crate::clock::SharedClock;
-use crate::config::Config;
+use crate::config::{Config, DatabaseConfig};
 use crate::grants::Engine;
 use crate::identity::local::LocalProvider;
 use crate::identity::{Identities, IdentityProvider};
 use crate::lockout::Lockout;
 use crate::password::{HashParams, HashPool, PasswordError};
+use crate::store::postgres::{is_postgres_url, PostgresStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{SharedStore, StoreError};
 
@@ -57,8 +58,20 @@ pub async fn open_store(config: &Config, data_dir: &Path) -> Result<SharedStore,
         None | Some("") => Ok(Arc::new(
             SqliteStore::open(&data_dir.join(DB_FILE), 8).await?,
         )),
-        Some(url) if url.starts_with("sqlite:") => Ok(Arc::new(SqliteStore::open_url(url).await?)),
-        Some(url) => Err(AppError::DatabaseUrl(url.to_string())),
+        Some(url) => open_store_url(url, &config.database).await,
+    }
+}
+
+/// Opens a store named by URL: `sqlite:PATH` or `postgres://...` (`postgresql://` too).
+pub async fn open_store_url(url: &str, db: &DatabaseConfig) -> Result<SharedStore, AppError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open_url(url).await?))
+    } else if is_postgres_url(url) {
+        Ok(Arc::new(PostgresStore::open(url, db).await?))
+    } else {
+        // Only the scheme: the rest may hold a password.
+        let scheme = url.split_once(':').map_or(url, |(s, _)| s);
+        Err(AppError::DatabaseUrl(format!("{scheme}:...")))
     }
 }
 

@@ -60,6 +60,7 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub http: HttpConfig,
     pub metrics: MetricsConfig,
+    pub database: DatabaseConfig,
     /// Directory identity providers (LDAP, Active Directory), tried in this order after local users.
     pub ldap: Vec<crate::identity::ldap::LdapConfig>,
 }
@@ -99,6 +100,38 @@ impl PasswordHashConfig {
             iterations: self.iterations,
             parallelism: self.parallelism,
         }
+    }
+}
+
+/// The PostgreSQL connection pool (the embedded SQLite file does not use these).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Most connections this node keeps open to PostgreSQL (one more serves the invalidation feed).
+    pub max_connections: u32,
+    /// Seconds a request waits for a connection, connecting included, before it gets 503.
+    pub acquire_timeout_secs: u64,
+    /// Seconds one store operation may take in all before it is abandoned with 503 (a database
+    /// that hangs rather than refuses).
+    pub operation_timeout_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout_secs: 3,
+            operation_timeout_secs: 10,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_secs(self.acquire_timeout_secs)
+    }
+    pub fn operation_timeout(&self) -> Duration {
+        Duration::from_secs(self.operation_timeout_secs)
     }
 }
 
@@ -227,6 +260,7 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             http: HttpConfig::default(),
             metrics: MetricsConfig::default(),
+            database: DatabaseConfig::default(),
             ldap: Vec::new(),
         }
     }
@@ -270,6 +304,9 @@ pub const KEYS: &[Key] = &[
     Key { path: "tokens.verify_cache_capacity", kind: Kind::Int, doc: "Entries in the verify cache." },
     Key { path: "tokens.sweep_interval_secs", kind: Kind::Int, doc: "Seconds between sweeps of expired grants." },
     Key { path: "tokens.sweep_batch", kind: Kind::Int, doc: "Grants deleted per sweep statement." },
+    Key { path: "database.max_connections", kind: Kind::Int, doc: "PostgreSQL only: most connections this node keeps open (one more serves the invalidation feed)." },
+    Key { path: "database.acquire_timeout_secs", kind: Kind::Int, doc: "PostgreSQL only: seconds a request waits for a connection, connecting included, before it gets 503." },
+    Key { path: "database.operation_timeout_secs", kind: Kind::Int, doc: "PostgreSQL only: seconds one store operation may take in all before it is abandoned with 503." },
     Key { path: "lockout.enabled", kind: Kind::Bool, doc: "Lock an identity out after too many failed logins." },
     Key { path: "lockout.threshold", kind: Kind::Int, doc: "Failed logins within the window that lock the identity." },
     Key { path: "lockout.window_secs", kind: Kind::Int, doc: "Seconds over which failed logins are counted." },
@@ -507,6 +544,14 @@ impl Config {
                     key: "metrics.listen",
                     message: e.to_string(),
                 })?;
+        }
+        let db = &self.database;
+        if db.max_connections == 0 || db.acquire_timeout_secs == 0 || db.operation_timeout_secs == 0
+        {
+            return Err(ConfigError::Invalid {
+                key: "database",
+                message: "max_connections and the timeouts must be at least 1".into(),
+            });
         }
         if self.tokens.sweep_batch == 0 {
             return Err(ConfigError::Invalid {

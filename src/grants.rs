@@ -2,6 +2,7 @@
 //!
 //! It knows nothing of HTTP: callers hand it parsed requests and map its errors to the wire.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,8 @@ use crate::identity::{AuthOutcome, Identities, IdpError, Principal, RejectCause}
 use crate::scope::{Scope, ScopeError};
 use crate::secret::Secret;
 use crate::store::{
-    Application, Grant, GrantFilter, Lifetime, Rotation, Rule, SharedStore, StoreError,
+    Application, Grant, GrantFilter, Invalidation, Lifetime, Rotation, Rule, SharedStore,
+    StoreError,
 };
 use crate::token::{self, TokenDigest};
 
@@ -139,6 +141,9 @@ pub struct Engine {
     /// this process remove entries at once; the time-to-live bounds what another process's
     /// revocation can leave behind.
     cache: Cache<TokenDigest, Arc<Grant>>,
+    /// Bumped before entries are dropped from the cache. A verify that read the store while it
+    /// moved may hold a grant from before the drop, and takes back what it cached.
+    dropped: Arc<AtomicU64>,
 }
 
 /// The effective lifetimes for a new grant: rule, else application, else global default.
@@ -213,6 +218,7 @@ impl Engine {
             opts,
             audit,
             cache,
+            dropped: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -449,6 +455,7 @@ impl Engine {
             }
             None => {
                 metrics::counter!("vedauth_verify_cache_misses_total").increment(1);
+                let before = self.dropped.load(Ordering::SeqCst);
                 let g = self
                     .store
                     .grant_by_access(&digest)
@@ -456,6 +463,11 @@ impl Engine {
                     .ok_or(GrantError::InvalidToken)?;
                 let g = Arc::new(g);
                 self.cache.insert(digest, g.clone());
+                // A revocation that landed after our read began could be undone by the insert
+                // above; one that lands after this check removes the entry itself.
+                if self.dropped.load(Ordering::SeqCst) != before {
+                    self.cache.invalidate(&digest);
+                }
                 g
             }
         };
@@ -518,6 +530,7 @@ impl Engine {
 
     /// Drops grants from this process's verify cache (for announcements from other nodes).
     pub fn forget(&self, digests: &[TokenDigest]) {
+        self.dropped.fetch_add(1, Ordering::SeqCst);
         for d in digests {
             self.cache.invalidate(d);
         }
@@ -539,13 +552,16 @@ impl Engine {
     /// store's feed ends.
     pub fn follow_invalidations(&self) -> Option<tokio::task::JoinHandle<()>> {
         let mut rx = self.store.invalidations()?;
-        let cache = self.cache.clone();
+        let (cache, dropped) = (self.cache.clone(), self.dropped.clone());
         Some(tokio::spawn(async move {
             loop {
-                match rx.recv().await {
-                    Ok(d) => cache.invalidate(&d),
+                let msg = rx.recv().await;
+                dropped.fetch_add(1, Ordering::SeqCst);
+                match msg {
+                    Ok(Invalidation::Token(d)) => cache.invalidate(&d),
                     // Missed some: anything cached may be stale, start afresh.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    Ok(Invalidation::All)
+                    | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         cache.invalidate_all()
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,

@@ -4,6 +4,7 @@ mod admin;
 mod config;
 pub mod serve;
 mod status;
+pub mod store;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -82,6 +83,9 @@ pub enum Command {
     Config(config::ConfigCmd),
     /// The running server's health and version, the store and its counts, the providers.
     Status(status::StatusArgs),
+    /// Whole-store operations: copy between SQLite and PostgreSQL.
+    #[command(subcommand)]
+    Store(store::StoreCmd),
 }
 
 impl GlobalOpts {
@@ -143,6 +147,7 @@ pub fn main() -> ExitCode {
             Command::Role(cmd) => admin::roles(&cli.global, cmd).await,
             Command::Config(cmd) => config::run(&cli.global, cmd).await,
             Command::Status(args) => status::run(&cli.global, args).await,
+            Command::Store(cmd) => store::store(&cli.global, cmd).await,
         }
     });
     match result {

@@ -43,7 +43,7 @@ impl Store for MeteredStore {
         self.inner.describe()
     }
 
-    fn invalidations(&self) -> Option<tokio::sync::broadcast::Receiver<TokenDigest>> {
+    fn invalidations(&self) -> Option<tokio::sync::broadcast::Receiver<Invalidation>> {
         self.inner.invalidations()
     }
 

@@ -4,6 +4,7 @@
 
 pub mod metered;
 mod model;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -46,6 +47,15 @@ pub struct Rotation {
     pub access_issued_at: UnixTime,
     pub access_expires_at: UnixTime,
     pub refresh_digest: Option<TokenDigest>,
+}
+
+/// What the invalidation feed of a shared store carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalidation {
+    /// This access token stopped being valid (revoked or rotated) on some node.
+    Token(TokenDigest),
+    /// Announcements may have been missed (the feed reconnected): drop everything cached.
+    All,
 }
 
 /// Row counts, for `status` and the admin API.
@@ -156,7 +166,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     }
 
     /// The digests any node announced, as they arrive; None if this store has no such feed.
-    fn invalidations(&self) -> Option<tokio::sync::broadcast::Receiver<TokenDigest>> {
+    fn invalidations(&self) -> Option<tokio::sync::broadcast::Receiver<Invalidation>> {
         None
     }
 }

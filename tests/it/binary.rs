@@ -15,10 +15,10 @@ use crate::common::{client_for, Reply};
 const BIN: &str = env!("CARGO_BIN_EXE_vedauth");
 
 /// A `vedauth serve` child process whose output is collected.
-struct Served {
+pub(crate) struct Served {
     child: Child,
     dir: PathBuf,
-    base: String,
+    pub(crate) base: String,
     out: Arc<Mutex<String>>,
 }
 
@@ -34,7 +34,7 @@ fn collect(stream: impl Read + Send + 'static, sink: Arc<Mutex<String>>) {
 }
 
 impl Served {
-    fn start(dir: &Path, extra: &[&str]) -> Self {
+    pub(crate) fn start(dir: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(BIN)
             .args([
                 "--data-dir",
@@ -80,7 +80,7 @@ impl Served {
         }
     }
 
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         self.out.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
@@ -118,8 +118,14 @@ impl Served {
         (status, self.output())
     }
 
-    fn client(&self) -> reqwest::Client {
+    pub(crate) fn client(&self) -> reqwest::Client {
         client_for(Some(&self.dir.join("tls/ca.crt")))
+    }
+
+    /// SIGKILL: no shutdown of any kind.
+    pub(crate) fn kill9(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
     }
 }
 

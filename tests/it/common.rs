@@ -47,6 +47,15 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// The default options, for a node on the database at `url` (`postgres://...`, `sqlite:...`).
+    pub fn on_database(url: &str) -> Self {
+        let mut o = Self::default();
+        o.config.database_url = Some(url.to_string());
+        o
+    }
+}
+
 pub fn client_for(ca: Option<&Path>) -> reqwest::Client {
     let mut b = reqwest::Client::builder().use_rustls_tls();
     if let Some(ca) = ca {

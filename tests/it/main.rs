@@ -1,5 +1,5 @@
 //! The one integration-test binary: a module per capability, all against real servers on
-//! loopback (TLS, a real SQLite file).
+//! loopback (TLS, a real SQLite file, throwaway PostgreSQL clusters).
 
 mod admin_api;
 mod authorize;
@@ -8,6 +8,8 @@ mod clients;
 mod common;
 mod hostile;
 mod lifecycle;
+mod multinode;
 mod openapi;
+mod pg;
 mod security;
 mod store_suite;

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use vedauth::config::DatabaseConfig;
+use vedauth::store::postgres::PostgresStore;
 use vedauth::store::sqlite::SqliteStore;
 use vedauth::store::{
     Application, Grant, GrantFilter, Lifetime, LockoutRecord, RoleAssignment, Rotation, Rule,
@@ -459,6 +461,42 @@ async fn sqlite_migrations_are_idempotent_and_data_survives_reopen() {
     }
     let s = SqliteStore::open(&path, 2).await.expect("reopen");
     assert!(vedauth::store::Store::user_by_name(&s, "keep")
+        .await
+        .expect("get")
+        .is_some());
+}
+
+#[tokio::test]
+async fn postgres_store_passes_the_suite() {
+    run_all(|| async {
+        let url = crate::pg::fresh_database().await;
+        let s: SharedStore = Arc::new(
+            PostgresStore::open(&url, &DatabaseConfig::default())
+                .await
+                .expect("open"),
+        );
+        s
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_migrations_run_once_when_nodes_start_together() {
+    let url = crate::pg::fresh_database().await;
+    let cfg = DatabaseConfig::default();
+    // Two nodes starting at the same moment on an empty database.
+    let (a, b) = tokio::join!(
+        PostgresStore::open(&url, &cfg),
+        PostgresStore::open(&url, &cfg)
+    );
+    let (a, b) = (a.expect("open a"), b.expect("open b"));
+    vedauth::store::Store::create_user(&a, &user("keep"))
+        .await
+        .expect("create");
+    a.close().await;
+    b.close().await;
+    let again = PostgresStore::open(&url, &cfg).await.expect("reopen");
+    assert!(vedauth::store::Store::user_by_name(&again, "KEEP")
         .await
         .expect("get")
         .is_some());
