@@ -26,8 +26,8 @@ pub enum AppError {
     Password(#[from] PasswordError),
     #[error("unsupported database URL (expected sqlite: or postgres://): {0}")]
     DatabaseUrl(String),
-    #[error("identity providers: {0}")]
-    Providers(String),
+    #[error(transparent)]
+    Providers(#[from] crate::identity::ldap::DirectoryConfigError),
 }
 
 /// Everything a running vedauth (server or admin command) works with.
@@ -85,8 +85,7 @@ impl App {
         )?;
         let mut providers: Vec<Arc<dyn IdentityProvider>> =
             vec![Arc::new(LocalProvider::new(store.clone(), pool.clone()))];
-        providers
-            .extend(crate::identity::ldap::providers(&config.ldap).map_err(AppError::Providers)?);
+        providers.extend(crate::identity::ldap::providers(&config.ldap)?);
         let identities = Arc::new(Identities::new(providers, pool.clone()));
         let engine = Engine::new(
             store.clone(),

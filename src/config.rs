@@ -189,6 +189,12 @@ impl Config {
                 message: "tls_cert_file and tls_key_file go together".into(),
             });
         }
+        for provider in &self.ldap {
+            provider.validate().map_err(|e| ConfigError::Invalid {
+                key: "ldap",
+                message: e.to_string(),
+            })?;
+        }
         if self.tokens.sweep_batch == 0 {
             return Err(ConfigError::Invalid {
                 key: "tokens.sweep_batch",
