@@ -5,5 +5,7 @@ mod authorize;
 mod binary;
 mod clients;
 mod common;
+mod dirsrv;
+mod ldap;
 mod lifecycle;
 mod store_suite;
