@@ -276,6 +276,40 @@ async fn logins_fail_over_to_the_next_server() {
     );
 }
 
+#[tokio::test]
+async fn a_hung_server_is_set_aside_for_the_next() {
+    let first = Slapd::start();
+    let second = Slapd::replica_of(&first);
+    let s = server_with(vec![ldap_provider(
+        "T",
+        &[first.url(), second.url()],
+        &first,
+        "",
+    )])
+    .await;
+    s.add_app("app", SCOPE).await;
+    s.allow("app", "everyone", None).await;
+    // Leaves a pooled connection to the first server.
+    let before = s.password_grant("app", "alice", "alice-pw", SCOPE).await;
+    assert_eq!(before.status, StatusCode::OK, "{}", before.text);
+
+    first.pause();
+    // The pooled connection hangs: this request is abandoned with 503...
+    let hung = s.password_grant("app", "alice", "alice-pw", SCOPE).await;
+    hung.assert_error(
+        503,
+        "temporarily_unavailable",
+        "The service is temporarily unavailable; retry shortly",
+    );
+    // ...and the next ones go to the second server first.
+    for _ in 0..2 {
+        let r = s.password_grant("app", "alice", "alice-pw", SCOPE).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.str("identity"), before.str("identity"));
+    }
+    first.resume();
+}
+
 /// A loopback port with nothing listening on it.
 fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ldap3::asn1::StructureTag;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchOptions, SearchResult};
+use tokio::time::Instant;
 
 use super::config::Settings;
 use crate::secret::Secret;
@@ -25,6 +26,8 @@ pub(super) enum Failure {
 pub(super) struct Conn {
     ldap: Ldap,
     driver: tokio::task::AbortHandle,
+    /// Index of the server's URL.
+    server: usize,
 }
 
 impl Drop for Conn {
@@ -32,6 +35,10 @@ impl Drop for Conn {
         self.driver.abort();
     }
 }
+
+/// How long a server that failed goes to the back of the line. Without it, every new
+/// connection would first wait out the connect timeout on a hung first server.
+const SET_ASIDE: Duration = Duration::from_secs(30);
 
 /// Opens connections: the URLs in order, TLS as configured, bounded in time.
 #[derive(Debug)]
@@ -41,6 +48,24 @@ pub(super) struct Connector {
     tls: Option<Arc<rustls::ClientConfig>>,
     connect_timeout: Duration,
     timeout: Duration,
+    /// When each server last failed to connect or answer, if it did recently.
+    failed_at: Mutex<Vec<Option<Instant>>>,
+}
+
+/// The order to try servers in: configured order, except that those that failed within
+/// [`SET_ASIDE`] come last (still in configured order), so that they are tried when all else fails.
+fn try_order(failed_at: &[Option<Instant>], now: Instant) -> Vec<usize> {
+    let recent = |i: &usize| {
+        failed_at
+            .get(*i)
+            .copied()
+            .flatten()
+            .is_some_and(|t| now.saturating_duration_since(t) < SET_ASIDE)
+    };
+    let (mut order, late): (Vec<usize>, Vec<usize>) =
+        (0..failed_at.len()).partition(|i| !recent(i));
+    order.extend(late);
+    order
 }
 
 impl Connector {
@@ -51,6 +76,17 @@ impl Connector {
             tls: s.tls.clone(),
             connect_timeout: s.connect_timeout,
             timeout: s.timeout,
+            failed_at: Mutex::new(vec![None; s.urls.len()]),
+        }
+    }
+
+    pub fn mark(&self, server: usize, failed: bool) {
+        let mut f = self
+            .failed_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = f.get_mut(server) {
+            *slot = failed.then(Instant::now);
         }
     }
 
@@ -58,18 +94,33 @@ impl Connector {
     /// answer in time is skipped for the next; a server's answer to the bind, even a refusal,
     /// decides.
     pub async fn bind(&self, dn: &str, password: &Secret) -> Result<Conn, Failure> {
+        let order = {
+            let f = self
+                .failed_at
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            try_order(&f, Instant::now())
+        };
         let mut last = String::from("no server URL");
-        for url in &self.urls {
-            let mut conn = match tokio::time::timeout(self.connect_timeout, self.open(url)).await {
+        for i in order {
+            let Some(url) = self.urls.get(i) else {
+                continue;
+            };
+            // A connection abandoned here is dropped with its driver; ldap3's own StartTLS
+            // helper task ends when the server answers or closes.
+            let mut conn = match tokio::time::timeout(self.connect_timeout, self.open(i, url)).await
+            {
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => {
                     tracing::warn!(%url, error = %e, "directory server unreachable");
                     last = format!("{url}: {e}");
+                    self.mark(i, true);
                     continue;
                 }
                 Err(_) => {
                     tracing::warn!(%url, "directory server did not answer the connection");
                     last = format!("{url}: no answer within {:?}", self.connect_timeout);
+                    self.mark(i, true);
                     continue;
                 }
             };
@@ -77,12 +128,15 @@ impl Connector {
                 tokio::time::timeout(self.timeout, conn.ldap.simple_bind(dn, password.expose()))
                     .await;
             match bound {
-                Ok(Ok(res)) if res.rc == 0 => return Ok(conn),
                 Ok(Ok(res)) => {
+                    self.mark(i, false);
+                    if res.rc == 0 {
+                        return Ok(conn);
+                    }
                     return Err(Failure::Refused {
                         rc: res.rc,
                         text: res.text,
-                    })
+                    });
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(%url, error = %e, "directory bind failed");
@@ -93,11 +147,12 @@ impl Connector {
                     last = format!("{url}: bind got no answer within {:?}", self.timeout);
                 }
             }
+            self.mark(i, true);
         }
         Err(Failure::Unavailable(last))
     }
 
-    async fn open(&self, url: &str) -> Result<Conn, ldap3::LdapError> {
+    async fn open(&self, server: usize, url: &str) -> Result<Conn, ldap3::LdapError> {
         let plain = url
             .get(..7)
             .is_some_and(|s| s.eq_ignore_ascii_case("ldap://"));
@@ -112,7 +167,11 @@ impl Connector {
             }
         })
         .abort_handle();
-        Ok(Conn { ldap, driver })
+        Ok(Conn {
+            ldap,
+            driver,
+            server,
+        })
     }
 }
 
@@ -228,7 +287,10 @@ impl Pool {
                     self.put_back(conn);
                     return Err(e.describe(self.timeout));
                 }
-                Err(e @ SearchError::Timeout) => return Err(e.describe(self.timeout)),
+                Err(e @ SearchError::Timeout) => {
+                    self.connector.mark(conn.server, true);
+                    return Err(e.describe(self.timeout));
+                }
             }
         }
         let mut conn = match self.connector.bind(&self.bind_dn, &self.password).await {
@@ -349,6 +411,17 @@ mod tests {
             id,
             payload: PL::C(inner),
         }
+    }
+
+    #[test]
+    fn servers_that_failed_recently_are_tried_last() {
+        let now = Instant::now();
+        let long_ago = now.checked_sub(SET_ASIDE * 2);
+        assert_eq!(try_order(&[None, None, None], now), vec![0, 1, 2]);
+        assert_eq!(try_order(&[Some(now), None, None], now), vec![1, 2, 0]);
+        assert_eq!(try_order(&[Some(now), None, Some(now)], now), vec![1, 0, 2]);
+        assert_eq!(try_order(&[long_ago, None], now), vec![0, 1]);
+        assert_eq!(try_order(&[], now), Vec::<usize>::new());
     }
 
     #[test]
