@@ -402,6 +402,25 @@ base_dn = "DC=corp,DC=example"
     }
 
     #[test]
+    fn the_configuration_file_takes_a_list_of_providers() {
+        let path = Path::new("vedauth.toml");
+        let text = format!("[[ldap]]\n{}\n[[ldap]]\n{}", sample("ad"), sample("ldap"));
+        let cfg = crate::config::Config::from_toml(&text, path).expect("valid");
+        let kinds: Vec<_> = cfg.ldap.iter().map(|l| l.kind).collect();
+        assert_eq!(kinds, vec![DirectoryKind::Ad, DirectoryKind::Ldap]);
+        // Entries are checked with the rest of the file, and the message says where.
+        let bad = text.replacen("ldaps://dc1.corp.example", "http://dc1", 1);
+        let msg = crate::config::Config::from_toml(&bad, path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            msg.contains("ldap") && msg.contains("CORP") && msg.contains("http://dc1"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn kind_defaults_and_derived_domains() {
         let dir = tempfile::tempdir().expect("tempdir");
         let pw = dir.path().join("pw");
