@@ -32,8 +32,8 @@ pub enum AppError {
     DatabaseUrl(String),
     #[error("{0}")]
     Audit(String),
-    #[error("identity providers: {0}")]
-    Providers(String),
+    #[error(transparent)]
+    Providers(#[from] crate::identity::ldap::DirectoryConfigError),
 }
 
 /// Everything a running vedauth (server or admin command) works with.
@@ -106,8 +106,7 @@ impl App {
         )?;
         let mut providers: Vec<Arc<dyn IdentityProvider>> =
             vec![Arc::new(LocalProvider::new(store.clone(), pool.clone()))];
-        providers
-            .extend(crate::identity::ldap::providers(&config.ldap).map_err(AppError::Providers)?);
+        providers.extend(crate::identity::ldap::providers(&config.ldap)?);
         let lockout = config
             .lockout
             .enabled

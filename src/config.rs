@@ -553,6 +553,12 @@ impl Config {
                 message: "max_connections and the timeouts must be at least 1".into(),
             });
         }
+        for provider in &self.ldap {
+            provider.validate().map_err(|e| ConfigError::Invalid {
+                key: "ldap",
+                message: e.to_string(),
+            })?;
+        }
         if self.tokens.sweep_batch == 0 {
             return Err(ConfigError::Invalid {
                 key: "tokens.sweep_batch",

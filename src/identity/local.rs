@@ -35,6 +35,10 @@ impl IdentityProvider for LocalProvider {
         "local"
     }
 
+    fn hashes_locally(&self) -> bool {
+        true
+    }
+
     async fn identify(&self, name: &str) -> Result<Identify, IdpError> {
         Ok(match self.store.user_by_name(name).await? {
             Some(u) => Identify::Known(u.identity()),

@@ -165,6 +165,12 @@ pub trait IdentityProvider: Send + Sync + std::fmt::Debug {
     fn claims_domain(&self, _domain: &str) -> bool {
         false
     }
+    /// Whether this provider checks passwords with the local argon2id hash. Others (directories)
+    /// get a dummy hash after a refusal, so that a wrong password costs what an unknown user
+    /// costs.
+    fn hashes_locally(&self) -> bool {
+        false
+    }
     /// Whether the provider's backend answers: None when it has none to ask (local users).
     async fn health(&self) -> Option<bool> {
         None
@@ -218,6 +224,20 @@ impl Identities {
         self.lockout.as_ref()
     }
 
+    /// A refusal by a provider that does not hash locally costs a dummy hash, like every other
+    /// refusal.
+    async fn equalize(
+        &self,
+        p: &Arc<dyn IdentityProvider>,
+        outcome: &AuthOutcome,
+        password: &Secret,
+    ) -> Result<(), IdpError> {
+        if !p.hashes_locally() && matches!(outcome, AuthOutcome::Rejected(_)) {
+            self.pool.verify_dummy(password.clone()).await?;
+        }
+        Ok(())
+    }
+
     /// One provider's attempt, behind the lockout when the provider can name the identity
     /// before the password check.
     async fn attempt(
@@ -239,6 +259,7 @@ impl Identities {
         };
         let Some((lockout, id)) = identity else {
             let outcome = p.authenticate(name, password).await?;
+            self.equalize(p, &outcome, password).await?;
             return Ok(Attempt {
                 identity: match &outcome {
                     AuthOutcome::Authenticated(pr) => Some(pr.prefixed_universal()),
@@ -264,8 +285,10 @@ impl Identities {
             _ => Outcome::Neutral,
         };
         let locked_until = lockout.end(&id, verdict).await?;
+        let outcome = result?;
+        self.equalize(p, &outcome, password).await?;
         Ok(Attempt {
-            outcome: result?,
+            outcome,
             identity: Some(id),
             locked_until,
         })
