@@ -20,14 +20,22 @@ pub(crate) struct Served {
     dir: PathBuf,
     pub(crate) base: String,
     out: Arc<Mutex<String>>,
+    /// Standard error alone (the log), apart from the banner on standard output.
+    pub(crate) err: Arc<Mutex<String>>,
 }
 
-fn collect(stream: impl Read + Send + 'static, sink: Arc<Mutex<String>>) {
+fn collect(
+    stream: impl Read + Send + 'static,
+    sink: Arc<Mutex<String>>,
+    also: Option<Arc<Mutex<String>>>,
+) {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if let Ok(mut s) = sink.lock() {
-                s.push_str(&line);
-                s.push('\n');
+            for target in std::iter::once(&sink).chain(also.as_ref()) {
+                if let Ok(mut s) = target.lock() {
+                    s.push_str(&line);
+                    s.push('\n');
+                }
             }
         }
     });
@@ -51,8 +59,13 @@ impl Served {
             .spawn()
             .expect("spawn vedauth");
         let out = Arc::new(Mutex::new(String::new()));
-        collect(child.stdout.take().expect("stdout"), out.clone());
-        collect(child.stderr.take().expect("stderr"), out.clone());
+        let err = Arc::new(Mutex::new(String::new()));
+        collect(child.stdout.take().expect("stdout"), out.clone(), None);
+        collect(
+            child.stderr.take().expect("stderr"),
+            out.clone(),
+            Some(err.clone()),
+        );
         // Bounded wait for the banner line that names the address.
         let deadline = Instant::now() + Duration::from_secs(60);
         let base = loop {
@@ -77,6 +90,7 @@ impl Served {
             dir: dir.to_path_buf(),
             base,
             out,
+            err,
         }
     }
 
@@ -96,7 +110,7 @@ impl Served {
         }
     }
 
-    fn sigterm(&self) {
+    pub(crate) fn sigterm(&self) {
         let ok = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -104,7 +118,7 @@ impl Served {
         assert!(ok.success());
     }
 
-    fn wait(mut self) -> (std::process::ExitStatus, String) {
+    pub(crate) fn wait(mut self) -> (std::process::ExitStatus, String) {
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
             if let Some(s) = self.child.try_wait().expect("wait") {
@@ -130,7 +144,7 @@ impl Served {
 }
 
 /// Runs an admin command on the data directory; returns stdout, asserting success.
-fn admin(dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
+pub(crate) fn admin(dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
     let mut child = Command::new(BIN)
         .args(["--data-dir", dir.to_str().expect("utf-8")])
         .args(args)

@@ -12,6 +12,7 @@ mod ldap;
 mod lifecycle;
 mod multinode;
 mod openapi;
+mod ops;
 mod pg;
 mod security;
 mod store_suite;

@@ -1,0 +1,354 @@
+//! Operations: metrics, health and readiness, JSON logs with request ids, the systemd unit,
+//! `--version` and `status`.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::binary::{admin, Served};
+use crate::common::{Options, Reply, TestServer};
+use crate::pg;
+
+const BIN: &str = env!("CARGO_BIN_EXE_vedauth");
+
+/// Prometheus text format: `name{labels} value` lines into a map (labels sorted as written).
+fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+fn metric(m: &BTreeMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
+    m.iter()
+        .filter(|(k, _)| {
+            k.split('{').next() == Some(name)
+                && labels
+                    .iter()
+                    .all(|(l, v)| k.contains(&format!("{l}=\"{v}\"")))
+        })
+        .map(|(_, v)| *v)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_report_the_scripted_requests() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let s = Served::start(&dir, &[]);
+    admin(
+        &dir,
+        &["user", "add", "mia", "--password-stdin"],
+        Some("Mia-Pw-1\n"),
+    );
+    admin(
+        &dir,
+        &["app", "add", "metrics-app", "--scope", "certificate"],
+        None,
+    );
+    admin(&dir, &["app", "allow", "metrics-app", "everyone"], None);
+    let client = s.client();
+    let grant = |pw: &'static str| {
+        let client = client.clone();
+        let url = format!("{}/vedauth/authorize/oauth", s.base);
+        async move {
+            Reply::read(
+                client
+                    .post(url)
+                    .json(&json!({"client_id": "metrics-app", "username": "mia", "password": pw, "scope": "certificate"}))
+                    .send()
+                    .await
+                    .expect("send"),
+            )
+            .await
+        }
+    };
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let r = grant("Mia-Pw-1").await;
+        assert_eq!(r.status, StatusCode::OK);
+        tokens.push(r.str("access_token"));
+    }
+    for _ in 0..2 {
+        assert_eq!(grant("wrong").await.status, StatusCode::UNAUTHORIZED);
+    }
+    for _ in 0..4 {
+        let r = client
+            .get(format!("{}/vedauth/authorize/verify", s.base))
+            .bearer_auth(&tokens[0])
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let text = client
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    let m = parse_metrics(&text);
+    let oauth = [("endpoint", "/vedauth/authorize/oauth")];
+    assert_eq!(
+        metric(
+            &m,
+            "vedauth_http_requests_total",
+            &[oauth[0], ("status", "200")]
+        ),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "vedauth_http_requests_total",
+            &[oauth[0], ("status", "401")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "vedauth_http_requests_total",
+            &[("endpoint", "/vedauth/authorize/verify"), ("status", "200")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        metric(&m, "vedauth_http_request_duration_seconds_count", &oauth),
+        5.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "vedauth_grants_issued_total",
+            &[("client_id", "metrics-app")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "vedauth_failed_logins_total",
+            &[("client_id", "metrics-app"), ("cause", "wrong_password")]
+        ),
+        2.0
+    );
+    // One miss fills the cache; the next three verifies are hits.
+    assert_eq!(metric(&m, "vedauth_verify_cache_misses_total", &[]), 1.0);
+    assert_eq!(metric(&m, "vedauth_verify_cache_hits_total", &[]), 3.0);
+    // Every password check waited in the hashing queue (5 logins; the admin's first start too).
+    assert!(metric(&m, "vedauth_hash_wait_seconds_count", &[]) >= 5.0);
+    assert!(m.keys().any(|k| k.starts_with("vedauth_hash_queue_depth")));
+    assert!(
+        metric(
+            &m,
+            "vedauth_store_query_duration_seconds_count",
+            &[("op", "insert_grant")]
+        ) >= 3.0
+    );
+    assert!(m.keys().any(|k| k.starts_with("vedauth_live_grants")));
+    s.sigterm();
+    assert!(s.wait().0.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_store() {
+    let cluster = pg::Cluster::start();
+    let db = pg::fresh_database_on(&cluster.url).await;
+    let s = TestServer::start_with(Options::on_database(&db)).await;
+    let health = s.get_bearer("/healthz", None).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.json["status"], "ok");
+    let ready = s.get_bearer("/readyz", None).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+    assert_eq!(ready.json["store"], "ok");
+    cluster.stop().await;
+    let down = s.get_bearer("/readyz", None).await;
+    assert_eq!(
+        down.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        down.text
+    );
+    assert_eq!(down.json["status"], "not_ready");
+    // Liveness does not depend on the store.
+    assert_eq!(s.get_bearer("/healthz", None).await.status, StatusCode::OK);
+    cluster.start_again().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = s.get_bearer("/readyz", None).await;
+        if r.status == StatusCode::OK {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready again: {}", r.text);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_request_id_and_no_secrets() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let s = Served::start(&dir, &["--log-format", "json"]);
+    let client = s.client();
+    let r = client
+        .post(format!("{}/vedauth/authorize/oauth", s.base))
+        .header("x-request-id", "req-grant-0001")
+        .json(&json!({"client_id": "vedauth-admin", "username": "admin", "password": "Initial-Admin-Pw-123", "scope": "admin"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.headers()["x-request-id"], "req-grant-0001");
+    let r = Reply::read(r).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let token = r.str("access_token");
+    let refresh = r.str("refresh_token");
+    let v = client
+        .get(format!("{}/vedauth/authorize/verify", s.base))
+        .header("x-request-id", "req-verify-0002")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(v.status(), StatusCode::OK);
+    // Without one, the server makes one up and returns it.
+    let n = client
+        .get(format!("{}/vedsdk/", s.base))
+        .send()
+        .await
+        .expect("send");
+    assert!(n
+        .headers()
+        .get("x-request-id")
+        .is_some_and(|v| !v.is_empty()));
+    let log = s.err.clone();
+    s.sigterm();
+    let (status, _) = s.wait();
+    assert!(status.success());
+    let log = log.lock().map(|l| l.clone()).unwrap_or_default();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() > 3, "{log}");
+    // Every line logged while handling a request carries that request's id.
+    let of = |id: &str| -> Vec<&Value> {
+        lines
+            .iter()
+            .filter(|l| l["span"]["request_id"] == id)
+            .collect()
+    };
+    let grant_lines = of("req-grant-0001");
+    assert!(
+        grant_lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "grant issued"),
+        "{log}"
+    );
+    assert!(
+        grant_lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "request"),
+        "{log}"
+    );
+    assert!(of("req-verify-0002")
+        .iter()
+        .any(|l| l["fields"]["message"] == "request"));
+    // Every line inside a request span names the request (the log runs at debug level here,
+    // so library lines from inside handlers count too).
+    let in_requests: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["span"]["name"] == "request")
+        .collect();
+    assert!(in_requests.len() >= 4, "{log}");
+    for l in in_requests {
+        assert!(
+            l["span"]["request_id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty()),
+            "{l}"
+        );
+    }
+    for secret in [token.as_str(), refresh.as_str(), "Initial-Admin-Pw-123"] {
+        assert!(!log.contains(secret), "a secret is in the log");
+    }
+    assert!(!log.contains("$argon2id$"));
+}
+
+#[test]
+fn the_systemd_unit_verifies() {
+    // The unit names the installed path; verify a copy that points at this build's binary.
+    let unit =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dist/vedauth.service"))
+            .expect("unit");
+    assert!(unit.contains("ExecStart=/usr/local/bin/vedauth serve"));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let copy = tmp.path().join("vedauth.service");
+    std::fs::write(&copy, unit.replace("/usr/local/bin/vedauth", BIN)).expect("write");
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .expect("systemd-analyze (scripts/test installs the systemd package)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{err}"
+    );
+    // Warnings about the unit itself would name it.
+    assert!(!err.contains("vedauth.service:"), "{err}");
+}
+
+#[test]
+fn version_names_the_git_revision() {
+    let out = Command::new(BIN).arg("--version").output().expect("run");
+    let v = String::from_utf8_lossy(&out.stdout);
+    assert!(v.starts_with("vedauth 0.1.0 (git "), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_health_store_and_counts() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let s = Served::start(&dir, &[]);
+    let out = Command::new(BIN)
+        .args([
+            "--data-dir",
+            dir.to_str().expect("utf-8"),
+            "status",
+            "--json",
+            "--url",
+            &s.base,
+        ])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["server"]["reachable"], true, "{report}");
+    assert_eq!(report["server"]["ready"], true);
+    assert!(report["server"]["health"]["version"]
+        .as_str()
+        .is_some_and(|v| v.contains("git")));
+    assert!(report["store"]
+        .as_str()
+        .is_some_and(|st| st.starts_with("sqlite:")));
+    assert_eq!(report["counts"]["users"], 1);
+    assert_eq!(report["counts"]["applications"], 1);
+    assert_eq!(report["counts"]["live_grants"], 0);
+    assert_eq!(report["providers"][0]["name"], "local");
+    s.sigterm();
+    assert!(s.wait().0.success());
+}
