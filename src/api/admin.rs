@@ -439,7 +439,8 @@ async fn run(
     })
 }
 
-const OPERATIONS: &[&str] = &[
+/// Every operation served under `/vedsdk/oauth/`, lower-cased.
+pub const OPERATIONS: &[&str] = &[
     "grantrole",
     "revokerole",
     "listroles",

@@ -5,6 +5,7 @@
 pub mod metered;
 mod model;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -17,6 +17,9 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow}
 use sqlx::Row;
 use tokio::sync::{broadcast, oneshot};
 
+use super::rows::{
+    app_from, digests, grant_from, lockout_from, role_from, rule_from, user_from, Columns,
+};
 use super::*;
 use crate::clock::UnixTime;
 use crate::config::DatabaseConfig;
@@ -172,91 +175,31 @@ fn err(e: sqlx::Error) -> StoreError {
     }
 }
 
-fn digest_of(row: &PgRow, col: &str) -> StoreResult<Option<TokenDigest>> {
-    let v: Option<Vec<u8>> = row.try_get(col).map_err(err)?;
-    match v {
-        None => Ok(None),
-        Some(b) => TokenDigest::from_slice(&b)
-            .map(Some)
-            .ok_or_else(|| StoreError::Corrupt(format!("{col} is not 32 bytes"))),
+impl Columns for PgRow {
+    fn text(&self, col: &str) -> StoreResult<String> {
+        self.try_get(col).map_err(err)
     }
-}
-
-fn opt_lifetime(row: &PgRow, col: &str) -> StoreResult<Option<Lifetime>> {
-    Ok(row
-        .try_get::<Option<i64>, _>(col)
-        .map_err(err)?
-        .map(Lifetime::from_db))
-}
-
-fn user_from(row: &PgRow) -> StoreResult<User> {
-    Ok(User {
-        id: row.try_get("id").map_err(err)?,
-        name: row.try_get("name").map_err(err)?,
-        full_name: row.try_get("full_name").map_err(err)?,
-        email: row.try_get("email").map_err(err)?,
-        password_hash: row.try_get("password_hash").map_err(err)?,
-        disabled: row.try_get("disabled").map_err(err)?,
-        created_at: row.try_get("created_at").map_err(err)?,
-    })
-}
-
-fn app_from(row: &PgRow) -> StoreResult<Application> {
-    Ok(Application {
-        client_id: row.try_get("client_id").map_err(err)?,
-        name: row.try_get("name").map_err(err)?,
-        vendor: row.try_get("vendor").map_err(err)?,
-        description: row.try_get("description").map_err(err)?,
-        url: row.try_get("url").map_err(err)?,
-        scope: row.try_get("scope").map_err(err)?,
-        max_scope: row.try_get("max_scope").map_err(err)?,
-        access_validity: row.try_get("access_validity").map_err(err)?,
-        grant_validity: opt_lifetime(row, "grant_validity")?,
-        renewable: row.try_get("renewable").map_err(err)?,
-        unused_expiration: row.try_get("unused_expiration").map_err(err)?,
-        created_at: row.try_get("created_at").map_err(err)?,
-    })
-}
-
-fn rule_from(row: &PgRow) -> StoreResult<Rule> {
-    Ok(Rule {
-        client_id: row.try_get("client_id").map_err(err)?,
-        trustee: row.try_get("trustee").map_err(err)?,
-        description: row.try_get("description").map_err(err)?,
-        max_scope: row.try_get("max_scope").map_err(err)?,
-        access_validity: row.try_get("access_validity").map_err(err)?,
-        grant_validity: opt_lifetime(row, "grant_validity")?,
-        renewable: row.try_get("renewable").map_err(err)?,
-        created_at: row.try_get("created_at").map_err(err)?,
-    })
-}
-
-fn grant_from(row: &PgRow) -> StoreResult<Grant> {
-    Ok(Grant {
-        id: row.try_get("id").map_err(err)?,
-        client_id: row.try_get("client_id").map_err(err)?,
-        identity: row.try_get("identity").map_err(err)?,
-        granted_to: row.try_get("granted_to").map_err(err)?,
-        scope: row.try_get("scope").map_err(err)?,
-        issued_at: row.try_get("issued_at").map_err(err)?,
-        expires_at: row.try_get("expires_at").map_err(err)?,
-        renewable: row.try_get("renewable").map_err(err)?,
-        access_validity: row.try_get("access_validity").map_err(err)?,
-        access_digest: digest_of(row, "access_digest")?
-            .ok_or_else(|| StoreError::Corrupt("grant without access digest".into()))?,
-        access_issued_at: row.try_get("access_issued_at").map_err(err)?,
-        access_expires_at: row.try_get("access_expires_at").map_err(err)?,
-        refresh_digest: digest_of(row, "refresh_digest")?,
-    })
-}
-
-fn digests(rows: Vec<PgRow>) -> StoreResult<Vec<TokenDigest>> {
-    rows.iter()
-        .map(|r| {
-            digest_of(r, "access_digest")?
-                .ok_or_else(|| StoreError::Corrupt("grant without access digest".into()))
-        })
-        .collect()
+    fn opt_text(&self, col: &str) -> StoreResult<Option<String>> {
+        self.try_get(col).map_err(err)
+    }
+    fn int(&self, col: &str) -> StoreResult<i64> {
+        // INTEGER columns (roles) are 32-bit in PostgreSQL; BIGINT ones 64-bit.
+        self.try_get::<i64, _>(col)
+            .or_else(|_| self.try_get::<i32, _>(col).map(i64::from))
+            .map_err(err)
+    }
+    fn opt_int(&self, col: &str) -> StoreResult<Option<i64>> {
+        self.try_get(col).map_err(err)
+    }
+    fn flag(&self, col: &str) -> StoreResult<bool> {
+        self.try_get(col).map_err(err)
+    }
+    fn opt_flag(&self, col: &str) -> StoreResult<Option<bool>> {
+        self.try_get(col).map_err(err)
+    }
+    fn opt_bytes(&self, col: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.try_get(col).map_err(err)
+    }
 }
 
 /// The WHERE clause of a grant filter, with its bind values in order.
@@ -727,7 +670,7 @@ impl Store for PostgresStore {
                     .await
                     .map_err(err)?;
             tx.commit().await.map_err(err)?;
-            digests(rows).map(Some)
+            digests(&rows).map(Some)
         })
         .await
     }
@@ -851,14 +794,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(err)?
                 .iter()
-                .map(|row| {
-                    let c: String = row.try_get("client_id").map_err(err)?;
-                    Ok(RoleAssignment {
-                        grantee: row.try_get("grantee").map_err(err)?,
-                        role: row.try_get("role").map_err(err)?,
-                        client_id: (!c.is_empty()).then_some(c),
-                    })
-                })
+                .map(role_from)
                 .collect()
         })
         .await
@@ -871,16 +807,7 @@ impl Store for PostgresStore {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(err)?;
-            let Some(row) = row else { return Ok(None) };
-            let get = |c: &str| row.try_get::<i64, _>(c).map_err(err);
-            Ok(Some(LockoutRecord {
-                failures: get("failures")? as u32,
-                window_start: get("window_start")?,
-                pending: get("pending")? as u32,
-                pending_since: get("pending_since")?,
-                locked_until: get("locked_until")?,
-                version: get("version")?,
-            }))
+            row.as_ref().map(lockout_from).transpose()
         })
         .await
     }
@@ -1095,7 +1022,7 @@ impl Store for PostgresStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(err)?;
-            Ok(digests(rows)?.into_iter().next())
+            Ok(digests(&rows)?.into_iter().next())
         })
         .await
     }
@@ -1108,7 +1035,7 @@ impl Store for PostgresStore {
             for b in binds {
                 q = q.bind(b);
             }
-            digests(q.fetch_all(&self.pool).await.map_err(err)?)
+            digests(&q.fetch_all(&self.pool).await.map_err(err)?)
         })
         .await
     }

@@ -69,32 +69,7 @@ async fn every_documented_operation_is_served_as_documented() {
         .iter()
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
-    for op in [
-        "grantrole",
-        "revokerole",
-        "listroles",
-        "getrole",
-        "getconfiguration",
-        "setconfiguration",
-        "createapplication",
-        "enumerateapplications",
-        "getapplications",
-        "getapplication",
-        "updateapplication",
-        "deleteapplication",
-        "getscopes",
-        "getgrants",
-        "enumerategrants",
-        "revokegrants",
-        "grantcount",
-        "usercount",
-        "createrule",
-        "getrules",
-        "enumeraterules",
-        "updaterule",
-        "deleterule",
-        "deleterules",
-    ] {
+    for op in vedauth::api::admin::OPERATIONS {
         expected.insert(("post".into(), format!("/vedsdk/oauth/{op}")));
     }
     assert_eq!(

@@ -1,0 +1,124 @@
+//! Turning rows into records, once for every backend: each backend's row type says how to read
+//! a column of each kind ([`Columns`]), and the decoders here do the rest.
+
+use super::*;
+use crate::token::TokenDigest;
+
+/// The column reads the decoders need. Booleans differ by backend (an INTEGER in SQLite, a
+/// BOOLEAN in PostgreSQL), which is why this is a trait rather than sqlx's `Row` bounds.
+pub(crate) trait Columns {
+    fn text(&self, col: &str) -> StoreResult<String>;
+    fn opt_text(&self, col: &str) -> StoreResult<Option<String>>;
+    fn int(&self, col: &str) -> StoreResult<i64>;
+    fn opt_int(&self, col: &str) -> StoreResult<Option<i64>>;
+    fn flag(&self, col: &str) -> StoreResult<bool>;
+    fn opt_flag(&self, col: &str) -> StoreResult<Option<bool>>;
+    fn opt_bytes(&self, col: &str) -> StoreResult<Option<Vec<u8>>>;
+}
+
+pub(crate) fn digest_of(row: &impl Columns, col: &str) -> StoreResult<Option<TokenDigest>> {
+    match row.opt_bytes(col)? {
+        None => Ok(None),
+        Some(b) => TokenDigest::from_slice(&b)
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt(format!("{col} is not 32 bytes"))),
+    }
+}
+
+fn access_digest(row: &impl Columns) -> StoreResult<TokenDigest> {
+    digest_of(row, "access_digest")?
+        .ok_or_else(|| StoreError::Corrupt("grant without access digest".into()))
+}
+
+fn opt_lifetime(row: &impl Columns, col: &str) -> StoreResult<Option<Lifetime>> {
+    Ok(row.opt_int(col)?.map(Lifetime::from_db))
+}
+
+pub(crate) fn user_from(row: &impl Columns) -> StoreResult<User> {
+    Ok(User {
+        id: row.text("id")?,
+        name: row.text("name")?,
+        full_name: row.opt_text("full_name")?,
+        email: row.opt_text("email")?,
+        password_hash: row.text("password_hash")?,
+        disabled: row.flag("disabled")?,
+        created_at: row.int("created_at")?,
+    })
+}
+
+pub(crate) fn app_from(row: &impl Columns) -> StoreResult<Application> {
+    Ok(Application {
+        client_id: row.text("client_id")?,
+        name: row.text("name")?,
+        vendor: row.text("vendor")?,
+        description: row.text("description")?,
+        url: row.text("url")?,
+        scope: row.text("scope")?,
+        max_scope: row.text("max_scope")?,
+        access_validity: row.opt_int("access_validity")?,
+        grant_validity: opt_lifetime(row, "grant_validity")?,
+        renewable: row.opt_flag("renewable")?,
+        unused_expiration: row.opt_int("unused_expiration")?,
+        created_at: row.int("created_at")?,
+    })
+}
+
+pub(crate) fn rule_from(row: &impl Columns) -> StoreResult<Rule> {
+    Ok(Rule {
+        client_id: row.text("client_id")?,
+        trustee: row.text("trustee")?,
+        description: row.text("description")?,
+        max_scope: row.opt_text("max_scope")?,
+        access_validity: row.opt_int("access_validity")?,
+        grant_validity: opt_lifetime(row, "grant_validity")?,
+        renewable: row.opt_flag("renewable")?,
+        created_at: row.int("created_at")?,
+    })
+}
+
+pub(crate) fn grant_from(row: &impl Columns) -> StoreResult<Grant> {
+    Ok(Grant {
+        id: row.text("id")?,
+        client_id: row.text("client_id")?,
+        identity: row.text("identity")?,
+        granted_to: row.text("granted_to")?,
+        scope: row.text("scope")?,
+        issued_at: row.int("issued_at")?,
+        expires_at: row.opt_int("expires_at")?,
+        renewable: row.flag("renewable")?,
+        access_validity: row.int("access_validity")?,
+        access_digest: access_digest(row)?,
+        access_issued_at: row.int("access_issued_at")?,
+        access_expires_at: row.int("access_expires_at")?,
+        refresh_digest: digest_of(row, "refresh_digest")?,
+    })
+}
+
+/// The access digests of `DELETE ... RETURNING access_digest` rows.
+pub(crate) fn digests<R: Columns>(rows: &[R]) -> StoreResult<Vec<TokenDigest>> {
+    rows.iter().map(access_digest).collect()
+}
+
+pub(crate) fn role_from(row: &impl Columns) -> StoreResult<RoleAssignment> {
+    let c = row.text("client_id")?;
+    Ok(RoleAssignment {
+        grantee: row.text("grantee")?,
+        role: i32::try_from(row.int("role")?)
+            .map_err(|_| StoreError::Corrupt("role out of range".into()))?,
+        client_id: (!c.is_empty()).then_some(c),
+    })
+}
+
+pub(crate) fn lockout_from(row: &impl Columns) -> StoreResult<LockoutRecord> {
+    let count = |c: &str| -> StoreResult<u32> {
+        u32::try_from(row.int(c)?).map_err(|_| StoreError::Corrupt(format!("{c} out of range")))
+    };
+    Ok(LockoutRecord {
+        failures: count("failures")?,
+        window_start: row.int("window_start")?,
+        pending: count("pending")?,
+        pending_since: row.int("pending_since")?,
+        locked_until: row.int("locked_until")?,
+        version: row.int("version")?,
+    })
+}
