@@ -86,6 +86,24 @@ pub enum AppCmd {
         #[arg(long)]
         renewable: Option<bool>,
     },
+    /// Change an application: only the options given change (the API's UpdateApplication).
+    Update {
+        client_id: String,
+        #[arg(long)]
+        scope: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        vendor: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        access_validity: Option<i64>,
+        #[arg(long)]
+        grant_validity: Option<Lifetime>,
+        #[arg(long)]
+        renewable: Option<bool>,
+    },
     /// Remove a trustee's rule: no new grants for it (existing grants live on).
     Disallow {
         client_id: String,
@@ -563,6 +581,49 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
             )?;
             let v = RuleView::from(&r);
             print(g.json, &v, || format!("{trustee} may now use {client_id}"));
+        }
+        AppCmd::Update {
+            client_id,
+            scope,
+            name,
+            vendor,
+            description,
+            access_validity,
+            grant_validity,
+            renewable,
+        } => {
+            let admin = Admin::new(&app);
+            let current = app
+                .store
+                .application(&client_id)
+                .await?
+                .ok_or_else(|| anyhow!("no application '{client_id}'"))?;
+            // The API replaces the whole application: start from what it is now.
+            let a = admin_op(
+                admin
+                    .update_application(
+                        &Caller::Operator,
+                        ApplicationInput {
+                            client_id: client_id.clone(),
+                            name: Some(name.unwrap_or(current.name)),
+                            vendor: Some(vendor.unwrap_or(current.vendor)),
+                            description: Some(description.unwrap_or(current.description)),
+                            url: Some(current.url),
+                            scope: Some(scope.clone().unwrap_or(current.scope)),
+                            max_scope: Some(scope.unwrap_or(current.max_scope)),
+                            access_validity: access_validity.or(current.access_validity),
+                            grant_validity: grant_validity.or(current.grant_validity),
+                            renewable: renewable.or(current.renewable),
+                            unused_expiration: current.unused_expiration,
+                        },
+                    )
+                    .await,
+            )?;
+            let rules = app.store.rules(Some(&client_id)).await?;
+            let v = app_view(&a, &rules);
+            print(g.json, &v, || {
+                format!("updated {} (scope {})", v.client_id, v.scope)
+            });
         }
         AppCmd::Disallow { client_id, trustee } => {
             admin_op(

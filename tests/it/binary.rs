@@ -445,3 +445,101 @@ async fn sighup_reloads_the_certificate_without_dropping_connections() {
     let (status, _) = s.wait();
     assert!(status.success());
 }
+
+#[test]
+fn app_update_changes_only_what_is_given() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    admin(
+        &dir,
+        &[
+            "app",
+            "add",
+            "x-app",
+            "--scope",
+            "certificate",
+            "--vendor",
+            "Acme",
+        ],
+        None,
+    );
+    let v: Value = serde_json::from_str(&admin(
+        &dir,
+        &[
+            "app",
+            "update",
+            "x-app",
+            "--scope",
+            "certificate:manage",
+            "--renewable",
+            "false",
+            "--json",
+        ],
+        None,
+    ))
+    .expect("json");
+    assert_eq!(v["scope"], "certificate:manage");
+    assert_eq!(v["vendor"], "Acme");
+    assert_eq!(v["renewable"], false);
+    let bad = Command::new(BIN)
+        .args([
+            "--data-dir",
+            dir.to_str().expect("utf-8"),
+            "app",
+            "update",
+            "x-app",
+            "--scope",
+            "bogus",
+        ])
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("result 17"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_show_says_locked_and_unlock_ends_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let s = Served::start(&dir, &[]);
+    admin(
+        &dir,
+        &["user", "add", "bob", "--password-stdin"],
+        Some("Bob-Pw-1\n"),
+    );
+    admin(
+        &dir,
+        &["app", "add", "lock-app", "--scope", "certificate"],
+        None,
+    );
+    admin(&dir, &["app", "allow", "lock-app", "everyone"], None);
+    let client = s.client();
+    for pw in ["w1", "w2", "w3", "w4", "w5", "Bob-Pw-1"] {
+        let r = grant(&client, &s.base, "lock-app", "bob", pw, "certificate").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{pw}");
+    }
+    let shown: Value =
+        serde_json::from_str(&admin(&dir, &["user", "show", "bob", "--json"], None)).expect("json");
+    assert_eq!(shown["state"], "locked", "{shown}");
+    assert_eq!(shown["failed_logins"], 5);
+    assert!(shown["locked_until"].is_i64());
+    admin(&dir, &["user", "unlock", "bob"], None);
+    let shown: Value =
+        serde_json::from_str(&admin(&dir, &["user", "show", "bob", "--json"], None)).expect("json");
+    assert_eq!(shown["state"], "active");
+    let r = grant(
+        &client,
+        &s.base,
+        "lock-app",
+        "bob",
+        "Bob-Pw-1",
+        "certificate",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let audit = std::fs::read_to_string(dir.join("audit.log")).expect("audit");
+    assert!(audit.contains("\"event\":\"lockout\""));
+    assert!(audit.contains("\"event\":\"unlock\""));
+    s.sigterm();
+    assert!(s.wait().0.success());
+}
