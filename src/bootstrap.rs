@@ -89,7 +89,15 @@ pub async fn ensure_admin(
         disabled: false,
         created_at: now,
     };
-    store.create_user(&admin).await?;
+    match store.create_user(&admin).await {
+        // Another node sharing the store bootstrapped at the same moment: its admin stands,
+        // and the password written here would be wrong.
+        Err(StoreError::Conflict) => {
+            let _ = std::fs::remove_file(&password_file);
+            return Ok(None);
+        }
+        other => other?,
+    }
     // The first administrator holds the OAuth Admin role for the administration API.
     store
         .add_role(&RoleAssignment {

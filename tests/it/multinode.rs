@@ -611,3 +611,51 @@ async fn the_invalidation_feed_delivers_announcements_and_flags_a_reconnect() {
         .expect("announce");
     assert_eq!(next(&mut feed).await, Invalidation::Token(digests[0]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_together_on_an_empty_database_bootstrap_once() {
+    let db = pg::fresh_database().await;
+    let store: SharedStore = Arc::new(
+        PostgresStore::open(&db, &DatabaseConfig::default())
+            .await
+            .expect("open"),
+    );
+    let pool = vedauth::password::HashPool::start(
+        vedauth::password::HashParams::insecure_for_tests(),
+        2,
+        0,
+    )
+    .expect("pool");
+    let (da, db_dir) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    let (a, b) = tokio::join!(
+        vedauth::bootstrap::ensure_admin(store.as_ref(), &pool, da.path(), 0, None),
+        vedauth::bootstrap::ensure_admin(store.as_ref(), &pool, db_dir.path(), 0, None),
+    );
+    let (a, b) = (a.expect("node a"), b.expect("node b"));
+    // At most one created the admin (both may see the other's rows and do nothing).
+    assert!(a.is_none() || b.is_none(), "both bootstrapped");
+    let files: Vec<_> = [da.path(), db_dir.path()]
+        .iter()
+        .map(|d| d.join(vedauth::bootstrap::PASSWORD_FILE))
+        .filter(|f| f.exists())
+        .collect();
+    assert_eq!(files.len(), usize::from(a.is_some() || b.is_some()));
+    assert_eq!(store.list_users().await.expect("users").len(), 1);
+    // The password file that remains is the admin's.
+    if let Some(f) = files.first() {
+        let pw = std::fs::read_to_string(f).expect("read");
+        let admin = store
+            .user_by_name("admin")
+            .await
+            .expect("store")
+            .expect("admin");
+        let v = pool
+            .verify(&admin.password_hash, vedauth::secret::Secret::new(pw))
+            .await
+            .expect("verify");
+        assert!(v.ok);
+    }
+}
