@@ -240,11 +240,26 @@ const GRANT_COLUMNS: &str = "id, client_id, identity, granted_to, scope, issued_
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub async fn open(path: &Path, max_connections: u32) -> StoreResult<Self> {
+        Self::open_with(path, max_connections, SqliteSynchronous::Full).await
+    }
+
+    /// For bulk-loading tools only (the benchmark's seeding): commits are not synced, so a
+    /// crash of the machine while it runs can lose or corrupt what it wrote. The server never
+    /// opens its store this way.
+    pub async fn open_unsynced(path: &Path) -> StoreResult<Self> {
+        Self::open_with(path, 1, SqliteSynchronous::Off).await
+    }
+
+    async fn open_with(
+        path: &Path,
+        max_connections: u32,
+        synchronous: SqliteSynchronous,
+    ) -> StoreResult<Self> {
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(synchronous)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
