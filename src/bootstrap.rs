@@ -57,7 +57,7 @@ pub async fn ensure_admin(
     now: UnixTime,
     preset_password: Option<Secret>,
 ) -> Result<Option<Bootstrapped>, BootstrapError> {
-    if !store.list_users().await?.is_empty() || !store.list_applications().await?.is_empty() {
+    if !store.is_empty().await? {
         return Ok(None);
     }
     let password = preset_password.unwrap_or_else(|| {

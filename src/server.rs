@@ -101,10 +101,32 @@ pub fn start(
     state: ApiState,
     opts: ServerOptions,
 ) -> std::io::Result<ServerHandle> {
+    start_service(listener, tls, api::service(state), opts)
+}
+
+/// Serves any service on the same connection stack as [`start`] (accept loop, TLS, hyper
+/// builder, timeouts): the benchmark's bare-handler baseline uses it, so that baseline and
+/// server differ only in what runs behind the stack.
+pub fn start_service<S>(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    svc: S,
+    opts: ServerOptions,
+) -> std::io::Result<ServerHandle>
+where
+    S: tower::Service<
+            http::Request<Body>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let local_addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
     let is_tls = tls.is_some();
-    let task = tokio::spawn(accept_loop(listener, tls, state, stop_rx, opts));
+    let task = tokio::spawn(accept_loop(listener, tls, svc, stop_rx, opts));
     Ok(ServerHandle {
         local_addr,
         tls: is_tls,
@@ -160,17 +182,25 @@ where
     Ok(res)
 }
 
-async fn accept_loop(
+async fn accept_loop<S>(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
-    state: ApiState,
+    svc: S,
     mut stop: watch::Receiver<bool>,
     opts: ServerOptions,
-) {
+) where
+    S: tower::Service<
+            http::Request<Body>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let acceptor = tls.map(TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     let builder = Arc::new(builder(&opts));
-    let svc = api::service(state);
     let slots = Arc::new(tokio::sync::Semaphore::new(opts.max_connections));
     loop {
         // At the connection limit, stop accepting: further clients wait in the backlog.

@@ -53,6 +53,9 @@ impl Store for MeteredStore {
     async fn counts(&self, now: UnixTime) -> StoreResult<Counts> {
         timed("counts", self.inner.counts(now)).await
     }
+    async fn is_empty(&self) -> StoreResult<bool> {
+        timed("is_empty", self.inner.is_empty()).await
+    }
     async fn create_user(&self, user: &User) -> StoreResult<()> {
         timed("create_user", self.inner.create_user(user)).await
     }

@@ -73,6 +73,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn describe(&self) -> String;
     async fn ping(&self) -> StoreResult<()>;
     async fn counts(&self, now: UnixTime) -> StoreResult<Counts>;
+    /// Whether the store has neither users nor applications (a first start). Backends answer
+    /// without reading the tables, which start-up would otherwise do on every start.
+    async fn is_empty(&self) -> StoreResult<bool> {
+        Ok(self.list_users().await?.is_empty() && self.list_applications().await?.is_empty())
+    }
 
     // Local users.
     async fn create_user(&self, user: &User) -> StoreResult<()>;

@@ -449,6 +449,19 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn is_empty(&self) -> StoreResult<bool> {
+        self.timed(async {
+            let any: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM users) OR EXISTS (SELECT 1 FROM applications)",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?;
+            Ok(!any)
+        })
+        .await
+    }
+
     async fn create_user(&self, u: &User) -> StoreResult<()> {
         self.timed(async {
             sqlx::query(

@@ -2,6 +2,12 @@
 //!
 //! Durability: `synchronous = FULL`, so a commit is on disk before the request that made it is
 //! answered; a crash (of the process or the machine) loses nothing that was answered 200.
+//!
+//! Group commit: the writes of the token hot path (issue, rotate, revoke one grant) go to one
+//! writer connection, which takes whatever is queued, runs it in one transaction and answers
+//! every request of the batch only after that transaction's commit (and so its fsync). One
+//! fsync then covers many requests instead of one each, and writers never wait in SQLite's
+//! busy handler for each other.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -9,13 +15,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
-use sqlx::Row;
+use sqlx::{ConnectOptions, Row};
+use tokio::sync::{mpsc, oneshot};
 
 use super::rows::{
-    app_from, digests, grant_from, lockout_from, role_from, rule_from, user_from, Columns,
+    app_from, digest_of, digests, grant_from, lockout_from, role_from, rule_from, user_from,
+    Columns,
 };
 use super::*;
 use crate::clock::UnixTime;
@@ -113,6 +121,157 @@ CREATE TABLE lockout (
 pub struct SqliteStore {
     pool: SqlitePool,
     path: PathBuf,
+    writer: mpsc::Sender<Job>,
+}
+
+/// Most writes one group commit takes; bounds how long the write lock is held at once.
+const MAX_BATCH: usize = 256;
+
+/// A write of the hot path, run by the writer inside the next group commit.
+#[derive(Debug)]
+enum Write {
+    InsertGrant(Box<Grant>),
+    Rotate {
+        grant_id: String,
+        old_refresh: TokenDigest,
+        new: Rotation,
+    },
+    DeleteGrant(String),
+}
+
+#[derive(Debug)]
+enum Written {
+    Inserted,
+    Rotated(bool),
+    Deleted(Option<TokenDigest>),
+}
+
+#[derive(Debug)]
+struct Job {
+    write: Write,
+    reply: oneshot::Sender<StoreResult<Written>>,
+}
+
+/// Runs one write's statements inside the open batch transaction.
+async fn apply(conn: &mut SqliteConnection, w: &Write) -> Result<Written, sqlx::Error> {
+    match w {
+        Write::InsertGrant(g) => {
+            sqlx::query(
+                "INSERT INTO grants (id, client_id, identity, granted_to, scope, issued_at, expires_at,
+                     renewable, access_validity, access_digest, access_issued_at, access_expires_at,
+                     refresh_digest)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&g.id)
+            .bind(&g.client_id)
+            .bind(&g.identity)
+            .bind(&g.granted_to)
+            .bind(&g.scope)
+            .bind(g.issued_at)
+            .bind(g.expires_at)
+            .bind(g.renewable as i64)
+            .bind(g.access_validity)
+            .bind(&g.access_digest.0[..])
+            .bind(g.access_issued_at)
+            .bind(g.access_expires_at)
+            .bind(g.refresh_digest.as_ref().map(|d| d.0.to_vec()))
+            .execute(&mut *conn)
+            .await?;
+            Ok(Written::Inserted)
+        }
+        Write::Rotate {
+            grant_id,
+            old_refresh,
+            new,
+        } => {
+            // The guarded UPDATE is the compare-and-swap. Writes of one batch run one after
+            // the other, so of two rotations with the same token only the first matches.
+            let res = sqlx::query(
+                "UPDATE grants SET access_digest = ?, access_issued_at = ?, access_expires_at = ?,
+                     refresh_digest = ?
+                 WHERE id = ? AND refresh_digest = ?",
+            )
+            .bind(&new.access_digest.0[..])
+            .bind(new.access_issued_at)
+            .bind(new.access_expires_at)
+            .bind(new.refresh_digest.as_ref().map(|d| d.0.to_vec()))
+            .bind(grant_id)
+            .bind(&old_refresh.0[..])
+            .execute(&mut *conn)
+            .await?;
+            if res.rows_affected() != 1 {
+                return Ok(Written::Rotated(false));
+            }
+            sqlx::query(
+                "INSERT OR IGNORE INTO retired_refresh (digest, grant_id, expires_at)
+                 SELECT ?, id, expires_at FROM grants WHERE id = ?",
+            )
+            .bind(&old_refresh.0[..])
+            .bind(grant_id)
+            .execute(&mut *conn)
+            .await?;
+            Ok(Written::Rotated(true))
+        }
+        Write::DeleteGrant(id) => {
+            let rows = sqlx::query("DELETE FROM grants WHERE id = ? RETURNING access_digest")
+                .bind(id)
+                .fetch_all(&mut *conn)
+                .await?;
+            let d = match rows.first() {
+                Some(r) => digest_of(r, "access_digest").map_err(|e| {
+                    sqlx::Error::Protocol(format!("grant without a valid access digest: {e}"))
+                })?,
+                None => None,
+            };
+            Ok(Written::Deleted(d))
+        }
+    }
+}
+
+/// A constraint violation fails only its own statement; the batch's transaction goes on.
+fn statement_only(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if !matches!(d.kind(), sqlx::error::ErrorKind::Other))
+}
+
+/// Runs one batch in one transaction and answers each job after the commit.
+async fn commit_batch(conn: &mut SqliteConnection, jobs: Vec<Job>) {
+    let fail_all = |jobs: Vec<Job>, msg: String| {
+        for j in jobs {
+            let _ = j.reply.send(Err(StoreError::Unavailable(msg.clone())));
+        }
+    };
+    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+        return fail_all(jobs, e.to_string());
+    }
+    let mut results = Vec::with_capacity(jobs.len());
+    for j in &jobs {
+        match apply(conn, &j.write).await {
+            Ok(w) => results.push(Ok(w)),
+            Err(e) if statement_only(&e) => results.push(Err(err(e))),
+            Err(e) => {
+                // Anything else may have ended the transaction: nothing of the batch counts.
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                return fail_all(jobs, e.to_string());
+            }
+        }
+    }
+    if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        return fail_all(jobs, e.to_string());
+    }
+    metrics::histogram!("vedauth_store_group_commit_size").record(jobs.len() as f64);
+    for (j, r) in jobs.into_iter().zip(results) {
+        let _ = j.reply.send(r);
+    }
+}
+
+/// The writer: one connection, one batch at a time, until every store handle is gone.
+async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
+    let mut buf = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut buf, MAX_BATCH).await > 0 {
+        commit_batch(&mut conn, std::mem::take(&mut buf)).await;
+    }
+    let _ = sqlx::Connection::close(conn).await;
 }
 
 fn err(e: sqlx::Error) -> StoreError {
@@ -174,25 +333,64 @@ const GRANT_COLUMNS: &str = "id, client_id, identity, granted_to, scope, issued_
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub async fn open(path: &Path, max_connections: u32) -> StoreResult<Self> {
+        Self::open_with(path, max_connections, SqliteSynchronous::Full).await
+    }
+
+    /// For bulk-loading tools only (the benchmark's seeding): commits are not synced, so a
+    /// crash of the machine while it runs can lose or corrupt what it wrote. The server never
+    /// opens its store this way.
+    pub async fn open_unsynced(path: &Path) -> StoreResult<Self> {
+        Self::open_with(path, 1, SqliteSynchronous::Off).await
+    }
+
+    async fn open_with(
+        path: &Path,
+        max_connections: u32,
+        synchronous: SqliteSynchronous,
+    ) -> StoreResult<Self> {
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(synchronous)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
             .map_err(err)?;
+        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         let store = Self {
             pool,
             path: path.to_path_buf(),
+            writer: tx,
         };
         store.migrate().await?;
+        let conn = opts.connect().await.map_err(err)?;
+        // The writer gets a thread of its own: every statement of a batch is a round trip to
+        // SQLite's worker thread, and on the shared runtime each of those would also queue
+        // behind the HTTP tasks for its turn, stretching every batch and so every commit.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        std::thread::Builder::new()
+            .name("vedauth-sqlite-writer".into())
+            .spawn(move || rt.block_on(writer(conn, rx)))
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(store)
+    }
+
+    /// Queues a write for the next group commit and waits for that commit.
+    async fn write(&self, write: Write) -> StoreResult<Written> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(Job { write, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?
     }
 
     /// Opens a database given as `sqlite:PATH` / `sqlite://PATH` or a bare path.
@@ -271,6 +469,16 @@ impl Store for SqliteStore {
             applications: get("a")?,
             grants: get("g")?,
         })
+    }
+
+    async fn is_empty(&self) -> StoreResult<bool> {
+        let any: i64 = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM users) OR EXISTS (SELECT 1 FROM applications)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(any == 0)
     }
 
     async fn create_user(&self, u: &User) -> StoreResult<()> {
@@ -653,29 +861,9 @@ impl Store for SqliteStore {
     }
 
     async fn insert_grant(&self, g: &Grant) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO grants (id, client_id, identity, granted_to, scope, issued_at, expires_at,
-                 renewable, access_validity, access_digest, access_issued_at, access_expires_at,
-                 refresh_digest)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&g.id)
-        .bind(&g.client_id)
-        .bind(&g.identity)
-        .bind(&g.granted_to)
-        .bind(&g.scope)
-        .bind(g.issued_at)
-        .bind(g.expires_at)
-        .bind(g.renewable as i64)
-        .bind(g.access_validity)
-        .bind(&g.access_digest.0[..])
-        .bind(g.access_issued_at)
-        .bind(g.access_expires_at)
-        .bind(g.refresh_digest.as_ref().map(|d| d.0.to_vec()))
-        .execute(&self.pool)
-        .await
-        .map_err(err)?;
-        Ok(())
+        self.write(Write::InsertGrant(Box::new(g.clone())))
+            .await
+            .map(|_| ())
     }
 
     async fn grant_by_access(&self, d: &TokenDigest) -> StoreResult<Option<Grant>> {
@@ -711,36 +899,12 @@ impl Store for SqliteStore {
         new: &Rotation,
         _now: UnixTime,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(err)?;
-        // The guarded UPDATE is the compare-and-swap; it is also the first (writing) statement.
-        let res = sqlx::query(
-            "UPDATE grants SET access_digest = ?, access_issued_at = ?, access_expires_at = ?,
-                 refresh_digest = ?
-             WHERE id = ? AND refresh_digest = ?",
-        )
-        .bind(&new.access_digest.0[..])
-        .bind(new.access_issued_at)
-        .bind(new.access_expires_at)
-        .bind(new.refresh_digest.as_ref().map(|d| d.0.to_vec()))
-        .bind(grant_id)
-        .bind(&old_refresh.0[..])
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-        if res.rows_affected() != 1 {
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT OR IGNORE INTO retired_refresh (digest, grant_id, expires_at)
-             SELECT ?, id, expires_at FROM grants WHERE id = ?",
-        )
-        .bind(&old_refresh.0[..])
-        .bind(grant_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-        tx.commit().await.map_err(err)?;
-        Ok(true)
+        let w = Write::Rotate {
+            grant_id: grant_id.to_string(),
+            old_refresh: *old_refresh,
+            new: new.clone(),
+        };
+        Ok(matches!(self.write(w).await?, Written::Rotated(true)))
     }
 
     async fn grant_by_retired_refresh(&self, d: &TokenDigest) -> StoreResult<Option<String>> {
@@ -752,12 +916,10 @@ impl Store for SqliteStore {
     }
 
     async fn delete_grant(&self, grant_id: &str) -> StoreResult<Option<TokenDigest>> {
-        let rows = sqlx::query("DELETE FROM grants WHERE id = ? RETURNING access_digest")
-            .bind(grant_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(err)?;
-        Ok(digests(&rows)?.into_iter().next())
+        match self.write(Write::DeleteGrant(grant_id.to_string())).await? {
+            Written::Deleted(d) => Ok(d),
+            _ => Ok(None),
+        }
     }
 
     async fn delete_grants(&self, filter: &GrantFilter) -> StoreResult<Vec<TokenDigest>> {

@@ -1,0 +1,1479 @@
+//! The benchmark behind `scripts/bench`: seeds a fresh data directory, measures the machine's
+//! own ceilings (argon2id on every core; a bare handler on vedauth's HTTP/TLS stack), starts
+//! the release `vedauth` and drives it over loopback with keep-alive connections, then prints
+//! one table and a verdict per target.
+//!
+//! Every load loop is bounded by a request count and a duration, and only 127.0.0.1 is used.
+//! `cargo test --all-targets` also runs this binary (without `--bench`): it then does nothing.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use http::{header, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use vedauth::clock::UnixTime;
+use vedauth::password::{hash_now, verify_now, HashParams};
+use vedauth::store::sqlite::SqliteStore;
+use vedauth::store::{Application, Grant, Rule, Store, User};
+
+/// The password of the users that password grants log in as.
+const LOAD_PASSWORD: &str = "bench-Password-1";
+const SCOPE: &str = "certificate:manage,revoke";
+const APPS: usize = 4;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "load",
+    about = "vedauth benchmark (run it through scripts/bench)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Seed, measure the baselines and every phase, print the table.
+    Run(RunArgs),
+    /// The bare-handler baseline server (started by `run` as a child process).
+    BareServer {
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Serve TLS with `<dir>/tls/server.{crt,key}`.
+        #[arg(long)]
+        tls_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct RunArgs {
+    /// The release vedauth binary.
+    #[arg(long)]
+    vedauth: PathBuf,
+    /// Working directory (data directory, config, logs); must not exist or be empty.
+    #[arg(long)]
+    work: PathBuf,
+    /// Seconds each timed phase runs (each is also bounded by a request count).
+    #[arg(long, default_value_t = 8)]
+    duration: u64,
+    /// Worker threads of the load driver's runtime.
+    #[arg(long, default_value_t = 2)]
+    driver_threads: usize,
+    #[arg(long, default_value_t = 10_000)]
+    users: usize,
+    #[arg(long, default_value_t = 100_000)]
+    grants: usize,
+    /// Transports to measure: http, tls or both (comma-separated).
+    #[arg(long, default_value = "http,tls")]
+    transports: String,
+    /// Write the results as Markdown to this file as well.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    // `cargo bench` appends `--bench`; `cargo test` runs benches with no subcommand.
+    let args: Vec<String> = std::env::args().filter(|a| a != "--bench").collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.cmd {
+        None => {
+            println!("vedauth benchmark: run scripts/bench");
+            return ExitCode::SUCCESS;
+        }
+        Some(Cmd::BareServer { listen, tls_dir }) => bare_server(listen, tls_dir),
+        Some(Cmd::Run(args)) => run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The bare-handler baseline.
+
+fn bare_server(listen: SocketAddr, tls_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    // The same runtime vedauth's `main` builds.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let cfg = vedauth::config::Config {
+            tls: tls_dir.is_some(),
+            ..vedauth::config::Config::default()
+        };
+        let tls = match &tls_dir {
+            Some(dir) => {
+                let paths = vedauth::tls::TlsPaths::in_dir(dir);
+                let certs = Arc::new(vedauth::tls::CertStore::load(&paths.cert, &paths.key)?);
+                Some(Arc::new(vedauth::tls::server_config(certs)?))
+            }
+            None => None,
+        };
+        let svc = tower::service_fn(|req: Request<axum::body::Body>| async move {
+            // Read the body as a real handler would, then answer a fixed small JSON body.
+            let _ = axum::body::to_bytes(req.into_body(), vedauth::api::MAX_BODY).await;
+            let res = axum::response::Response::builder()
+                .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+                .body(axum::body::Body::from(Bytes::from_static(
+                    br#"{"status":"ok"}"#,
+                )))
+                .unwrap_or_default();
+            Ok::<_, Infallible>(res)
+        });
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let handle = vedauth::server::start_service(
+            listener,
+            tls,
+            svc,
+            vedauth::server::ServerOptions::from_config(&cfg),
+        )?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        term.recv().await;
+        handle.shutdown().await;
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seeding.
+
+struct Seeded {
+    /// Names of the users with real default-parameter hashes (password grants log in as them).
+    load_users: Vec<String>,
+    /// (client_id, access token, refresh token) of every grant, in insertion order.
+    grants: Vec<(String, String, String)>,
+}
+
+fn app_id(i: usize) -> String {
+    format!("bench-app-{}", i + 1)
+}
+
+/// Writes the population through the `Store` trait. Users other than the password-grant ones
+/// share one cheap precomputed hash (they never log in); the load users share one real hash
+/// with the default parameters, so each login costs exactly what production costs.
+async fn seed(data: &Path, users: usize, grants: usize) -> anyhow::Result<Seeded> {
+    std::fs::create_dir_all(data)?;
+    let store = SqliteStore::open_unsynced(&data.join(vedauth::app::DB_FILE)).await?;
+    let cheap = hash_now(&HashParams::insecure_for_tests(), "never-used-password")?;
+    let real = hash_now(&HashParams::default(), LOAD_PASSWORD)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as UnixTime;
+    let load_count = 64.min(users);
+    let mut ids = Vec::with_capacity(users);
+    let mut load_users = Vec::new();
+    for i in 0..users {
+        let name = format!("bench-user-{i:05}");
+        let u = User {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: name.clone(),
+            full_name: None,
+            email: None,
+            password_hash: if i < load_count {
+                real.clone()
+            } else {
+                cheap.clone()
+            },
+            disabled: false,
+            created_at: now,
+        };
+        store.create_user(&u).await?;
+        if i < load_count {
+            load_users.push(name);
+        }
+        ids.push(u.identity());
+    }
+    for a in 0..APPS {
+        store
+            .create_application(&Application {
+                client_id: app_id(a),
+                name: app_id(a),
+                vendor: "bench".into(),
+                description: String::new(),
+                url: String::new(),
+                scope: SCOPE.into(),
+                max_scope: SCOPE.into(),
+                access_validity: None,
+                grant_validity: None,
+                renewable: None,
+                unused_expiration: None,
+                created_at: now,
+            })
+            .await?;
+        store
+            .create_rule(&Rule {
+                client_id: app_id(a),
+                trustee: "everyone".into(),
+                description: String::new(),
+                max_scope: None,
+                access_validity: None,
+                grant_validity: None,
+                renewable: None,
+                created_at: now,
+            })
+            .await?;
+    }
+    let access_validity = vedauth::store::DEFAULT_ACCESS_VALIDITY;
+    let mut out = Vec::with_capacity(grants);
+    for j in 0..grants {
+        let access = vedauth::token::generate();
+        let refresh = vedauth::token::generate();
+        let client_id = app_id(j % APPS);
+        let g = Grant {
+            id: uuid::Uuid::new_v4().to_string(),
+            client_id: client_id.clone(),
+            identity: ids[j % ids.len().max(1)].clone(),
+            granted_to: "everyone".into(),
+            scope: SCOPE.into(),
+            issued_at: now,
+            expires_at: Some(now + vedauth::store::DEFAULT_GRANT_VALIDITY),
+            renewable: true,
+            access_validity,
+            access_digest: access.digest,
+            access_issued_at: now,
+            access_expires_at: now + access_validity,
+            refresh_digest: Some(refresh.digest),
+        };
+        store.insert_grant(&g).await?;
+        out.push((
+            client_id,
+            access.value.expose().to_string(),
+            refresh.value.expose().to_string(),
+        ));
+    }
+    store.close().await;
+    // The server's TLS files, made by the same code the server uses, so that every start
+    // measured is a start on an existing data directory.
+    vedauth::tls::ensure_generated(&vedauth::tls::TlsPaths::in_dir(data))?;
+    Ok(Seeded {
+        load_users,
+        grants: out,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process measurements.
+
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Resets the process's peak RSS (VmHWM) so that the next reading covers one phase only.
+fn reset_peak(pid: u32) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+/// CPU ticks (USER_HZ) a process has used.
+fn proc_ticks(pid: u32) -> u64 {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the command name, which ends with the last ')'.
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of stat; 12 and 13 after the name and state.
+    get(11) + get(12)
+}
+
+/// Busy CPU ticks of the whole machine.
+fn machine_ticks() -> u64 {
+    let Ok(s) = std::fs::read_to_string("/proc/stat") else {
+        return 0;
+    };
+    let Some(line) = s.lines().next() else {
+        return 0;
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: all but idle and iowait.
+    v.iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
+        .map(|(_, x)| x)
+        .sum()
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Where the CPU went during a phase, in cores: the server, this driver, everything else.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuUse {
+    server: f64,
+    driver: f64,
+    other: f64,
+}
+
+struct CpuMeter {
+    server_pid: Option<u32>,
+    t0: Instant,
+    server0: u64,
+    driver0: u64,
+    machine0: u64,
+}
+
+impl CpuMeter {
+    fn start(server_pid: Option<u32>) -> Self {
+        Self {
+            server_pid,
+            t0: Instant::now(),
+            server0: server_pid.map(proc_ticks).unwrap_or(0),
+            driver0: proc_ticks(std::process::id()),
+            machine0: machine_ticks(),
+        }
+    }
+    fn stop(&self) -> CpuUse {
+        let secs = self.t0.elapsed().as_secs_f64().max(1e-3);
+        let server = self.server_pid.map(proc_ticks).unwrap_or(0) - self.server0;
+        let driver = proc_ticks(std::process::id()) - self.driver0;
+        let machine = machine_ticks() - self.machine0;
+        let hz = 100.0;
+        CpuUse {
+            server: server as f64 / hz / secs,
+            driver: driver as f64 / hz / secs,
+            other: machine.saturating_sub(server + driver) as f64 / hz / secs,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers under test.
+
+struct Server {
+    child: Child,
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM (vedauth shuts down gracefully and checkpoints) and wait.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?)
+}
+
+fn client_tls(ca: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(ca)? {
+        roots.add(c?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // HTTP/1.1 keep-alive, like the plain runs.
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Spawns a server and polls `GET /healthz` until it answers 200; returns it with the time
+/// from spawn to that answer.
+async fn spawn_ready(
+    mut cmd: Command,
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> anyhow::Result<(Server, Duration)> {
+    let t0 = Instant::now();
+    let child = cmd.spawn().context("spawning the server")?;
+    let mut server = Server { child };
+    let target = Target { addr, tls };
+    let probe = Req {
+        method: Method::GET,
+        path: "/healthz",
+        bearer: None,
+        body: None,
+    };
+    while t0.elapsed() < Duration::from_secs(30) {
+        if let Ok(mut c) = connect(&target).await {
+            if let Ok((status, _)) = send(&mut c, &probe).await {
+                if status == StatusCode::OK {
+                    return Ok((server, t0.elapsed()));
+                }
+            }
+        }
+        if let Ok(Some(st)) = server.child.try_wait() {
+            bail!("server exited during start: {st}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let _ = server.child.kill();
+    bail!("server not ready after 30 s")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The load driver.
+
+#[derive(Clone)]
+struct Target {
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+#[derive(Clone)]
+struct Req {
+    method: Method,
+    path: &'static str,
+    bearer: Option<String>,
+    body: Option<Bytes>,
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(t: &Target) -> anyhow::Result<Sender> {
+    let tcp = TcpStream::connect(t.addr).await?;
+    tcp.set_nodelay(true)?;
+    match &t.tls {
+        None => {
+            let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+            tokio::spawn(conn);
+            Ok(s)
+        }
+        Some(cfg) => {
+            let name = rustls_pki_types::ServerName::IpAddress(t.addr.ip().into());
+            let tls = tokio_rustls::TlsConnector::from(cfg.clone())
+                .connect(name, tcp)
+                .await?;
+            let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+            tokio::spawn(conn);
+            Ok(s)
+        }
+    }
+}
+
+async fn send(s: &mut Sender, r: &Req) -> anyhow::Result<(StatusCode, Bytes)> {
+    let mut b = Request::builder()
+        .method(r.method.clone())
+        .uri(r.path)
+        .header(header::HOST, "127.0.0.1");
+    if let Some(t) = &r.bearer {
+        b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    if r.body.is_some() {
+        b = b.header(header::CONTENT_TYPE, "application/json");
+    }
+    let req = b.body(Full::new(r.body.clone().unwrap_or_default()))?;
+    s.ready().await?;
+    let res = s.send_request(req).await?;
+    let status = res.status();
+    let body = res.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
+/// What one connection sends, and how it judges each answer.
+trait Work: Send + 'static {
+    fn next(&mut self) -> Option<Req>;
+    /// Whether the answer counts as a success.
+    fn done(&mut self, status: StatusCode, body: &[u8]) -> bool;
+}
+
+/// The same request again and again; any 200 is a success.
+struct Fixed(Req);
+impl Work for Fixed {
+    fn next(&mut self) -> Option<Req> {
+        Some(self.0.clone())
+    }
+    fn done(&mut self, status: StatusCode, _: &[u8]) -> bool {
+        status == StatusCode::OK
+    }
+}
+
+/// Verifies a fixed set of tokens round-robin (they stay in the verify cache).
+struct HotVerify {
+    tokens: Arc<Vec<String>>,
+    i: usize,
+}
+impl Work for HotVerify {
+    fn next(&mut self) -> Option<Req> {
+        self.i = (self.i + 1) % self.tokens.len().max(1);
+        Some(Req {
+            method: Method::GET,
+            path: "/vedauth/authorize/verify",
+            bearer: self.tokens.get(self.i).cloned(),
+            body: None,
+        })
+    }
+    fn done(&mut self, status: StatusCode, _: &[u8]) -> bool {
+        status == StatusCode::OK
+    }
+}
+
+/// Each token of a shared list once, across all connections (cold verify, revoke).
+struct Once {
+    tokens: Arc<Vec<String>>,
+    next: Arc<AtomicUsize>,
+    path: &'static str,
+}
+impl Work for Once {
+    fn next(&mut self) -> Option<Req> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        Some(Req {
+            method: Method::GET,
+            path: self.path,
+            bearer: Some(self.tokens.get(i)?.clone()),
+            body: None,
+        })
+    }
+    fn done(&mut self, status: StatusCode, _: &[u8]) -> bool {
+        status == StatusCode::OK
+    }
+}
+
+/// Password grants as the load users, round-robin.
+struct Password {
+    users: Arc<Vec<String>>,
+    i: usize,
+}
+impl Work for Password {
+    fn next(&mut self) -> Option<Req> {
+        self.i = (self.i + 1) % self.users.len().max(1);
+        let body = serde_json::json!({
+            "client_id": app_id(self.i % APPS),
+            "username": self.users.get(self.i)?,
+            "password": LOAD_PASSWORD,
+            "scope": "certificate:manage",
+        });
+        Some(Req {
+            method: Method::POST,
+            path: "/vedauth/authorize/oauth",
+            bearer: None,
+            body: Some(Bytes::from(body.to_string())),
+        })
+    }
+    fn done(&mut self, status: StatusCode, _: &[u8]) -> bool {
+        status == StatusCode::OK
+    }
+}
+
+/// Refreshes this connection's own grants round-robin, keeping each rotated refresh token.
+struct Refresh {
+    grants: Vec<(String, String)>,
+    i: usize,
+}
+impl Work for Refresh {
+    fn next(&mut self) -> Option<Req> {
+        self.i = (self.i + 1) % self.grants.len().max(1);
+        let (client_id, token) = self.grants.get(self.i)?;
+        let body = serde_json::json!({ "client_id": client_id, "refresh_token": token });
+        Some(Req {
+            method: Method::POST,
+            path: "/vedauth/authorize/token",
+            bearer: None,
+            body: Some(Bytes::from(body.to_string())),
+        })
+    }
+    fn done(&mut self, status: StatusCode, body: &[u8]) -> bool {
+        if status != StatusCode::OK {
+            return false;
+        }
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        match (v["refresh_token"].as_str(), self.grants.get_mut(self.i)) {
+            (Some(t), Some(g)) => {
+                g.1 = t.to_string();
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Stats {
+    ok: u64,
+    errors: u64,
+    elapsed: Duration,
+    /// Latencies of every answered request, in microseconds.
+    lat: Vec<u32>,
+    /// Latencies of the 503 answers.
+    lat_503: Vec<u32>,
+    statuses: BTreeMap<u16, u64>,
+    cpu: CpuUse,
+    peak_rss_kib: Option<u64>,
+}
+
+impl Stats {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+    fn pct(v: &[u32], p: f64) -> f64 {
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        let mut s = v.to_vec();
+        s.sort_unstable();
+        let i = ((s.len() as f64 - 1.0) * p).round() as usize;
+        s[i.min(s.len() - 1)] as f64 / 1000.0
+    }
+    fn p50(&self) -> f64 {
+        Self::pct(&self.lat, 0.50)
+    }
+    fn p99(&self) -> f64 {
+        Self::pct(&self.lat, 0.99)
+    }
+}
+
+struct Phase {
+    conc: usize,
+    max_requests: u64,
+    duration: Duration,
+}
+
+/// Runs `conc` connections, each with its own `Work`, until `max_requests` have been sent in
+/// all or `duration` has passed (whichever first). Connections are opened before the clock
+/// starts; a broken one is reopened and counted as an error.
+async fn drive<F>(target: &Target, p: &Phase, server_pid: Option<u32>, make: F) -> Stats
+where
+    F: Fn(usize) -> Box<dyn Work>,
+{
+    let issued = Arc::new(AtomicU64::new(0));
+    let start = Arc::new(tokio::sync::Barrier::new(p.conc + 1));
+    let mut tasks = Vec::new();
+    for w in 0..p.conc {
+        let mut work = make(w);
+        let (target, issued, start) = (target.clone(), issued.clone(), start.clone());
+        let (max, dur) = (p.max_requests, p.duration);
+        tasks.push(tokio::spawn(async move {
+            let mut st = Stats::default();
+            let mut conn = connect(&target).await.ok();
+            start.wait().await;
+            let deadline = Instant::now() + dur;
+            while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < max {
+                let Some(req) = work.next() else { break };
+                let c = match conn.as_mut() {
+                    Some(c) => c,
+                    None => match connect(&target).await {
+                        Ok(c) => conn.insert(c),
+                        Err(_) => {
+                            st.errors += 1;
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    },
+                };
+                let t = Instant::now();
+                match send(c, &req).await {
+                    Ok((status, body)) => {
+                        let us = t.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                        st.lat.push(us);
+                        *st.statuses.entry(status.as_u16()).or_default() += 1;
+                        if status == StatusCode::SERVICE_UNAVAILABLE {
+                            st.lat_503.push(us);
+                        }
+                        if work.done(status, &body) {
+                            st.ok += 1;
+                        } else {
+                            st.errors += 1;
+                        }
+                    }
+                    Err(_) => {
+                        st.errors += 1;
+                        conn = None;
+                    }
+                }
+            }
+            st
+        }));
+    }
+    start.wait().await;
+    if let Some(pid) = server_pid {
+        reset_peak(pid);
+    }
+    let cpu = CpuMeter::start(server_pid);
+    let t0 = Instant::now();
+    let mut total = Stats::default();
+    // The loops end by themselves; this bound only guards against a hung connection.
+    let guard = p.duration + Duration::from_secs(30);
+    for t in tasks {
+        if let Ok(Ok(st)) = tokio::time::timeout(guard, t).await {
+            total.ok += st.ok;
+            total.errors += st.errors;
+            total.lat.extend(st.lat);
+            total.lat_503.extend(st.lat_503);
+            for (k, v) in st.statuses {
+                *total.statuses.entry(k).or_default() += v;
+            }
+        } else {
+            total.errors += 1;
+        }
+    }
+    total.elapsed = t0.elapsed();
+    total.cpu = cpu.stop();
+    total.peak_rss_kib = server_pid.and_then(|pid| status_kib(pid, "VmHWM:"));
+    total
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run.
+
+struct Row {
+    transport: &'static str,
+    name: String,
+    conc: usize,
+    stats: Stats,
+    baseline: Option<f64>,
+    load: (String, String),
+}
+
+struct Goal {
+    name: String,
+    met: bool,
+    detail: String,
+}
+
+fn bare_req_get(path: &'static str) -> Req {
+    Req {
+        method: Method::GET,
+        path,
+        bearer: Some("AAAAAAAAAAAAAAAAAAAAAA==".into()),
+        body: None,
+    }
+}
+
+fn bare_req_post(path: &'static str) -> Req {
+    let body =
+        serde_json::json!({ "client_id": app_id(0), "refresh_token": "AAAAAAAAAAAAAAAAAAAAAA==" });
+    Req {
+        method: Method::POST,
+        path,
+        bearer: None,
+        body: Some(Bytes::from(body.to_string())),
+    }
+}
+
+fn argon2_ceiling(seconds: u64) -> anyhow::Result<(f64, usize)> {
+    let params = HashParams::default();
+    let phc = hash_now(&params, LOAD_PASSWORD)?;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let phc = phc.clone();
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    if verify_now(&params, &phc, LOAD_PASSWORD).is_ok_and(|v| v.ok) {
+                        n += 1;
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    Ok((total as f64 / t0.elapsed().as_secs_f64(), threads))
+}
+
+/// Mean time to write 4 KiB and fdatasync it in `dir`: what one durable commit waits for.
+fn fsync_latency(dir: &Path, n: u32) -> anyhow::Result<Duration> {
+    use std::io::Write;
+    let p = dir.join("fsync-probe");
+    let mut f = std::fs::File::create(&p)?;
+    let t0 = Instant::now();
+    for _ in 0..n {
+        f.write_all(&[0u8; 4096])?;
+        f.sync_data()?;
+    }
+    let d = t0.elapsed() / n.max(1);
+    drop(f);
+    std::fs::remove_file(&p)?;
+    Ok(d)
+}
+
+fn vedauth_cmd(a: &RunArgs, addr: SocketAddr, tls: bool, log: &Path) -> anyhow::Result<Command> {
+    let mut c = Command::new(&a.vedauth);
+    c.arg("--data-dir")
+        .arg(a.work.join("data"))
+        .arg("--config")
+        .arg(a.work.join("vedauth.toml"))
+        .args(["serve", "--listen", &addr.to_string()]);
+    if !tls {
+        c.arg("--insecure-http");
+    }
+    let f = std::fs::File::create(log)?;
+    c.stdout(Stdio::null()).stderr(f);
+    Ok(c)
+}
+
+fn run(a: RunArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(a.driver_threads.max(1))
+        .enable_all()
+        .build()?;
+    rt.block_on(run_async(a))
+}
+
+async fn run_async(a: RunArgs) -> anyhow::Result<()> {
+    if a.work.exists() && std::fs::read_dir(&a.work)?.next().is_some() {
+        bail!("{} is not empty", a.work.display());
+    }
+    std::fs::create_dir_all(&a.work)?;
+    // Rate limits and lockout are off: every request takes the path being measured.
+    std::fs::write(
+        a.work.join("vedauth.toml"),
+        "[rate_limit]\nenabled = false\n[lockout]\nenabled = false\n",
+    )?;
+    let transports: Vec<&'static str> = ["http", "tls"]
+        .into_iter()
+        .filter(|t| a.transports.split(',').any(|x| x.trim() == *t))
+        .collect();
+    let dur = Duration::from_secs(a.duration);
+    let mut out = String::new();
+    let log = |s: &str| {
+        eprintln!("{s}");
+    };
+
+    log(&format!("load average at start: {}", loadavg()));
+    let t = Instant::now();
+    let seeded = seed(&a.work.join("data"), a.users, a.grants).await?;
+    log(&format!(
+        "seeded {} users ({} with real hashes), {APPS} applications, {} grants in {:.1} s",
+        a.users,
+        seeded.load_users.len(),
+        seeded.grants.len(),
+        t.elapsed().as_secs_f64()
+    ));
+
+    let l0 = loadavg();
+    let cpu = CpuMeter::start(None);
+    let (argon2_rate, threads) = argon2_ceiling(a.duration.min(5))?;
+    let acpu = cpu.stop();
+    log(&format!(
+        "argon2id ceiling: {argon2_rate:.1} verifications/s on {threads} threads (other CPU {:.2} cores)",
+        acpu.other
+    ));
+    let argon2_row_load = (l0, loadavg());
+    let fsync = fsync_latency(&a.work.join("data"), 200)?;
+    log(&format!(
+        "fdatasync on the data directory's disk: {:.2} ms",
+        fsync.as_secs_f64() * 1000.0
+    ));
+
+    // Token partitions: every phase gets tokens nobody else touches.
+    let hot: Arc<Vec<String>> = Arc::new(
+        seeded
+            .grants
+            .iter()
+            .take(1000)
+            .map(|g| g.1.clone())
+            .collect(),
+    );
+    let per = (seeded.grants.len().saturating_sub(1000)) / transports.len().max(1);
+    let users = Arc::new(seeded.load_users.clone());
+    let ca = a.work.join("data/tls/ca.crt");
+
+    let mut rows: Vec<Row> = Vec::new();
+    let mut starts: Vec<(&'static str, Duration, u64)> = Vec::new();
+    let mut targets: Vec<Goal> = Vec::new();
+
+    for (ti, transport) in transports.iter().copied().enumerate() {
+        let tls = transport == "tls";
+        let client = if tls { Some(client_tls(&ca)?) } else { None };
+        let base = 1000 + ti * per;
+        let slice = |from: usize, n: usize| -> Vec<(String, String, String)> {
+            seeded
+                .grants
+                .iter()
+                .skip(base + from)
+                .take(n)
+                .cloned()
+                .collect()
+        };
+        let refresh_n = (per / 20).min(2000);
+        let cold_n = per * 6 / 10;
+        let revoke_n = per - refresh_n - cold_n;
+        let refresh_set = slice(0, refresh_n);
+        let cold: Arc<Vec<String>> =
+            Arc::new(slice(refresh_n, cold_n).into_iter().map(|g| g.1).collect());
+        let revoke: Arc<Vec<String>> = Arc::new(
+            slice(refresh_n + cold_n, revoke_n)
+                .into_iter()
+                .map(|g| g.1)
+                .collect(),
+        );
+
+        // Baselines: the bare handler on the same stack, same request shapes and concurrency.
+        let addr = free_port()?;
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.args(["bare-server", "--listen", &addr.to_string()]);
+        if tls {
+            cmd.arg("--tls-dir").arg(a.work.join("data"));
+        }
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        let (bare, _) = spawn_ready(cmd, addr, client.clone()).await?;
+        let target = Target {
+            addr,
+            tls: client.clone(),
+        };
+        let mut bare_rates = BTreeMap::new();
+        for (name, conc, req) in [
+            (
+                "bare GET (verify shape)",
+                64,
+                bare_req_get("/vedauth/authorize/verify"),
+            ),
+            (
+                "bare POST (refresh shape)",
+                16,
+                bare_req_post("/vedauth/authorize/token"),
+            ),
+            (
+                "bare GET (revoke shape)",
+                16,
+                bare_req_get("/vedauth/revoke/token"),
+            ),
+        ] {
+            let l0 = loadavg();
+            let st = drive(
+                &target,
+                &Phase {
+                    conc,
+                    max_requests: 10_000_000,
+                    duration: dur.min(Duration::from_secs(5)),
+                },
+                Some(bare.pid()),
+                |_| Box::new(Fixed(req.clone())),
+            )
+            .await;
+            log(&format!("{transport} {name}: {:.0}/s", st.rate()));
+            bare_rates.insert(name, st.rate());
+            rows.push(Row {
+                transport,
+                name: name.into(),
+                conc,
+                stats: st,
+                baseline: None,
+                load: (l0, loadavg()),
+            });
+        }
+        bare.stop();
+        let bare_get = bare_rates
+            .get("bare GET (verify shape)")
+            .copied()
+            .unwrap_or(f64::NAN);
+        let bare_post = bare_rates
+            .get("bare POST (refresh shape)")
+            .copied()
+            .unwrap_or(f64::NAN);
+        let bare_revoke = bare_rates
+            .get("bare GET (revoke shape)")
+            .copied()
+            .unwrap_or(f64::NAN);
+
+        // vedauth itself, on the seeded (existing) data directory.
+        let addr = free_port()?;
+        let cmd = vedauth_cmd(
+            &a,
+            addr,
+            tls,
+            &a.work.join(format!("vedauth-{transport}.log")),
+        )?;
+        let (server, ready) = spawn_ready(cmd, addr, client.clone()).await?;
+        let pid = server.pid();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let idle = status_kib(pid, "VmRSS:").unwrap_or(0);
+        log(&format!(
+            "{transport}: vedauth ready in {:.0} ms, idle RSS {:.1} MB",
+            ready.as_secs_f64() * 1000.0,
+            idle as f64 / 1024.0
+        ));
+        starts.push((transport, ready, idle));
+        let target = Target {
+            addr,
+            tls: client.clone(),
+        };
+        let phase = move |conc: usize, max: u64| Phase {
+            conc,
+            max_requests: max,
+            duration: dur,
+        };
+
+        // 1. Password grants.
+        let l0 = loadavg();
+        let u = users.clone();
+        let st = drive(&target, &phase(8, 1_000_000), Some(pid), |w| {
+            Box::new(Password {
+                users: u.clone(),
+                i: w * 7,
+            })
+        })
+        .await;
+        log(&format!(
+            "{transport} password grants: {:.1}/s p99 {:.0} ms",
+            st.rate(),
+            st.p99()
+        ));
+        let pw = st.clone();
+        rows.push(Row {
+            transport,
+            name: "password grant".into(),
+            conc: 8,
+            stats: st,
+            baseline: Some(argon2_rate),
+            load: (l0, loadavg()),
+        });
+
+        // 1b. A burst beyond the hashing queue: the excess must be refused with 503 at once.
+        let burst = 2 * 32 * threads + 2 * threads + 64;
+        let l0 = loadavg();
+        let u = users.clone();
+        let st = drive(
+            &target,
+            &Phase {
+                conc: burst,
+                max_requests: burst as u64,
+                duration: Duration::from_secs(30),
+            },
+            Some(pid),
+            |w| {
+                Box::new(Password {
+                    users: u.clone(),
+                    i: w,
+                })
+            },
+        )
+        .await;
+        let shed = st.statuses.get(&503).copied().unwrap_or(0);
+        let p99_503 = Stats::pct(&st.lat_503, 0.99);
+        log(&format!(
+            "{transport} burst of {burst}: {shed} answered 503, p99 of those {p99_503:.1} ms"
+        ));
+        targets.push(Goal {
+            name: format!("{transport}: requests beyond the hashing queue answered 503 at once"),
+            met: shed > 0 && p99_503 <= 50.0,
+            detail: format!(
+                "{shed} of {burst} simultaneous grants refused with 503, p99 {p99_503:.1} ms (target: some refused, p99 <= 50 ms)"
+            ),
+        });
+        rows.push(Row {
+            transport,
+            name: format!("password burst ({shed}x 503)"),
+            conc: burst,
+            stats: st,
+            baseline: None,
+            load: (l0, loadavg()),
+        });
+
+        // 2. Refresh with rotation.
+        let l0 = loadavg();
+        let per_conn = (refresh_set.len() / 16).max(1);
+        let st = drive(&target, &phase(16, 10_000_000), Some(pid), |w| {
+            Box::new(Refresh {
+                grants: refresh_set
+                    .iter()
+                    .skip(w * per_conn)
+                    .take(per_conn)
+                    .map(|g| (g.0.clone(), g.2.clone()))
+                    .collect(),
+                i: 0,
+            })
+        })
+        .await;
+        log(&format!("{transport} refresh: {:.0}/s", st.rate()));
+        let refresh_stats = st.clone();
+        rows.push(Row {
+            transport,
+            name: "refresh (rotation)".into(),
+            conc: 16,
+            stats: st,
+            baseline: Some(bare_post),
+            load: (l0, loadavg()),
+        });
+
+        // 3. Verify, cached: one warm-up pass over the hot tokens, then the timed run.
+        let hot_next = Arc::new(AtomicUsize::new(0));
+        let _ = drive(&target, &phase(16, hot.len() as u64), None, |_| {
+            Box::new(Once {
+                tokens: hot.clone(),
+                next: hot_next.clone(),
+                path: "/vedauth/authorize/verify",
+            })
+        })
+        .await;
+        let l0 = loadavg();
+        let st = drive(&target, &phase(64, 10_000_000), Some(pid), |w| {
+            Box::new(HotVerify {
+                tokens: hot.clone(),
+                i: w * 13,
+            })
+        })
+        .await;
+        log(&format!("{transport} verify (cached): {:.0}/s", st.rate()));
+        let verify_hot = st.clone();
+        rows.push(Row {
+            transport,
+            name: "verify, cached".into(),
+            conc: 64,
+            stats: st,
+            baseline: Some(bare_get),
+            load: (l0, loadavg()),
+        });
+
+        // 3b. Verify, cold: distinct tokens, each verified once.
+        let l0 = loadavg();
+        let next = Arc::new(AtomicUsize::new(0));
+        let st = drive(&target, &phase(64, cold.len() as u64), Some(pid), |_| {
+            Box::new(Once {
+                tokens: cold.clone(),
+                next: next.clone(),
+                path: "/vedauth/authorize/verify",
+            })
+        })
+        .await;
+        log(&format!("{transport} verify (cold): {:.0}/s", st.rate()));
+        let verify_cold = st.clone();
+        rows.push(Row {
+            transport,
+            name: "verify, cold (each token once)".into(),
+            conc: 64,
+            stats: st,
+            baseline: Some(bare_get),
+            load: (l0, loadavg()),
+        });
+
+        // 4. Revoke.
+        let l0 = loadavg();
+        let next = Arc::new(AtomicUsize::new(0));
+        let st = drive(&target, &phase(16, revoke.len() as u64), Some(pid), |_| {
+            Box::new(Once {
+                tokens: revoke.clone(),
+                next: next.clone(),
+                path: "/vedauth/revoke/token",
+            })
+        })
+        .await;
+        log(&format!("{transport} revoke: {:.0}/s", st.rate()));
+        rows.push(Row {
+            transport,
+            name: "revoke".into(),
+            conc: 16,
+            stats: st,
+            baseline: Some(bare_revoke),
+            load: (l0, loadavg()),
+        });
+
+        // 5. Mixed: cached verify at full speed while password grants saturate the pool.
+        let l0 = loadavg();
+        let u = users.clone();
+        let (t1, t2) = (target.clone(), target.clone());
+        let hot2 = hot.clone();
+        let grants_task = tokio::spawn(async move {
+            drive(&t1, &phase(8, 1_000_000), None, |w| {
+                Box::new(Password {
+                    users: u.clone(),
+                    i: w * 7,
+                })
+            })
+            .await
+        });
+        // Let the hashing pool fill up before verify starts.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let vst = drive(
+            &t2,
+            &Phase {
+                conc: 64,
+                max_requests: 10_000_000,
+                duration: dur.saturating_sub(Duration::from_millis(600)),
+            },
+            Some(pid),
+            |w| {
+                Box::new(HotVerify {
+                    tokens: hot2.clone(),
+                    i: w * 13,
+                })
+            },
+        )
+        .await;
+        let gst = grants_task.await.unwrap_or_default();
+        log(&format!(
+            "{transport} mixed: verify {:.0}/s with password grants {:.1}/s",
+            vst.rate(),
+            gst.rate()
+        ));
+        let mixed_verify = vst.clone();
+        rows.push(Row {
+            transport,
+            name: "mixed: verify, cached".into(),
+            conc: 64,
+            stats: vst,
+            baseline: Some(verify_hot.rate()),
+            load: (l0.clone(), loadavg()),
+        });
+        rows.push(Row {
+            transport,
+            name: "mixed: password grant".into(),
+            conc: 8,
+            stats: gst,
+            baseline: Some(argon2_rate),
+            load: (l0, loadavg()),
+        });
+
+        server.stop();
+
+        // Targets for this transport.
+        let ratio = |x: f64, base: f64| x / base;
+        let r = ratio(pw.rate(), argon2_rate);
+        targets.push(Goal {
+            name: format!("{transport}: password grants >= 90% of the argon2id ceiling"),
+            met: r >= 0.9,
+            detail: format!(
+                "{:.1}/s = {:.0}% of {argon2_rate:.1}/s ({})",
+                pw.rate(),
+                r * 100.0,
+                by(r, 0.9)
+            ),
+        });
+        targets.push(Goal {
+            name: format!("{transport}: password grant p99 <= 250 ms at concurrency 8"),
+            met: pw.p99() <= 250.0,
+            detail: format!("p99 {:.0} ms ({})", pw.p99(), by(250.0 / pw.p99(), 1.0)),
+        });
+        let r = ratio(verify_hot.rate(), bare_get);
+        targets.push(Goal {
+            name: format!("{transport}: verify (cached) >= 80% of the bare handler"),
+            met: r >= 0.8,
+            detail: format!(
+                "{:.0}/s = {:.0}% of {bare_get:.0}/s ({})",
+                verify_hot.rate(),
+                r * 100.0,
+                by(r, 0.8)
+            ),
+        });
+        if !tls {
+            targets.push(Goal {
+                name: "http: verify (cached) >= 25,000/s".into(),
+                met: verify_hot.rate() >= 25_000.0,
+                detail: format!(
+                    "{:.0}/s ({})",
+                    verify_hot.rate(),
+                    by(verify_hot.rate(), 25_000.0)
+                ),
+            });
+            targets.push(Goal {
+                name: "http: verify (cold) >= 8,000/s".into(),
+                met: verify_cold.rate() >= 8_000.0,
+                detail: format!(
+                    "{:.0}/s ({})",
+                    verify_cold.rate(),
+                    by(verify_cold.rate(), 8_000.0)
+                ),
+            });
+            targets.push(Goal {
+                name: "http: refresh >= 3,000/s (SQLite, synchronous=FULL)".into(),
+                met: refresh_stats.rate() >= 3_000.0,
+                detail: format!(
+                    "{:.0}/s ({}); 16 clients that each waited for nothing but one fsync would make {:.0}/s",
+                    refresh_stats.rate(),
+                    by(refresh_stats.rate(), 3_000.0),
+                    16.0 / fsync.as_secs_f64()
+                ),
+            });
+        }
+        let r = ratio(mixed_verify.rate(), verify_hot.rate());
+        targets.push(Goal {
+            name: format!("{transport}: mixed: verify keeps >= 80% of its solo rate"),
+            met: r >= 0.8,
+            detail: format!(
+                "{:.0}/s = {:.0}% of {:.0}/s ({})",
+                mixed_verify.rate(),
+                r * 100.0,
+                verify_hot.rate(),
+                by(r, 0.8)
+            ),
+        });
+        targets.push(Goal {
+            name: format!("{transport}: idle RSS <= 30 MB"),
+            met: idle <= 30 * 1024,
+            detail: format!(
+                "{:.1} MB ({})",
+                idle as f64 / 1024.0,
+                by(30.0 * 1024.0 / idle.max(1) as f64, 1.0)
+            ),
+        });
+        targets.push(Goal {
+            name: format!("{transport}: start to ready <= 300 ms"),
+            met: ready <= Duration::from_millis(300),
+            detail: format!(
+                "{:.0} ms ({})",
+                ready.as_secs_f64() * 1000.0,
+                by(0.3 / ready.as_secs_f64().max(1e-6), 1.0)
+            ),
+        });
+    }
+
+    // The report.
+    let _ = writeln!(out, "vedauth benchmark");
+    let _ = writeln!(
+        out,
+        "machine: {} cores, {}; load generator on the same machine, loopback only",
+        threads,
+        cpu_model()
+    );
+    let _ = writeln!(
+        out,
+        "server config: rate limiting OFF, lockout OFF (bench config file); everything else default \
+         (argon2id m={} KiB t={} p={}, hashing threads = cores, SQLite WAL synchronous=FULL, audit file, info logs)",
+        HashParams::default().memory_kib,
+        HashParams::default().iterations,
+        HashParams::default().parallelism
+    );
+    let _ = writeln!(
+        out,
+        "population: {} users, {APPS} applications, {} live grants; phases of {} s",
+        a.users,
+        seeded.grants.len(),
+        a.duration
+    );
+    let _ = writeln!(
+        out,
+        "baseline (a) argon2id: {argon2_rate:.1}/s on {threads} threads (load {} -> {}, other CPU {:.2} cores)",
+        argon2_row_load.0, argon2_row_load.1, acpu.other
+    );
+    let _ = writeln!(
+        out,
+        "baseline (c) fdatasync of 4 KiB on the data directory's disk: {:.2} ms (one durable commit's wait)",
+        fsync.as_secs_f64() * 1000.0
+    );
+    for (t, ready, idle) in &starts {
+        let _ = writeln!(
+            out,
+            "{t}: start to ready {:.0} ms, idle RSS {:.1} MB",
+            ready.as_secs_f64() * 1000.0,
+            *idle as f64 / 1024.0
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "| transport | phase | conc | requests | req/s | p50 ms | p99 ms | errors | peak RSS MB | baseline/s | ratio | CPU server/driver/other | load before -> after |"
+    );
+    let _ = writeln!(
+        out,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    );
+    for r in &rows {
+        let s = &r.stats;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {:.2}/{:.2}/{:.2} | {} -> {} |",
+            r.transport,
+            r.name,
+            r.conc,
+            s.ok + s.errors,
+            s.rate(),
+            s.p50(),
+            s.p99(),
+            s.errors,
+            s.peak_rss_kib
+                .map(|k| format!("{:.1}", k as f64 / 1024.0))
+                .unwrap_or_else(|| "-".into()),
+            r.baseline
+                .map(|b| format!("{b:.0}"))
+                .unwrap_or_else(|| "-".into()),
+            r.baseline
+                .map(|b| format!("{:.0}%", s.rate() / b * 100.0))
+                .unwrap_or_else(|| "-".into()),
+            s.cpu.server,
+            s.cpu.driver,
+            s.cpu.other,
+            r.load.0,
+            r.load.1,
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "targets:");
+    for t in &targets {
+        let _ = writeln!(
+            out,
+            "- [{}] {}: {}",
+            if t.met { "met" } else { "MISSED" },
+            t.name,
+            t.detail
+        );
+    }
+    let met = targets.iter().filter(|t| t.met).count();
+    let _ = writeln!(out, "{met} of {} targets met", targets.len());
+    let _ = writeln!(out, "load average at end: {}", loadavg());
+    println!("{out}");
+    if let Some(md) = &a.markdown {
+        std::fs::write(md, &out)?;
+    }
+    Ok(())
+}
+
+/// "met by 12%" / "missed by 30%": how far `ratio` is from `need` (both "higher is better").
+fn by(value: f64, need: f64) -> String {
+    let r = value / need;
+    if r >= 1.0 {
+        format!("met, {:.0}% above", (r - 1.0) * 100.0)
+    } else {
+        format!("missed by {:.0}%", (1.0 - r) * 100.0)
+    }
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
