@@ -30,6 +30,15 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
         .clone()
 }
 
+/// Folds recorded histogram samples into their buckets. The recorder keeps every sample until
+/// this runs (or `/metrics` is scraped), so the server calls it periodically: without it an
+/// unscraped server's memory grows with every request.
+pub fn run_upkeep() {
+    if let Some(Some(h)) = HANDLE.get() {
+        h.run_upkeep();
+    }
+}
+
 /// The request id: the client's `X-Request-Id` if it is sane, else a new one.
 fn request_id(req: &Request<Body>) -> String {
     req.headers()

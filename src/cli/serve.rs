@@ -102,6 +102,11 @@ pub async fn launch(app: Arc<App>, listen: SocketAddr) -> anyhow::Result<Launche
             async move { limiter.prune() }
         },
     );
+    server::spawn_periodic(
+        Duration::from_secs(5),
+        handle.stopper().subscribe(),
+        || async { crate::telemetry::run_upkeep() },
+    );
     // Gauges that come from the store, not from events.
     let gauges = app.clone();
     server::spawn_periodic(
