@@ -756,6 +756,72 @@ where
 }
 
 // ---------------------------------------------------------------------------------------------
+// The server's own metrics, for the diagnosis of each phase.
+
+/// Every sample of `GET /metrics`, by its full name with labels.
+async fn scrape(t: &Target) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let req = Req {
+        method: Method::GET,
+        path: "/metrics",
+        bearer: None,
+        body: None,
+    };
+    let Ok(mut c) = connect(t).await else {
+        return out;
+    };
+    if let Ok((StatusCode::OK, body)) = send(&mut c, &req).await {
+        for line in String::from_utf8_lossy(&body).lines() {
+            if line.starts_with('#') {
+                continue;
+            }
+            if let Some((k, v)) = line.rsplit_once(' ') {
+                if let Ok(v) = v.parse::<f64>() {
+                    out.insert(k.to_string(), v);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Where a phase spent its store time: group-commit size and the store operations with the
+/// most total time (mean latency and count), from the difference of two scrapes.
+fn store_summary(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> String {
+    let delta =
+        |k: &str| after.get(k).copied().unwrap_or(0.0) - before.get(k).copied().unwrap_or(0.0);
+    let mut ops: Vec<(String, f64, f64)> = after
+        .keys()
+        .filter_map(|k| {
+            let rest = k.strip_prefix("vedauth_store_query_duration_seconds_sum")?;
+            let n = delta(&format!("vedauth_store_query_duration_seconds_count{rest}"));
+            let op = rest
+                .split("op=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or(rest)
+                .to_string();
+            (n > 0.0).then(|| (op, delta(k), n))
+        })
+        .collect();
+    ops.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut s = String::new();
+    let batches = delta("vedauth_store_group_commit_size_count");
+    if batches > 0.0 {
+        let _ = write!(
+            s,
+            "group commits: {batches:.0}, {:.1} writes each; ",
+            delta("vedauth_store_group_commit_size_sum") / batches
+        );
+    }
+    let _ = write!(s, "store mean ms (count):");
+    for (op, sum, n) in ops.iter().take(5) {
+        let _ = write!(s, " {op} {:.2} ({n:.0})", sum / n * 1000.0);
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------------------
 // The run.
 
 struct Row {
@@ -920,6 +986,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
     let mut rows: Vec<Row> = Vec::new();
     let mut starts: Vec<(&'static str, Duration, u64)> = Vec::new();
     let mut targets: Vec<Goal> = Vec::new();
+    let mut diagnosis: Vec<String> = Vec::new();
 
     for (ti, transport) in transports.iter().copied().enumerate() {
         let tls = transport == "tls";
@@ -1044,6 +1111,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         };
 
         // 1. Password grants.
+        let m0 = scrape(&target).await;
         let l0 = loadavg();
         let u = users.clone();
         let st = drive(&target, &phase(8, 1_000_000), Some(pid), |w| {
@@ -1059,6 +1127,11 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
             st.p99()
         ));
         let pw = st.clone();
+        let m1 = scrape(&target).await;
+        diagnosis.push(format!(
+            "{transport} password grant: {}",
+            store_summary(&m0, &m1)
+        ));
         rows.push(Row {
             transport,
             name: "password grant".into(),
@@ -1110,6 +1183,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         });
 
         // 2. Refresh with rotation.
+        let m0 = scrape(&target).await;
         let l0 = loadavg();
         let per_conn = (refresh_set.len() / 16).max(1);
         let st = drive(&target, &phase(16, 10_000_000), Some(pid), |w| {
@@ -1126,6 +1200,8 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         .await;
         log(&format!("{transport} refresh: {:.0}/s", st.rate()));
         let refresh_stats = st.clone();
+        let m1 = scrape(&target).await;
+        diagnosis.push(format!("{transport} refresh: {}", store_summary(&m0, &m1)));
         rows.push(Row {
             transport,
             name: "refresh (rotation)".into(),
@@ -1165,6 +1241,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         });
 
         // 3b. Verify, cold: distinct tokens, each verified once.
+        let m0 = scrape(&target).await;
         let l0 = loadavg();
         let next = Arc::new(AtomicUsize::new(0));
         let st = drive(&target, &phase(64, cold.len() as u64), Some(pid), |_| {
@@ -1177,6 +1254,11 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         .await;
         log(&format!("{transport} verify (cold): {:.0}/s", st.rate()));
         let verify_cold = st.clone();
+        let m1 = scrape(&target).await;
+        diagnosis.push(format!(
+            "{transport} verify, cold: {}",
+            store_summary(&m0, &m1)
+        ));
         rows.push(Row {
             transport,
             name: "verify, cold (each token once)".into(),
@@ -1187,6 +1269,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         });
 
         // 4. Revoke.
+        let m0 = scrape(&target).await;
         let l0 = loadavg();
         let next = Arc::new(AtomicUsize::new(0));
         let st = drive(&target, &phase(16, revoke.len() as u64), Some(pid), |_| {
@@ -1198,6 +1281,8 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         })
         .await;
         log(&format!("{transport} revoke: {:.0}/s", st.rate()));
+        let m1 = scrape(&target).await;
+        diagnosis.push(format!("{transport} revoke: {}", store_summary(&m0, &m1)));
         rows.push(Row {
             transport,
             name: "revoke".into(),
@@ -1434,6 +1519,11 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
             r.load.0,
             r.load.1,
         );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "diagnosis (from the server's /metrics):");
+    for d in &diagnosis {
+        let _ = writeln!(out, "- {d}");
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "targets:");

@@ -288,7 +288,23 @@ impl HashPool {
     }
 }
 
+/// The nice value of the hashing threads (the request-serving threads keep 0). A password
+/// check costs tens of milliseconds of CPU while a verify or refresh costs tens of
+/// microseconds: when both want the CPU, token traffic goes first and logins wait (and past the
+/// queue, are refused with 503). When nothing else runs, hashing still gets whole cores.
+const HASH_NICE: i32 = 10;
+
+/// Lowers the calling thread's priority (on Linux the nice value is per thread).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), HASH_NICE)
+    {
+        tracing::debug!(error = %e, "could not lower the hashing thread's priority");
+    }
+}
+
 fn worker(rx: Receiver<JobBox>, params: HashParams, pool: std::sync::Weak<Inner>) {
+    lower_priority();
     while let Ok(JobBox(job)) = rx.recv() {
         metrics::histogram!("vedauth_hash_wait_seconds")
             .record(job.queued().elapsed().as_secs_f64());

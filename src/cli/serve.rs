@@ -102,6 +102,11 @@ pub async fn launch(app: Arc<App>, listen: SocketAddr) -> anyhow::Result<Launche
             async move { limiter.prune() }
         },
     );
+    server::spawn_periodic(
+        Duration::from_secs(5),
+        handle.stopper().subscribe(),
+        || async { crate::telemetry::run_upkeep() },
+    );
     // Gauges that come from the store, not from events.
     let gauges = app.clone();
     server::spawn_periodic(
@@ -188,6 +193,13 @@ async fn shutdown_signal() {
 pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
     crate::telemetry::init_tracing(global.log_format);
     crate::telemetry::metrics_handle();
+    let result = serve(global, args).await;
+    // Log lines are written by a thread of their own: let it finish before the process ends.
+    crate::telemetry::flush_logs();
+    result
+}
+
+async fn serve(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
     let mut cfg = global.load_config()?;
     if let Some(l) = args.listen {
         cfg.listen = l;

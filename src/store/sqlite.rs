@@ -357,6 +357,9 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(1))
+            // A connection to a local file does not go stale; the default ping before each
+            // use was a round trip to the connection's worker thread ahead of every query.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(opts.clone())
             .await
