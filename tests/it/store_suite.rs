@@ -293,6 +293,100 @@ pub async fn grants(s: &SharedStore) {
     assert_eq!(counts.applications, 1);
 }
 
+/// Writes that arrive together (and so may share one group commit) each get their own
+/// answer: a duplicate fails alone, of two rotations with one token exactly one wins, of two
+/// revocations of one grant exactly one finds it.
+pub async fn concurrent_writes(s: &SharedStore) {
+    s.create_application(&app("a")).await.expect("app");
+    s.insert_grant(&grant("g0", "a", "local:{0}", 1000, None))
+        .await
+        .expect("insert");
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let s = s.clone();
+        set.spawn(async move {
+            s.insert_grant(&grant(&format!("c{i}"), "a", "x", 1000, None))
+                .await
+                .is_ok()
+        });
+    }
+    let s2 = s.clone();
+    set.spawn(async move {
+        s2.insert_grant(&grant("g0", "a", "x", 1000, None))
+            .await
+            .is_ok()
+    });
+    let mut ok = 0;
+    while let Some(r) = set.join_next().await {
+        ok += r.expect("task") as usize;
+    }
+    assert_eq!(ok, 40, "every new grant stored, the duplicate refused");
+    assert_eq!(s.counts(1000).await.expect("counts").grants, 41);
+
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        for twin in 0..2 {
+            let s = s.clone();
+            set.spawn(async move {
+                let rot = Rotation {
+                    access_digest: digest(&format!("c{i}-a-{twin}")),
+                    access_issued_at: 1500,
+                    access_expires_at: 1600,
+                    refresh_digest: Some(digest(&format!("c{i}-r-{twin}"))),
+                };
+                let won = s
+                    .rotate_tokens(&format!("c{i}"), &digest(&format!("c{i}-r")), &rot, 1500)
+                    .await
+                    .expect("rotate");
+                (i, twin, won)
+            });
+        }
+    }
+    let mut winners = vec![Vec::new(); 40];
+    while let Some(r) = set.join_next().await {
+        let (i, twin, won) = r.expect("task");
+        if won {
+            winners[i].push(twin);
+        }
+    }
+    for (i, w) in winners.iter().enumerate() {
+        assert_eq!(w.len(), 1, "grant c{i}: exactly one rotation wins");
+        let g = s
+            .grant_by_refresh(&digest(&format!("c{i}-r-{}", w[0])))
+            .await
+            .expect("get")
+            .expect("the winner's refresh token is the grant's");
+        assert_eq!(g.access_digest, digest(&format!("c{i}-a-{}", w[0])));
+        assert_eq!(
+            s.grant_by_retired_refresh(&digest(&format!("c{i}-r")))
+                .await
+                .expect("retired"),
+            Some(format!("c{i}"))
+        );
+    }
+
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        for _ in 0..2 {
+            let s = s.clone();
+            set.spawn(async move { (i, s.delete_grant(&format!("c{i}")).await.expect("delete")) });
+        }
+    }
+    let mut found = vec![0; 40];
+    while let Some(r) = set.join_next().await {
+        let (i, d) = r.expect("task");
+        if let Some(d) = d {
+            assert_eq!(d, digest(&format!("c{i}-a-{}", winners[i][0])));
+            found[i] += 1;
+        }
+    }
+    assert!(
+        found.iter().all(|&n| n == 1),
+        "each grant revoked exactly once: {found:?}"
+    );
+    assert_eq!(s.counts(1000).await.expect("counts").grants, 1);
+}
+
 pub async fn roles(s: &SharedStore) {
     let admin = RoleAssignment {
         grantee: "local:{1}".into(),
@@ -428,6 +522,7 @@ where
     applications_and_rules(&open().await).await;
     settings(&open().await).await;
     grants(&open().await).await;
+    concurrent_writes(&open().await).await;
     roles(&open().await).await;
     lockout(&open().await).await;
     sweep(&open().await).await;
