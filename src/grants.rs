@@ -363,15 +363,22 @@ impl Engine {
     pub async fn refresh(&self, req: RefreshRequest) -> Result<IssuedTokens, GrantError> {
         let client_id = req.client_id.ok_or(GrantError::MissingClientId)?;
         let presented = req.refresh_token.ok_or(GrantError::MissingRefreshToken)?;
-        let settings = self.store.settings().await?;
+        // Both reads at once: each is a round trip to the store, and refresh is latency-bound.
+        let old = token::looks_like_token(presented.expose())
+            .then(|| TokenDigest::of(presented.expose()));
+        let (settings, found) = tokio::try_join!(self.store.settings(), async {
+            match &old {
+                Some(d) => self.store.grant_by_refresh(d).await,
+                None => Ok(None),
+            }
+        })?;
         if !settings.refresh_endpoint_enabled {
             return Err(GrantError::RefreshDisabled);
         }
-        if !token::looks_like_token(presented.expose()) {
+        let Some(old) = old else {
             return Err(GrantError::InvalidGrant);
-        }
-        let old = TokenDigest::of(presented.expose());
-        let Some(grant) = self.store.grant_by_refresh(&old).await? else {
+        };
+        let Some(grant) = found else {
             if self.opts.refresh_reuse_detection {
                 if let Some(grant_id) = self.store.grant_by_retired_refresh(&old).await? {
                     if let Some(access) = self.store.delete_grant(&grant_id).await? {

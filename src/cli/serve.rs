@@ -262,6 +262,8 @@ async fn serve(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutdown requested");
     launched.handle.shutdown().await;
+    // Queued writes commit and the WAL is folded into the database before we exit.
+    app.store.close().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -50,6 +50,9 @@ impl Store for MeteredStore {
     async fn ping(&self) -> StoreResult<()> {
         timed("ping", self.inner.ping()).await
     }
+    async fn close(&self) {
+        self.inner.close().await
+    }
     async fn counts(&self, now: UnixTime) -> StoreResult<Counts> {
         timed("counts", self.inner.counts(now)).await
     }

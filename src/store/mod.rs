@@ -72,6 +72,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// A short human description ("sqlite:/path", "postgres://host/db") without secrets.
     fn describe(&self) -> String;
     async fn ping(&self) -> StoreResult<()>;
+    /// Finishes queued writes and releases the backend's connections; the store answers
+    /// nothing after it. Called once, when the server stops.
+    async fn close(&self) {}
     async fn counts(&self, now: UnixTime) -> StoreResult<Counts>;
     /// Whether the store has neither users nor applications (a first start). Backends answer
     /// without reading the tables, which start-up would otherwise do on every start.

@@ -322,10 +322,6 @@ impl PostgresStore {
         Ok(())
     }
 
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
-
     async fn announce(&self, digests: &[TokenDigest]) -> StoreResult<()> {
         let payloads: Vec<String> = digests
             .chunks(DIGESTS_PER_NOTIFY)
@@ -418,6 +414,9 @@ impl Store for PostgresStore {
         self.described.clone()
     }
 
+    async fn close(&self) {
+        self.pool.close().await;
+    }
     async fn ping(&self) -> StoreResult<()> {
         self.timed(async {
             sqlx::query("SELECT 1")

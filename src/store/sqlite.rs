@@ -128,7 +128,7 @@ DROP INDEX retired_refresh_grant;
 pub struct SqliteStore {
     pool: SqlitePool,
     path: PathBuf,
-    writer: mpsc::Sender<Job>,
+    writer: mpsc::Sender<Msg>,
 }
 
 /// Most writes one group commit takes; bounds how long the write lock is held at once.
@@ -151,6 +151,14 @@ enum Written {
     Inserted,
     Rotated(bool),
     Deleted(Option<TokenDigest>),
+}
+
+/// What the writer's queue carries.
+#[derive(Debug)]
+enum Msg {
+    Job(Job),
+    /// Commit what is queued, close the writer's connections, then answer.
+    Close(oneshot::Sender<()>),
 }
 
 #[derive(Debug)]
@@ -498,40 +506,86 @@ async fn commit_batch(conn: &mut SqliteConnection, jobs: Vec<Job>) {
 /// How often the checkpointer copies committed WAL frames into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
-/// The writer: one connection, one batch at a time, until every store handle is gone.
+/// WAL size (frames of 4 KiB) past which the checkpointer makes the writer wait for a
+/// complete checkpoint. Passive checkpoints never catch up while commits keep coming, and
+/// SQLite starts the WAL over only after one has; this bounds the file (about 32 MiB).
+const WAL_RESTART_FRAMES: i64 = 8192;
+
+/// The writer: one connection, one batch at a time, until `close` or every store handle is
+/// gone.
 ///
 /// Its connection never checkpoints (`wal_autocheckpoint = 0`): SQLite would otherwise run
 /// a checkpoint inside every thousandth page's commit, copying and fsyncing the database file
 /// while the whole batch waits. A second connection checkpoints beside it instead (PASSIVE:
-/// it never blocks the writer or readers), so a commit waits for its own WAL fsync only.
+/// it does not block the writer or readers), so a commit waits for its own WAL fsync only.
 async fn writer(
     mut conn: SqliteConnection,
     checkpoint: SqliteConnection,
-    mut rx: mpsc::Receiver<Job>,
+    mut rx: mpsc::Receiver<Msg>,
 ) {
-    let checkpointer = tokio::spawn(checkpointer(checkpoint));
+    let (stop, stopped) = oneshot::channel();
+    let checkpointer = tokio::spawn(checkpointer(checkpoint, stopped));
     let mut buf = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut buf, MAX_BATCH).await > 0 {
-        commit_batch(&mut conn, std::mem::take(&mut buf)).await;
+    let mut closers = Vec::new();
+    while closers.is_empty() && rx.recv_many(&mut buf, MAX_BATCH).await > 0 {
+        let mut jobs = Vec::with_capacity(buf.len());
+        for m in buf.drain(..) {
+            match m {
+                Msg::Job(j) => jobs.push(j),
+                Msg::Close(c) => closers.push(c),
+            }
+        }
+        if !jobs.is_empty() {
+            commit_batch(&mut conn, jobs).await;
+        }
     }
-    checkpointer.abort();
+    rx.close();
+    while let Ok(m) = rx.try_recv() {
+        match m {
+            Msg::Job(j) => {
+                let _ = j
+                    .reply
+                    .send(Err(StoreError::Unavailable("the store is closed".into())));
+            }
+            Msg::Close(c) => closers.push(c),
+        }
+    }
+    let _ = stop.send(());
+    let _ = checkpointer.await;
     let _ = sqlx::Connection::close(conn).await;
+    for c in closers {
+        let _ = c.send(());
+    }
 }
 
-async fn checkpointer(mut conn: SqliteConnection) {
+async fn checkpointer(mut conn: SqliteConnection, mut stop: oneshot::Receiver<()>) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&mut conn)
-            .await
-        {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut stop => break,
+        }
+        if let Err(e) = checkpoint_once(&mut conn).await {
             metrics::counter!("vedauth_store_errors_total", "op" => "wal_checkpoint", "kind" => "backend")
                 .increment(1);
             tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
         }
     }
+    let _ = sqlx::Connection::close(conn).await;
+}
+
+async fn checkpoint_once(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    // The answer is (busy, frames in the WAL, frames checkpointed).
+    let (_, frames, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(&mut *conn)
+        .await?;
+    if frames > WAL_RESTART_FRAMES {
+        sqlx::query("PRAGMA wal_checkpoint(RESTART)")
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 fn err(e: sqlx::Error) -> StoreError {
@@ -664,7 +718,7 @@ impl SqliteStore {
     async fn write(&self, write: Write) -> StoreResult<Written> {
         let (reply, rx) = oneshot::channel();
         self.writer
-            .send(Job { write, reply })
+            .send(Msg::Job(Job { write, reply }))
             .await
             .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?;
         rx.await
@@ -712,16 +766,21 @@ impl SqliteStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
-
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     fn describe(&self) -> String {
         format!("sqlite:{}", self.path.display())
+    }
+
+    async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.writer.send(Msg::Close(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        // The last connection to close checkpoints the WAL into the database and removes it.
+        self.pool.close().await;
     }
 
     async fn ping(&self) -> StoreResult<()> {

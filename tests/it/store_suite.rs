@@ -8,7 +8,7 @@ use vedauth::store::postgres::PostgresStore;
 use vedauth::store::sqlite::SqliteStore;
 use vedauth::store::{
     Application, Grant, GrantFilter, Lifetime, LockoutRecord, RoleAssignment, Rotation, Rule,
-    Settings, SharedStore, StoreError, User,
+    Settings, SharedStore, Store, StoreError, User,
 };
 use vedauth::token::TokenDigest;
 
@@ -552,10 +552,28 @@ async fn sqlite_migrations_are_idempotent_and_data_survives_reopen() {
         vedauth::store::Store::create_user(&s, &user("keep"))
             .await
             .expect("create");
+        s.create_application(&app("a")).await.expect("app");
+        let g = grant("kept", "a", "i", 0, None);
+        s.insert_grant(&g)
+            .await
+            .expect("a write through the group commit");
         s.close().await;
+        // Closing folds the WAL into the database file and removes it.
+        assert!(!tmp.path().join("x.db-wal").exists(), "WAL left behind");
+        assert!(
+            s.insert_grant(&grant("late", "a", "i", 0, None))
+                .await
+                .is_err(),
+            "a closed store takes no writes"
+        );
     }
     let s = SqliteStore::open(&path, 2).await.expect("reopen");
     assert!(vedauth::store::Store::user_by_name(&s, "keep")
+        .await
+        .expect("get")
+        .is_some());
+    assert!(s
+        .grant_by_access(&digest("kept-a"))
         .await
         .expect("get")
         .is_some());
