@@ -220,6 +220,14 @@ async fn json_logs_carry_the_request_id_and_no_secrets() {
         .await
         .expect("send");
     assert_eq!(v.status(), StatusCode::OK);
+    let bad = client
+        .get(format!("{}/vedauth/authorize/verify", s.base))
+        .header("x-request-id", "req-verify-0003")
+        .bearer_auth("not-a-token")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
     // Without one, the server makes one up and returns it.
     let n = client
         .get(format!("{}/vedsdk/", s.base))
@@ -260,9 +268,18 @@ async fn json_logs_carry_the_request_id_and_no_secrets() {
             .any(|l| l["fields"]["message"] == "request"),
         "{log}"
     );
-    assert!(of("req-verify-0002")
-        .iter()
-        .any(|l| l["fields"]["message"] == "request"));
+    // A successful verify is logged at debug (resource servers verify on every call); a
+    // refused one at info, like every other request.
+    let access_line = |id: &str| -> Value {
+        of(id)
+            .into_iter()
+            .find(|l| l["fields"]["message"] == "request")
+            .cloned()
+            .unwrap_or_else(|| panic!("no access-log line for {id}: {log}"))
+    };
+    assert_eq!(access_line("req-verify-0002")["level"], "DEBUG");
+    assert_eq!(access_line("req-verify-0003")["level"], "INFO");
+    assert_eq!(access_line("req-grant-0001")["level"], "INFO");
     // Every line inside a request span names the request (the log runs at debug level here,
     // so library lines from inside handlers count too).
     let in_requests: Vec<&Value> = lines
