@@ -245,6 +245,10 @@ impl Engine {
         let (Some(username), Some(password)) = (req.username, req.password) else {
             return Err(GrantError::MissingCredentials);
         };
+        // Past the hashing queue: 503 at once, without the reads below.
+        if self.identities.must_shed() {
+            return Err(GrantError::Overloaded);
+        }
         let settings = self.store.settings().await?;
         if !settings.authorize_by_password {
             return Err(GrantError::PasswordAuthDisabled);

@@ -230,6 +230,11 @@ impl HashPool {
     pub fn in_flight(&self) -> usize {
         self.0.in_flight.load(Ordering::Relaxed)
     }
+    /// Whether a job submitted now would be refused: every thread busy and the queue full.
+    /// A hint (the queue may drain a moment later); `submit` still decides.
+    pub fn is_full(&self) -> bool {
+        self.in_flight() >= self.0.capacity.saturating_add(self.0.threads)
+    }
     /// Jobs finished by the pool's own threads since start.
     pub fn completed(&self) -> usize {
         self.0.completed.load(Ordering::Relaxed)

@@ -220,6 +220,17 @@ impl Identities {
         out
     }
 
+    /// True when every provider checks passwords on the hashing pool and the pool is full:
+    /// any attempt would be refused there anyway, so it can be refused before the store is
+    /// read. (With a directory configured, a login may need no local hash at all.)
+    pub fn must_shed(&self) -> bool {
+        let shed = self.providers.iter().all(|p| p.hashes_locally()) && self.pool.is_full();
+        if shed {
+            metrics::counter!("vedauth_hash_rejected_total").increment(1);
+        }
+        shed
+    }
+
     pub fn lockout(&self) -> Option<&Lockout> {
         self.lockout.as_ref()
     }
