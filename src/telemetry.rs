@@ -78,14 +78,16 @@ fn request_id(req: &Request<Body>) -> String {
         })
 }
 
-/// Resource servers verify a token on every call they serve: a line per successful verify
-/// would be most of the log and, measured, a quarter of verify's cost. Its failures, and
-/// every other endpoint, are logged at info; the request metrics count all of them.
-const VERIFY: &str = "/vedauth/authorize/verify";
-
-/// Probes that would drown the log at info level.
-fn quiet(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/metrics")
+/// Requests whose access-log line goes at debug, not info: probes, which would drown the log,
+/// and successful verifies, which resource servers make on every call they serve (a line each
+/// would be most of the log and, measured, a quarter of verify's cost). Refused verifies and
+/// every other endpoint are logged at info; the request metrics count all of them.
+fn quiet(endpoint: &str, status: u16) -> bool {
+    match endpoint {
+        "/healthz" | "/readyz" | "/metrics" => true,
+        "/vedauth/authorize/verify" => status == 200,
+        _ => false,
+    }
 }
 
 /// Every request: a span carrying its id (so every log line of the request has it), the
@@ -113,7 +115,7 @@ pub async fn observe(req: Request<Body>, next: Next) -> Response {
     }
     let _entered = span.enter();
     let ms = elapsed.as_secs_f64() * 1000.0;
-    if quiet(endpoint) || (status == 200 && endpoint == VERIFY) {
+    if quiet(endpoint, status) {
         tracing::debug!(status, elapsed_ms = ms, "request");
     } else {
         tracing::info!(status, elapsed_ms = ms, "request");

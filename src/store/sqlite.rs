@@ -167,82 +167,6 @@ struct Job {
     reply: oneshot::Sender<StoreResult<Written>>,
 }
 
-/// Runs one write's statements inside the open batch transaction.
-async fn apply(conn: &mut SqliteConnection, w: &Write) -> Result<Written, sqlx::Error> {
-    match w {
-        Write::InsertGrant(g) => {
-            sqlx::query(
-                "INSERT INTO grants (id, client_id, identity, granted_to, scope, issued_at, expires_at,
-                     renewable, access_validity, access_digest, access_issued_at, access_expires_at,
-                     refresh_digest)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&g.id)
-            .bind(&g.client_id)
-            .bind(&g.identity)
-            .bind(&g.granted_to)
-            .bind(&g.scope)
-            .bind(g.issued_at)
-            .bind(g.expires_at)
-            .bind(g.renewable as i64)
-            .bind(g.access_validity)
-            .bind(&g.access_digest.0[..])
-            .bind(g.access_issued_at)
-            .bind(g.access_expires_at)
-            .bind(g.refresh_digest.as_ref().map(|d| d.0.to_vec()))
-            .execute(&mut *conn)
-            .await?;
-            Ok(Written::Inserted)
-        }
-        Write::Rotate {
-            grant_id,
-            old_refresh,
-            new,
-        } => {
-            // The guarded UPDATE is the compare-and-swap. Writes of one batch run one after
-            // the other, so of two rotations with the same token only the first matches.
-            let res = sqlx::query(
-                "UPDATE grants SET access_digest = ?, access_issued_at = ?, access_expires_at = ?,
-                     refresh_digest = ?
-                 WHERE id = ? AND refresh_digest = ?",
-            )
-            .bind(&new.access_digest.0[..])
-            .bind(new.access_issued_at)
-            .bind(new.access_expires_at)
-            .bind(new.refresh_digest.as_ref().map(|d| d.0.to_vec()))
-            .bind(grant_id)
-            .bind(&old_refresh.0[..])
-            .execute(&mut *conn)
-            .await?;
-            if res.rows_affected() != 1 {
-                return Ok(Written::Rotated(false));
-            }
-            sqlx::query(
-                "INSERT OR IGNORE INTO retired_refresh (digest, grant_id, expires_at)
-                 SELECT ?, id, expires_at FROM grants WHERE id = ?",
-            )
-            .bind(&old_refresh.0[..])
-            .bind(grant_id)
-            .execute(&mut *conn)
-            .await?;
-            Ok(Written::Rotated(true))
-        }
-        Write::DeleteGrant(id) => {
-            let rows = sqlx::query("DELETE FROM grants WHERE id = ? RETURNING access_digest")
-                .bind(id)
-                .fetch_all(&mut *conn)
-                .await?;
-            let d = match rows.first() {
-                Some(r) => digest_of(r, "access_digest").map_err(|e| {
-                    sqlx::Error::Protocol(format!("grant without a valid access digest: {e}"))
-                })?,
-                None => None,
-            };
-            Ok(Written::Deleted(d))
-        }
-    }
-}
-
 /// A constraint violation fails only its own statement; the batch's transaction goes on.
 fn statement_only(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if !matches!(d.kind(), sqlx::error::ErrorKind::Other))
@@ -256,18 +180,40 @@ fn value_rows(rows: usize, cols: usize) -> String {
 
 type Outcome = Option<StoreResult<Written>>;
 
-/// Runs one job's statements alone, recording a constraint failure as its own result.
-async fn apply_one(
-    conn: &mut SqliteConnection,
-    job: &Job,
-    out: &mut Outcome,
-) -> Result<(), sqlx::Error> {
-    match apply(conn, &job.write).await {
-        Ok(w) => *out = Some(Ok(w)),
-        Err(e) if statement_only(&e) => *out = Some(Err(err(e))),
-        Err(e) => return Err(e),
+/// What one write of a batch gets when its own statement fails on a constraint; any other
+/// error ends the batch.
+fn own_failure(e: sqlx::Error) -> Result<StoreResult<Written>, sqlx::Error> {
+    if statement_only(&e) {
+        Ok(Err(err(e)))
+    } else {
+        Err(e)
     }
-    Ok(())
+}
+
+/// One INSERT of every grant given.
+async fn insert_rows(conn: &mut SqliteConnection, grants: &[&Grant]) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO grants ({GRANT_COLUMNS}) VALUES {}",
+        value_rows(grants.len(), 13)
+    );
+    let mut q = sqlx::query(&sql);
+    for g in grants {
+        q = q
+            .bind(&g.id)
+            .bind(&g.client_id)
+            .bind(&g.identity)
+            .bind(&g.granted_to)
+            .bind(&g.scope)
+            .bind(g.issued_at)
+            .bind(g.expires_at)
+            .bind(g.renewable as i64)
+            .bind(g.access_validity)
+            .bind(&g.access_digest.0[..])
+            .bind(g.access_issued_at)
+            .bind(g.access_expires_at)
+            .bind(g.refresh_digest.as_ref().map(|d| &d.0[..]));
+    }
+    q.execute(&mut *conn).await.map(|_| ())
 }
 
 /// All new grants of a batch in one INSERT; if one of them violates a constraint (the whole
@@ -287,81 +233,46 @@ async fn insert_many(
     if grants.is_empty() {
         return Ok(());
     }
-    let sql = format!(
-        "INSERT INTO grants ({GRANT_COLUMNS}) VALUES {}",
-        value_rows(grants.len(), 13)
-    );
-    let mut q = sqlx::query(&sql);
-    for g in &grants {
-        q = q
-            .bind(&g.id)
-            .bind(&g.client_id)
-            .bind(&g.identity)
-            .bind(&g.granted_to)
-            .bind(&g.scope)
-            .bind(g.issued_at)
-            .bind(g.expires_at)
-            .bind(g.renewable as i64)
-            .bind(g.access_validity)
-            .bind(&g.access_digest.0[..])
-            .bind(g.access_issued_at)
-            .bind(g.access_expires_at)
-            .bind(g.refresh_digest.as_ref().map(|d| &d.0[..]));
-    }
-    match q.execute(&mut *conn).await {
-        Ok(_) => {
+    match insert_rows(conn, &grants).await {
+        Ok(()) => {
             for o in out.iter_mut() {
                 **o = Some(Ok(Written::Inserted));
             }
-            Ok(())
         }
         Err(e) if statement_only(&e) => {
-            for (j, o) in jobs.iter().zip(out.iter_mut()) {
-                apply_one(conn, j, o).await?;
+            for (g, o) in grants.iter().zip(out.iter_mut()) {
+                **o = Some(match insert_rows(conn, &[*g]).await {
+                    Ok(()) => Ok(Written::Inserted),
+                    Err(e) => own_failure(e)?,
+                });
             }
-            Ok(())
         }
-        Err(e) => Err(e),
+        Err(e) => return Err(e),
     }
+    Ok(())
 }
 
-/// All rotations of a batch in one guarded UPDATE (the compare-and-swap) and one INSERT of the
-/// retired refresh digests. Of two rotations presenting the same token only the first may
-/// match, as if they had run one after the other.
-async fn rotate_many(
+/// A rotation as the writer runs it: grant id, the refresh digest presented, the new tokens.
+type RotationRow<'a> = (&'a str, &'a TokenDigest, &'a Rotation);
+
+/// One guarded UPDATE (the compare-and-swap) of every rotation given, then one INSERT of the
+/// retired refresh digests of those that matched. Returns the new access digests of the
+/// matched rotations (unique per rotation). Only the UPDATE's own failure is reported as a
+/// statement failure: once it has changed rows, a failure means the batch must roll back.
+async fn rotate_rows(
     conn: &mut SqliteConnection,
-    jobs: &[&Job],
-    out: &mut [&mut Outcome],
-) -> Result<(), sqlx::Error> {
-    let mut seen = std::collections::HashSet::new();
-    let mut live: Vec<(usize, &str, &TokenDigest, &Rotation)> = Vec::new();
-    for (i, j) in jobs.iter().enumerate() {
-        if let Write::Rotate {
-            grant_id,
-            old_refresh,
-            new,
-        } = &j.write
-        {
-            if seen.insert((grant_id.as_str(), old_refresh.0)) {
-                live.push((i, grant_id, old_refresh, new));
-            } else {
-                *out[i] = Some(Ok(Written::Rotated(false)));
-            }
-        }
-    }
-    if live.is_empty() {
-        return Ok(());
-    }
+    rows: &[RotationRow<'_>],
+) -> Result<std::collections::HashSet<[u8; 32]>, sqlx::Error> {
     let sql = format!(
         "WITH v(id, old, ad, ai, ae, rd) AS (VALUES {})
          UPDATE grants SET access_digest = v.ad, access_issued_at = v.ai,
              access_expires_at = v.ae, refresh_digest = v.rd
          FROM v WHERE grants.id = v.id AND grants.refresh_digest = v.old
          RETURNING grants.access_digest",
-        value_rows(live.len(), 6)
+        value_rows(rows.len(), 6)
     );
     let mut q = sqlx::query(&sql);
-    for (_, id, old, new) in &live {
+    for (id, old, new) in rows {
         q = q
             .bind(*id)
             .bind(&old.0[..])
@@ -370,28 +281,17 @@ async fn rotate_many(
             .bind(new.access_expires_at)
             .bind(new.refresh_digest.as_ref().map(|d| &d.0[..]));
     }
-    let rows = match q.fetch_all(&mut *conn).await {
-        Ok(rows) => rows,
-        Err(e) if statement_only(&e) => {
-            for (i, ..) in &live {
-                apply_one(conn, jobs[*i], out[*i]).await?;
-            }
-            return Ok(());
-        }
-        Err(e) => return Err(e),
-    };
-    // New access digests are unique per job: they say which rotations matched.
-    let mut matched = std::collections::HashSet::with_capacity(rows.len());
-    for r in &rows {
-        if let Some(d) = digest_of(r, "access_digest")
+    let mut matched = std::collections::HashSet::new();
+    for r in q.fetch_all(&mut *conn).await? {
+        if let Some(d) = digest_of(&r, "access_digest")
             .map_err(|e| sqlx::Error::Protocol(format!("rotated grant: {e}")))?
         {
             matched.insert(d.0);
         }
     }
-    let won: Vec<_> = live
+    let won: Vec<_> = rows
         .iter()
-        .filter(|(_, _, _, new)| matched.contains(&new.access_digest.0))
+        .filter(|(_, _, new)| matched.contains(&new.access_digest.0))
         .collect();
     if !won.is_empty() {
         let sql = format!(
@@ -401,13 +301,59 @@ async fn rotate_many(
             value_rows(won.len(), 2)
         );
         let mut q = sqlx::query(&sql);
-        for (_, id, old, _) in &won {
+        for (id, old, _) in &won {
             q = q.bind(&old.0[..]).bind(*id);
         }
-        q.execute(&mut *conn).await?;
+        q.execute(&mut *conn)
+            .await
+            .map_err(|e| sqlx::Error::Protocol(format!("retiring refresh digests: {e}")))?;
     }
-    for (i, _, _, new) in &live {
-        *out[*i] = Some(Ok(Written::Rotated(matched.contains(&new.access_digest.0))));
+    Ok(matched)
+}
+
+/// All rotations of a batch through one [`rotate_rows`]; if the UPDATE fails on a constraint,
+/// each is retried alone so only that one fails. Of two rotations presenting the same token
+/// only the first may match, as if they had run one after the other.
+async fn rotate_many(
+    conn: &mut SqliteConnection,
+    jobs: &[&Job],
+    out: &mut [&mut Outcome],
+) -> Result<(), sqlx::Error> {
+    let mut seen = std::collections::HashSet::new();
+    let mut live: Vec<(usize, RotationRow)> = Vec::new();
+    for (i, j) in jobs.iter().enumerate() {
+        if let Write::Rotate {
+            grant_id,
+            old_refresh,
+            new,
+        } = &j.write
+        {
+            if seen.insert((grant_id.as_str(), old_refresh.0)) {
+                live.push((i, (grant_id, old_refresh, new)));
+            } else {
+                *out[i] = Some(Ok(Written::Rotated(false)));
+            }
+        }
+    }
+    if live.is_empty() {
+        return Ok(());
+    }
+    let all: Vec<RotationRow> = live.iter().map(|(_, r)| *r).collect();
+    match rotate_rows(conn, &all).await {
+        Ok(matched) => {
+            for (i, (_, _, new)) in &live {
+                *out[*i] = Some(Ok(Written::Rotated(matched.contains(&new.access_digest.0))));
+            }
+        }
+        Err(e) if statement_only(&e) => {
+            for (i, r) in &live {
+                *out[*i] = Some(match rotate_rows(conn, &[*r]).await {
+                    Ok(matched) => Ok(Written::Rotated(!matched.is_empty())),
+                    Err(e) => own_failure(e)?,
+                });
+            }
+        }
+        Err(e) => return Err(e),
     }
     Ok(())
 }
