@@ -933,10 +933,11 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         bail!("{} is not empty", a.work.display());
     }
     std::fs::create_dir_all(&a.work)?;
-    // Rate limits and lockout are off: every request takes the path being measured.
+    // Rate limits and lockout are off: every request takes the path being measured. The
+    // driver scrapes /metrics for its diagnosis lines, without a token.
     std::fs::write(
         a.work.join("vedauth.toml"),
-        "[rate_limit]\nenabled = false\n[lockout]\nenabled = false\n",
+        "[rate_limit]\nenabled = false\n[lockout]\nenabled = false\n[metrics]\npublic = true\n",
     )?;
     let transports: Vec<&'static str> = ["http", "tls"]
         .into_iter()
@@ -1506,7 +1507,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
     );
     let _ = writeln!(
         out,
-        "server config: rate limiting OFF, lockout OFF (bench config file); everything else default \
+        "server config: rate limiting OFF, lockout OFF, public /metrics (bench config file); everything else default \
          (argon2id m={} KiB t={} p={}, hashing threads = cores, SQLite WAL synchronous=FULL, audit file, info logs)",
         HashParams::default().memory_kib,
         HashParams::default().iterations,

@@ -13,13 +13,23 @@ use serde_json::Value;
 use crate::clock::SharedClock;
 use crate::token::TokenDigest;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
     /// "" = `<data-dir>/audit.log`; "-" = standard output; "off" = no audit trail.
     pub path: String,
-    /// Refuse requests (503) when an event cannot be written.
+    /// Refuse requests (503) when an event cannot be written. On by default, as Vault's audit
+    /// devices are: a grant nobody can account for must not be issued.
     pub fail_closed: bool,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            path: String::new(),
+            fail_closed: true,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +67,18 @@ pub struct Event<'a> {
     pub detail: Option<Value>,
 }
 
+fn open_trail(path: &Path) -> Result<std::fs::File, AuditError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)
+        .map_err(|e| AuditError(format!("{}: {e}", path.display())))
+}
+
 pub fn hex(d: &TokenDigest) -> String {
     d.to_hex()
 }
@@ -83,16 +105,7 @@ impl Audit {
                 } else {
                     PathBuf::from(p)
                 };
-                let mut opts = std::fs::OpenOptions::new();
-                opts.append(true).create(true);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    opts.mode(0o600);
-                }
-                let f = opts
-                    .open(&path)
-                    .map_err(|e| AuditError(format!("{}: {e}", path.display())))?;
+                let f = open_trail(&path)?;
                 Sink::File(Mutex::new(f), path)
             }
         };
@@ -117,6 +130,19 @@ impl Audit {
             Sink::File(_, p) => Some(p),
             _ => None,
         }
+    }
+
+    /// Opens the trail's file again (after log rotation moved it away: SIGHUP). On failure the
+    /// old file stays in use.
+    pub fn reopen(&self) -> Result<(), AuditError> {
+        if let Sink::File(f, path) = &self.sink {
+            let new = open_trail(path)?;
+            match f.lock() {
+                Ok(mut f) => *f = new,
+                Err(_) => return Err(AuditError("audit file lock poisoned".into())),
+            }
+        }
+        Ok(())
     }
 
     /// Writes one event. A failure is an error only when the trail fails closed; otherwise it

@@ -232,6 +232,9 @@ pub struct MetricsConfig {
     pub enabled: bool,
     /// Serve `/metrics` on this separate address (plain HTTP); empty = on the main listener.
     pub listen: String,
+    /// On the main listener, serve `/metrics` without a token. Off by default: the metrics
+    /// describe the traffic of every client, which is not for anyone who can reach the port.
+    pub public: bool,
 }
 
 impl Default for MetricsConfig {
@@ -239,6 +242,7 @@ impl Default for MetricsConfig {
         Self {
             enabled: true,
             listen: String::new(),
+            public: false,
         }
     }
 }
@@ -312,7 +316,7 @@ pub const KEYS: &[Key] = &[
     Key { path: "lockout.window_secs", kind: Kind::Int, doc: "Seconds over which failed logins are counted." },
     Key { path: "lockout.duration_secs", kind: Kind::Int, doc: "Seconds a locked identity stays locked (vedauth user unlock ends it early)." },
     Key { path: "audit.path", kind: Kind::Str, doc: "Audit trail file; empty = <data-dir>/audit.log, \"-\" = standard output, \"off\" = none." },
-    Key { path: "audit.fail_closed", kind: Kind::Bool, doc: "Refuse requests (503) when an audit event cannot be written." },
+    Key { path: "audit.fail_closed", kind: Kind::Bool, doc: "Refuse requests (503) when an audit event cannot be written (false: log the loss and go on)." },
     Key { path: "rate_limit.enabled", kind: Kind::Bool, doc: "Rate-limit the authorize, token and revoke endpoints per client address." },
     Key { path: "rate_limit.per_second", kind: Kind::Int, doc: "Sustained requests per second per client address." },
     Key { path: "rate_limit.burst", kind: Kind::Int, doc: "Requests a client address may make at once before the sustained rate applies." },
@@ -324,7 +328,8 @@ pub const KEYS: &[Key] = &[
     Key { path: "http.max_headers", kind: Kind::Int, doc: "Header fields per request." },
     Key { path: "http.hsts_max_age_secs", kind: Kind::Int, doc: "Strict-Transport-Security max-age on HTTPS; 0 = no header." },
     Key { path: "metrics.enabled", kind: Kind::Bool, doc: "Serve Prometheus metrics at /metrics." },
-    Key { path: "metrics.listen", kind: Kind::Str, doc: "Serve /metrics on this separate address (plain HTTP, e.g. 127.0.0.1:9464); empty = on the main listener." },
+    Key { path: "metrics.listen", kind: Kind::Str, doc: "Serve /metrics on this separate address (plain HTTP, without a token, e.g. 127.0.0.1:9464); empty = on the main listener." },
+    Key { path: "metrics.public", kind: Kind::Bool, doc: "On the main listener, serve /metrics without a token (false: a bearer token with the admin scope is needed)." },
 ];
 
 impl Key {

@@ -76,8 +76,8 @@ pub enum GrantError {
     BadCredentials(RejectCause),
     #[error("no rule admits the identity")]
     NotAdmitted,
-    #[error("scope not authorized")]
-    ScopeNotAuthorized,
+    #[error("scope not authorized: exceeds the {0:?}'s maximum")]
+    ScopeNotAuthorized(ScopeLimit),
     #[error("client_id does not match the grant")]
     ClientMismatch,
     #[error("refresh token invalid, grant revoked or expired")]
@@ -88,6 +88,56 @@ pub enum GrantError {
     Overloaded,
     #[error("unavailable: {0}")]
     Unavailable(String),
+}
+
+/// What kept a requested scope from being granted: the application's scope or the maximum of the
+/// rule that admitted the identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeLimit {
+    Application,
+    Rule,
+}
+
+impl ScopeLimit {
+    /// The audit trail's word for it (and the access log's).
+    pub fn cause(self) -> &'static str {
+        match self {
+            ScopeLimit::Application => "scope_exceeds_application",
+            ScopeLimit::Rule => "scope_exceeds_rule",
+        }
+    }
+}
+
+/// A login refusal's cause in the audit trail's words.
+pub fn reject_word(cause: RejectCause) -> &'static str {
+    match cause {
+        RejectCause::UnknownUser => "unknown_user",
+        RejectCause::WrongPassword => "wrong_password",
+        RejectCause::Disabled => "disabled",
+        RejectCause::Locked => "locked",
+        RejectCause::EmptyPassword => "empty_password",
+    }
+}
+
+impl GrantError {
+    /// For refusals: the cause in the audit trail's words, for the access log. None for errors
+    /// that are not a refusal of the caller (overload, an unavailable store).
+    pub fn cause(&self) -> Option<&'static str> {
+        use GrantError::*;
+        Some(match self {
+            MissingClientId | MissingCredentials | MissingRefreshToken => "malformed",
+            PasswordAuthDisabled | RefreshDisabled => "flow_disabled",
+            InvalidScope(_) => "invalid_scope",
+            UnknownClient(_) => "unknown_client",
+            BadCredentials(c) => reject_word(*c),
+            NotAdmitted => "not_admitted",
+            ScopeNotAuthorized(limit) => limit.cause(),
+            ClientMismatch => "client_mismatch",
+            InvalidGrant => "invalid_grant",
+            InvalidToken => "invalid_token",
+            Overloaded | Unavailable(_) => return None,
+        })
+    }
 }
 
 impl From<crate::audit::AuditError> for GrantError {
@@ -278,14 +328,13 @@ impl Engine {
         let principal = match attempt.outcome {
             AuthOutcome::Authenticated(p) => p,
             AuthOutcome::Rejected(cause) => {
-                let cause_text = serde_json::to_value(cause)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
-                metrics::counter!("vedauth_failed_logins_total", "client_id" => client_id.clone(), "cause" => cause_text.clone()).increment(1);
+                // No cause label: a scrape before and after a guess would tell an unknown name
+                // from a wrong password. The cause goes to the audit trail only.
+                metrics::counter!("vedauth_failed_logins_total", "client_id" => client_id.clone())
+                    .increment(1);
                 self.audit.record(&Event {
                     event: "login_failed",
-                    cause: Some(&cause_text),
+                    cause: Some(reject_word(cause)),
                     identity: attempt.identity.as_deref(),
                     username: Some(&username),
                     client_id: Some(&client_id),
@@ -298,15 +347,45 @@ impl Engine {
                 return Err(GrantError::BadCredentials(RejectCause::UnknownUser))
             }
         };
-        let rules = self.store.rules(Some(&client_id)).await?;
-        let rule = matching_rule(&rules, &principal).ok_or(GrantError::NotAdmitted)?;
-        let app_scope = Scope::parse(&app.max_scope).unwrap_or_default();
-        let rule_ok = match &rule.max_scope {
-            Some(m) => Scope::parse(m).is_ok_and(|m| requested.is_subset_of(&m)),
-            None => true,
+        let identity = principal.prefixed_universal();
+        // From here on the password was right: every refusal is audited with what limited it.
+        let refuse = |error: GrantError, detail: serde_json::Value| {
+            self.audit.record(&Event {
+                event: "grant_refused",
+                cause: error.cause(),
+                identity: Some(&identity),
+                username: Some(&username),
+                client_id: Some(&client_id),
+                source: req.source,
+                detail: Some(detail),
+                ..Event::default()
+            })?;
+            Err::<IssuedTokens, GrantError>(error)
         };
-        if !requested.is_subset_of(&app_scope) || !rule_ok {
-            return Err(GrantError::ScopeNotAuthorized);
+        let rules = self.store.rules(Some(&client_id)).await?;
+        let Some(rule) = matching_rule(&rules, &principal) else {
+            return refuse(GrantError::NotAdmitted, serde_json::json!({}));
+        };
+        let app_scope = Scope::parse(&app.max_scope).unwrap_or_default();
+        let limit = if !requested.is_subset_of(&app_scope) {
+            Some((ScopeLimit::Application, app.max_scope.as_str()))
+        } else {
+            match &rule.max_scope {
+                Some(m) if !Scope::parse(m).is_ok_and(|m| requested.is_subset_of(&m)) => {
+                    Some((ScopeLimit::Rule, m.as_str()))
+                }
+                _ => None,
+            }
+        };
+        if let Some((limit, allowed)) = limit {
+            return refuse(
+                GrantError::ScopeNotAuthorized(limit),
+                serde_json::json!({
+                    "requested": requested.to_string(),
+                    "allowed": allowed,
+                    "rule_trustee": rule.trustee,
+                }),
+            );
         }
         let (access_validity, grant_lifetime, renewable) = lifetimes(rule, &app, &settings);
         let now = self.now();
@@ -317,7 +396,7 @@ impl Engine {
         let grant = Grant {
             id: uuid::Uuid::new_v4().to_string(),
             client_id: client_id.clone(),
-            identity: principal.prefixed_universal(),
+            identity,
             granted_to: rule.trustee.clone(),
             scope: requested.to_string(),
             issued_at: now,
@@ -329,8 +408,9 @@ impl Engine {
             access_expires_at,
             refresh_digest: refresh.as_ref().map(|r| r.digest),
         };
-        self.store.insert_grant(&grant).await?;
-        let audited = self.audit.record(&Event {
+        // The event is written before the grant is committed: if it cannot be written (and the
+        // trail fails closed) nothing was issued, and the client can simply try again.
+        self.audit.record(&Event {
             event: "grant_issued",
             identity: Some(&grant.identity),
             client_id: Some(&client_id),
@@ -340,10 +420,9 @@ impl Engine {
             refresh_digest: grant.refresh_digest.as_ref().map(hex),
             detail: Some(serde_json::json!({ "scope": grant.scope })),
             ..Event::default()
-        });
-        if let Err(e) = audited {
-            // Failing closed: a grant nobody can account for must not exist.
-            let _ = self.store.delete_grant(&grant.id).await;
+        })?;
+        if let Err(e) = self.store.insert_grant(&grant).await {
+            self.not_committed("grant_issued", &grant.id, &e);
             return Err(e.into());
         }
         metrics::counter!("vedauth_grants_issued_total", "client_id" => client_id.clone())
@@ -417,15 +496,8 @@ impl Engine {
             access_expires_at,
             refresh_digest: Some(refresh.digest),
         };
-        if !self
-            .store
-            .rotate_tokens(&grant.id, &old, &rotation, now)
-            .await?
-        {
-            // Another refresh with the same token won the compare-and-swap.
-            return Err(GrantError::InvalidGrant);
-        }
-        self.invalidate(&[grant.access_digest]).await;
+        // Audited before the rotation commits: a trail that cannot be written refuses the
+        // refresh with nothing changed, so the same refresh token works on a retry.
         self.audit.record(&Event {
             event: "grant_refreshed",
             identity: Some(&grant.identity),
@@ -436,6 +508,27 @@ impl Engine {
             refresh_digest: Some(hex(&refresh.digest)),
             ..Event::default()
         })?;
+        match self
+            .store
+            .rotate_tokens(&grant.id, &old, &rotation, now)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                // Another refresh with the same token won the compare-and-swap.
+                self.not_committed(
+                    "grant_refreshed",
+                    &grant.id,
+                    &"lost to a concurrent refresh",
+                );
+                return Err(GrantError::InvalidGrant);
+            }
+            Err(e) => {
+                self.not_committed("grant_refreshed", &grant.id, &e);
+                return Err(e.into());
+            }
+        }
+        self.invalidate(&[grant.access_digest]).await;
         metrics::counter!("vedauth_grants_refreshed_total", "client_id" => client_id.clone())
             .increment(1);
         tracing::info!(client_id = %client_id, identity = %grant.identity, grant = %grant.id, "grant refreshed");
@@ -495,7 +588,7 @@ impl Engine {
         source: Option<IpAddr>,
     ) -> Result<Grant, GrantError> {
         let grant = self.verify(access_token).await?;
-        self.revoke_grant(&grant).await?;
+        // Audited first, like every change: if the trail refuses, the grant stays as it was.
         self.audit.record(&Event {
             event: "grant_revoked",
             identity: Some(&grant.identity),
@@ -506,7 +599,27 @@ impl Engine {
             refresh_digest: grant.refresh_digest.as_ref().map(hex),
             ..Event::default()
         })?;
+        if let Err(e) = self.revoke_grant(&grant).await {
+            self.not_committed("grant_revoked", &grant.id, &e);
+            return Err(e);
+        }
         Ok((*grant).clone())
+    }
+
+    /// Records that a change already audited did not happen after all (its commit failed). Best
+    /// effort: the request fails anyway, and a lost record is logged, never swallowed.
+    fn not_committed(&self, event: &str, grant_id: &str, why: &dyn std::fmt::Display) {
+        let why = why.to_string();
+        let recorded = self.audit.record(&Event {
+            event: "change_not_committed",
+            cause: Some(event),
+            grant: Some(grant_id),
+            detail: Some(serde_json::json!({ "error": why })),
+            ..Event::default()
+        });
+        if let Err(e) = recorded {
+            tracing::error!(grant = %grant_id, %event, error = %e, "an audited change was not committed, and the correction could not be audited");
+        }
     }
 
     async fn revoke_grant(&self, grant: &Grant) -> Result<(), GrantError> {
@@ -523,9 +636,17 @@ impl Engine {
 
     /// Revokes every grant that matches; returns how many.
     pub async fn revoke_matching(&self, filter: &GrantFilter) -> Result<usize, GrantError> {
+        // The request is audited before anything is deleted (a trail that refuses stops it);
+        // which grants it removed is known only afterwards, and recorded then.
+        self.audit.record(&Event {
+            event: "grants_revoke_requested",
+            identity: filter.identity.as_deref(),
+            client_id: filter.client_id.as_deref(),
+            ..Event::default()
+        })?;
         let gone = self.store.delete_grants(filter).await?;
         self.invalidate(&gone).await;
-        self.audit.record(&Event {
+        let recorded = self.audit.record(&Event {
             event: "grants_revoked",
             identity: filter.identity.as_deref(),
             client_id: filter.client_id.as_deref(),
@@ -534,7 +655,11 @@ impl Engine {
                 "access_digests": gone.iter().map(hex).collect::<Vec<_>>(),
             })),
             ..Event::default()
-        })?;
+        });
+        if let Err(e) = recorded {
+            // The revocation stands (it is the safe direction); the lost record is not silent.
+            tracing::error!(error = %e, count = gone.len(), "grants revoked, but the audit record of which ones was lost");
+        }
         tracing::info!(client_id = ?filter.client_id, identity = ?filter.identity, count = gone.len(), "grants revoked");
         Ok(gone.len())
     }

@@ -90,6 +90,11 @@ fn quiet(endpoint: &str, status: u16) -> bool {
     }
 }
 
+/// A response extension naming why a request was refused, in the audit trail's words; the
+/// access-log line carries it (the client sees only the documented text).
+#[derive(Debug, Clone, Copy)]
+pub struct Refusal(pub &'static str);
+
 /// Every request: a span carrying its id (so every log line of the request has it), the
 /// `X-Request-Id` response header, request metrics by endpoint and status, and one access-log
 /// line.
@@ -115,10 +120,11 @@ pub async fn observe(req: Request<Body>, next: Next) -> Response {
     }
     let _entered = span.enter();
     let ms = elapsed.as_secs_f64() * 1000.0;
+    let cause = res.extensions().get::<Refusal>().map(|r| r.0);
     if quiet(endpoint, status) {
-        tracing::debug!(status, elapsed_ms = ms, "request");
+        tracing::debug!(status, elapsed_ms = ms, cause, "request");
     } else {
-        tracing::info!(status, elapsed_ms = ms, "request");
+        tracing::info!(status, elapsed_ms = ms, cause, "request");
     }
     res
 }

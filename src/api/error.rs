@@ -1,6 +1,8 @@
 //! The one error type of the HTTP layer. It renders the VEDauth JSON error
 //! `{"error": ..., "error_description": ...}` with its status, headers and reason phrase.
 
+use std::borrow::Cow;
+
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
 use serde::Serialize;
@@ -17,10 +19,14 @@ pub const INVALID_TOKEN: &str =
 pub struct ApiError {
     pub status: StatusCode,
     pub error: &'static str,
-    pub description: String,
+    /// A fixed text of ours, or one built with request data (which never goes in the status
+    /// line: client input stays out of it).
+    pub description: Cow<'static, str>,
     pub retry_after: Option<u64>,
     /// Adds `WWW-Authenticate: Bearer error="..."` (401 on bearer-protected endpoints).
     pub bearer_challenge: bool,
+    /// For refusals: the cause in the audit trail's words, for the access log.
+    pub cause: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -30,13 +36,18 @@ struct Body<'a> {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        error: &'static str,
+        description: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Self {
             status,
             error,
             description: description.into(),
             retry_after: None,
             bearer_challenge: false,
+            cause: None,
         }
     }
     pub fn malformed() -> Self {
@@ -55,7 +66,7 @@ impl ApiError {
             ..Self::new(StatusCode::UNAUTHORIZED, "invalid_token", INVALID_TOKEN)
         }
     }
-    pub fn unavailable(retry_after: u64, description: &str) -> Self {
+    pub fn unavailable(retry_after: u64, description: &'static str) -> Self {
         Self {
             retry_after: Some(retry_after),
             ..Self::new(
@@ -89,7 +100,8 @@ impl From<GrantError> for ApiError {
     fn from(e: GrantError) -> Self {
         use GrantError::*;
         use StatusCode as S;
-        match e {
+        let cause = e.cause();
+        let err = match e {
             MissingClientId => Self::new(
                 S::BAD_REQUEST,
                 "invalid_request",
@@ -133,7 +145,7 @@ impl From<GrantError> for ApiError {
                 "invalid_grant",
                 "Failed to issue grant: user is not allowed to use this application",
             ),
-            ScopeNotAuthorized => Self::new(
+            ScopeNotAuthorized(_) => Self::new(
                 S::FORBIDDEN,
                 "invalid_scope",
                 "Failed to issue grant: User is not authorized for the requested scope",
@@ -154,7 +166,8 @@ impl From<GrantError> for ApiError {
                 tracing::warn!(%detail, "request failed: backend unavailable");
                 Self::unavailable(5, "The service is temporarily unavailable; retry shortly")
             }
-        }
+        };
+        Self { cause, ..err }
     }
 }
 
@@ -184,9 +197,17 @@ impl IntoResponse for ApiError {
                 h.insert(header::WWW_AUTHENTICATE, v);
             }
         }
-        // Real TPP puts the description in the status line; clients print it.
-        if let Some(p) = reason_phrase(&self.description) {
-            res.extensions_mut().insert(p);
+        // Real TPP puts the description in the status line; clients print it. Only our own
+        // fixed texts go there: a description carrying request data (a scope item, a client id)
+        // stays in the body.
+        if let Cow::Borrowed(text) = self.description {
+            if let Some(p) = reason_phrase(text) {
+                res.extensions_mut().insert(p);
+            }
+        }
+        if let Some(cause) = self.cause {
+            res.extensions_mut()
+                .insert(crate::telemetry::Refusal(cause));
         }
         res
     }

@@ -200,7 +200,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/vedauth/authorize/token", post(vedauth::authorize_token))
         .route(
             "/vedauth/revoke/token",
-            get(vedauth::revoke).delete(vedauth::revoke),
+            // HEAD must have no side effect: it is refused, not routed to GET's revocation.
+            get(vedauth::revoke)
+                .delete(vedauth::revoke)
+                .head(|| async { ApiError::method_not_allowed() }),
         )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

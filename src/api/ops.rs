@@ -2,15 +2,22 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use http::{header, HeaderValue, StatusCode};
+use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
 
 use super::{json_response, ApiState};
 
+/// The version with the git revision it was built from: for logs, `--version` and `status`.
 pub const VERSION: &str = env!("VEDAUTH_VERSION");
+/// What unauthenticated endpoints say: the release, without the revision (which would tell an
+/// attacker exactly which code to study).
+pub const PUBLIC_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub async fn healthz() -> Response {
-    json_response(StatusCode::OK, &json!({"status": "ok", "version": VERSION}))
+    json_response(
+        StatusCode::OK,
+        &json!({"status": "ok", "version": PUBLIC_VERSION}),
+    )
 }
 
 /// Ready when the store answers; directory providers are reported (a directory that is down
@@ -26,7 +33,7 @@ pub async fn readyz(State(app): State<ApiState>) -> Response {
     let ready = store.is_ok();
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
-        "version": VERSION,
+        "version": PUBLIC_VERSION,
         "store": match &store { Ok(()) => "ok".to_string(), Err(e) => format!("error: {e}") },
         "store_kind": app.store.describe().split(':').next().unwrap_or(""),
         "providers": providers.iter().map(|(name, up)| json!({"name": name, "state": match up { Some(true) => "up", Some(false) => "down", None => "unknown" }})).collect::<Vec<_>>(),
@@ -41,9 +48,18 @@ pub async fn readyz(State(app): State<ApiState>) -> Response {
     )
 }
 
-pub async fn metrics(State(app): State<ApiState>) -> Response {
-    if !app.config.metrics.enabled || !app.config.metrics.listen.is_empty() {
+/// `/metrics` on the main listener: for a bearer token with the `admin` scope, unless the
+/// operator made it public (`metrics.public`) or moved it to its own address (`metrics.listen`).
+pub async fn metrics(State(app): State<ApiState>, headers: HeaderMap) -> Response {
+    let cfg = &app.config.metrics;
+    if !cfg.enabled || !cfg.listen.is_empty() {
         return super::ApiError::not_found().into_response();
+    }
+    if !cfg.public {
+        let need = super::vedsdk::Requirement::Scope("admin", None);
+        if let Err(e) = super::vedsdk::authorize(&app, &headers, need).await {
+            return e.into_response();
+        }
     }
     render()
 }

@@ -242,18 +242,29 @@ async fn serve(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
         println!("Get a token:\n  {line}");
     }
     #[cfg(unix)]
-    if let Some(certs) = launched.certs.clone() {
-        // SIGHUP re-reads the certificate and key; connections already open carry on.
+    {
+        // SIGHUP re-reads the certificate and key (connections already open carry on) and
+        // reopens the audit trail's file (after log rotation).
+        let certs = launched.certs.clone();
+        let audit = app.audit.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
             let Ok(mut hup) = signal(SignalKind::hangup()) else {
                 return;
             };
             while hup.recv().await.is_some() {
-                match certs.reload() {
-                    Ok(()) => tracing::info!("TLS certificate reloaded"),
+                if let Some(certs) = &certs {
+                    match certs.reload() {
+                        Ok(()) => tracing::info!("TLS certificate reloaded"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "TLS certificate reload failed; keeping the old one")
+                        }
+                    }
+                }
+                match audit.reopen() {
+                    Ok(()) => tracing::info!("audit trail reopened"),
                     Err(e) => {
-                        tracing::error!(error = %e, "TLS certificate reload failed; keeping the old one")
+                        tracing::error!(error = %e, "audit trail could not be reopened; keeping the old file")
                     }
                 }
             }

@@ -2,6 +2,7 @@
 //! loopback (TLS, a real SQLite file, throwaway PostgreSQL clusters).
 
 mod admin_api;
+mod audit;
 mod authorize;
 mod binary;
 mod clients;

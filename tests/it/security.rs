@@ -372,6 +372,8 @@ async fn audit_failing_closed_refuses_requests() {
 async fn audit_failing_open_keeps_serving() {
     let mut opts = Options::default();
     opts.config.audit.path = "/dev/full".into();
+    // Failing closed is the default; failing open is the operator's explicit choice.
+    opts.config.audit.fail_closed = false;
     let s = TestServer::start_with(opts).await;
     s.setup_basic("alice", "alice-pw", "vcert-sdk", "certificate")
         .await;
