@@ -9,7 +9,7 @@ use super::error::reason_phrase;
 use super::{
     bearer, json_response, no_store, ApiError, ApiState, Client, DotnetDate, Iso8601, Params,
 };
-use crate::grants::{GrantError, IssuedTokens, PasswordRequest, RefreshRequest};
+use crate::grants::{GrantError, GrantRequest, IssuedTokens, PasswordRequest, RefreshRequest};
 use crate::store::Grant;
 
 /// The success body of authorize and refresh; field order as decisions.md §4.
@@ -59,7 +59,7 @@ pub async fn authorize_oauth(
         state: p.get("state"),
         source: Some(source),
     };
-    let issued = app.engine.authorize_password(req).await?;
+    let issued = app.engine.token(GrantRequest::Password(req)).await?;
     Ok(token_response(&issued))
 }
 
@@ -75,7 +75,7 @@ pub async fn authorize_token(
         refresh_token: p.secret("refresh_token"),
         source: Some(source),
     };
-    let issued = app.engine.refresh(req).await?;
+    let issued = app.engine.token(GrantRequest::Refresh(req)).await?;
     Ok(token_response(&issued))
 }
 

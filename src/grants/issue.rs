@@ -1,0 +1,193 @@
+//! `issue`: the one place that turns an admitted request into tokens. It alone applies the
+//! policy (rules, scope subset, lifetimes, the cap), mints, persists, audits and counts, for
+//! every flow.
+
+use crate::audit::{hex, Event};
+use crate::store::{Grant, Rotation};
+use crate::token;
+
+use super::error::GrantError;
+use super::policy::{cap, lifetimes, matching_rule, scope_limit};
+use super::request::{Admission, Admitted, IssuedTokens};
+use super::Engine;
+
+impl Engine {
+    pub(crate) async fn issue(&self, adm: Admission) -> Result<IssuedTokens, GrantError> {
+        let grant_type = adm.grant_type.as_str();
+        match adm.admitted {
+            Admitted::New {
+                app,
+                settings,
+                principal,
+                scope,
+                username,
+            } => {
+                let client_id = app.client_id.clone();
+                let identity = principal.prefixed_universal();
+                // The credential was good: every refusal from here on is audited with what
+                // limited it.
+                let refuse = |error: GrantError, detail: serde_json::Value| {
+                    self.audit.record(&Event {
+                        event: "grant_refused",
+                        cause: error.cause(),
+                        identity: Some(&identity),
+                        username: username.as_deref(),
+                        client_id: Some(&client_id),
+                        source: adm.source,
+                        detail: Some(detail),
+                        ..Event::default()
+                    })?;
+                    Err::<IssuedTokens, GrantError>(error)
+                };
+                let rules = self.store.rules(Some(&client_id)).await?;
+                let Some(rule) = matching_rule(&rules, &principal) else {
+                    return refuse(GrantError::NotAdmitted, serde_json::json!({}));
+                };
+                if let Some((limit, allowed)) = scope_limit(&scope, &app, rule) {
+                    return refuse(
+                        GrantError::ScopeNotAuthorized(limit),
+                        serde_json::json!({
+                            "requested": scope.to_string(),
+                            "allowed": allowed,
+                            "rule_trustee": rule.trustee,
+                        }),
+                    );
+                }
+                let (access_validity, grant_lifetime, renewable) = lifetimes(rule, &app, &settings);
+                let now = self.now();
+                let expires_at = grant_lifetime.expiry_from(now);
+                let access = token::generate();
+                let refresh = renewable.then(token::generate);
+                let access_expires_at = cap(now.saturating_add(access_validity), expires_at);
+                let grant = Grant {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    client_id: client_id.clone(),
+                    identity,
+                    granted_to: rule.trustee.clone(),
+                    scope: scope.to_string(),
+                    issued_at: now,
+                    expires_at,
+                    renewable,
+                    access_validity,
+                    access_digest: access.digest,
+                    access_issued_at: now,
+                    access_expires_at,
+                    refresh_digest: refresh.as_ref().map(|r| r.digest),
+                };
+                // The event is written before the grant is committed: if it cannot be written
+                // (and the trail fails closed) nothing was issued, and the client can simply
+                // try again.
+                self.audit.record(&Event {
+                    event: "grant_issued",
+                    identity: Some(&grant.identity),
+                    client_id: Some(&client_id),
+                    source: adm.source,
+                    grant: Some(&grant.id),
+                    access_digest: Some(hex(&grant.access_digest)),
+                    refresh_digest: grant.refresh_digest.as_ref().map(hex),
+                    detail: Some(
+                        serde_json::json!({ "scope": grant.scope, "grant_type": grant_type }),
+                    ),
+                    ..Event::default()
+                })?;
+                if let Err(e) = self.store.insert_grant(&grant).await {
+                    self.not_committed("grant_issued", &grant.id, &e);
+                    return Err(e.into());
+                }
+                metrics::counter!("vedauth_grants_issued_total", "client_id" => client_id.clone(), "grant_type" => grant_type)
+                    .increment(1);
+                tracing::info!(client_id = %client_id, identity = %grant.identity, grant = %grant.id, grant_type, "grant issued");
+                Ok(IssuedTokens {
+                    access_token: access.value,
+                    refresh_token: refresh.map(|r| r.value),
+                    expires: access_expires_at,
+                    expires_in: access_expires_at - now,
+                    scope: grant.scope,
+                    identity: grant.identity,
+                    refresh_until: if renewable { expires_at } else { None },
+                    state: adm.state,
+                    grant_id: grant.id,
+                    client_id,
+                })
+            }
+            Admitted::Rotate { grant, presented } => {
+                let now = self.now();
+                let access = token::generate();
+                let refresh = token::generate();
+                let access_expires_at =
+                    cap(now.saturating_add(grant.access_validity), grant.expires_at);
+                let rotation = Rotation {
+                    access_digest: access.digest,
+                    access_issued_at: now,
+                    access_expires_at,
+                    refresh_digest: Some(refresh.digest),
+                };
+                // Audited before the rotation commits: a trail that cannot be written refuses
+                // the refresh with nothing changed, so the same refresh token works on a retry.
+                self.audit.record(&Event {
+                    event: "grant_refreshed",
+                    identity: Some(&grant.identity),
+                    client_id: Some(&grant.client_id),
+                    source: adm.source,
+                    grant: Some(&grant.id),
+                    access_digest: Some(hex(&access.digest)),
+                    refresh_digest: Some(hex(&refresh.digest)),
+                    ..Event::default()
+                })?;
+                match self
+                    .store
+                    .rotate_tokens(&grant.id, &presented, &rotation, now)
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Another refresh with the same token won the compare-and-swap.
+                        self.not_committed(
+                            "grant_refreshed",
+                            &grant.id,
+                            &"lost to a concurrent refresh",
+                        );
+                        return Err(GrantError::InvalidGrant);
+                    }
+                    Err(e) => {
+                        self.not_committed("grant_refreshed", &grant.id, &e);
+                        return Err(e.into());
+                    }
+                }
+                self.invalidate(&[grant.access_digest]).await;
+                metrics::counter!("vedauth_grants_refreshed_total", "client_id" => grant.client_id.clone())
+                    .increment(1);
+                tracing::info!(client_id = %grant.client_id, identity = %grant.identity, grant = %grant.id, "grant refreshed");
+                let grant = *grant;
+                Ok(IssuedTokens {
+                    access_token: access.value,
+                    refresh_token: Some(refresh.value),
+                    expires: access_expires_at,
+                    expires_in: access_expires_at - now,
+                    scope: grant.scope,
+                    identity: grant.identity,
+                    refresh_until: grant.expires_at,
+                    state: adm.state,
+                    grant_id: grant.id,
+                    client_id: grant.client_id,
+                })
+            }
+        }
+    }
+
+    /// Records that a change already audited did not happen after all (its commit failed). Best
+    /// effort: the request fails anyway, and a lost record is logged, never swallowed.
+    pub(crate) fn not_committed(&self, event: &str, grant_id: &str, why: &dyn std::fmt::Display) {
+        let why = why.to_string();
+        let recorded = self.audit.record(&Event {
+            event: "change_not_committed",
+            cause: Some(event),
+            grant: Some(grant_id),
+            detail: Some(serde_json::json!({ "error": why })),
+            ..Event::default()
+        });
+        if let Err(e) = recorded {
+            tracing::error!(grant = %grant_id, %event, error = %e, "an audited change was not committed, and the correction could not be audited");
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! What the faces hand the grant core, and what it hands back.
+
+use std::net::IpAddr;
+
+use crate::clock::UnixTime;
+use crate::identity::Principal;
+use crate::scope::Scope;
+use crate::secret::Secret;
+use crate::store::{Application, Grant, Settings};
+use crate::token::TokenDigest;
+
+/// A request for tokens, one variant per flow. Each face parses its wire into one of these;
+/// `Engine::token` admits it with the flow's own checks and hands the admission to `issue`.
+#[derive(Debug, Clone)]
+pub enum GrantRequest {
+    /// Resource owner password (VEDauth `authorize/oauth`).
+    Password(PasswordRequest),
+    /// Refresh token (VEDauth `authorize/token`).
+    Refresh(RefreshRequest),
+}
+
+impl GrantRequest {
+    /// The grant type's name, for metrics and logs.
+    pub fn grant_type(&self) -> GrantType {
+        match self {
+            GrantRequest::Password(_) => GrantType::Password,
+            GrantRequest::Refresh(_) => GrantType::Refresh,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantType {
+    Password,
+    Refresh,
+}
+
+impl GrantType {
+    /// RFC 6749's name for it (also the metrics label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::Password => "password",
+            GrantType::Refresh => "refresh_token",
+        }
+    }
+}
+
+/// A password-grant request after body parsing; `None` = missing (absent, null or "").
+#[derive(Debug, Default, Clone)]
+pub struct PasswordRequest {
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub scope: Option<String>,
+    pub state: Option<String>,
+    /// The client's address, for the audit trail.
+    pub source: Option<IpAddr>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct RefreshRequest {
+    pub client_id: Option<String>,
+    pub refresh_token: Option<Secret>,
+    pub source: Option<IpAddr>,
+}
+
+/// What a successful grant request hands back.
+#[derive(Debug, Clone)]
+pub struct IssuedTokens {
+    pub access_token: Secret,
+    pub refresh_token: Option<Secret>,
+    pub expires: UnixTime,
+    pub expires_in: i64,
+    pub scope: String,
+    pub identity: String,
+    pub refresh_until: Option<UnixTime>,
+    pub state: Option<String>,
+    pub grant_id: String,
+    pub client_id: String,
+}
+
+/// A request a flow has admitted: the credential was good. What it may get is decided by
+/// `issue` alone.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    pub grant_type: GrantType,
+    pub source: Option<IpAddr>,
+    pub state: Option<String>,
+    pub admitted: Admitted,
+}
+
+#[derive(Debug)]
+pub(crate) enum Admitted {
+    /// A new grant for an authenticated identity that asks for a scope.
+    New {
+        app: Box<Application>,
+        settings: Box<Settings>,
+        principal: Principal,
+        scope: Scope,
+        /// The name the identity was given as, for the audit trail.
+        username: Option<String>,
+    },
+    /// The next token pair of an existing grant, in exchange for its refresh token.
+    Rotate {
+        grant: Box<Grant>,
+        presented: TokenDigest,
+    },
+}
