@@ -9,7 +9,7 @@ use super::{
     canonical_scope, grant_validity, validity, within, Admin, AdminError, AdminResult, Caller,
     Entity,
 };
-use crate::store::{Lifetime, Rule, StoreError};
+use crate::store::{Application, Lifetime, Rule, StoreError};
 
 /// What a caller gives to create or replace a rule. The trustee may be any name form; the
 /// rule stores the identity it resolves to.
@@ -29,14 +29,13 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 impl Admin {
-    /// The rule `input` describes, its trustee resolved to `trustee`.
-    async fn build_rule(
-        &self,
+    /// The rule `input` describes for `app`, its trustee resolved to `trustee`.
+    fn build_rule(
+        app: &Application,
         input: RuleInput,
         trustee: String,
         created_at: i64,
     ) -> AdminResult<Rule> {
-        let app = self.existing_app(&input.client_id).await?;
         let max_scope = input
             .max_scope
             .as_deref()
@@ -78,9 +77,9 @@ impl Admin {
             .run(caller, Change::CreateRule, detail, |w| async move {
                 caller.check(Need::OwnApp(&input.client_id))?;
                 Self::require_pair(&input)?;
-                self.existing_app(&input.client_id).await?;
+                let app = self.existing_app(&input.client_id).await?;
                 let trustee = self.resolve(&input.trustee, true).await?;
-                let rule = self.build_rule(input, trustee, self.clock.now()).await?;
+                let rule = Self::build_rule(&app, input, trustee, self.clock.now())?;
                 match w.store().create_rule(&rule).await {
                     Err(StoreError::Conflict) => Err(AdminError::AlreadyExists(Entity::Rule {
                         client_id: rule.client_id,
@@ -108,9 +107,8 @@ impl Admin {
                         trustee: input.trustee,
                     }));
                 };
-                let rule = self
-                    .build_rule(input, old.trustee.clone(), old.created_at)
-                    .await?;
+                let app = self.existing_app(&input.client_id).await?;
+                let rule = Self::build_rule(&app, input, old.trustee.clone(), old.created_at)?;
                 if !w.store().update_rule(&rule).await? {
                     return Err(AdminError::NotFound(Entity::Rule {
                         client_id: rule.client_id,
