@@ -586,6 +586,13 @@ async fn every_user_change_is_audited_and_a_new_password_revokes_grants() {
         None,
     );
     admin(&dir, &["app", "allow", "audit-app", "carl"], None);
+    // A refused change is audited too, with its reason.
+    let (ok, _, _) = admin_outcome(
+        &dir,
+        &["user", "add", "carl", "--password-stdin"],
+        Some("Carl-Password-9\n"),
+    );
+    assert!(!ok, "a second carl was added");
     let first = grant(
         &client,
         &s.base,
@@ -648,9 +655,20 @@ async fn every_user_change_is_audited_and_a_new_password_revokes_grants() {
     ] {
         assert!(changes.contains(&op), "{op} not audited: {changes:?}");
     }
+    let refused = events
+        .iter()
+        .find(|e| e["event"] == "admin_refused")
+        .expect("admin_refused");
+    assert_eq!(refused["cause"], "add_user");
+    assert!(
+        refused["detail"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("already exists")),
+        "{refused}"
+    );
     let added = events
         .iter()
-        .find(|e| e["cause"] == "add_user")
+        .find(|e| e["cause"] == "add_user" && e["event"] == "admin_change")
         .expect("add_user");
     assert_eq!(added["identity"], "operator (command line)");
     assert_eq!(added["detail"]["user"], "carl");
@@ -664,7 +682,12 @@ async fn every_user_change_is_audited_and_a_new_password_revokes_grants() {
         .iter()
         .any(|e| e["event"] == "unlock" && e["identity"] == identity.as_str()));
     let raw = std::fs::read_to_string(dir.join("audit.log")).expect("audit");
-    for secret in ["Carl-Password-1", "Carl-Password-2", "$argon2id$"] {
+    for secret in [
+        "Carl-Password-1",
+        "Carl-Password-2",
+        "Carl-Password-9",
+        "$argon2id$",
+    ] {
         assert!(!raw.contains(secret), "{secret} in the audit trail");
     }
     s.sigterm();
