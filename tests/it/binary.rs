@@ -633,6 +633,15 @@ async fn every_user_change_is_audited_and_a_new_password_revokes_grants() {
     )
     .await;
     assert_eq!(second.status, StatusCode::OK, "{}", second.text);
+    // Grants are listed by identity, which may be given by name.
+    let listed: Value = serde_json::from_str(&admin(
+        &dir,
+        &["grant", "list", "--identity", "carl", "--json"],
+        None,
+    ))
+    .expect("json");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["identity"], identity.as_str());
     admin(&dir, &["user", "disable", "carl"], None);
     admin(&dir, &["user", "enable", "carl"], None);
     admin(&dir, &["user", "unlock", "carl"], None);
