@@ -136,3 +136,23 @@ impl App {
         })
     }
 }
+
+/// The administration's ports, from the assembled parts.
+impl From<&App> for crate::admin::Ports {
+    fn from(app: &App) -> Self {
+        Self {
+            store: app.store.clone(),
+            identities: app.engine.identities().clone(),
+            audit: app.audit.clone(),
+            clock: app.clock.clone(),
+            revocations: Arc::new(app.engine.clone()),
+            hasher: app.pool.clone(),
+        }
+    }
+}
+
+impl From<&Arc<App>> for crate::admin::Ports {
+    fn from(app: &Arc<App>) -> Self {
+        Self::from(app.as_ref())
+    }
+}

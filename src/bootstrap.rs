@@ -102,7 +102,7 @@ pub async fn ensure_admin(
     store
         .add_role(&RoleAssignment {
             grantee: admin.identity(),
-            role: crate::admin::role::ADMIN,
+            role: crate::admin::Role::Admin.code(),
             client_id: None,
         })
         .await?;
@@ -126,7 +126,8 @@ pub async fn ensure_admin(
     store
         .create_rule(&Rule {
             client_id: ADMIN_APP.into(),
-            trustee: format!("local:{ADMIN_USER}"),
+            // By identity, not by name: a later user called `admin` inherits nothing.
+            trustee: admin.identity(),
             description: "The bootstrap administrator".into(),
             max_scope: None,
             access_validity: None,

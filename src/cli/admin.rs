@@ -1,16 +1,21 @@
-//! `vedauth user|app|grant ...`: administration on the same store the server uses.
+//! `vedauth user|app|grant|role ...`: administration on the same store the server uses.
+//! Presentation only: every command calls [`crate::admin::Admin`] as the operator and prints
+//! the outcome for a person or, with `--json`, for a program.
 
-use anyhow::{anyhow, bail, Context};
+use std::collections::BTreeMap;
+
+use anyhow::{anyhow, bail};
 use clap::Subcommand;
 use serde::Serialize;
 
 use super::{read_password_stdin, GlobalOpts};
-use crate::admin::{role, Admin, AdminError, ApplicationInput, Caller, RuleInput};
-use crate::app::App;
-use crate::secret::Secret;
-use crate::store::{
-    Application, Grant, GrantFilter, Lifetime, RoleAssignment, Rule, StoreError, User,
+use crate::admin::{
+    Admin, AdminError, ApplicationInput, Caller, NewUser, Page, Role, RoleGrant, RuleInput,
+    UserInfo,
 };
+use crate::identity::lookup::Named;
+use crate::secret::Secret;
+use crate::store::{Application, Grant, Lifetime, Rule};
 
 #[derive(Debug, Subcommand)]
 pub enum UserCmd {
@@ -73,7 +78,9 @@ pub enum AppCmd {
         #[arg(long)]
         renewable: Option<bool>,
     },
-    /// Let a trustee (user, group or `everyone`) obtain grants for the application.
+    /// Let a trustee obtain grants for the application: `everyone`, a user or group by name
+    /// (`alice`, `local:alice`, `LDAP+N:ops`, `DOMAIN\name`) or by identity. The rule
+    /// keeps the identity the name has now.
     Allow {
         client_id: String,
         trustee: String,
@@ -170,6 +177,12 @@ fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) {
     }
 }
 
+/// The operator's view of the administration core.
+async fn open(g: &GlobalOpts) -> anyhow::Result<Admin> {
+    let app = g.open_app().await?;
+    Ok(Admin::new(&app))
+}
+
 #[derive(Serialize)]
 struct UserView {
     name: String,
@@ -183,30 +196,30 @@ struct UserView {
     failed_logins: u32,
 }
 
-impl From<&User> for UserView {
-    fn from(u: &User) -> Self {
+impl From<&UserInfo> for UserView {
+    fn from(u: &UserInfo) -> Self {
         Self {
             name: u.name.clone(),
-            identity: u.identity(),
+            identity: u.identity.clone(),
             full_name: u.full_name.clone(),
             email: u.email.clone(),
-            state: if u.disabled { "disabled" } else { "active" },
+            state: if u.disabled {
+                "disabled"
+            } else if u.locked_until.is_some() {
+                "locked"
+            } else {
+                "active"
+            },
             created_at: u.created_at,
-            locked_until: None,
-            failed_logins: 0,
+            locked_until: u.locked_until,
+            failed_logins: u.failures,
         }
     }
 }
 
-async fn find_user(app: &App, name: &str) -> anyhow::Result<User> {
-    app.store
-        .user_by_name(name)
-        .await?
-        .ok_or_else(|| anyhow!("no user named '{name}'"))
-}
-
 pub async fn user(g: &GlobalOpts, cmd: UserCmd) -> anyhow::Result<()> {
-    let app = g.open_app().await?;
+    let admin = open(g).await?;
+    let me = &Caller::Operator;
     match cmd {
         UserCmd::Add {
             name,
@@ -214,29 +227,25 @@ pub async fn user(g: &GlobalOpts, cmd: UserCmd) -> anyhow::Result<()> {
             full_name,
             email,
         } => {
-            if name.is_empty() || name.contains(':') || name.contains('\\') {
-                bail!("a user name must be non-empty and contain neither ':' nor '\\'");
-            }
             let (password, generated) = if password_stdin {
                 (read_password_stdin()?, false)
             } else {
                 (Secret::new(uuid::Uuid::new_v4().simple().to_string()), true)
             };
-            let hash = app.pool.hash(password.clone()).await?;
-            let user = User {
-                id: uuid::Uuid::new_v4().to_string(),
-                name: name.clone(),
-                full_name,
-                email,
-                password_hash: hash,
-                disabled: false,
-                created_at: app.clock.now(),
-            };
-            match app.store.create_user(&user).await {
-                Err(StoreError::Conflict) => bail!("a user named '{name}' already exists"),
-                other => other?,
-            }
-            let view = UserView::from(&user);
+            let info = admin_op(
+                admin
+                    .add_user(
+                        me,
+                        NewUser {
+                            name,
+                            password: password.clone(),
+                            full_name,
+                            email,
+                        },
+                    )
+                    .await,
+            )?;
+            let view = UserView::from(&info);
             print(g.json, &view, || {
                 format!("created {} ({})", view.name, view.identity)
             });
@@ -253,17 +262,15 @@ pub async fn user(g: &GlobalOpts, cmd: UserCmd) -> anyhow::Result<()> {
                 bail!("give the new password on stdin with --password-stdin");
             }
             let password = read_password_stdin()?;
-            let user = find_user(&app, &name).await?;
-            let hash = app.pool.hash(password).await?;
-            app.store
-                .replace_password_hash(&user.id, None, &hash)
-                .await?;
-            print(g.json, &UserView::from(&user), || {
-                format!("password of {name} changed")
-            });
+            let n = admin_op(admin.set_password(me, &name, password).await)?;
+            print(
+                g.json,
+                &serde_json::json!({"name": name, "password_changed": true, "grants_revoked": n}),
+                || format!("password of {name} changed; {n} grant(s) revoked"),
+            );
         }
         UserCmd::List => {
-            let users = app.store.list_users().await?;
+            let users = admin_op(admin.list_users(me).await)?;
             let views: Vec<UserView> = users.iter().map(UserView::from).collect();
             print(g.json, &views, || {
                 views
@@ -274,12 +281,7 @@ pub async fn user(g: &GlobalOpts, cmd: UserCmd) -> anyhow::Result<()> {
             });
         }
         UserCmd::Unlock { name } => {
-            let user = find_user(&app, &name).await?;
-            let had = admin_op(
-                Admin::new(&app)
-                    .unlock(&Caller::Operator, &user.identity())
-                    .await,
-            )?;
+            let had = admin_op(admin.unlock_user(me, &name).await)?;
             print(
                 g.json,
                 &serde_json::json!({"name": name, "unlocked": true, "had_failures": had}),
@@ -287,16 +289,7 @@ pub async fn user(g: &GlobalOpts, cmd: UserCmd) -> anyhow::Result<()> {
             );
         }
         UserCmd::Show { name } => {
-            let user = find_user(&app, &name).await?;
-            let mut v = UserView::from(&user);
-            let lock = admin_op(Admin::new(&app).lock_state(&user.identity()).await)?;
-            if let Some(l) = lock {
-                v.failed_logins = l.failures;
-                if let Some(until) = l.locked_until {
-                    v.state = "locked";
-                    v.locked_until = Some(until);
-                }
-            }
+            let v = UserView::from(&admin_op(admin.user(me, &name).await)?);
             print(g.json, &v, || {
                 format!(
                     "name: {}\nidentity: {}\nfull name: {}\nemail: {}\nstate: {}\nfailed logins: {}{}",
@@ -313,11 +306,7 @@ pub async fn user(g: &GlobalOpts, cmd: UserCmd) -> anyhow::Result<()> {
             });
         }
         UserCmd::Disable { name } => {
-            let n = admin_op(
-                Admin::new(&app)
-                    .set_user_disabled(&Caller::Operator, &name, true)
-                    .await,
-            )?;
+            let n = admin_op(admin.set_user_disabled(me, &name, true).await)?;
             print(
                 g.json,
                 &serde_json::json!({"name": name, "state": "disabled", "grants_revoked": n}),
@@ -325,11 +314,7 @@ pub async fn user(g: &GlobalOpts, cmd: UserCmd) -> anyhow::Result<()> {
             );
         }
         UserCmd::Enable { name } => {
-            admin_op(
-                Admin::new(&app)
-                    .set_user_disabled(&Caller::Operator, &name, false)
-                    .await,
-            )?;
+            admin_op(admin.set_user_disabled(me, &name, false).await)?;
             print(
                 g.json,
                 &serde_json::json!({"name": name, "state": "active"}),
@@ -337,19 +322,22 @@ pub async fn user(g: &GlobalOpts, cmd: UserCmd) -> anyhow::Result<()> {
             );
         }
         UserCmd::Remove { name } => {
-            let user = find_user(&app, &name).await?;
-            app.engine
-                .revoke_matching(&GrantFilter {
-                    identity: Some(user.identity()),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| anyhow!("{e}"))?;
-            app.store.delete_user(&user.id).await?;
+            let r = admin_op(admin.remove_user(me, &name).await)?;
             print(
                 g.json,
-                &serde_json::json!({"name": name, "removed": true}),
-                || format!("{name} removed"),
+                &serde_json::json!({
+                    "name": name,
+                    "removed": true,
+                    "grants_revoked": r.grants,
+                    "rules_removed": r.rules,
+                    "roles_removed": r.roles,
+                }),
+                || {
+                    format!(
+                        "{name} removed; {} grant(s) revoked, {} rule(s) and {} role assignment(s) removed",
+                        r.grants, r.rules, r.roles
+                    )
+                },
             );
         }
     }
@@ -371,26 +359,38 @@ struct AppView {
 
 #[derive(Serialize)]
 struct RuleView {
+    /// The identity the rule admits (or `everyone`).
     trustee: String,
+    /// Its current name, when a provider knows it.
+    trustee_name: Option<String>,
     max_scope: Option<String>,
     access_validity: Option<i64>,
     grant_validity: Option<String>,
     renewable: Option<bool>,
 }
 
-impl From<&Rule> for RuleView {
-    fn from(r: &Rule) -> Self {
+impl RuleView {
+    fn new(r: &Rule, names: &BTreeMap<String, Named>) -> Self {
         Self {
             trustee: r.trustee.clone(),
+            trustee_name: names.get(&r.trustee).map(|n| n.name.clone()),
             max_scope: r.max_scope.clone(),
             access_validity: r.access_validity,
             grant_validity: r.grant_validity.map(|l| l.to_string()),
             renewable: r.renewable,
         }
     }
+
+    /// `local:alice (local:{…})`, or the identity alone when nobody is named by it now.
+    fn who(&self) -> String {
+        match &self.trustee_name {
+            Some(n) => format!("{n} ({})", self.trustee),
+            None => self.trustee.clone(),
+        }
+    }
 }
 
-fn app_view(a: &Application, rules: &[Rule]) -> AppView {
+fn app_view(a: &Application, rules: &[Rule], names: &BTreeMap<String, Named>) -> AppView {
     AppView {
         client_id: a.client_id.clone(),
         name: a.name.clone(),
@@ -400,68 +400,55 @@ fn app_view(a: &Application, rules: &[Rule]) -> AppView {
         access_validity: a.access_validity,
         grant_validity: a.grant_validity.map(|l| l.to_string()),
         renewable: a.renewable,
-        rules: rules.iter().map(RuleView::from).collect(),
+        rules: rules.iter().map(|r| RuleView::new(r, names)).collect(),
     }
 }
 
-/// The command line reports an administration refusal as an error with its result code.
+/// The command line reports an administration refusal as an error with its TPP result code,
+/// the same number the administration API would answer.
 pub fn admin_op<T>(r: Result<T, AdminError>) -> anyhow::Result<T> {
-    r.map_err(|e| match e {
-        AdminError::Refused(code, msg) => anyhow!("{msg} (result {})", code as i32),
-        other => anyhow!("{other}"),
+    r.map_err(|e| match crate::api::admin::result_code(&e) {
+        Some(code) => anyhow!("{e} (result {})", code as i32),
+        None => anyhow::Error::new(e),
     })
-}
-
-fn parse_role(s: &str) -> anyhow::Result<i32> {
-    let r = match s.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
-        "auditor" => role::AUDITOR,
-        "maintainer" => role::MAINTAINER,
-        "owner" => role::OWNER,
-        "grantadmin" => role::GRANT_ADMIN,
-        "admin" => role::ADMIN,
-        n => n.parse().map_err(|_| anyhow!("unknown role '{s}'"))?,
-    };
-    Ok(r)
-}
-
-fn role_name(r: i32) -> &'static str {
-    match r {
-        role::AUDITOR => "auditor",
-        role::MAINTAINER => "maintainer",
-        role::OWNER => "owner",
-        role::GRANT_ADMIN => "grant-admin",
-        role::ADMIN => "admin",
-        _ => "user",
-    }
 }
 
 #[derive(Serialize)]
 struct RoleView {
     identity: String,
+    /// The identity's current name, when a provider knows it.
+    identity_name: Option<String>,
     role: i32,
     name: &'static str,
     client_id: Option<String>,
 }
 
 pub async fn roles(g: &GlobalOpts, cmd: RoleCmd) -> anyhow::Result<()> {
-    let app = g.open_app().await?;
-    let admin = Admin::new(&app);
+    let admin = open(g).await?;
+    let me = &Caller::Operator;
     match cmd {
         RoleCmd::Grant {
             identity,
             role,
             client_id,
         } => {
-            let r = RoleAssignment {
-                grantee: identity.clone(),
-                role: parse_role(&role)?,
-                client_id,
-            };
-            admin_op(admin.grant_role(&Caller::Operator, r.clone()).await)?;
+            let role = admin_op(Role::parse(&role))?;
+            let r = admin_op(
+                admin
+                    .grant_role(
+                        me,
+                        RoleGrant {
+                            grantee: identity.clone(),
+                            role,
+                            client_id,
+                        },
+                    )
+                    .await,
+            )?;
             print(
                 g.json,
-                &serde_json::json!({"identity": identity, "role": r.role}),
-                || format!("{identity} now holds the {} role", role_name(r.role)),
+                &serde_json::json!({"identity": r.grantee, "role": r.role, "client_id": r.client_id}),
+                || format!("{identity} ({}) now holds the {role} role", r.grantee),
             );
         }
         RoleCmd::Revoke {
@@ -469,14 +456,10 @@ pub async fn roles(g: &GlobalOpts, cmd: RoleCmd) -> anyhow::Result<()> {
             role,
             client_id,
         } => {
+            let role = admin_op(Role::parse(&role))?;
             let n = admin_op(
                 admin
-                    .revoke_role(
-                        &Caller::Operator,
-                        &identity,
-                        parse_role(&role)?,
-                        client_id.as_deref(),
-                    )
+                    .revoke_role(me, &identity, role, client_id.as_deref())
                     .await,
             )?;
             print(
@@ -486,15 +469,15 @@ pub async fn roles(g: &GlobalOpts, cmd: RoleCmd) -> anyhow::Result<()> {
             );
         }
         RoleCmd::List { identity } => {
-            let list = admin_op(
-                admin
-                    .list_roles(&Caller::Operator, identity.as_deref())
-                    .await,
-            )?;
+            let list = admin_op(admin.list_roles(me, identity.as_deref()).await)?;
+            let names = admin
+                .names(&list.iter().map(|r| r.grantee.as_str()).collect::<Vec<_>>())
+                .await;
             let views: Vec<RoleView> = list
                 .into_iter()
                 .map(|r| RoleView {
-                    name: role_name(r.role),
+                    identity_name: names.get(&r.grantee).map(|n| n.name.clone()),
+                    name: Role::try_from(i64::from(r.role)).map_or("?", Role::name),
                     identity: r.grantee,
                     role: r.role,
                     client_id: r.client_id,
@@ -505,7 +488,8 @@ pub async fn roles(g: &GlobalOpts, cmd: RoleCmd) -> anyhow::Result<()> {
                     .iter()
                     .map(|v| {
                         format!(
-                            "{}\t{}\t{}",
+                            "{}\t{}\t{}\t{}",
+                            v.identity_name.as_deref().unwrap_or("-"),
                             v.identity,
                             v.name,
                             v.client_id.as_deref().unwrap_or("")
@@ -520,7 +504,8 @@ pub async fn roles(g: &GlobalOpts, cmd: RoleCmd) -> anyhow::Result<()> {
 }
 
 pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
-    let app = g.open_app().await?;
+    let admin = open(g).await?;
+    let me = &Caller::Operator;
     match cmd {
         AppCmd::Add {
             client_id,
@@ -533,9 +518,9 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
             renewable,
         } => {
             let a = admin_op(
-                Admin::new(&app)
+                admin
                     .create_application(
-                        &Caller::Operator,
+                        me,
                         ApplicationInput {
                             client_id,
                             name,
@@ -550,7 +535,7 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
                     )
                     .await,
             )?;
-            let v = app_view(&a, &[]);
+            let v = app_view(&a, &[], &BTreeMap::new());
             print(g.json, &v, || {
                 format!("registered {} with scope {}", v.client_id, v.scope)
             });
@@ -564,9 +549,9 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
             renewable,
         } => {
             let r = admin_op(
-                Admin::new(&app)
+                admin
                     .create_rule(
-                        &Caller::Operator,
+                        me,
                         RuleInput {
                             client_id: client_id.clone(),
                             trustee: trustee.clone(),
@@ -579,8 +564,11 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
                     )
                     .await,
             )?;
-            let v = RuleView::from(&r);
-            print(g.json, &v, || format!("{trustee} may now use {client_id}"));
+            let names = admin.names(&[r.trustee.as_str()]).await;
+            let v = RuleView::new(&r, &names);
+            print(g.json, &v, || {
+                format!("{} may now use {client_id}", v.who())
+            });
         }
         AppCmd::Update {
             client_id,
@@ -592,17 +580,12 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
             grant_validity,
             renewable,
         } => {
-            let admin = Admin::new(&app);
-            let current = app
-                .store
-                .application(&client_id)
-                .await?
-                .ok_or_else(|| anyhow!("no application '{client_id}'"))?;
+            let current = admin_op(admin.get_application(me, &client_id).await)?.app;
             // The API replaces the whole application: start from what it is now.
             let a = admin_op(
                 admin
                     .update_application(
-                        &Caller::Operator,
+                        me,
                         ApplicationInput {
                             client_id: client_id.clone(),
                             name: Some(name.unwrap_or(current.name)),
@@ -619,16 +602,23 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
                     )
                     .await,
             )?;
-            let rules = app.store.rules(Some(&client_id)).await?;
-            let v = app_view(&a, &rules);
+            let rules = admin_op(
+                admin
+                    .find_rules(me, Some(&client_id), &[], None, None, None)
+                    .await,
+            )?;
+            let names = admin
+                .names(&rules.iter().map(|r| r.trustee.as_str()).collect::<Vec<_>>())
+                .await;
+            let v = app_view(&a, &rules, &names);
             print(g.json, &v, || {
                 format!("updated {} (scope {})", v.client_id, v.scope)
             });
         }
         AppCmd::Disallow { client_id, trustee } => {
             admin_op(
-                Admin::new(&app)
-                    .delete_rules(&Caller::Operator, Some(&client_id), Some(&trustee))
+                admin
+                    .delete_rules(me, Some(&client_id), Some(&trustee))
                     .await,
             )?;
             print(
@@ -638,8 +628,11 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
             );
         }
         AppCmd::List => {
-            let apps = app.store.list_applications().await?;
-            let rules = app.store.rules(None).await?;
+            let apps = admin_op(admin.list_applications(me).await)?;
+            let rules = admin_op(admin.find_rules(me, None, &[], None, None, None).await)?;
+            let names = admin
+                .names(&rules.iter().map(|r| r.trustee.as_str()).collect::<Vec<_>>())
+                .await;
             let views: Vec<AppView> = apps
                 .iter()
                 .map(|a| {
@@ -648,7 +641,7 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
                         .filter(|r| r.client_id == a.client_id)
                         .cloned()
                         .collect();
-                    app_view(a, &mine)
+                    app_view(a, &mine, &names)
                 })
                 .collect();
             print(g.json, &views, || {
@@ -660,13 +653,16 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
             });
         }
         AppCmd::Show { client_id } => {
-            let a = app
-                .store
-                .application(&client_id)
-                .await?
-                .ok_or_else(|| anyhow!("no application '{client_id}'"))?;
-            let rules = app.store.rules(Some(&client_id)).await?;
-            let v = app_view(&a, &rules);
+            let a = admin_op(admin.get_application(me, &client_id).await)?.app;
+            let rules = admin_op(
+                admin
+                    .find_rules(me, Some(&client_id), &[], None, None, None)
+                    .await,
+            )?;
+            let names = admin
+                .names(&rules.iter().map(|r| r.trustee.as_str()).collect::<Vec<_>>())
+                .await;
+            let v = app_view(&a, &rules, &names);
             print(g.json, &v, || {
                 let mut s = format!(
                     "client_id: {}\nname: {}\nvendor: {}\nscope: {}\naccess validity: {}\ngrant validity: {}\nrenewable: {}\nrules:",
@@ -681,7 +677,7 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
                 for r in &v.rules {
                     s.push_str(&format!(
                         "\n  {} (max scope: {})",
-                        r.trustee,
+                        r.who(),
                         r.max_scope.as_deref().unwrap_or("the application's")
                     ));
                 }
@@ -689,11 +685,7 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
             });
         }
         AppCmd::Remove { client_id } => {
-            let n = admin_op(
-                Admin::new(&app)
-                    .delete_application(&Caller::Operator, &client_id)
-                    .await,
-            )?;
+            let n = admin_op(admin.delete_application(me, &client_id).await)?;
             print(
                 g.json,
                 &serde_json::json!({"client_id": client_id, "removed": true, "grants_revoked": n}),
@@ -732,19 +724,34 @@ impl From<&Grant> for GrantView {
 }
 
 pub async fn grant(g: &GlobalOpts, cmd: GrantCmd) -> anyhow::Result<()> {
-    let app = g.open_app().await?;
+    let admin = open(g).await?;
+    let me = &Caller::Operator;
+    // `--identity` takes a name too (`alice`, `local:alice`).
+    let identity_of = |given: Option<String>| {
+        let admin = admin.clone();
+        async move {
+            match given {
+                Some(i) => admin_op(admin.identity_of(&i).await).map(Some),
+                None => Ok(None),
+            }
+        }
+    };
     match cmd {
         GrantCmd::List {
             client_id,
             identity,
         } => {
-            let grants = app
-                .store
-                .list_grants(&GrantFilter {
-                    client_id,
-                    identity,
-                })
-                .await?;
+            let identity = identity_of(identity).await?;
+            let grants = admin_op(
+                admin
+                    .grants(
+                        me,
+                        identity.as_deref(),
+                        client_id.as_deref(),
+                        Page::default(),
+                    )
+                    .await,
+            )?;
             let views: Vec<GrantView> = grants.iter().map(GrantView::from).collect();
             print(g.json, &views, || {
                 views
@@ -771,17 +778,15 @@ pub async fn grant(g: &GlobalOpts, cmd: GrantCmd) -> anyhow::Result<()> {
             all,
         } => {
             let n = if all && client_id.is_none() && identity.is_none() {
-                app.engine
-                    .revoke_matching(&GrantFilter::default())
-                    .await
-                    .context("revoking")?
+                admin_op(admin.revoke_all_grants(me).await)?
             } else {
                 if client_id.is_none() && identity.is_none() {
                     bail!("name --client-id and/or --identity, or --all to revoke every grant");
                 }
+                let identity = identity_of(identity).await?;
                 admin_op(
-                    Admin::new(&app)
-                        .revoke_grants(&Caller::Operator, identity.as_deref(), client_id.as_deref())
+                    admin
+                        .revoke_grants(me, identity.as_deref(), client_id.as_deref())
                         .await,
                 )?
             };

@@ -10,6 +10,7 @@ mod ad;
 mod config;
 mod conn;
 pub mod escape;
+mod lookup;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -316,6 +317,13 @@ impl IdentityProvider for DirectoryProvider {
             return Ok(None);
         };
         Ok(Some(self.principal(entry, id, "").await?))
+    }
+
+    async fn lookup(
+        &self,
+        query: crate::identity::lookup::Query<'_>,
+    ) -> Result<crate::identity::lookup::Lookup, IdpError> {
+        self.lookup_entry(query).await
     }
 }
 

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 
+use super::lookup::{Kind, Lookup, Named, Query};
 use super::{AuthOutcome, Identify, IdentityProvider, IdpError, Principal, RejectCause};
 use crate::password::HashPool;
 use crate::secret::Secret;
@@ -77,5 +78,25 @@ impl IdentityProvider for LocalProvider {
     async fn resolve(&self, universal: &str) -> Result<Option<Principal>, IdpError> {
         let id = universal.trim_start_matches('{').trim_end_matches('}');
         Ok(self.store.user_by_id(id).await?.as_ref().map(principal_of))
+    }
+
+    async fn lookup(&self, query: Query<'_>) -> Result<Lookup, IdpError> {
+        let user = match query {
+            Query::Name(name) => self.store.user_by_name(name).await?,
+            // Only the braced form is a universal: `{uuid}`, in either case.
+            Query::Universal(u) => match u.strip_prefix('{').and_then(|u| u.strip_suffix('}')) {
+                Some(id) => self.store.user_by_id(&id.to_ascii_lowercase()).await?,
+                None => None,
+            },
+        };
+        Ok(match user {
+            Some(u) => Lookup::Found(Named {
+                identity: u.identity(),
+                name: format!("local:{}", u.name),
+                full_name: u.full_name.clone().unwrap_or_else(|| u.name.clone()),
+                kind: Kind::User,
+            }),
+            None => Lookup::NotFound,
+        })
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod ldap;
 pub mod local;
+pub mod lookup;
 
 use std::sync::Arc;
 
@@ -183,6 +184,11 @@ pub trait IdentityProvider: Send + Sync + std::fmt::Debug {
     async fn authenticate(&self, name: &str, password: &Secret) -> Result<AuthOutcome, IdpError>;
     /// The identity behind a prefixed universal, if this provider has it.
     async fn resolve(&self, universal: &str) -> Result<Option<Principal>, IdpError>;
+    /// The user or group a name or a universal stands for, without any password: rules and
+    /// roles are made with it (see `lookup`). A provider that cannot tell says `Unsupported`.
+    async fn lookup(&self, _query: lookup::Query<'_>) -> Result<lookup::Lookup, IdpError> {
+        Ok(lookup::Lookup::Unsupported)
+    }
 }
 
 /// Every configured provider, local first, and the lockout that guards them all.

@@ -656,6 +656,267 @@ async fn disabling_a_user_revokes_their_grants() {
         );
 }
 
+#[tokio::test]
+async fn role_numbers_out_of_range_are_refused_not_truncated() {
+    let (s, t) = setup().await;
+    let alice = s
+        .app
+        .store
+        .user_by_name("alice")
+        .await
+        .expect("store")
+        .expect("alice");
+    // 4294967297 is 2^32 + 1: as an i32 it would be 1, the Auditor role.
+    for role in [
+        json!(4_294_967_297_i64),
+        json!(4_294_967_302_i64),
+        json!(-1),
+        json!(i64::MAX),
+    ] {
+        s.oauth(
+            "GrantRole",
+            &t,
+            &json!({"GranteePrefixedUniversal": alice.identity(), "Role": role}),
+        )
+        .await
+        .refused(6);
+        s.oauth(
+            "RevokeRole",
+            &t,
+            &json!({"GranteePrefixedUniversal": alice.identity(), "Role": role}),
+        )
+        .await
+        .refused(6);
+    }
+    let roles = s.oauth("ListRoles", &t, &json!({})).await.ok();
+    assert_eq!(
+        roles.json["Roles"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        roles.text
+    );
+    // Numbers that are roles but cannot be assigned.
+    for role in [0, 4, 7] {
+        s.oauth(
+            "GrantRole",
+            &t,
+            &json!({"GranteePrefixedUniversal": alice.identity(), "Role": role}),
+        )
+        .await
+        .refused(6);
+    }
+}
+
+/// 100 years of 365.25 days: the longest access or grant validity.
+const BOUND: i64 = 3_155_760_000;
+
+#[tokio::test]
+async fn validities_are_bounded_everywhere() {
+    let (s, t) = setup().await;
+    for (key, value) in [
+        ("AccessValidity", i64::MAX),
+        ("GrantValidity", i64::MAX),
+        ("AccessValidity", BOUND + 1),
+        ("GrantValidity", BOUND + 1),
+        ("UnusedExpiration", i64::MAX),
+    ] {
+        let mut body = app_body("long-app");
+        body[key] = json!(value);
+        let r = s.oauth("CreateApplication", &t, &body).await;
+        r.refused(6);
+        assert!(
+            r.json["Error"]
+                .as_str()
+                .is_some_and(|e| e.contains("100 years")),
+            "{}",
+            r.text
+        );
+    }
+    let mut body = app_body("long-app");
+    body["AccessValidity"] = json!(BOUND);
+    body["GrantValidity"] = json!(BOUND);
+    let created = s.oauth("CreateApplication", &t, &body).await.ok();
+    // Replacing it with an unbounded value changes nothing.
+    let mut app = created.json["Application"].clone();
+    app["GrantValidity"] = json!(i64::MAX);
+    s.oauth("UpdateApplication", &t, &json!({"Application": app}))
+        .await
+        .refused(6);
+    for (key, value) in [("AccessValidity", i64::MAX), ("GrantValidity", BOUND + 1)] {
+        let mut rule = json!({"ApplicationId": "long-app", "TrusteePrefixedUniversal": "everyone"});
+        rule[key] = json!(value);
+        s.oauth("CreateRule", &t, &rule).await.refused(6);
+    }
+    s.oauth(
+        "CreateRule",
+        &t,
+        &json!({"ApplicationId": "long-app", "TrusteePrefixedUniversal": "everyone", "GrantValidity": BOUND}),
+    )
+    .await
+    .ok();
+    s.oauth(
+        "UpdateRule",
+        &t,
+        &json!({"Rule": {"ApplicationId": "long-app", "TrusteePrefixedUniversal": "everyone", "AccessValidity": i64::MAX}}),
+    )
+    .await
+    .refused(6);
+    // A grant at the bound has real dates.
+    let now = s.clock.now_secs_for_tests();
+    let r = s
+        .password_grant("long-app", "alice", "alice-pw", "certificate:manage")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["refresh_until"].as_i64(), Some(now + BOUND));
+    let listed = s
+        .oauth("EnumerateGrants", &t, &json!({"ApplicationId": "long-app"}))
+        .await
+        .ok();
+    let g = &listed.json["Grants"][0];
+    assert!(
+        g["ExpiresISO8601"].as_str().is_some_and(|d| d.len() == 20),
+        "{}",
+        listed.text
+    );
+    // The global defaults too.
+    let cfg = s.oauth("GetConfiguration", &t, &json!({})).await.ok();
+    for (key, value) in [
+        ("DefaultAccessTokenValidity", i64::MAX),
+        ("DefaultGrantValidity", i64::MAX),
+        ("DefaultGrantValidity", BOUND + 1),
+        ("UnusedAccessTokenExpiration", i64::MAX),
+    ] {
+        let mut c = cfg.json["Configuration"].clone();
+        c[key] = json!(value);
+        s.oauth("SetConfiguration", &t, &json!({"Configuration": c}))
+            .await
+            .refused(6);
+    }
+    let mut c = cfg.json["Configuration"].clone();
+    c["DefaultGrantValidity"] = json!(BOUND);
+    s.oauth("SetConfiguration", &t, &json!({"Configuration": c}))
+        .await
+        .ok();
+    let after = s.oauth("GetConfiguration", &t, &json!({})).await.ok();
+    assert_eq!(after.json["Configuration"]["DefaultGrantValidity"], BOUND);
+}
+
+#[tokio::test]
+async fn every_admin_error_is_json() {
+    let (s, t) = setup().await;
+    let is_json = |r: &crate::common::Reply| {
+        assert_eq!(
+            r.headers["content-type"], "application/json; charset=utf-8",
+            "{} {}",
+            r.status, r.text
+        );
+        assert!(r.json["error"].is_string(), "{}", r.text);
+    };
+    // A path that is not UTF-8 once decoded.
+    let r = crate::common::Reply::read(
+        s.client
+            .post(s.url("/vedsdk/oauth/%ff"))
+            .bearer_auth(&t)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    is_json(&r);
+    // Bodies over 64 KiB: 413 with a token, 401 without one (the token is checked first).
+    let big = format!("{{\"Filter\": \"{}\"}}", "x".repeat(3 << 20));
+    let medium = format!("{{\"Filter\": \"{}\"}}", "x".repeat(100 << 10));
+    for (body, token, status) in [
+        (&big, Some(t.as_str()), 413),
+        (&medium, Some(t.as_str()), 413),
+        (&big, None, 401),
+        (&big, Some("AAAAAAAAAAAAAAAAAAAAAA=="), 401),
+    ] {
+        let mut req = s
+            .client
+            .post(s.url("/vedsdk/oauth/getapplications"))
+            .header("content-type", "application/json")
+            .body(body.clone());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = crate::common::Reply::read(req.send().await.expect("send")).await;
+        assert_eq!(r.status.as_u16(), status, "{}", r.text);
+        is_json(&r);
+    }
+    // Just under the limit is served.
+    let fits = format!("{{\"Filter\": \"{}\"}}", "x".repeat((64 << 10) - 20));
+    let r = crate::common::Reply::read(
+        s.client
+            .post(s.url("/vedsdk/oauth/getapplications"))
+            .bearer_auth(&t)
+            .header("content-type", "application/json")
+            .body(fits)
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    r.ok();
+}
+
+#[tokio::test]
+async fn a_disabled_or_removed_administrator_is_refused_at_once() {
+    let (s, t) = setup().await;
+    let eve = s.add_user("eve", "Eve-Password-1").await;
+    s.allow("vedauth-admin", &eve.identity(), None).await;
+    s.oauth(
+        "GrantRole",
+        &t,
+        &json!({"GranteePrefixedUniversal": eve.identity(), "Role": 6}),
+    )
+    .await
+    .ok();
+    let (eve_token, _) = s
+        .tokens("vedauth-admin", "eve", "Eve-Password-1", "admin")
+        .await;
+    s.oauth("EnumerateApplications", &eve_token, &json!({}))
+        .await
+        .ok();
+    // Disabled by another process: nothing revoked her grant in this one yet, and her token
+    // still verifies; the administration API refuses it all the same.
+    s.app
+        .store
+        .set_user_disabled(&eve.id, true)
+        .await
+        .expect("disable");
+    assert_eq!(s.verify(&eve_token).await.status, StatusCode::OK);
+    let r = s
+        .oauth("CreateApplication", &eve_token, &app_body("eves-app"))
+        .await;
+    r.assert_error(
+        401,
+        "invalid_token",
+        "The access token provided is expired, revoked, malformed, or invalid for other reasons",
+    );
+    s.oauth("GetApplication", &t, &json!({"ApplicationId": "eves-app"}))
+        .await
+        .refused(2);
+    s.app
+        .store
+        .set_user_disabled(&eve.id, false)
+        .await
+        .expect("enable");
+    s.oauth("EnumerateApplications", &eve_token, &json!({}))
+        .await
+        .ok();
+    s.app.store.delete_user(&eve.id).await.expect("remove");
+    s.oauth("EnumerateApplications", &eve_token, &json!({}))
+        .await
+        .assert_error(
+            401,
+            "invalid_token",
+            "The access token provided is expired, revoked, malformed, or invalid for other reasons",
+        );
+}
+
 const BIN: &str = env!("CARGO_BIN_EXE_vedauth");
 
 #[test]

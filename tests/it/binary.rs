@@ -145,6 +145,17 @@ impl Served {
 
 /// Runs an admin command on the data directory; returns stdout, asserting success.
 pub(crate) fn admin(dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let (ok, out, err) = admin_outcome(dir, args, stdin);
+    assert!(ok, "vedauth {args:?} failed: {err}");
+    out
+}
+
+/// Runs an admin command on the data directory: (success, stdout, stderr).
+pub(crate) fn admin_outcome(
+    dir: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
     let mut child = Command::new(BIN)
         .args(["--data-dir", dir.to_str().expect("utf-8")])
         .args(args)
@@ -164,12 +175,11 @@ pub(crate) fn admin(dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
         drop(child.stdin.take());
     }
     let out = child.wait_with_output().expect("output");
-    assert!(
+    (
         out.status.success(),
-        "vedauth {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 async fn grant(
@@ -505,7 +515,7 @@ async fn user_show_says_locked_and_unlock_ends_it() {
     admin(
         &dir,
         &["user", "add", "bob", "--password-stdin"],
-        Some("Bob-Pw-1\n"),
+        Some("Bob-Password-1\n"),
     );
     admin(
         &dir,
@@ -514,7 +524,7 @@ async fn user_show_says_locked_and_unlock_ends_it() {
     );
     admin(&dir, &["app", "allow", "lock-app", "everyone"], None);
     let client = s.client();
-    for pw in ["w1", "w2", "w3", "w4", "w5", "Bob-Pw-1"] {
+    for pw in ["w1", "w2", "w3", "w4", "w5", "Bob-Password-1"] {
         let r = grant(&client, &s.base, "lock-app", "bob", pw, "certificate").await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{pw}");
     }
@@ -532,7 +542,7 @@ async fn user_show_says_locked_and_unlock_ends_it() {
         &s.base,
         "lock-app",
         "bob",
-        "Bob-Pw-1",
+        "Bob-Password-1",
         "certificate",
     )
     .await;
@@ -542,4 +552,247 @@ async fn user_show_says_locked_and_unlock_ends_it() {
     assert!(audit.contains("\"event\":\"unlock\""));
     s.sigterm();
     assert!(s.wait().0.success());
+}
+
+fn audit_lines(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("audit.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every audit line is JSON"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_user_change_is_audited_and_a_new_password_revokes_grants() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let s = Served::start(&dir, &[]);
+    let client = s.client();
+    admin(
+        &dir,
+        &[
+            "user",
+            "add",
+            "carl",
+            "--password-stdin",
+            "--email",
+            "c@x.test",
+        ],
+        Some("Carl-Password-1\n"),
+    );
+    admin(
+        &dir,
+        &["app", "add", "audit-app", "--scope", "certificate"],
+        None,
+    );
+    admin(&dir, &["app", "allow", "audit-app", "carl"], None);
+    // A refused change is audited too, with its reason.
+    let (ok, _, _) = admin_outcome(
+        &dir,
+        &["user", "add", "carl", "--password-stdin"],
+        Some("Carl-Password-9\n"),
+    );
+    assert!(!ok, "a second carl was added");
+    let first = grant(
+        &client,
+        &s.base,
+        "audit-app",
+        "carl",
+        "Carl-Password-1",
+        "certificate",
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    let identity = first.str("identity");
+    // A new password ends the grants made with the old one: the refresh token is dead at once
+    // (the store is read on every refresh).
+    let changed: Value = serde_json::from_str(&admin(
+        &dir,
+        &["user", "passwd", "carl", "--password-stdin", "--json"],
+        Some("Carl-Password-2\n"),
+    ))
+    .expect("json");
+    assert_eq!(changed["grants_revoked"], 1, "{changed}");
+    let refresh = Reply::read(
+        client
+            .post(format!("{}/vedauth/authorize/token", s.base))
+            .json(&json!({"client_id": "audit-app", "refresh_token": first.str("refresh_token")}))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(refresh.status.as_u16(), 400, "{}", refresh.text);
+    let second = grant(
+        &client,
+        &s.base,
+        "audit-app",
+        "carl",
+        "Carl-Password-2",
+        "certificate",
+    )
+    .await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.text);
+    // Grants are listed by identity, which may be given by name.
+    let listed: Value = serde_json::from_str(&admin(
+        &dir,
+        &["grant", "list", "--identity", "carl", "--json"],
+        None,
+    ))
+    .expect("json");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["identity"], identity.as_str());
+    admin(&dir, &["user", "disable", "carl"], None);
+    admin(&dir, &["user", "enable", "carl"], None);
+    admin(&dir, &["user", "unlock", "carl"], None);
+    admin(&dir, &["user", "remove", "carl"], None);
+    admin(&dir, &["app", "remove", "audit-app"], None);
+
+    let events = audit_lines(&dir);
+    let changes: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "admin_change")
+        .filter_map(|e| e["cause"].as_str())
+        .collect();
+    for op in [
+        "add_user",
+        "change_password",
+        "disable_user",
+        "enable_user",
+        "remove_user",
+        "delete_application",
+    ] {
+        assert!(changes.contains(&op), "{op} not audited: {changes:?}");
+    }
+    let refused = events
+        .iter()
+        .find(|e| e["event"] == "admin_refused")
+        .expect("admin_refused");
+    assert_eq!(refused["cause"], "add_user");
+    assert!(
+        refused["detail"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("already exists")),
+        "{refused}"
+    );
+    let added = events
+        .iter()
+        .find(|e| e["cause"] == "add_user" && e["event"] == "admin_change")
+        .expect("add_user");
+    assert_eq!(added["identity"], "operator (command line)");
+    assert_eq!(added["detail"]["user"], "carl");
+    assert_eq!(added["detail"]["identity"], identity.as_str());
+    let removed = events
+        .iter()
+        .find(|e| e["cause"] == "remove_user")
+        .expect("remove_user");
+    assert_eq!(removed["detail"]["identity"], identity.as_str());
+    assert!(events
+        .iter()
+        .any(|e| e["event"] == "unlock" && e["identity"] == identity.as_str()));
+    let raw = std::fs::read_to_string(dir.join("audit.log")).expect("audit");
+    for secret in [
+        "Carl-Password-1",
+        "Carl-Password-2",
+        "Carl-Password-9",
+        "$argon2id$",
+    ] {
+        assert!(!raw.contains(secret), "{secret} in the audit trail");
+    }
+    s.sigterm();
+    assert!(s.wait().0.success());
+}
+
+#[test]
+fn the_command_line_refuses_unbounded_validities_short_passwords_and_bad_names() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    // 100 years of 365.25 days is the longest validity.
+    const BOUND: i64 = 3_155_760_000;
+    let max = i64::MAX.to_string();
+    let over = (BOUND + 1).to_string();
+    let at = BOUND.to_string();
+    for (flag, value) in [
+        ("--access-validity", max.as_str()),
+        ("--grant-validity", max.as_str()),
+        ("--access-validity", over.as_str()),
+        ("--grant-validity", over.as_str()),
+    ] {
+        let (ok, _, err) = admin_outcome(
+            &dir,
+            &["app", "add", "x", "--scope", "certificate", flag, value],
+            None,
+        );
+        assert!(!ok, "{flag} {value} accepted");
+        assert!(
+            err.contains("100 years") && err.contains("result 6"),
+            "{err}"
+        );
+    }
+    admin(
+        &dir,
+        &[
+            "app",
+            "add",
+            "x",
+            "--scope",
+            "certificate",
+            "--access-validity",
+            &at,
+            "--grant-validity",
+            &at,
+        ],
+        None,
+    );
+    let (ok, _, err) = admin_outcome(
+        &dir,
+        &["app", "allow", "x", "everyone", "--grant-validity", &max],
+        None,
+    );
+    assert!(!ok && err.contains("100 years"), "{err}");
+    for (name, value) in [
+        ("DefaultAccessTokenValidity", max.as_str()),
+        ("DefaultGrantValidity", over.as_str()),
+    ] {
+        let (ok, _, err) = admin_outcome(&dir, &["config", "set", name, value], None);
+        assert!(!ok, "{name} {value} accepted");
+        assert!(err.contains("100 years"), "{err}");
+    }
+    admin(&dir, &["config", "set", "DefaultGrantValidity", &at], None);
+
+    let (ok, _, err) = admin_outcome(
+        &dir,
+        &["user", "add", "shorty", "--password-stdin"],
+        Some("Only-11-chr\n"),
+    );
+    assert!(!ok && err.contains("12 characters"), "{err}");
+    admin(
+        &dir,
+        &["user", "add", "shorty", "--password-stdin"],
+        Some("Exactly-12ch\n"),
+    );
+    let (ok, _, err) = admin_outcome(
+        &dir,
+        &["user", "passwd", "shorty", "--password-stdin"],
+        Some("short\n"),
+    );
+    assert!(!ok && err.contains("12 characters"), "{err}");
+    for bad in ["a:b", "dom\\user", ""] {
+        let (ok, _, err) = admin_outcome(
+            &dir,
+            &["user", "add", bad, "--password-stdin"],
+            Some("Long-Enough-Pw-1\n"),
+        );
+        assert!(!ok, "{bad:?} accepted");
+        assert!(err.contains("user name"), "{err}");
+    }
+    let users: Value =
+        serde_json::from_str(&admin(&dir, &["user", "list", "--json"], None)).expect("json");
+    assert_eq!(users.as_array().map(Vec::len), Some(1), "{users}");
+    // A role number out of range is refused, not truncated (2^32 + 6 would be Admin).
+    let (ok, _, err) = admin_outcome(&dir, &["role", "grant", "shorty", "4294967302"], None);
+    assert!(!ok && err.contains("result 6"), "{err}");
+    let roles: Value =
+        serde_json::from_str(&admin(&dir, &["role", "list", "--json"], None)).expect("json");
+    assert_eq!(roles, json!([]));
 }

@@ -458,6 +458,46 @@ timeout_secs = 5
             user,
         );
     }
+
+    // Rules name identities (decisions.md §11): every AD name form resolves to the objectGUID.
+    let t = s.admin_token("admin").await;
+    for (given, stored) in [
+        ("VEDTEST\\alice", identity.clone()),
+        ("alice@vedtest.example", identity.clone()),
+        ("AD+corp:Team", format!("AD+corp:{team_hex}")),
+    ] {
+        let r = s
+            .oauth(
+                "CreateRule",
+                &t,
+                &serde_json::json!({"ApplicationId": "team-app", "TrusteePrefixedUniversal": given}),
+            )
+            .await;
+        if given == "AD+corp:Team" {
+            // The same group the rule above names by universal.
+            r.refused(20);
+            continue;
+        }
+        let r = r.ok();
+        assert_eq!(
+            r.json["Rule"]["TrusteePrefixedUniversal"], stored,
+            "{given}"
+        );
+        s.oauth(
+            "DeleteRule",
+            &t,
+            &serde_json::json!({"ApplicationId": "team-app", "TrusteePrefixedUniversal": given}),
+        )
+        .await
+        .ok();
+    }
+    s.oauth(
+        "CreateRule",
+        &t,
+        &serde_json::json!({"ApplicationId": "team-app", "TrusteePrefixedUniversal": "OTHERDOM\\alice"}),
+    )
+    .await
+    .refused(18);
 }
 
 #[tokio::test]

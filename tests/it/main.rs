@@ -17,3 +17,4 @@ mod ops;
 mod pg;
 mod security;
 mod store_suite;
+mod trustees;

@@ -45,7 +45,7 @@ async fn metrics_report_the_scripted_requests() {
     admin(
         &dir,
         &["user", "add", "mia", "--password-stdin"],
-        Some("Mia-Pw-1\n"),
+        Some("Mia-Password-1\n"),
     );
     admin(
         &dir,
@@ -71,7 +71,7 @@ async fn metrics_report_the_scripted_requests() {
     };
     let mut tokens = Vec::new();
     for _ in 0..3 {
-        let r = grant("Mia-Pw-1").await;
+        let r = grant("Mia-Password-1").await;
         assert_eq!(r.status, StatusCode::OK);
         tokens.push(r.str("access_token"));
     }

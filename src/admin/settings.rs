@@ -1,0 +1,95 @@
+//! The global token-authentication configuration (admin-api.md §4.2).
+
+use super::audited::Change;
+use super::policy::Need;
+use super::{validity, Admin, AdminError, AdminResult, Caller, MAX_VALIDITY_SECS};
+use crate::store::Settings;
+
+fn check(s: &Settings) -> AdminResult<()> {
+    validity(
+        "DefaultAccessTokenValidity",
+        Some(s.default_access_token_validity),
+    )?;
+    // 0 is "never" for the grant validity and "off" for the unused-token expiration.
+    for (field, v) in [
+        ("DefaultGrantValidity", s.default_grant_validity),
+        (
+            "UnusedAccessTokenExpiration",
+            s.unused_access_token_expiration,
+        ),
+    ] {
+        if !(0..=MAX_VALIDITY_SECS).contains(&v) {
+            return Err(AdminError::invalid(
+                field,
+                format!(
+                    "{field} must be a number of seconds from 0 to {MAX_VALIDITY_SECS} (100 years)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Admin {
+    pub async fn get_settings(&self, caller: &Caller) -> AdminResult<Settings> {
+        caller.check(Need::Anyone)?;
+        self.reads.settings().await
+    }
+
+    /// Replaces the whole configuration (absent fields take their defaults).
+    pub async fn set_settings(&self, caller: &Caller, s: Settings) -> AdminResult<()> {
+        let detail = serde_json::to_value(&s)
+            .unwrap_or_else(|e| serde_json::json!({"unrenderable": e.to_string()}));
+        self.gate
+            .run(caller, Change::SetConfiguration, detail, |w| async move {
+                caller.check(Need::Admin)?;
+                check(&s)?;
+                w.store().put_settings(&s).await?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_bounded() {
+        assert!(check(&Settings::default()).is_ok());
+        let at_bound = Settings {
+            default_access_token_validity: MAX_VALIDITY_SECS,
+            default_grant_validity: MAX_VALIDITY_SECS,
+            ..Settings::default()
+        };
+        assert!(check(&at_bound).is_ok());
+        for bad in [
+            Settings {
+                default_access_token_validity: 0,
+                ..Settings::default()
+            },
+            Settings {
+                default_access_token_validity: i64::MAX,
+                ..Settings::default()
+            },
+            Settings {
+                default_grant_validity: -1,
+                ..Settings::default()
+            },
+            Settings {
+                default_grant_validity: MAX_VALIDITY_SECS + 1,
+                ..Settings::default()
+            },
+            Settings {
+                unused_access_token_expiration: i64::MAX,
+                ..Settings::default()
+            },
+        ] {
+            assert!(
+                matches!(check(&bad), Err(AdminError::Invalid { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+}
