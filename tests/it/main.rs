@@ -16,3 +16,4 @@ mod ops;
 mod pg;
 mod security;
 mod store_suite;
+mod transport;
