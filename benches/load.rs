@@ -933,10 +933,11 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         bail!("{} is not empty", a.work.display());
     }
     std::fs::create_dir_all(&a.work)?;
-    // Rate limits and lockout are off: every request takes the path being measured.
+    // Rate limits and lockout are off: every request takes the path being measured. The burst
+    // phase opens hundreds of connections from loopback: no per-address cap.
     std::fs::write(
         a.work.join("vedauth.toml"),
-        "[rate_limit]\nenabled = false\n[lockout]\nenabled = false\n",
+        "[rate_limit]\nenabled = false\n[lockout]\nenabled = false\n[http]\nmax_connections_per_address = 0\n",
     )?;
     let transports: Vec<&'static str> = ["http", "tls"]
         .into_iter()
