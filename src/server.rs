@@ -20,6 +20,7 @@ use tower::ServiceExt;
 use crate::api::{self, ApiState};
 
 mod limits;
+mod rewrite;
 
 use limits::{AddrSlot, Close, Deadlines, PerAddress, Track, Tracked};
 
@@ -68,7 +69,7 @@ impl ServerOptions {
             h2_keepalive_interval: (h.h2_keepalive_interval_secs > 0)
                 .then(|| Duration::from_secs(h.h2_keepalive_interval_secs)),
             h2_keepalive_timeout: secs(h.h2_keepalive_timeout_secs),
-            max_header_bytes: h.max_header_bytes,
+            max_header_bytes: h.max_header_bytes.max(1024),
             max_headers: h.max_headers.max(8),
             hsts: (cfg.tls && h.hsts_max_age_secs > 0)
                 .then(|| {
@@ -86,6 +87,18 @@ impl ServerOptions {
             // timeout on top is the time it may take to reach a slow reader.
             stalled: self.request_timeout + self.idle_timeout,
         }
+    }
+
+    /// hyper's own limits, kept above the configured ones so that the configured ones are
+    /// enforced by [`handle`] with a JSON answer. Up to 100 header fields hyper parses on the
+    /// stack; beyond that it allocates per request, so it is only asked to when configured so.
+    fn hard_limits(&self) -> (usize, Option<usize>) {
+        let bytes = self
+            .max_header_bytes
+            .saturating_mul(2)
+            .max(self.max_header_bytes.saturating_add(8192));
+        let fields = (self.max_headers >= 100).then(|| self.max_headers.saturating_mul(2));
+        (bytes, fields)
     }
 }
 
@@ -188,20 +201,42 @@ struct Shared {
 }
 
 fn builder(opts: &ServerOptions) -> Builder<TokioExecutor> {
+    let (hard_bytes, hard_fields) = opts.hard_limits();
     let mut b = Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout)
-        .max_buf_size(opts.max_header_bytes.max(8192))
-        .max_headers(opts.max_headers)
+        .max_buf_size(hard_bytes)
         .keep_alive(true);
+    if let Some(n) = hard_fields {
+        b.http1().max_headers(n);
+    }
     b.http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(opts.max_header_bytes.max(8192) as u32)
+        .max_header_list_size(u32::try_from(hard_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(64)
         .keep_alive_interval(opts.h2_keepalive_interval)
         .keep_alive_timeout(opts.h2_keepalive_timeout);
     b
+}
+
+/// Whether a request's head is over the configured limits: counted as HTTP/1.1 would carry
+/// it (request line, and `name: value` plus line end per field), for either HTTP version.
+fn over_header_limits<B>(req: &http::Request<B>, opts: &ServerOptions) -> Option<&'static str> {
+    let headers = req.headers();
+    if headers.len() > opts.max_headers {
+        return Some("The request has too many header fields");
+    }
+    let uri = req.uri();
+    // "METHOD target HTTP/1.1\r\n" and the blank line that ends the head.
+    let mut size = req.method().as_str().len()
+        + uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + 14;
+    for (name, value) in headers {
+        size += name.as_str().len() + value.len() + 4;
+    }
+    (size > opts.max_header_bytes).then_some("The request header fields are too large")
 }
 
 /// Runs one request with the request timeout, adding HSTS on HTTPS.
@@ -219,14 +254,23 @@ where
     S::Future: Send,
 {
     use axum::response::IntoResponse;
-    let mut res = match tokio::time::timeout(opts.request_timeout, svc.oneshot(req)).await {
-        Ok(r) => r?,
-        Err(_) => crate::api::ApiError::new(
-            http::StatusCode::REQUEST_TIMEOUT,
+    let mut res = if let Some(why) = over_header_limits(&req, opts) {
+        crate::api::ApiError::new(
+            http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "invalid_request",
-            "The request took too long",
+            why,
         )
-        .into_response(),
+        .into_response()
+    } else {
+        match tokio::time::timeout(opts.request_timeout, svc.oneshot(req)).await {
+            Ok(r) => r?,
+            Err(_) => crate::api::ApiError::new(
+                http::StatusCode::REQUEST_TIMEOUT,
+                "invalid_request",
+                "The request took too long",
+            )
+            .into_response(),
+        }
     };
     if let Some(v) = &opts.hsts {
         res.headers_mut()
@@ -369,7 +413,7 @@ where
             }
         })
     };
-    let io = TokioIo::new(io);
+    let io = TokioIo::new(rewrite::ErrorRewrite::new(io, shared.opts.hsts.clone()));
     let conn = shared.builder.serve_connection_with_upgrades(io, hyper_svc);
     tokio::pin!(conn);
     let mut stop = shared.stop.clone();

@@ -1,6 +1,6 @@
 //! The transport under attack: connections that say nothing (TCP, TLS, HTTP/2), idle and
-//! stalled HTTP/2 connections, one address taking every slot; and the TLS files: a key that is
-//! not the certificate's, missing files, whole-file writes.
+//! stalled HTTP/2 connections, one address taking every slot, requests hyper cannot parse,
+//! and the TLS files: a key that is not the certificate's, missing files, whole-file writes.
 //!
 //! Deadlines are set to a second or two in these tests; every wait for the server to act is
 //! bounded by [`BOUND`], far above them (a bound, not a speed assertion).
@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use reqwest::StatusCode;
+use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use vedauth::app::App;
@@ -18,7 +20,7 @@ use vedauth::config::{Config, HttpConfig};
 use vedauth::password::HashParams;
 use vedauth::tls::{ensure_generated, TlsPaths};
 
-use crate::common::{client_for, Options, TestServer};
+use crate::common::{client_for, Options, Reply, TestServer};
 
 const BOUND: Duration = Duration::from_secs(30);
 const PROBE: &str = "/vedauth/authorize/isAuthServer";
@@ -624,4 +626,156 @@ async fn one_address_at_its_cap_is_refused_while_another_is_served() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(served, "the slot was never given back");
+}
+
+// --- Errors hyper answers by itself, and the configured header limits ---
+
+/// Status, lower-cased head and body of a raw HTTP/1.1 answer.
+fn parse_answer(raw: &[u8]) -> (u16, String, String) {
+    let text = String::from_utf8_lossy(raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+fn assert_json_error(raw: &[u8], status: u16, hsts: bool) -> String {
+    let (got, head, body) = parse_answer(raw);
+    assert_eq!(got, status, "{head}\n{body}");
+    assert!(
+        head.contains("\r\ncontent-type: application/json; charset=utf-8\r\n"),
+        "{head}"
+    );
+    assert_eq!(
+        head.contains("\r\nstrict-transport-security: max-age="),
+        hsts,
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("\r\ncontent-length: {}\r\n", body.len())),
+        "{head}"
+    );
+    let v: Value = serde_json::from_str(&body).expect("a JSON body");
+    assert_eq!(v["error"], "invalid_request", "{body}");
+    v["error_description"]
+        .as_str()
+        .filter(|d| !d.is_empty())
+        .expect("a description")
+        .to_string()
+}
+
+async fn send_raw<S: AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    c: &mut S,
+    bytes: &[u8],
+) -> Vec<u8> {
+    c.write_all(bytes).await.expect("write");
+    let (closed, seen) = closed_by_server(c, BOUND).await;
+    assert!(closed, "the server kept the connection after its answer");
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_hyper_refuses_get_the_json_error() {
+    let s = TestServer::start_with(plain(|_| {})).await;
+    let addr = s.launched.handle.local_addr;
+    let huge = format!(
+        "GET {PROBE} HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    let many = format!(
+        "GET {PROBE} HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        (0..150)
+            .map(|i| format!("X-{i}: 1\r\n"))
+            .collect::<String>()
+    );
+    for (request, status) in [
+        (b"GARBAGE\r\n\r\n".to_vec(), 400),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n".to_vec(),
+            400,
+        ),
+        (huge.into_bytes(), 431),
+        (many.into_bytes(), 431),
+    ] {
+        let mut c = TcpStream::connect(addr).await.expect("connect");
+        let raw = send_raw(&mut c, &request).await;
+        assert_json_error(&raw, status, false);
+    }
+    // Over HTTPS, with HSTS.
+    let s = TestServer::start_with(tls(|_| {})).await;
+    let mut c = tls_connect(&s, &[b"http/1.1"]).await;
+    let raw = send_raw(&mut c, b"GARBAGE\r\n\r\n").await;
+    let description = assert_json_error(&raw, 400, true);
+    assert_eq!(description, "The request could not be parsed as HTTP");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configured_header_limits_answer_431_in_json() {
+    let s = TestServer::start_with(plain(|h| {
+        h.max_header_bytes = 4096;
+        h.max_headers = 16;
+    }))
+    .await;
+    let addr = s.launched.handle.local_addr;
+    let big = format!(
+        "GET {PROBE} HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(5000)
+    );
+    let many = format!(
+        "GET {PROBE} HTTP/1.1\r\nHost: x\r\n{}Connection: close\r\n\r\n",
+        (0..20).map(|i| format!("X-{i}: 1\r\n")).collect::<String>()
+    );
+    let within = format!(
+        "GET {PROBE} HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(3000)
+    );
+    let mut c = TcpStream::connect(addr).await.expect("connect");
+    let d = assert_json_error(&send_raw(&mut c, big.as_bytes()).await, 431, false);
+    assert_eq!(d, "The request header fields are too large");
+    let mut c = TcpStream::connect(addr).await.expect("connect");
+    let d = assert_json_error(&send_raw(&mut c, many.as_bytes()).await, 431, false);
+    assert_eq!(d, "The request has too many header fields");
+    let mut c = TcpStream::connect(addr).await.expect("connect");
+    let (status, _, _) = parse_answer(&send_raw(&mut c, within.as_bytes()).await);
+    assert_eq!(status, 202);
+
+    // HTTP/2 the same.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let r = h2
+        .get(s.url(PROBE))
+        .header("x-big", "a".repeat(5000))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    Reply::read(r).await.assert_error(
+        431,
+        "invalid_request",
+        "The request header fields are too large",
+    );
+    let r = h2
+        .get(s.url(PROBE))
+        .header("x-big", "a".repeat(3000))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 202);
+}
+
+#[tokio::test]
+async fn the_json_431_carries_hsts_over_https() {
+    // The JSON 431 of the configured limits goes through the same HSTS path as any answer.
+    let s = TestServer::start_with(tls(|h| h.max_headers = 8)).await;
+    let mut req = s.client.get(s.url(PROBE));
+    for i in 0..12 {
+        req = req.header(format!("x-{i}"), "1");
+    }
+    let r = Reply::read(req.send().await.expect("send")).await;
+    assert_eq!(r.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert_eq!(r.headers["strict-transport-security"], "max-age=31536000");
 }
