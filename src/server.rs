@@ -24,6 +24,9 @@ mod rewrite;
 
 use limits::{AddrSlot, Close, Deadlines, PerAddress, Track, Tracked};
 
+/// How long a connection closed for a deadline has to say goodbye before it is dropped.
+const GOODBYE: Duration = Duration::from_secs(1);
+
 /// Limits of the listener (the `[http]` configuration).
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -427,17 +430,23 @@ where
         _ = stop.wait_for(|stopping| *stopping) => Close::Shutdown,
         why = track.due(shared.deadlines) => why,
     };
-    // A connection closed for a deadline has nothing in flight (or nothing that moves): the
-    // request timeout bounds its goodbye. At shutdown in-flight requests get the grace period.
+    // At shutdown in-flight requests get the grace period. A connection closed for a deadline
+    // has nothing in flight (or nothing that moves): a moment for the goodbye (HTTP/2 GOAWAY,
+    // which hyper follows with a ping the client may never answer), then it is dropped.
     let grace = if why == Close::Shutdown {
         shared.opts.grace
     } else {
         tracing::debug!(%peer, reason = why.label(), "closing the connection");
         metrics::counter!("vedauth_connections_closed_total", "reason" => why.label()).increment(1);
-        shared.opts.request_timeout
+        GOODBYE
     };
     conn.as_mut().graceful_shutdown();
-    match tokio::time::timeout(grace, conn.as_mut()).await {
+    let mut ended = tokio::time::timeout(grace, conn.as_mut()).await;
+    if ended.is_err() && matches!(why, Close::FirstRequest | Close::Idle) && track.open() > 0 {
+        // A request that came in just as the deadline passed gets its request timeout.
+        ended = tokio::time::timeout(shared.opts.request_timeout, conn.as_mut()).await;
+    }
+    match ended {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
         Err(_) => tracing::debug!(%peer, "connection dropped after its grace period"),

@@ -159,6 +159,11 @@ impl Track {
         StreamGuard(self.clone())
     }
 
+    /// Requests open now.
+    pub(super) fn open(&self) -> usize {
+        self.open.load(SeqCst)
+    }
+
     /// Resolves when the connection is past one of its deadlines, with the reason.
     pub(super) async fn due(&self, d: Deadlines) -> Close {
         loop {
