@@ -933,11 +933,12 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         bail!("{} is not empty", a.work.display());
     }
     std::fs::create_dir_all(&a.work)?;
-    // Rate limits and lockout are off: every request takes the path being measured. The
-    // driver scrapes /metrics for its diagnosis lines, without a token.
+    // Rate limits and lockout are off: every request takes the path being measured. The burst
+    // phase opens hundreds of connections from loopback: no per-address cap. The driver scrapes
+    // /metrics for its diagnosis lines, without a token.
     std::fs::write(
         a.work.join("vedauth.toml"),
-        "[rate_limit]\nenabled = false\n[lockout]\nenabled = false\n[metrics]\npublic = true\n",
+        "[rate_limit]\nenabled = false\n[lockout]\nenabled = false\n[http]\nmax_connections_per_address = 0\n[metrics]\npublic = true\n",
     )?;
     let transports: Vec<&'static str> = ["http", "tls"]
         .into_iter()

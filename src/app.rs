@@ -24,6 +24,11 @@ pub enum AppError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("data directory {path}: cannot make it private to its owner (chmod 0700): {source}; run vedauth as the directory's owner, or choose another --data-dir")]
+    Private {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -90,8 +95,14 @@ impl App {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            // The directory holds the database, the CA key and the initial password.
-            let _ = std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700));
+            // The directory holds the database, the CA key and the initial password: a directory
+            // others may read is no place for them, so a failure here stops the start.
+            std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).map_err(
+                |source| AppError::Private {
+                    path: data_dir.to_path_buf(),
+                    source,
+                },
+            )?;
         }
         let data_dir = data_dir
             .canonicalize()

@@ -29,18 +29,52 @@ pub enum BootstrapError {
     Hash(String),
 }
 
-/// Writes a file; `private` files get mode 0600 from the start (never briefly world-readable).
+/// Writes a file whole or not at all: the bytes go to a new temporary file in the same
+/// directory, which is synced and then renamed over `path` (and the directory synced), so a
+/// crash or a full disk never leaves a truncated key or certificate behind. `private` files get
+/// mode 0600 from the start (never briefly world-readable), others 0644.
 pub fn write_private_or_public(path: &Path, data: &[u8], private: bool) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp-{:016x}", rand::random::<u64>()));
+    let tmp = dir.join(tmp_name);
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    // A fresh name, never an existing file or a planted symlink.
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(if private { 0o600 } else { 0o644 });
     }
-    let mut f = opts.open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
+    let written = opts.open(&tmp).and_then(|mut f| {
+        f.write_all(data)?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(dir)
+}
+
+/// Makes a rename or removal in `dir` durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
 }
 
 /// What the first start created, for the banner.

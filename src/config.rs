@@ -201,11 +201,23 @@ impl Default for RateLimitConfig {
 pub struct HttpConfig {
     /// Connections served at once; more wait in the kernel's backlog.
     pub max_connections: usize,
-    /// Seconds a client may take to send a request's headers.
+    /// Connections one client address (an IPv6 /64) may hold at once; 0 = no cap. Peers in
+    /// `rate_limit.trusted_proxies` are not capped.
+    pub max_connections_per_address: usize,
+    /// Seconds a client may take to finish the TLS handshake.
+    pub tls_handshake_timeout_secs: u64,
+    /// Seconds a client may take to send a request's headers, the first one counted from the
+    /// connection's start (after the TLS handshake).
     pub header_read_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in progress.
+    pub idle_timeout_secs: u64,
     /// Seconds a request may take from its headers to its response.
     pub request_timeout_secs: u64,
-    /// Bytes of request line and headers (HTTP/1.1 read buffer).
+    /// Seconds between HTTP/2 keep-alive pings; 0 = no pings.
+    pub h2_keepalive_interval_secs: u64,
+    /// Seconds an HTTP/2 client has to answer a keep-alive ping.
+    pub h2_keepalive_timeout_secs: u64,
+    /// Bytes of request line and headers.
     pub max_header_bytes: usize,
     /// Header fields per request.
     pub max_headers: usize,
@@ -217,8 +229,13 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             max_connections: 4096,
+            max_connections_per_address: 256,
+            tls_handshake_timeout_secs: 10,
             header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
             request_timeout_secs: 30,
+            h2_keepalive_interval_secs: 30,
+            h2_keepalive_timeout_secs: 10,
             max_header_bytes: 16 * 1024,
             max_headers: 64,
             hsts_max_age_secs: 31_536_000,
@@ -322,8 +339,13 @@ pub const KEYS: &[Key] = &[
     Key { path: "rate_limit.burst", kind: Kind::Int, doc: "Requests a client address may make at once before the sustained rate applies." },
     Key { path: "rate_limit.trusted_proxies", kind: Kind::List, doc: "Peers (IP addresses or CIDR blocks) whose X-Forwarded-For names the client; comma-separated in the environment." },
     Key { path: "http.max_connections", kind: Kind::Int, doc: "Connections served at once; more wait in the kernel's backlog." },
-    Key { path: "http.header_read_timeout_secs", kind: Kind::Int, doc: "Seconds a client may take to send a request's headers before it is cut off." },
+    Key { path: "http.max_connections_per_address", kind: Kind::Int, doc: "Connections one client address (an IPv6 /64) may hold at once; more are closed at once. 0 = no cap. Peers in rate_limit.trusted_proxies are not capped." },
+    Key { path: "http.tls_handshake_timeout_secs", kind: Kind::Int, doc: "Seconds a client may take to finish the TLS handshake." },
+    Key { path: "http.header_read_timeout_secs", kind: Kind::Int, doc: "Seconds a client may take to send a request's headers before it is cut off; for the first request counted from the connection's start (after the TLS handshake)." },
+    Key { path: "http.idle_timeout_secs", kind: Kind::Int, doc: "Seconds a connection may stay open with no request in progress before it is closed (an idle HTTP/1.1 connection already closes after header_read_timeout_secs); requests that make no progress for request_timeout_secs plus this also close it." },
     Key { path: "http.request_timeout_secs", kind: Kind::Int, doc: "Seconds a request may take from its headers to its response." },
+    Key { path: "http.h2_keepalive_interval_secs", kind: Kind::Int, doc: "Seconds between HTTP/2 keep-alive pings; 0 = no pings." },
+    Key { path: "http.h2_keepalive_timeout_secs", kind: Kind::Int, doc: "Seconds an HTTP/2 client has to answer a keep-alive ping before the connection is closed." },
     Key { path: "http.max_header_bytes", kind: Kind::Int, doc: "Bytes of request line and headers." },
     Key { path: "http.max_headers", kind: Kind::Int, doc: "Header fields per request." },
     Key { path: "http.hsts_max_age_secs", kind: Kind::Int, doc: "Strict-Transport-Security max-age on HTTPS; 0 = no header." },

@@ -10,17 +10,22 @@ use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::api::{self, ApiState};
 
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+mod limits;
+mod rewrite;
+
+use limits::{AddrSlot, Close, Deadlines, PerAddress, Track, Tracked};
+
+/// How long a connection closed for a deadline has to say goodbye before it is dropped.
+const GOODBYE: Duration = Duration::from_secs(1);
 
 /// Limits of the listener (the `[http]` configuration).
 #[derive(Debug, Clone)]
@@ -28,8 +33,18 @@ pub struct ServerOptions {
     /// How long in-flight requests get after shutdown begins.
     pub grace: Duration,
     pub max_connections: usize,
+    /// Connections one client address may hold; 0 = no cap.
+    pub max_connections_per_address: usize,
+    /// Peers the per-address cap does not apply to (the trusted proxies).
+    pub uncapped: Vec<crate::api::client::Cidr>,
+    pub tls_handshake_timeout: Duration,
+    /// Also the deadline of a connection's first request, from its start.
     pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
     pub request_timeout: Duration,
+    /// HTTP/2 pings; `None` = none.
+    pub h2_keepalive_interval: Option<Duration>,
+    pub h2_keepalive_timeout: Duration,
     pub max_header_bytes: usize,
     pub max_headers: usize,
     /// `Strict-Transport-Security` value for HTTPS responses.
@@ -39,12 +54,25 @@ pub struct ServerOptions {
 impl ServerOptions {
     pub fn from_config(cfg: &crate::config::Config) -> Self {
         let h = &cfg.http;
+        let secs = |s: u64| Duration::from_secs(s.max(1));
         Self {
             grace: Duration::from_secs(cfg.shutdown_grace_secs),
             max_connections: h.max_connections.max(1),
-            header_read_timeout: Duration::from_secs(h.header_read_timeout_secs.max(1)),
-            request_timeout: Duration::from_secs(h.request_timeout_secs.max(1)),
-            max_header_bytes: h.max_header_bytes,
+            max_connections_per_address: h.max_connections_per_address,
+            uncapped: cfg
+                .rate_limit
+                .trusted_proxies
+                .iter()
+                .filter_map(|p| crate::api::client::parse_cidr(p))
+                .collect(),
+            tls_handshake_timeout: secs(h.tls_handshake_timeout_secs),
+            header_read_timeout: secs(h.header_read_timeout_secs),
+            idle_timeout: secs(h.idle_timeout_secs),
+            request_timeout: secs(h.request_timeout_secs),
+            h2_keepalive_interval: (h.h2_keepalive_interval_secs > 0)
+                .then(|| Duration::from_secs(h.h2_keepalive_interval_secs)),
+            h2_keepalive_timeout: secs(h.h2_keepalive_timeout_secs),
+            max_header_bytes: h.max_header_bytes.max(1024),
             max_headers: h.max_headers.max(8),
             hsts: (cfg.tls && h.hsts_max_age_secs > 0)
                 .then(|| {
@@ -52,6 +80,28 @@ impl ServerOptions {
                 })
                 .flatten(),
         }
+    }
+
+    fn deadlines(&self) -> Deadlines {
+        Deadlines {
+            first_request: self.header_read_timeout,
+            idle: self.idle_timeout,
+            // No answer of ours takes longer than the request timeout to make; the idle
+            // timeout on top is the time it may take to reach a slow reader.
+            stalled: self.request_timeout + self.idle_timeout,
+        }
+    }
+
+    /// hyper's own limits, kept above the configured ones so that the configured ones are
+    /// enforced by [`handle`] with a JSON answer. Up to 100 header fields hyper parses on the
+    /// stack; beyond that it allocates per request, so it is only asked to when configured so.
+    fn hard_limits(&self) -> (usize, Option<usize>) {
+        let bytes = self
+            .max_header_bytes
+            .saturating_mul(2)
+            .max(self.max_header_bytes.saturating_add(8192));
+        let fields = (self.max_headers >= 100).then(|| self.max_headers.saturating_mul(2));
+        (bytes, fields)
     }
 }
 
@@ -126,7 +176,15 @@ where
     let local_addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
     let is_tls = tls.is_some();
-    let task = tokio::spawn(accept_loop(listener, tls, svc, stop_rx, opts));
+    let shared = Arc::new(Shared {
+        builder: builder(&opts),
+        acceptor: tls.map(TlsAcceptor::from),
+        per_address: PerAddress::new(opts.max_connections_per_address, opts.uncapped.clone()),
+        deadlines: opts.deadlines(),
+        stop: stop_rx.clone(),
+        opts,
+    });
+    let task = tokio::spawn(accept_loop(listener, shared, svc, stop_rx));
     Ok(ServerHandle {
         local_addr,
         tls: is_tls,
@@ -135,27 +193,60 @@ where
     })
 }
 
+/// What every connection of a listener shares.
+struct Shared {
+    builder: Builder<TokioExecutor>,
+    acceptor: Option<TlsAcceptor>,
+    per_address: Arc<PerAddress>,
+    deadlines: Deadlines,
+    stop: watch::Receiver<bool>,
+    opts: ServerOptions,
+}
+
 fn builder(opts: &ServerOptions) -> Builder<TokioExecutor> {
+    let (hard_bytes, hard_fields) = opts.hard_limits();
     let mut b = Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout)
-        .max_buf_size(opts.max_header_bytes.max(8192))
-        .max_headers(opts.max_headers)
+        .max_buf_size(hard_bytes)
         .keep_alive(true);
+    if let Some(n) = hard_fields {
+        b.http1().max_headers(n);
+    }
     b.http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(opts.max_header_bytes.max(8192) as u32)
-        .max_concurrent_streams(64);
+        .max_header_list_size(u32::try_from(hard_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(64)
+        .keep_alive_interval(opts.h2_keepalive_interval)
+        .keep_alive_timeout(opts.h2_keepalive_timeout);
     b
+}
+
+/// Whether a request's head is over the configured limits: counted as HTTP/1.1 would carry
+/// it (request line, and `name: value` plus line end per field), for either HTTP version.
+fn over_header_limits<B>(req: &http::Request<B>, opts: &ServerOptions) -> Option<&'static str> {
+    let headers = req.headers();
+    if headers.len() > opts.max_headers {
+        return Some("The request has too many header fields");
+    }
+    let uri = req.uri();
+    // "METHOD target HTTP/1.1\r\n" and the blank line that ends the head.
+    let mut size = req.method().as_str().len()
+        + uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + 14;
+    for (name, value) in headers {
+        size += name.as_str().len() + value.len() + 4;
+    }
+    (size > opts.max_header_bytes).then_some("The request header fields are too large")
 }
 
 /// Runs one request with the request timeout, adding HSTS on HTTPS.
 async fn handle<S>(
     svc: S,
     req: http::Request<Body>,
-    timeout: Duration,
-    hsts: Option<http::HeaderValue>,
+    opts: &ServerOptions,
 ) -> Result<axum::response::Response, std::convert::Infallible>
 where
     S: tower::Service<
@@ -166,28 +257,36 @@ where
     S::Future: Send,
 {
     use axum::response::IntoResponse;
-    let mut res = match tokio::time::timeout(timeout, svc.oneshot(req)).await {
-        Ok(r) => r?,
-        Err(_) => crate::api::ApiError::new(
-            http::StatusCode::REQUEST_TIMEOUT,
+    let mut res = if let Some(why) = over_header_limits(&req, opts) {
+        crate::api::ApiError::new(
+            http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "invalid_request",
-            "The request took too long",
+            why,
         )
-        .into_response(),
+        .into_response()
+    } else {
+        match tokio::time::timeout(opts.request_timeout, svc.oneshot(req)).await {
+            Ok(r) => r?,
+            Err(_) => crate::api::ApiError::new(
+                http::StatusCode::REQUEST_TIMEOUT,
+                "invalid_request",
+                "The request took too long",
+            )
+            .into_response(),
+        }
     };
-    if let Some(v) = hsts {
+    if let Some(v) = &opts.hsts {
         res.headers_mut()
-            .insert(http::header::STRICT_TRANSPORT_SECURITY, v);
+            .insert(http::header::STRICT_TRANSPORT_SECURITY, v.clone());
     }
     Ok(res)
 }
 
 async fn accept_loop<S>(
     listener: TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    shared: Arc<Shared>,
     svc: S,
     mut stop: watch::Receiver<bool>,
-    opts: ServerOptions,
 ) where
     S: tower::Service<
             http::Request<Body>,
@@ -198,10 +297,8 @@ async fn accept_loop<S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let acceptor = tls.map(TlsAcceptor::from);
-    let graceful = GracefulShutdown::new();
-    let builder = Arc::new(builder(&opts));
-    let slots = Arc::new(tokio::sync::Semaphore::new(opts.max_connections));
+    let max = shared.opts.max_connections;
+    let slots = Arc::new(Semaphore::new(max));
     loop {
         // At the connection limit, stop accepting: further clients wait in the backlog.
         let permit = tokio::select! {
@@ -223,52 +320,136 @@ async fn accept_loop<S>(
                 }
             },
         };
-        let _ = tcp.set_nodelay(true);
-        let svc = svc.clone();
-        let (timeout, hsts) = (opts.request_timeout, opts.hsts.clone());
-        let hyper_svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-            req.extensions_mut().insert(PeerAddr(peer));
-            handle(svc.clone(), req.map(Body::new), timeout, hsts.clone())
-        });
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            match acceptor {
-                Some(acc) => {
-                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(tcp)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), hyper_svc);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                }
-                None => {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), hyper_svc);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                }
+        let addr_slot = match shared.per_address.enter(peer.ip()) {
+            Ok(slot) => slot,
+            Err(_) => {
+                // Closed unanswered: one address may not take the slots of all the others.
+                tracing::debug!(%peer, "connection refused: too many from this address");
+                metrics::counter!("vedauth_connections_closed_total", "reason" => "per_address_limit")
+                    .increment(1);
+                continue;
             }
-        });
+        };
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(serve_connection(
+            shared.clone(),
+            svc.clone(),
+            tcp,
+            peer,
+            permit,
+            addr_slot,
+        ));
     }
     drop(listener);
     tracing::info!("stopped accepting; finishing in-flight requests");
-    if tokio::time::timeout(opts.grace, graceful.shutdown())
+    // Every connection holds a permit until it ends: all of them back means all ended.
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    if tokio::time::timeout(shared.opts.grace, slots.acquire_many(all))
         .await
         .is_err()
     {
         tracing::warn!("grace period over; closing remaining connections");
+    }
+}
+
+/// One connection: the TLS handshake (bounded), then HTTP until the client leaves, a deadline
+/// passes or the server stops.
+async fn serve_connection<S>(
+    shared: Arc<Shared>,
+    svc: S,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+    _addr_slot: Option<AddrSlot>,
+) where
+    S: tower::Service<
+            http::Request<Body>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    match &shared.acceptor {
+        Some(acc) => {
+            let handshake = acc.accept(tcp);
+            match tokio::time::timeout(shared.opts.tls_handshake_timeout, handshake).await {
+                Ok(Ok(tls)) => serve_http(&shared, svc, tls, peer).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    metrics::counter!("vedauth_connections_closed_total", "reason" => "handshake_timeout")
+                        .increment(1);
+                }
+            }
+        }
+        None => serve_http(&shared, svc, tcp, peer).await,
+    }
+}
+
+async fn serve_http<S, I>(shared: &Arc<Shared>, svc: S, io: I, peer: SocketAddr)
+where
+    S: tower::Service<
+            http::Request<Body>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let track = Track::new();
+    let hyper_svc = {
+        let (shared, track) = (shared.clone(), track.clone());
+        hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+            req.extensions_mut().insert(PeerAddr(peer));
+            let guard = track.enter();
+            let (svc, shared) = (svc.clone(), shared.clone());
+            async move {
+                let res = handle(svc, req.map(Body::new), &shared.opts).await?;
+                Ok::<_, std::convert::Infallible>(res.map(|body| Tracked {
+                    body,
+                    _guard: guard,
+                }))
+            }
+        })
+    };
+    let io = TokioIo::new(rewrite::ErrorRewrite::new(io, shared.opts.hsts.clone()));
+    let conn = shared.builder.serve_connection_with_upgrades(io, hyper_svc);
+    tokio::pin!(conn);
+    let mut stop = shared.stop.clone();
+    let why = tokio::select! {
+        ended = conn.as_mut() => {
+            if let Err(e) = ended {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            return;
+        }
+        _ = stop.wait_for(|stopping| *stopping) => Close::Shutdown,
+        why = track.due(shared.deadlines) => why,
+    };
+    // At shutdown in-flight requests get the grace period. A connection closed for a deadline
+    // has nothing in flight (or nothing that moves): a moment for the goodbye (HTTP/2 GOAWAY,
+    // which hyper follows with a ping the client may never answer), then it is dropped.
+    let grace = if why == Close::Shutdown {
+        shared.opts.grace
+    } else {
+        tracing::debug!(%peer, reason = why.label(), "closing the connection");
+        metrics::counter!("vedauth_connections_closed_total", "reason" => why.label()).increment(1);
+        GOODBYE
+    };
+    conn.as_mut().graceful_shutdown();
+    let mut ended = tokio::time::timeout(grace, conn.as_mut()).await;
+    if ended.is_err() && matches!(why, Close::FirstRequest | Close::Idle) && track.open() > 0 {
+        // A request that came in just as the deadline passed gets its request timeout.
+        ended = tokio::time::timeout(shared.opts.request_timeout, conn.as_mut()).await;
+    }
+    match ended {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+        Err(_) => tracing::debug!(%peer, "connection dropped after its grace period"),
     }
 }
 

@@ -18,6 +18,10 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 pub enum TlsError {
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
+    #[error("the private key {key} does not belong to the certificate {cert} (the key must be that of the first certificate in the file)")]
+    KeyMismatch { cert: PathBuf, key: PathBuf },
+    #[error("{dir}: {problem}. vedauth does not make a new CA by itself, as clients that trust the old one would stop connecting: put the missing files back, or remove the directory {dir} to start over with a new CA (and give clients the new ca.crt)")]
+    Incomplete { dir: PathBuf, problem: String },
     #[error("certificate generation failed: {0}")]
     Generate(String),
     #[error("TLS configuration: {0}")]
@@ -43,34 +47,53 @@ impl TlsPaths {
             key: d.join("server.key"),
         }
     }
+
+    /// The directory of the files (they share one when made by [`TlsPaths::in_dir`]).
+    fn dir(&self) -> PathBuf {
+        self.ca_cert
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    }
+
+    /// The same file names in another directory.
+    fn moved_to(&self, dir: &Path) -> Self {
+        let name = |p: &Path| dir.join(p.file_name().unwrap_or(p.as_os_str()));
+        Self {
+            ca_cert: name(&self.ca_cert),
+            ca_key: name(&self.ca_key),
+            cert: name(&self.cert),
+            key: name(&self.key),
+        }
+    }
 }
 
 fn gen_err(e: impl std::fmt::Display) -> TlsError {
     TlsError::Generate(e.to_string())
 }
 
-fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), TlsError> {
-    let err = |e: std::io::Error| TlsError::File {
+fn file_err(path: &Path, e: &dyn std::fmt::Display) -> TlsError {
+    TlsError::File {
         path: path.to_path_buf(),
         message: e.to_string(),
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
     }
-    crate::bootstrap::write_private_or_public(path, contents.as_bytes(), private).map_err(err)
 }
 
-/// Creates the CA and a server certificate unless both already exist. Returns true if it made
-/// new ones.
-pub fn ensure_generated(paths: &TlsPaths) -> Result<bool, TlsError> {
-    if paths.cert.exists() && paths.key.exists() && paths.ca_cert.exists() {
-        return Ok(false);
+fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), TlsError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| file_err(dir, &e))?;
     }
-    let now = time::OffsetDateTime::now_utc();
+    crate::bootstrap::write_private_or_public(path, contents.as_bytes(), private)
+        .map_err(|e| file_err(path, &e))
+}
+
+const CA_NAME: &str = "vedauth local CA";
+
+/// The local CA's parameters. A CA certificate rebuilt from these and the CA key signs leaves
+/// that chain to the `ca.crt` written at first start (same subject, same key identifier).
+fn ca_params(now: time::OffsetDateTime) -> Result<CertificateParams, TlsError> {
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "vedauth local CA");
+    ca.distinguished_name.push(DnType::CommonName, CA_NAME);
     ca.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
@@ -78,9 +101,15 @@ pub fn ensure_generated(paths: &TlsPaths) -> Result<bool, TlsError> {
     ];
     ca.not_before = now - time::Duration::days(1);
     ca.not_after = now + time::Duration::days(3650);
-    let ca_key = KeyPair::generate().map_err(gen_err)?;
-    let ca_cert = ca.self_signed(&ca_key).map_err(gen_err)?;
+    Ok(ca)
+}
 
+/// A new server key and certificate for localhost, the loopback addresses and the host name.
+fn new_leaf(
+    now: time::OffsetDateTime,
+    ca_cert: &rcgen::Certificate,
+    ca_key: &KeyPair,
+) -> Result<(KeyPair, rcgen::Certificate), TlsError> {
     let host = gethostname::gethostname().to_string_lossy().to_string();
     let mut names = vec!["localhost".to_string()];
     if !host.is_empty() && host != "localhost" {
@@ -103,26 +132,175 @@ pub fn ensure_generated(paths: &TlsPaths) -> Result<bool, TlsError> {
     leaf.not_after = now + time::Duration::days(3650);
     let leaf_key = KeyPair::generate().map_err(gen_err)?;
     let leaf_cert = leaf
-        .signed_by(&leaf_key, &ca_cert, &ca_key)
+        .signed_by(&leaf_key, ca_cert, ca_key)
         .map_err(gen_err)?;
-
-    write_file(&paths.ca_key, &ca_key.serialize_pem(), true)?;
-    write_file(&paths.ca_cert, &ca_cert.pem(), false)?;
-    write_file(&paths.key, &leaf_key.serialize_pem(), true)?;
-    // The chain includes the CA so that clients given only the server's chain can still build it.
-    write_file(
-        &paths.cert,
-        &format!("{}{}", leaf_cert.pem(), ca_cert.pem()),
-        false,
-    )?;
-    Ok(true)
+    Ok((leaf_key, leaf_cert))
 }
 
-fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
-    let file_err = |path: &Path, e: &dyn std::fmt::Display| TlsError::File {
-        path: path.to_path_buf(),
-        message: e.to_string(),
+/// Writes the four files in an order that a crash part-way leaves something the next start
+/// can finish: the CA first, then the server key and certificate (a missing leaf is reissued).
+fn write_all(
+    paths: &TlsPaths,
+    ca_key: &KeyPair,
+    ca_pem: &str,
+    leaf_key: &KeyPair,
+    leaf_cert: &rcgen::Certificate,
+) -> Result<(), TlsError> {
+    write_file(&paths.ca_key, &ca_key.serialize_pem(), true)?;
+    write_file(&paths.ca_cert, ca_pem, false)?;
+    write_leaf(paths, ca_pem, leaf_key, leaf_cert)
+}
+
+fn write_leaf(
+    paths: &TlsPaths,
+    ca_pem: &str,
+    leaf_key: &KeyPair,
+    leaf_cert: &rcgen::Certificate,
+) -> Result<(), TlsError> {
+    write_file(&paths.key, &leaf_key.serialize_pem(), true)?;
+    // The chain includes the CA so that clients given only the server's chain can still build it.
+    write_file(&paths.cert, &format!("{}{ca_pem}", leaf_cert.pem()), false)
+}
+
+/// Makes sure the data directory's TLS files can serve, without ever replacing a CA that
+/// clients may trust:
+/// - none of the files there: a new CA and server certificate (returns true);
+/// - `ca.crt`, `server.crt` and `server.key` there: used as they are (`ca.key` may be kept
+///   elsewhere);
+/// - the server key or certificate missing, the CA whole: a new server certificate from the
+///   same CA;
+/// - anything else (the CA certificate gone, or its key gone when a server certificate is
+///   needed): an error saying what is missing and how to start over.
+pub fn ensure_generated(paths: &TlsPaths) -> Result<bool, TlsError> {
+    let files = [
+        (&paths.ca_cert, paths.ca_cert.exists()),
+        (&paths.ca_key, paths.ca_key.exists()),
+        (&paths.cert, paths.cert.exists()),
+        (&paths.key, paths.key.exists()),
+    ];
+    let [(_, ca_cert), (_, ca_key), (_, cert), (_, key)] = files;
+    if ca_cert && cert && key {
+        return Ok(false);
+    }
+    let now = time::OffsetDateTime::now_utc();
+    if files.iter().all(|(_, there)| !there) {
+        generate_all(paths, now)?;
+        return Ok(true);
+    }
+    let names = |there: bool| {
+        files
+            .iter()
+            .filter(|(_, t)| *t == there)
+            .map(|(p, _)| p.file_name().unwrap_or(p.as_os_str()).to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(", ")
     };
+    if !ca_cert || !ca_key {
+        return Err(TlsError::Incomplete {
+            dir: paths.dir(),
+            problem: format!(
+                "{} missing (present: {}), and a new server certificate cannot be issued without the CA's certificate and key",
+                names(false),
+                names(true)
+            ),
+        });
+    }
+    reissue_leaf(paths, now)?;
+    tracing::warn!(
+        cert = %paths.cert.display(),
+        ca = %paths.ca_cert.display(),
+        "the server key or certificate was missing: issued a new server certificate from the existing CA"
+    );
+    Ok(false)
+}
+
+/// First start: a new CA and server certificate. When the directory does not exist yet they
+/// are made in a temporary directory renamed into place, so a crash leaves all or nothing.
+fn generate_all(paths: &TlsPaths, now: time::OffsetDateTime) -> Result<(), TlsError> {
+    let ca_key = KeyPair::generate().map_err(gen_err)?;
+    let ca_cert = ca_params(now)?.self_signed(&ca_key).map_err(gen_err)?;
+    let (leaf_key, leaf_cert) = new_leaf(now, &ca_cert, &ca_key)?;
+    let dir = paths.dir();
+    let shared_dir = [&paths.ca_key, &paths.cert, &paths.key]
+        .iter()
+        .all(|p| p.parent() == Some(dir.as_path()));
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+    match parent {
+        Some(parent) if shared_dir && !dir.exists() && parent.is_dir() => {
+            let tmp = parent.join(format!(".tls.tmp-{:016x}", rand::random::<u64>()));
+            std::fs::create_dir(&tmp).map_err(|e| file_err(&tmp, &e))?;
+            let done = write_all(
+                &paths.moved_to(&tmp),
+                &ca_key,
+                &ca_cert.pem(),
+                &leaf_key,
+                &leaf_cert,
+            )
+            .and_then(|()| std::fs::rename(&tmp, &dir).map_err(|e| file_err(&dir, &e)));
+            if let Err(e) = done {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+            crate::bootstrap::sync_dir(parent).map_err(|e| file_err(parent, &e))
+        }
+        _ => write_all(paths, &ca_key, &ca_cert.pem(), &leaf_key, &leaf_cert),
+    }
+}
+
+/// A new server key and certificate signed by the CA on disk; the old leaf files are removed
+/// first, so that a crash in between never pairs a new key with an old certificate.
+fn reissue_leaf(paths: &TlsPaths, now: time::OffsetDateTime) -> Result<(), TlsError> {
+    let ca_pem =
+        std::fs::read_to_string(&paths.ca_cert).map_err(|e| file_err(&paths.ca_cert, &e))?;
+    let key_pem =
+        std::fs::read_to_string(&paths.ca_key).map_err(|e| file_err(&paths.ca_key, &e))?;
+    let ca_key = KeyPair::from_pem(&key_pem).map_err(|e| file_err(&paths.ca_key, &e))?;
+    let ca_cert = ca_params(now)?.self_signed(&ca_key).map_err(gen_err)?;
+    let (leaf_key, leaf_cert) = new_leaf(now, &ca_cert, &ca_key)?;
+    // The rebuilt CA is only as good as the check that its leaf chains to the real ca.crt.
+    chains_to(&ca_pem, leaf_cert.der()).map_err(|e| TlsError::Incomplete {
+        dir: paths.dir(),
+        problem: format!(
+            "the server key or certificate is missing, and a certificate issued with {} does not verify against {} ({e})",
+            paths.ca_key.display(),
+            paths.ca_cert.display()
+        ),
+    })?;
+    for leftover in [&paths.cert, &paths.key] {
+        match std::fs::remove_file(leftover) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(file_err(leftover, &e)),
+        }
+    }
+    let dir = paths.dir();
+    crate::bootstrap::sync_dir(&dir).map_err(|e| file_err(&dir, &e))?;
+    write_leaf(paths, &ca_pem, &leaf_key, &leaf_cert)
+}
+
+/// Whether `leaf` verifies as a server certificate for `localhost` against the CAs in `ca_pem`.
+fn chains_to(ca_pem: &str, leaf: &CertificateDer<'_>) -> Result<(), String> {
+    use rustls::client::danger::ServerCertVerifier;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(c.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| e.to_string())?;
+    let name = rustls_pki_types::ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+    verifier
+        .verify_server_cert(leaf, &[], &name, &[], rustls_pki_types::UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Reads a certificate chain and its key, and checks that the key is the first certificate's.
+fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| file_err(cert, &e))?
         .collect::<Result<_, _>>()
@@ -133,7 +311,15 @@ fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError>
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, &e))?;
     let signing =
         rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|e| file_err(key, &e))?;
-    Ok(CertifiedKey::new(chain, signing))
+    let certified = CertifiedKey::new(chain, signing);
+    match certified.keys_match() {
+        Ok(()) => Ok(certified),
+        Err(rustls::Error::InconsistentKeys(_)) => Err(TlsError::KeyMismatch {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+        }),
+        Err(e) => Err(file_err(cert, &e)),
+    }
 }
 
 /// The server's certificate, replaceable while connections keep running (SIGHUP reload).
@@ -153,7 +339,8 @@ impl CertStore {
         })
     }
 
-    /// Re-reads the files; on error the old certificate stays in use.
+    /// Re-reads the files; on any error (unreadable, or a key that is not the certificate's)
+    /// the old pair stays in use.
     pub fn reload(&self) -> Result<(), TlsError> {
         let fresh = Arc::new(load_certified_key(&self.cert, &self.key)?);
         let mut guard = self

@@ -17,4 +17,5 @@ mod ops;
 mod pg;
 mod security;
 mod store_suite;
+mod transport;
 mod trustees;
