@@ -444,7 +444,7 @@ mod tests {
             decode_certs("junk -----BEGIN CERTIFICATE-----AAAA-----END CERTIFICATE-----").is_err()
         );
         assert!(decode_certs("%FF%FE").is_err());
-        assert!(decode_certs(&vec!["AAAA"; MAX_CHAIN_LEN + 1].join(",")).is_err());
+        assert!(decode_certs(&["AAAA"; MAX_CHAIN_LEN + 1].join(",")).is_err());
     }
 
     #[test]

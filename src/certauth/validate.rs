@@ -197,6 +197,11 @@ fn chain_error(e: webpki::Error, subject: &str, issuer: &str) -> CertAuthError {
         W::RequiredEkuNotFoundContext(_) => CertAuthError::BadChain(
             "an extended key usage on the path does not allow client authentication".into(),
         ),
+        W::InvalidSignatureForPublicKey => CertAuthError::BadChain(
+            "a signature on the path does not verify: the issuer's name matches a trusted or \
+             presented CA, but not its key"
+                .into(),
+        ),
         W::CaUsedAsEndEntity => {
             CertAuthError::BadChain("the presented certificate is a CA certificate".into())
         }
