@@ -12,6 +12,7 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod bootstrap;
+pub mod certauth;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -5,6 +5,7 @@ mod admin_api;
 mod audit;
 mod authorize;
 mod binary;
+mod certauth;
 mod clients;
 mod common;
 mod dirsrv;

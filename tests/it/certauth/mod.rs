@@ -1,0 +1,7 @@
+//! Client-certificate authentication (src/certauth): certificates made with rcgen, validation at
+//! grant time, forwarded-certificate headers, and a real rustls server with real clients.
+
+mod forwarded;
+mod pki;
+mod tls;
+mod validate;
