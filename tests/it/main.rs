@@ -9,6 +9,7 @@ mod clients;
 mod common;
 mod dirsrv;
 mod hostile;
+mod jwt;
 mod ldap;
 mod lifecycle;
 mod multinode;
