@@ -2,11 +2,12 @@
 //! signature verification with `ring`.
 //!
 //! Why not the `jsonwebtoken` crate: its releases from 10 on have no `ring` backend (aws-lc-rs,
-//! or RustCrypto's rsa + p256 + p384 + ed25519-dalek: twenty-odd more crates to build), and 9.3,
-//! the last on ring, reads the system clock in its claim checks and reaches an `unreachable!` when
-//! an HMAC algorithm meets an RSA JWK. What the grant needs from it (split, base64url, JSON, the
-//! JWK-to-key conversion) is small; the cryptography is ring's, already built for rustls, so this
-//! module costs no new crate.
+//! or RustCrypto's rsa + p256 + p384 + ed25519-dalek: about twenty more crates to build), and
+//! 9.3, the last on ring, is a line no longer developed whose claim checks read the system clock
+//! (time is a parameter here) and whose `crypto::verify` reaches an `unreachable!` when given an
+//! HMAC algorithm with a key built from an RSA JWK. What the grant needs from it (split,
+//! base64url, JSON, the JWK-to-key conversion) is small; the cryptography is ring's, already built
+//! for rustls, so this module costs no new crate.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;

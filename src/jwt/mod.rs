@@ -408,3 +408,70 @@ impl JwtVerifier {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_refusal_has_its_word_and_answer() {
+        let cases = [
+            (
+                JwtError::Malformed(String::new()),
+                "malformed",
+                JwtErrorClass::Malformed,
+            ),
+            (
+                JwtError::IssuerNotTrusted(String::new()),
+                "issuer_not_trusted",
+                JwtErrorClass::NotValid,
+            ),
+            (
+                JwtError::AlgorithmNotAllowed(String::new()),
+                "algorithm_not_allowed",
+                JwtErrorClass::NotValid,
+            ),
+            (
+                JwtError::BadSignature(String::new()),
+                "bad_signature",
+                JwtErrorClass::NotValid,
+            ),
+            (
+                JwtError::InvalidClaims(String::new()),
+                "invalid_claims",
+                JwtErrorClass::NotValid,
+            ),
+            (
+                JwtError::Expired {
+                    exp: 1,
+                    now: 2,
+                    skew: 0,
+                },
+                "expired",
+                JwtErrorClass::NotValid,
+            ),
+            (
+                JwtError::NotYetValid(String::new()),
+                "not_yet_valid",
+                JwtErrorClass::NotValid,
+            ),
+            (
+                JwtError::NoMappingAccepts(String::new()),
+                "no_mapping",
+                JwtErrorClass::NoMapping,
+            ),
+            (
+                JwtError::KeysUnreachable {
+                    issuer: String::new(),
+                    reason: String::new(),
+                },
+                "keys_unreachable",
+                JwtErrorClass::Unavailable,
+            ),
+        ];
+        for (e, word, class) in cases {
+            assert_eq!(e.audit_word(), word);
+            assert_eq!(e.class(), class, "{word}");
+        }
+    }
+}

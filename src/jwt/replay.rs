@@ -70,6 +70,14 @@ impl ReplayError {
             ReplayError::Unavailable(_) => "replay_store_unavailable",
         }
     }
+
+    /// How the grant answers it: a replay is an invalid token; the others are ours (503).
+    pub fn class(&self) -> super::JwtErrorClass {
+        match self {
+            ReplayError::Replayed { .. } => super::JwtErrorClass::NotValid,
+            ReplayError::Full(_) | ReplayError::Unavailable(_) => super::JwtErrorClass::Unavailable,
+        }
+    }
 }
 
 /// Records used tokens. `check_and_record` must be atomic: of two concurrent calls with one
@@ -237,6 +245,10 @@ mod tests {
         assert!(g.record(k("a"), 200, 150).is_err());
         assert_eq!(g.record(k("c"), 300, 200), Ok(()));
         assert_eq!(ReplayError::Full(2).audit_word(), "replay_guard_full");
+        assert_eq!(
+            ReplayError::Full(2).class(),
+            super::super::JwtErrorClass::Unavailable
+        );
     }
 
     #[tokio::test]
