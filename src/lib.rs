@@ -18,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod grants;
 pub mod identity;
+pub mod jwt;
 pub mod lockout;
 pub mod password;
 pub mod scope;

@@ -10,6 +10,7 @@ mod clients;
 mod common;
 mod dirsrv;
 mod hostile;
+mod jwt;
 mod ldap;
 mod lifecycle;
 mod multinode;
