@@ -150,7 +150,7 @@ impl Audit {
     pub fn record(&self, ev: &Event<'_>) -> Result<(), AuditError> {
         let now = self.clock.now();
         let mut line = serde_json::json!({
-            "time": crate::api::iso8601(now),
+            "time": crate::wire_time::iso8601(now),
             "unix_time": now,
         });
         if let (Some(obj), Ok(Value::Object(fields))) =

@@ -544,7 +544,7 @@ impl Config {
             });
         }
         for p in &self.rate_limit.trusted_proxies {
-            crate::api::client::parse_cidr(p).ok_or_else(|| ConfigError::Invalid {
+            crate::net::parse_cidr(p).ok_or_else(|| ConfigError::Invalid {
                 key: "rate_limit.trusted_proxies",
                 message: format!("'{p}' is not an IP address or CIDR block"),
             })?;

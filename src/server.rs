@@ -36,7 +36,7 @@ pub struct ServerOptions {
     /// Connections one client address may hold; 0 = no cap.
     pub max_connections_per_address: usize,
     /// Peers the per-address cap does not apply to (the trusted proxies).
-    pub uncapped: Vec<crate::api::client::Cidr>,
+    pub uncapped: Vec<crate::net::Cidr>,
     pub tls_handshake_timeout: Duration,
     /// Also the deadline of a connection's first request, from its start.
     pub header_read_timeout: Duration,
@@ -63,7 +63,7 @@ impl ServerOptions {
                 .rate_limit
                 .trusted_proxies
                 .iter()
-                .filter_map(|p| crate::api::client::parse_cidr(p))
+                .filter_map(|p| crate::net::parse_cidr(p))
                 .collect(),
             tls_handshake_timeout: secs(h.tls_handshake_timeout_secs),
             header_read_timeout: secs(h.header_read_timeout_secs),

@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{json, Map, Value};
 
 use super::vedsdk::{authorize, Requirement};
-use super::{dotnet_date, iso8601, json_response, ApiError, ApiState, MAX_BODY};
+use super::{json_response, ApiError, ApiState, MAX_BODY};
 use crate::admin::{
     Admin, AdminError, ApplicationInfo, ApplicationInput, Caller, Entity, Page, Role, RoleGrant,
     RuleInput,
@@ -23,6 +23,7 @@ use crate::admin::{
 use crate::identity::lookup::{Kind, Named};
 use crate::scope::CATALOGUE;
 use crate::store::{Grant, Lifetime, RoleAssignment, Rule, Settings};
+use crate::wire_time::{dotnet_date, iso8601};
 
 /// `Web_SDK_Authentication_OAuthResult` (admin-api.md §2.5): the `Result` of the envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,11 +6,10 @@ use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
 use super::error::reason_phrase;
-use super::{
-    bearer, json_response, no_store, ApiError, ApiState, Client, DotnetDate, Iso8601, Params,
-};
+use super::{bearer, json_response, no_store, ApiError, ApiState, Client, Params};
 use crate::grants::{GrantError, GrantRequest, IssuedTokens, PasswordRequest, RefreshRequest};
 use crate::store::Grant;
+use crate::wire_time::{DotnetDate, Iso8601};
 
 /// The success body of authorize and refresh; field order as decisions.md §4.
 #[derive(Serialize)]

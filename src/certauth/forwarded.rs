@@ -16,7 +16,7 @@ use rustls_pki_types::CertificateDer;
 use super::chain::{ChainSource, PresentedChain};
 use super::issuers::sha256_hex;
 use super::validate::MAX_CHAIN_LEN;
-use crate::api::client::Cidr;
+use crate::net::Cidr;
 
 /// Envoy's XFCC header.
 pub const ENVOY_HEADER: &str = "x-forwarded-client-cert";

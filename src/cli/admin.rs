@@ -300,7 +300,7 @@ pub async fn user(g: &GlobalOpts, cmd: UserCmd) -> anyhow::Result<()> {
                     v.state,
                     v.failed_logins,
                     v.locked_until
-                        .map(|t| format!("\nlocked until: {}", crate::api::iso8601(t)))
+                        .map(|t| format!("\nlocked until: {}", crate::wire_time::iso8601(t)))
                         .unwrap_or_default()
                 )
             });

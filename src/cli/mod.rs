@@ -22,7 +22,7 @@ use crate::secret::Secret;
 #[derive(Debug, Parser)]
 #[command(
     name = "vedauth",
-    version = crate::api::ops::VERSION,
+    version = crate::version::VERSION,
     about = "A VEDauth-compatible token authorization server"
 )]
 pub struct Cli {

@@ -218,7 +218,7 @@ async fn serve(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         addr = %launched.handle.local_addr,
         store = %app.store.describe(),
-        version = crate::api::ops::VERSION,
+        version = crate::version::VERSION,
         "vedauth listening"
     );
     // The banner goes to stdout, apart from the log: it is for the person who started us.

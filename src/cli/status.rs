@@ -42,7 +42,7 @@ pub async fn run(g: &GlobalOpts, args: StatusArgs) -> anyhow::Result<()> {
             Some((code, body)) => json!({"url": base, "reachable": true, "ready": *code == 200, "health": body}),
             None => json!({"url": base, "reachable": false}),
         },
-        "version": crate::api::ops::VERSION,
+        "version": crate::version::VERSION,
         "store": app.store.describe(),
         "counts": match &counts {
             Ok(c) => json!({"users": c.users, "applications": c.applications, "live_grants": c.grants}),
@@ -71,7 +71,7 @@ pub async fn run(g: &GlobalOpts, args: StatusArgs) -> anyhow::Result<()> {
                 )
             }
         );
-        println!("this tool: {}", crate::api::ops::VERSION);
+        println!("this tool: {}", crate::version::VERSION);
         println!("store:     {}", report["store"].as_str().unwrap_or(""));
         match &counts {
             Ok(c) => println!(

@@ -14,7 +14,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::api::client::Cidr;
+use crate::net::Cidr;
 
 /// Connections per client address. IPv6 clients count per /64, the block one host is usually
 /// given; IPv4-mapped IPv6 peers count as their IPv4 address.
@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn trusted_proxies_and_zero_are_not_capped() {
-        let proxy = crate::api::client::parse_cidr("10.0.0.0/8").unwrap();
+        let proxy = crate::net::parse_cidr("10.0.0.0/8").unwrap();
         let p = PerAddress::new(1, vec![proxy]);
         let ip: IpAddr = "10.1.2.3".parse().unwrap();
         for _ in 0..5 {

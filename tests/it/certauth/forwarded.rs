@@ -4,7 +4,6 @@
 
 use base64::Engine as _;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use vedauth::api::client::{parse_cidr, Cidr};
 use vedauth::certauth::forwarded::{
     parse_nginx, parse_traefik, parse_xfcc, read_header, ENVOY_HEADER, NGINX_HEADER,
     NGINX_INGRESS_HEADER, TRAEFIK_HEADER, TRAEFIK_INFO_HEADER,
@@ -15,6 +14,7 @@ use vedauth::certauth::{
     CertificateConfiguration, ChainSource, ForwardedCertConfig, ForwardedError, ForwardedFormat,
     PresentedChain, Refusal,
 };
+use vedauth::net::{parse_cidr, Cidr};
 
 use super::pki::{now, Ca, Leaf, LeafSpec};
 
