@@ -138,7 +138,7 @@ fn bare_server(listen: SocketAddr, tls_dir: Option<PathBuf>) -> anyhow::Result<(
         };
         let svc = tower::service_fn(|req: Request<axum::body::Body>| async move {
             // Read the body as a real handler would, then answer a fixed small JSON body.
-            let _ = axum::body::to_bytes(req.into_body(), vedauth::api::MAX_BODY).await;
+            let _ = axum::body::to_bytes(req.into_body(), vedauth::http::common::MAX_BODY).await;
             let res = axum::response::Response::builder()
                 .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
                 .body(axum::body::Body::from(Bytes::from_static(

@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::api::client::Limiter;
 use crate::audit::Audit;
 use crate::clock::SharedClock;
 use crate::config::{Config, DatabaseConfig};
 use crate::grants::Engine;
+use crate::http::common::Limiter;
 use crate::identity::local::LocalProvider;
 use crate::identity::{Identities, IdentityProvider};
 use crate::lockout::Lockout;

@@ -8,7 +8,6 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod api;
 pub mod app;
 pub mod audit;
 pub mod bootstrap;
@@ -17,6 +16,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod grants;
+pub mod http;
 pub mod identity;
 pub mod jwt;
 pub mod lockout;

@@ -17,7 +17,8 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::api::{self, ApiState};
+use crate::http::common::PeerAddr;
+use crate::http::{self as web, ApiState};
 
 mod limits;
 mod rewrite;
@@ -105,10 +106,6 @@ impl ServerOptions {
     }
 }
 
-/// The peer's address, available to handlers as a request extension.
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
-
 /// A running server: its address and the means to stop it.
 #[derive(Debug)]
 pub struct ServerHandle {
@@ -151,7 +148,7 @@ pub fn start(
     state: ApiState,
     opts: ServerOptions,
 ) -> std::io::Result<ServerHandle> {
-    start_service(listener, tls, api::service(state), opts)
+    start_service(listener, tls, web::service(state), opts)
 }
 
 /// Serves any service on the same connection stack as [`start`] (accept loop, TLS, hyper
@@ -258,7 +255,7 @@ where
 {
     use axum::response::IntoResponse;
     let mut res = if let Some(why) = over_header_limits(&req, opts) {
-        crate::api::ApiError::new(
+        crate::http::vedauth::VedauthError::new(
             http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "invalid_request",
             why,
@@ -267,7 +264,7 @@ where
     } else {
         match tokio::time::timeout(opts.request_timeout, svc.oneshot(req)).await {
             Ok(r) => r?,
-            Err(_) => crate::api::ApiError::new(
+            Err(_) => crate::http::vedauth::VedauthError::new(
                 http::StatusCode::REQUEST_TIMEOUT,
                 "invalid_request",
                 "The request took too long",

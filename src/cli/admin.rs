@@ -407,7 +407,7 @@ fn app_view(a: &Application, rules: &[Rule], names: &BTreeMap<String, Named>) ->
 /// The command line reports an administration refusal as an error with its TPP result code,
 /// the same number the administration API would answer.
 pub fn admin_op<T>(r: Result<T, AdminError>) -> anyhow::Result<T> {
-    r.map_err(|e| match crate::api::admin::result_code(&e) {
+    r.map_err(|e| match crate::http::vedauth::admin::result_code(&e) {
         Some(code) => anyhow!("{e} (result {})", code as i32),
         None => anyhow::Error::new(e),
     })

@@ -131,7 +131,7 @@ pub async fn launch(app: Arc<App>, listen: SocketAddr) -> anyhow::Result<Launche
             .with_context(|| format!("binding the metrics address {addr}"))?;
         let router = axum::Router::new().route(
             "/metrics",
-            axum::routing::get(|| async { crate::api::ops::render() }),
+            axum::routing::get(|| async { crate::http::ops::render() }),
         );
         let mut stop = handle.stopper().subscribe();
         tokio::spawn(async move {

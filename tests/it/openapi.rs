@@ -69,7 +69,7 @@ async fn every_documented_operation_is_served_as_documented() {
         .iter()
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
-    for op in vedauth::api::admin::OPERATIONS {
+    for op in vedauth::http::vedauth::admin::OPERATIONS {
         expected.insert(("post".into(), format!("/vedsdk/oauth/{op}")));
     }
     assert_eq!(

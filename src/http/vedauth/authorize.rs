@@ -5,8 +5,10 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
+use super::super::common::{bearer, json_response, no_store, Client, CommonError, Params};
+use super::super::ApiState;
 use super::error::reason_phrase;
-use super::{bearer, json_response, no_store, ApiError, ApiState, Client, Params};
+use super::VedauthError;
 use crate::grants::{GrantError, GrantRequest, IssuedTokens, PasswordRequest, RefreshRequest};
 use crate::store::Grant;
 use crate::wire_time::{DotnetDate, Iso8601};
@@ -46,8 +48,8 @@ fn token_response(t: &IssuedTokens) -> Response {
 pub async fn authorize_oauth(
     State(app): State<ApiState>,
     Client(source): Client,
-    params: Result<Params, ApiError>,
-) -> Result<Response, ApiError> {
+    params: Result<Params, CommonError>,
+) -> Result<Response, VedauthError> {
     let p = params?;
     p.require_strings(&["client_id", "username", "password", "scope", "state"])?;
     let req = PasswordRequest {
@@ -65,8 +67,8 @@ pub async fn authorize_oauth(
 pub async fn authorize_token(
     State(app): State<ApiState>,
     Client(source): Client,
-    params: Result<Params, ApiError>,
-) -> Result<Response, ApiError> {
+    params: Result<Params, CommonError>,
+) -> Result<Response, VedauthError> {
     let p = params?;
     p.require_strings(&["client_id", "refresh_token"])?;
     let req = RefreshRequest {
@@ -124,8 +126,11 @@ impl<'a> VerifyBody<'a> {
 const TOKEN_IS_VALID: hyper::ext::ReasonPhrase =
     hyper::ext::ReasonPhrase::from_static(b"Token is valid");
 
-pub async fn verify(State(app): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let token = bearer(&headers).ok_or_else(ApiError::invalid_token)?;
+pub async fn verify(
+    State(app): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Response, VedauthError> {
+    let token = bearer(&headers).ok_or_else(VedauthError::invalid_token)?;
     let grant = app.engine.verify(token).await?;
     let mut res = json_response(StatusCode::OK, &VerifyBody::of(&grant));
     res.extensions_mut().insert(TOKEN_IS_VALID);
@@ -136,8 +141,8 @@ pub async fn revoke(
     State(app): State<ApiState>,
     Client(source): Client,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let not_found = || ApiError::new(StatusCode::ACCEPTED, "invalid_token", "Token not found");
+) -> Result<Response, VedauthError> {
+    let not_found = || VedauthError::new(StatusCode::ACCEPTED, "invalid_token", "Token not found");
     let Some(token) = bearer(&headers) else {
         return Err(not_found());
     };

@@ -5,7 +5,9 @@ use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
 
-use super::{json_response, ApiState};
+use super::common::json_response;
+use super::vedauth::vedsdk;
+use super::ApiState;
 
 use crate::version::PUBLIC_VERSION;
 
@@ -49,11 +51,11 @@ pub async fn readyz(State(app): State<ApiState>) -> Response {
 pub async fn metrics(State(app): State<ApiState>, headers: HeaderMap) -> Response {
     let cfg = &app.config.metrics;
     if !cfg.enabled || !cfg.listen.is_empty() {
-        return super::ApiError::not_found().into_response();
+        return super::VedauthError::not_found().into_response();
     }
     if !cfg.public {
-        let need = super::vedsdk::Requirement::Scope("admin", None);
-        if let Err(e) = super::vedsdk::authorize(&app, &headers, need).await {
+        let need = vedsdk::Requirement::Scope("admin", None);
+        if let Err(e) = vedsdk::authorize(&app, &headers, need).await {
             return e.into_response();
         }
     }

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::FromRequest;
 use http::{header, Request};
 
-use super::{ApiError, MAX_BODY};
+use super::{CommonError, MAX_BODY};
 use crate::secret::Secret;
 
 #[derive(Debug, Default)]
@@ -19,11 +19,11 @@ pub struct Params {
 }
 
 impl Params {
-    fn from_json(bytes: &[u8]) -> Result<Self, ApiError> {
+    fn from_json(bytes: &[u8]) -> Result<Self, CommonError> {
         let v: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|_| ApiError::malformed())?;
+            serde_json::from_slice(bytes).map_err(|_| CommonError::Malformed)?;
         let serde_json::Value::Object(map) = v else {
-            return Err(ApiError::malformed());
+            return Err(CommonError::Malformed);
         };
         let mut p = Params::default();
         for (k, v) in map {
@@ -40,9 +40,9 @@ impl Params {
         Ok(p)
     }
 
-    fn from_form(bytes: &[u8]) -> Result<Self, ApiError> {
+    fn from_form(bytes: &[u8]) -> Result<Self, CommonError> {
         let pairs: Vec<(String, String)> =
-            serde_urlencoded::from_bytes(bytes).map_err(|_| ApiError::malformed())?;
+            serde_urlencoded::from_bytes(bytes).map_err(|_| CommonError::Malformed)?;
         let mut p = Params::default();
         for (k, v) in pairs {
             // The first occurrence of a repeated key wins.
@@ -51,7 +51,7 @@ impl Params {
         Ok(p)
     }
 
-    pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<Self, ApiError> {
+    pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<Self, CommonError> {
         let mime = content_type
             .and_then(|c| c.split(';').next())
             .map(|m| m.trim().to_ascii_lowercase());
@@ -62,9 +62,9 @@ impl Params {
     }
 
     /// Fails (malformed) if any of `keys` was sent with a non-string value.
-    pub fn require_strings(&self, keys: &[&str]) -> Result<(), ApiError> {
+    pub fn require_strings(&self, keys: &[&str]) -> Result<(), CommonError> {
         if self.non_strings.iter().any(|k| keys.contains(&k.as_str())) {
-            return Err(ApiError::malformed());
+            return Err(CommonError::Malformed);
         }
         Ok(())
     }
@@ -83,7 +83,7 @@ impl Params {
 }
 
 impl<S: Send + Sync> FromRequest<S> for Params {
-    type Rejection = ApiError;
+    type Rejection = CommonError;
 
     async fn from_request(req: Request<Body>, _state: &S) -> Result<Self, Self::Rejection> {
         let ct = req
@@ -98,11 +98,11 @@ impl<S: Send + Sync> FromRequest<S> for Params {
                 let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
                 while let Some(s) = src {
                     if s.is::<http_body_util::LengthLimitError>() {
-                        return ApiError::too_large();
+                        return CommonError::TooLarge;
                     }
                     src = s.source();
                 }
-                ApiError::malformed()
+                CommonError::Malformed
             })?;
         Params::parse(ct.as_deref(), &bytes)
     }

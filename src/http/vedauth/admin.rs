@@ -14,8 +14,10 @@ use http::{header, HeaderMap, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{json, Map, Value};
 
+use super::super::common::{json_response, MAX_BODY};
+use super::super::ApiState;
 use super::vedsdk::{authorize, Requirement};
-use super::{json_response, ApiError, ApiState, MAX_BODY};
+use super::VedauthError;
 use crate::admin::{
     Admin, AdminError, ApplicationInfo, ApplicationInput, Caller, Entity, Page, Role, RoleGrant,
     RuleInput,
@@ -167,14 +169,14 @@ operations! {
 struct Body(Map<String, Value>);
 
 impl Body {
-    fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
+    fn parse(bytes: &[u8]) -> Result<Self, VedauthError> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Body(Map::new()));
         }
         match serde_json::from_slice::<Value>(bytes) {
             Ok(Value::Object(m)) => Ok(Body(m)),
             Ok(Value::Null) => Ok(Body(Map::new())),
-            _ => Err(ApiError::malformed()),
+            _ => Err(VedauthError::malformed()),
         }
     }
 
@@ -759,14 +761,14 @@ fn refusal(e: AdminError) -> Response {
         );
     }
     match e {
-        AdminError::CallerGone => ApiError::invalid_token().into_response(),
+        AdminError::CallerGone => VedauthError::invalid_token().into_response(),
         AdminError::Unavailable(source) => {
             tracing::warn!(error = %source, "administration call failed: unavailable");
-            ApiError::unavailable(5, "The service is temporarily unavailable; retry shortly")
+            VedauthError::unavailable(5, "The service is temporarily unavailable; retry shortly")
                 .into_response()
         }
         // NoRole, and anything a future variant leaves unmapped: no rights.
-        _ => ApiError::new(
+        _ => VedauthError::new(
             StatusCode::UNAUTHORIZED,
             "insufficient_rights",
             "The underlying user account does not have sufficient permissions for this request",
@@ -777,18 +779,18 @@ fn refusal(e: AdminError) -> Response {
 
 /// The body, at most [`MAX_BODY`] bytes: 413 beyond (refused before reading when the
 /// declared length already says so).
-async fn read_body(headers: &HeaderMap, body: HttpBody) -> Result<Vec<u8>, ApiError> {
+async fn read_body(headers: &HeaderMap, body: HttpBody) -> Result<Vec<u8>, VedauthError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(ApiError::too_large());
+        return Err(VedauthError::too_large());
     }
     match Limited::new(body, MAX_BODY).collect().await {
         Ok(collected) => Ok(collected.to_bytes().to_vec()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::too_large()),
-        Err(_) => Err(ApiError::malformed()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(VedauthError::too_large()),
+        Err(_) => Err(VedauthError::malformed()),
     }
 }
 
@@ -797,12 +799,12 @@ pub async fn dispatch(
     op: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: HttpBody,
-) -> Result<Response, ApiError> {
+) -> Result<Response, VedauthError> {
     // A name that does not decode (`%ff`) is no operation either.
     let kind = op
         .ok()
         .and_then(|Path(op)| OpKind::from_name(&op))
-        .ok_or_else(ApiError::not_found)?;
+        .ok_or_else(VedauthError::not_found)?;
     // Layer 1: a token with the admin scope (any privilege), before any of the body is read.
     let grant = authorize(&app, &headers, Requirement::Scope("admin", None)).await?;
     let admin = Admin::new(&app);
@@ -815,7 +817,7 @@ pub async fn dispatch(
     let op = match AdminOp::parse(kind, &body) {
         Ok(op) => op,
         Err(Reject::BadRequest(msg)) => {
-            return Err(ApiError::new(
+            return Err(VedauthError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
                 msg,

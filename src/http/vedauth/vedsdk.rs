@@ -8,8 +8,10 @@ use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
+use super::super::common::{bearer, json_response};
+use super::super::ApiState;
 use super::error::reason_phrase;
-use super::{bearer, json_response, ApiError, ApiState};
+use super::VedauthError;
 use crate::scope::Scope;
 use crate::store::Grant;
 
@@ -28,8 +30,8 @@ pub async fn authorize(
     app: &ApiState,
     headers: &HeaderMap,
     need: Requirement,
-) -> Result<Arc<Grant>, ApiError> {
-    let token = bearer(headers).ok_or_else(ApiError::invalid_token)?;
+) -> Result<Arc<Grant>, VedauthError> {
+    let token = bearer(headers).ok_or_else(VedauthError::invalid_token)?;
     let grant = app.engine.verify(token).await?;
     if let Requirement::Scope(name, privilege) = need {
         let scope = Scope::parse(&grant.scope).unwrap_or_default();
@@ -38,7 +40,7 @@ pub async fn authorize(
                 Some(p) => format!("{name}:{p}"),
                 None => name.to_string(),
             };
-            return Err(ApiError::insufficient_scope(&required));
+            return Err(VedauthError::insufficient_scope(&required));
         }
     }
     Ok(grant)
@@ -51,7 +53,7 @@ pub async fn ping() -> Response {
 pub async fn version(
     State(app): State<ApiState>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, VedauthError> {
     authorize(&app, &headers, Requirement::Any).await?;
     Ok(json_response(
         StatusCode::OK,
@@ -75,16 +77,16 @@ struct IdentityEntry {
 pub async fn identity_self(
     State(app): State<ApiState>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, VedauthError> {
     let grant = authorize(&app, &headers, Requirement::Any).await?;
     let principal = app
         .engine
         .identities()
         .resolve(&grant.identity)
         .await
-        .map_err(|e| ApiError::from(crate::grants::GrantError::from(e)))?
+        .map_err(|e| VedauthError::from(crate::grants::GrantError::from(e)))?
         // The grant outlived its user (removed since): the token no longer names anyone.
-        .ok_or_else(ApiError::invalid_token)?;
+        .ok_or_else(VedauthError::invalid_token)?;
     let full_name = if principal.prefix == "local" {
         format!("\\VED\\Identity\\{}", principal.name)
     } else {

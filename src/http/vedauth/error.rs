@@ -9,14 +9,14 @@ use serde::Serialize;
 
 use crate::grants::GrantError;
 
-use super::json_response;
+use super::super::common::{json_response, CommonError};
 
 pub const MALFORMED: &str = "The request is missing a required parameter or is otherwise malformed";
 pub const INVALID_TOKEN: &str =
     "The access token provided is expired, revoked, malformed, or invalid for other reasons";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
+pub struct VedauthError {
     pub status: StatusCode,
     pub error: &'static str,
     /// A fixed text of ours, or one built with request data (which never goes in the status
@@ -35,7 +35,7 @@ struct Body<'a> {
     error_description: &'a str,
 }
 
-impl ApiError {
+impl VedauthError {
     pub fn new(
         status: StatusCode,
         error: &'static str,
@@ -96,7 +96,26 @@ impl ApiError {
     }
 }
 
-impl From<GrantError> for ApiError {
+impl From<CommonError> for VedauthError {
+    fn from(e: CommonError) -> Self {
+        match e {
+            CommonError::Malformed => Self::malformed(),
+            CommonError::TooLarge => Self::too_large(),
+            CommonError::RateLimited { retry_after } => Self {
+                retry_after: Some(retry_after),
+                ..Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "slow_down",
+                    "Too many requests; slow down and retry later",
+                )
+            },
+            CommonError::NotFound => Self::not_found(),
+            CommonError::MethodNotAllowed => Self::method_not_allowed(),
+        }
+    }
+}
+
+impl From<GrantError> for VedauthError {
     fn from(e: GrantError) -> Self {
         use GrantError::*;
         use StatusCode as S;
@@ -179,7 +198,7 @@ pub fn reason_phrase(s: &str) -> Option<hyper::ext::ReasonPhrase> {
     hyper::ext::ReasonPhrase::try_from(s.as_bytes().to_vec()).ok()
 }
 
-impl IntoResponse for ApiError {
+impl IntoResponse for VedauthError {
     fn into_response(self) -> Response {
         let mut res = json_response(
             self.status,

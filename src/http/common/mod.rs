@@ -1,0 +1,173 @@
+//! What every face shares: the client's address (always resolved), bearer extraction, body
+//! parameters, JSON replies, the per-address rate limit, and the failures these pieces can have
+//! ([`CommonError`]), which each face renders in its own error shape.
+
+pub mod client;
+mod params;
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderMap, HeaderValue, Request, StatusCode};
+use serde::Serialize;
+
+pub use client::Limiter;
+pub use params::Params;
+
+/// Largest request body accepted (protocol.md: requests).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// What the shared pieces refuse; each face turns it into its own error shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommonError {
+    /// A body that does not parse, or a parameter of the wrong type.
+    Malformed,
+    /// A body over [`MAX_BODY`].
+    TooLarge,
+    /// The address went over its rate; it may try again after this many seconds.
+    RateLimited {
+        retry_after: u64,
+    },
+    NotFound,
+    MethodNotAllowed,
+}
+
+impl CommonError {
+    pub fn status(self) -> StatusCode {
+        match self {
+            CommonError::Malformed => StatusCode::BAD_REQUEST,
+            CommonError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            CommonError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            CommonError::NotFound => StatusCode::NOT_FOUND,
+            CommonError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+}
+
+/// Faces take these as `Result<_, CommonError>` and render them their own way; this plain
+/// OAuth-style JSON is only what an extractor answers when a handler does not.
+impl IntoResponse for CommonError {
+    fn into_response(self) -> Response {
+        let error = match self {
+            CommonError::RateLimited { .. } => "slow_down",
+            _ => "invalid_request",
+        };
+        json_response(self.status(), &serde_json::json!({ "error": error }))
+    }
+}
+
+/// A JSON reply with the content type vcert-python insists on.
+pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut res = (status, bytes).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    res
+}
+
+/// Token responses must not be cached by anything in between.
+pub fn no_store(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res
+}
+
+/// The bearer token of a request, if it has one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The peer's address, put on every request by the listener.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// The client's address (through trusted proxies), for rate limits and the audit trail. Every
+/// request has one: [`resolve_client`] runs before any route.
+#[derive(Debug, Clone, Copy)]
+pub struct Client(pub IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        // Only a request that did not come through the listener (none in the server) lacks
+        // one; it is nobody's address but our own.
+        Ok(parts
+            .extensions
+            .get::<Client>()
+            .copied()
+            .unwrap_or(Client(IpAddr::from([127, 0, 0, 1]))))
+    }
+}
+
+/// Puts the client's address on the request, for every route.
+pub async fn resolve_client(
+    axum::extract::State(limiter): axum::extract::State<Limiter>,
+    mut req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    let peer = req
+        .extensions()
+        .get::<PeerAddr>()
+        .map(|p| p.0.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let ip = limiter.client(peer, req.headers());
+    req.extensions_mut().insert(Client(ip));
+    next.run(req).await
+}
+
+/// The per-address rate limit of a face's token endpoints: refused before any other work (and
+/// so before any password hashing), in the face's error shape `E`.
+pub async fn rate_limit<E: From<CommonError> + IntoResponse>(
+    axum::extract::State(limiter): axum::extract::State<Limiter>,
+    Client(ip): Client,
+    req: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Err(wait) = limiter.check(ip) {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        tracing::info!(client = %ip, "rate limited");
+        return E::from(CommonError::RateLimited {
+            retry_after: secs.max(1),
+        })
+        .into_response();
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_parsing() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc=="),
+        );
+        assert_eq!(bearer(&h), Some("abc=="));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer   x "),
+        );
+        assert_eq!(bearer(&h), Some("x"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic x"));
+        assert_eq!(bearer(&h), None);
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
+        assert_eq!(bearer(&h), None);
+    }
+}

@@ -1,0 +1,55 @@
+//! The HTTP faces. Each face parses its wire, calls the use cases (the grant core, the
+//! administration core) and renders their answers and errors in its own shape; none reaches the
+//! store or the audit trail. `common` holds what the faces share; `ops` the operations
+//! endpoints (health, readiness, metrics).
+
+pub mod common;
+pub mod ops;
+pub mod vedauth;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use http::Request;
+
+use crate::app::App;
+use vedauth::VedauthError;
+
+pub type ApiState = Arc<App>;
+
+/// Every face's routes and the operations endpoints, behind the request middleware (request
+/// id, span, metrics, access log) and the client-address resolution.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .merge(vedauth::router(state.clone()))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        // Paths no face knows are answered in VEDauth's shape, the server's first face.
+        .fallback(|| async { VedauthError::not_found() })
+        .method_not_allowed_fallback(|| async { VedauthError::method_not_allowed() })
+        .layer(axum::middleware::from_fn_with_state(
+            state.limiter.clone(),
+            common::resolve_client,
+        ))
+        .layer(axum::middleware::from_fn(crate::telemetry::observe))
+        .with_state(state)
+}
+
+/// The router behind the VEDauth face's path folding, as one service for the connection loop.
+pub fn service(
+    state: ApiState,
+) -> impl tower::Service<
+    Request<Body>,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone
+       + Send
+       + 'static {
+    use tower::ServiceExt;
+    router(state).map_request(vedauth::fold_path::<Body>)
+}
