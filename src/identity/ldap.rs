@@ -109,13 +109,13 @@ impl DirectoryProvider {
     /// The filter for a login name. For AD a UPN matches too: `name@dns_domain`, or the name
     /// itself when it contains `@` (`AD+N:user@domain`).
     fn login_filter(&self, name: &str) -> String {
-        let v = escape::filter_value(name);
+        let v = ldap3::ldap_escape(name);
         let mut alternatives = vec![format!("({}={v})", self.s.login_attribute)];
         if self.s.kind == DirectoryKind::Ad {
             if let Some(dns) = &self.s.dns_domain {
                 alternatives.push(format!(
                     "(userPrincipalName={v}@{})",
-                    escape::filter_value(dns)
+                    ldap3::ldap_escape(dns.as_str())
                 ));
             }
             if name.contains('@') {
@@ -171,7 +171,7 @@ impl DirectoryProvider {
                         format!(
                             "({}={})",
                             self.s.group_member_attribute,
-                            escape::filter_value(d)
+                            ldap3::ldap_escape(d.as_str())
                         )
                     })
                     .collect();
@@ -305,7 +305,7 @@ impl IdentityProvider for DirectoryProvider {
                 None => return Ok(None),
             },
             DirectoryKind::Ldap if universal.is_empty() => return Ok(None),
-            DirectoryKind::Ldap => escape::filter_value(universal),
+            DirectoryKind::Ldap => ldap3::ldap_escape(universal).into_owned(),
         };
         let filter = format!("(&{}({}={value}))", self.s.user_filter, self.s.id_attribute);
         let found = self.find_users(&filter).await?;
