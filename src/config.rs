@@ -311,6 +311,7 @@ pub const KEYS: &[Key] = &[
     Key { path: "lockout.threshold", kind: Kind::Int, doc: "Failed logins within the window that lock the identity." },
     Key { path: "lockout.window_secs", kind: Kind::Int, doc: "Seconds over which failed logins are counted." },
     Key { path: "lockout.duration_secs", kind: Kind::Int, doc: "Seconds a locked identity stays locked (vedauth user unlock ends it early)." },
+    Key { path: "lockout.wait_secs", kind: Kind::Int, doc: "Seconds an attempt waits for its turn while threshold checks of the same identity are under way (503 after that)." },
     Key { path: "audit.path", kind: Kind::Str, doc: "Audit trail file; empty = <data-dir>/audit.log, \"-\" = standard output, \"off\" = none." },
     Key { path: "audit.fail_closed", kind: Kind::Bool, doc: "Refuse requests (503) when an audit event cannot be written." },
     Key { path: "rate_limit.enabled", kind: Kind::Bool, doc: "Rate-limit the authorize, token and revoke endpoints per client address." },
@@ -534,6 +535,18 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "lockout.threshold",
                 message: "must be at least 1 (or set enabled = false)".into(),
+            });
+        }
+        if self.lockout.enabled
+            && (self.lockout.wait_secs == 0
+                || self.lockout.wait_secs >= self.http.request_timeout_secs)
+        {
+            return Err(ConfigError::Invalid {
+                key: "lockout.wait_secs",
+                message: format!(
+                    "must be at least 1 and less than http.request_timeout_secs ({}), so that a waiting login gets a 503 rather than a timeout",
+                    self.http.request_timeout_secs
+                ),
             });
         }
         if !self.metrics.listen.is_empty() {

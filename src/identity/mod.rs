@@ -280,22 +280,27 @@ impl Identities {
                 locked_until: None,
             });
         };
-        if let Begin::Locked { .. } = lockout.begin(&id).await? {
-            // Same cost as a real check, so that a locked account does not answer faster.
-            self.pool.verify_dummy(password.clone()).await?;
-            return Ok(Attempt {
-                outcome: AuthOutcome::Rejected(RejectCause::Locked),
-                identity: Some(id),
-                locked_until: None,
-            });
-        }
+        let reservation = match lockout.begin(&id).await? {
+            Begin::Allowed(r) => r,
+            Begin::Locked { .. } => {
+                // Same cost as a real check, so that a locked account does not answer faster.
+                self.pool.verify_dummy(password.clone()).await?;
+                return Ok(Attempt {
+                    outcome: AuthOutcome::Rejected(RejectCause::Locked),
+                    identity: Some(id),
+                    locked_until: None,
+                });
+            }
+            // Too many checks of this identity under way for too long: "retry", not a verdict.
+            Begin::Busy => return Err(IdpError::Overloaded),
+        };
         let result = p.authenticate(name, password).await;
         let verdict = match &result {
             Ok(AuthOutcome::Authenticated(_)) => Outcome::Success,
             Ok(AuthOutcome::Rejected(RejectCause::WrongPassword)) => Outcome::Failure,
             _ => Outcome::Neutral,
         };
-        let locked_until = lockout.end(&id, verdict).await?;
+        let locked_until = reservation.end(verdict).await?;
         let outcome = result?;
         self.equalize(p, &outcome, password).await?;
         Ok(Attempt {

@@ -10,6 +10,7 @@ mod dirsrv;
 mod hostile;
 mod ldap;
 mod lifecycle;
+mod lockout;
 mod multinode;
 mod openapi;
 mod ops;
