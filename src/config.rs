@@ -54,6 +54,8 @@ pub struct Config {
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
     pub shutdown_grace_secs: u64,
     pub password_hash: PasswordHashConfig,
+    /// What local users' new passwords must be.
+    pub password_policy: crate::password::PasswordPolicy,
     pub tokens: TokenConfig,
     pub lockout: crate::lockout::LockoutPolicy,
     pub audit: crate::audit::AuditConfig,
@@ -256,6 +258,7 @@ impl Default for Config {
             password_hash: PasswordHashConfig::default(),
             tokens: TokenConfig::default(),
             lockout: Default::default(),
+            password_policy: Default::default(),
             audit: Default::default(),
             rate_limit: RateLimitConfig::default(),
             http: HttpConfig::default(),
@@ -299,6 +302,7 @@ pub const KEYS: &[Key] = &[
     Key { path: "password_hash.parallelism", kind: Kind::Int, doc: "argon2id lanes." },
     Key { path: "password_hash.threads", kind: Kind::Int, doc: "Password-hashing threads; 0 = one per core." },
     Key { path: "password_hash.queue", kind: Kind::Int, doc: "Hashing jobs that may wait for a thread before requests are refused with 503; 0 = 32 per thread." },
+    Key { path: "password_policy.min_length", kind: Kind::Int, doc: "Fewest characters a local user's new password may have." },
     Key { path: "tokens.refresh_reuse_detection", kind: Kind::Bool, doc: "Revoke the whole grant when an already rotated refresh token is presented again (off: TPP clients do not expect it)." },
     Key { path: "tokens.verify_cache_ttl_secs", kind: Kind::Int, doc: "Seconds a verified token stays in the verify cache; the bound on how long another process's revocation can go unseen. 0 disables the cache." },
     Key { path: "tokens.verify_cache_capacity", kind: Kind::Int, doc: "Entries in the verify cache." },
@@ -535,6 +539,16 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "lockout.threshold",
                 message: "must be at least 1 (or set enabled = false)".into(),
+            });
+        }
+        let min = self.password_policy.min_length;
+        if min == 0 || min > crate::password::MAX_PASSWORD_CHARS {
+            return Err(ConfigError::Invalid {
+                key: "password_policy.min_length",
+                message: format!(
+                    "must be between 1 and {}",
+                    crate::password::MAX_PASSWORD_CHARS
+                ),
             });
         }
         if self.lockout.enabled
