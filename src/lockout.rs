@@ -11,7 +11,7 @@
 //! slots for the line. A waiter is answered "locked" only when the identity is locked; one that
 //! cannot get a slot within `wait_secs` is answered [`Begin::Busy`] (503), never "locked".
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -52,6 +52,10 @@ impl Default for LockoutPolicy {
 const STALE_PENDING_SECS: i64 = 60;
 /// How often the head of a line re-reads the store while another node holds slots.
 const REMOTE_POLL: Duration = Duration::from_millis(25);
+/// Most records of unknown names this process remembers to delete (about 100 bytes each).
+/// Past it, further ones stay in the store until a later attempt at the same name settles
+/// them; the per-address rate limit keeps that far away.
+const MAX_FORGET: usize = 100_000;
 
 #[derive(Debug)]
 pub enum Begin {
@@ -112,12 +116,20 @@ impl Drop for GateUse {
     }
 }
 
+/// Records to delete once they count nothing any more, in the order they become due.
+#[derive(Debug, Default)]
+struct Forget {
+    due: VecDeque<(UnixTime, String)>,
+    sweeping: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Lockout {
     store: SharedStore,
     clock: SharedClock,
     policy: LockoutPolicy,
     gates: Gates,
+    forget: Arc<Mutex<Forget>>,
 }
 
 /// A reserved password check. Report its result with [`Reservation::end`]; dropped without
@@ -163,6 +175,7 @@ impl Lockout {
             clock,
             policy,
             gates: Arc::default(),
+            forget: Arc::default(),
         }
     }
 
@@ -318,6 +331,79 @@ impl Lockout {
                 .await?
             {
                 return Ok(locked_now);
+            }
+        }
+    }
+
+    /// Asks for `key`'s record to be deleted once its window and any lock are over. For keys
+    /// that no identity owns (the digests of unknown names), whose records would otherwise
+    /// pile up, one per name anybody ever tried. Deletion runs in the background.
+    pub fn forget_when_idle(&self, key: &str) {
+        let now = self.clock.now();
+        let due = now
+            .saturating_add(self.policy.window_secs.max(self.policy.duration_secs))
+            .saturating_add(1);
+        let start = {
+            let mut f = match self.forget.lock() {
+                Ok(f) => f,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if f.due.len() < MAX_FORGET {
+                f.due.push_back((due, key.to_string()));
+            }
+            let ready = f.due.front().is_some_and(|(at, _)| *at <= now);
+            let start = ready && !f.sweeping;
+            if start {
+                f.sweeping = true;
+            }
+            start
+        };
+        if start {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let this = self.clone();
+                rt.spawn(async move { this.sweep_forgotten().await });
+            } else if let Ok(mut f) = self.forget.lock() {
+                f.sweeping = false;
+            }
+        }
+    }
+
+    /// Deletes the due records that count nothing any more (no failures in the window, no
+    /// lock, no check under way). One at a time: this is background work.
+    async fn sweep_forgotten(&self) {
+        loop {
+            let now = self.clock.now();
+            let next = {
+                let mut f = match self.forget.lock() {
+                    Ok(f) => f,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                match f.due.front() {
+                    Some((at, _)) if *at <= now => f.due.pop_front().map(|(_, k)| k),
+                    _ => {
+                        f.sweeping = false;
+                        None
+                    }
+                }
+            };
+            let Some(key) = next else { return };
+            let idle = match self.store.lockout(&key).await {
+                Ok(Some(mut rec)) => {
+                    self.settle(&mut rec, now);
+                    rec.failures == 0 && rec.pending == 0 && rec.locked_until == 0
+                }
+                Ok(None) => false,
+                Err(e) => {
+                    tracing::debug!(error = %e, "lockout sweep could not read a record");
+                    false
+                }
+            };
+            // Racing a new attempt at the same name loses at most that attempt's count, for a
+            // name nobody has.
+            if idle {
+                if let Err(e) = self.store.delete_lockout(&key).await {
+                    tracing::debug!(error = %e, "lockout sweep could not delete a record");
+                }
             }
         }
     }
