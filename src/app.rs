@@ -158,6 +158,7 @@ impl From<&App> for crate::admin::Ports {
             clock: app.clock.clone(),
             revocations: Arc::new(app.engine.clone()),
             hasher: app.pool.clone(),
+            password_policy: app.config.password_policy.clone(),
         }
     }
 }

@@ -54,6 +54,8 @@ pub struct Config {
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
     pub shutdown_grace_secs: u64,
     pub password_hash: PasswordHashConfig,
+    /// What local users' new passwords must be.
+    pub password_policy: crate::password::PasswordPolicy,
     pub tokens: TokenConfig,
     pub lockout: crate::lockout::LockoutPolicy,
     pub audit: crate::audit::AuditConfig,
@@ -277,6 +279,7 @@ impl Default for Config {
             password_hash: PasswordHashConfig::default(),
             tokens: TokenConfig::default(),
             lockout: Default::default(),
+            password_policy: Default::default(),
             audit: Default::default(),
             rate_limit: RateLimitConfig::default(),
             http: HttpConfig::default(),
@@ -320,6 +323,7 @@ pub const KEYS: &[Key] = &[
     Key { path: "password_hash.parallelism", kind: Kind::Int, doc: "argon2id lanes." },
     Key { path: "password_hash.threads", kind: Kind::Int, doc: "Password-hashing threads; 0 = one per core." },
     Key { path: "password_hash.queue", kind: Kind::Int, doc: "Hashing jobs that may wait for a thread before requests are refused with 503; 0 = 32 per thread." },
+    Key { path: "password_policy.min_length", kind: Kind::Int, doc: "Fewest characters a local user's new password may have." },
     Key { path: "tokens.refresh_reuse_detection", kind: Kind::Bool, doc: "Revoke the whole grant when an already rotated refresh token is presented again (off: TPP clients do not expect it)." },
     Key { path: "tokens.verify_cache_ttl_secs", kind: Kind::Int, doc: "Seconds a verified token stays in the verify cache; the bound on how long another process's revocation can go unseen. 0 disables the cache." },
     Key { path: "tokens.verify_cache_capacity", kind: Kind::Int, doc: "Entries in the verify cache." },
@@ -332,6 +336,7 @@ pub const KEYS: &[Key] = &[
     Key { path: "lockout.threshold", kind: Kind::Int, doc: "Failed logins within the window that lock the identity." },
     Key { path: "lockout.window_secs", kind: Kind::Int, doc: "Seconds over which failed logins are counted." },
     Key { path: "lockout.duration_secs", kind: Kind::Int, doc: "Seconds a locked identity stays locked (vedauth user unlock ends it early)." },
+    Key { path: "lockout.wait_secs", kind: Kind::Int, doc: "Seconds an attempt waits for its turn while threshold checks of the same identity are under way (503 after that)." },
     Key { path: "audit.path", kind: Kind::Str, doc: "Audit trail file; empty = <data-dir>/audit.log, \"-\" = standard output, \"off\" = none." },
     Key { path: "audit.fail_closed", kind: Kind::Bool, doc: "Refuse requests (503) when an audit event cannot be written (false: log the loss and go on)." },
     Key { path: "rate_limit.enabled", kind: Kind::Bool, doc: "Rate-limit the authorize, token and revoke endpoints per client address." },
@@ -561,6 +566,28 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "lockout.threshold",
                 message: "must be at least 1 (or set enabled = false)".into(),
+            });
+        }
+        let min = self.password_policy.min_length;
+        if min == 0 || min > crate::password::MAX_PASSWORD_CHARS {
+            return Err(ConfigError::Invalid {
+                key: "password_policy.min_length",
+                message: format!(
+                    "must be between 1 and {}",
+                    crate::password::MAX_PASSWORD_CHARS
+                ),
+            });
+        }
+        if self.lockout.enabled
+            && (self.lockout.wait_secs == 0
+                || self.lockout.wait_secs >= self.http.request_timeout_secs)
+        {
+            return Err(ConfigError::Invalid {
+                key: "lockout.wait_secs",
+                message: format!(
+                    "must be at least 1 and less than http.request_timeout_secs ({}), so that a waiting login gets a 503 rather than a timeout",
+                    self.http.request_timeout_secs
+                ),
             });
         }
         if !self.metrics.listen.is_empty() {

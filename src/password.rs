@@ -65,6 +65,63 @@ impl HashParams {
     }
 }
 
+/// What a local user's new password must be. Only length is required, as NIST SP 800-63B
+/// recommends: composition rules ("a digit and a symbol") make passwords harder to remember,
+/// not harder to guess. Directory users' passwords are the directory's business.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordPolicy {
+    /// Fewest characters (Unicode scalar values, so "ü" is one) a new password may have.
+    pub min_length: usize,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self { min_length: 12 }
+    }
+}
+
+/// The most characters a password may have: enough for any passphrase or generated secret,
+/// and a bound on what reaches the hasher.
+pub const MAX_PASSWORD_CHARS: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordPolicyError {
+    #[error(
+        "the password is too short: {actual} characters, at least {min} characters are required"
+    )]
+    TooShort { min: usize, actual: usize },
+    #[error("the password is too long: {actual} characters, at most {max} are allowed")]
+    TooLong { max: usize, actual: usize },
+    #[error("the password consists only of spaces")]
+    Blank,
+}
+
+impl PasswordPolicy {
+    /// Whether `password` may become a local user's password. Administration calls this when a
+    /// user is created and when a password is changed.
+    pub fn check(&self, password: &Secret) -> Result<(), PasswordPolicyError> {
+        let text = password.expose();
+        let actual = text.chars().count();
+        if actual < self.min_length {
+            return Err(PasswordPolicyError::TooShort {
+                min: self.min_length,
+                actual,
+            });
+        }
+        if actual > MAX_PASSWORD_CHARS {
+            return Err(PasswordPolicyError::TooLong {
+                max: MAX_PASSWORD_CHARS,
+                actual,
+            });
+        }
+        if text.chars().all(char::is_whitespace) {
+            return Err(PasswordPolicyError::Blank);
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
     #[error("invalid hash parameters: {0}")]
@@ -379,6 +436,43 @@ mod tests {
         assert!(verify_now(&new, &rehash, "pw").is_ok_and(|v| v.ok && v.rehash.is_none()));
         // A wrong password never yields a rehash.
         assert!(verify_now(&new, &h, "nope").is_ok_and(|v| !v.ok && v.rehash.is_none()));
+    }
+
+    #[test]
+    fn policy_requires_a_minimum_length() {
+        let p = PasswordPolicy::default();
+        assert_eq!(p.min_length, 12);
+        assert_eq!(
+            p.check(&Secret::new("short-pw")),
+            Err(PasswordPolicyError::TooShort { min: 12, actual: 8 })
+        );
+        assert!(p.check(&Secret::new("twelve-chars")).is_ok());
+        // Characters, not bytes: twelve umlauts are twelve characters.
+        assert!(p.check(&Secret::new("ü".repeat(12))).is_ok());
+        assert_eq!(
+            p.check(&Secret::new("ü".repeat(11))),
+            Err(PasswordPolicyError::TooShort {
+                min: 12,
+                actual: 11
+            })
+        );
+        assert_eq!(
+            p.check(&Secret::new(" ".repeat(20))),
+            Err(PasswordPolicyError::Blank)
+        );
+        assert_eq!(
+            p.check(&Secret::new("x".repeat(MAX_PASSWORD_CHARS + 1))),
+            Err(PasswordPolicyError::TooLong {
+                max: MAX_PASSWORD_CHARS,
+                actual: MAX_PASSWORD_CHARS + 1
+            })
+        );
+        let lax = PasswordPolicy { min_length: 4 };
+        assert!(lax.check(&Secret::new("abcd")).is_ok());
+        assert_eq!(
+            PasswordPolicyError::TooShort { min: 12, actual: 8 }.to_string(),
+            "the password is too short: 8 characters, at least 12 characters are required"
+        );
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@ impl TokenDigest {
         Self(Sha256::digest(token.as_bytes()).into())
     }
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.0)
     }
     pub fn from_slice(b: &[u8]) -> Option<Self> {
         <[u8; 32]>::try_from(b).ok().map(Self)

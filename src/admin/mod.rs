@@ -27,7 +27,7 @@ use crate::clock::SharedClock;
 use crate::grants::{Engine, GrantError};
 use crate::identity::lookup::{Lookup, Named, ACCEPTED_FORMS};
 use crate::identity::Identities;
-use crate::password::HashPool;
+use crate::password::{HashPool, PasswordPolicy};
 use crate::scope::Scope;
 use crate::store::{GrantFilter, Lifetime, SharedStore, StoreError};
 use crate::token::TokenDigest;
@@ -191,6 +191,8 @@ pub struct Ports {
     pub revocations: Arc<dyn Revocations>,
     /// Hashes new passwords (off the async runtime).
     pub hasher: HashPool,
+    /// What a new local password must be.
+    pub password_policy: PasswordPolicy,
 }
 
 /// The administration operations. Cheap to clone.
@@ -201,6 +203,7 @@ pub struct Admin {
     identities: Arc<Identities>,
     clock: SharedClock,
     hasher: HashPool,
+    password_policy: PasswordPolicy,
 }
 
 impl Admin {
@@ -212,6 +215,7 @@ impl Admin {
             identities: p.identities,
             clock: p.clock,
             hasher: p.hasher,
+            password_policy: p.password_policy,
         }
     }
 

@@ -9,33 +9,23 @@ use serde_json::{json, Map, Value};
 use super::audited::{Change, Summary};
 use super::policy::Need;
 use super::{Admin, AdminError, AdminResult, Caller, Entity};
+use crate::identity::names::normalize_user_name;
+use crate::password::PasswordPolicy;
 use crate::secret::Secret;
 use crate::store::{GrantFilter, StoreError, User};
 
-/// The fewest characters a new local password may have.
-pub const MIN_PASSWORD_CHARS: usize = 12;
-
-/// Checks a new user's name and returns the form to store. Today: not empty, and without the
-/// characters that start other username forms (`:` for prefixes, `\` for domains).
+/// Checks a new user's name and returns the form to store: RFC 8265's username profile
+/// (`identity::names`), which also refuses the characters that start other username forms (`:`
+/// for prefixes, `\` for domains), invisible and control characters and reserved words.
 pub fn validate_new_user_name(name: &str) -> AdminResult<String> {
-    if name.is_empty() || name.contains(':') || name.contains('\\') {
-        return Err(AdminError::invalid(
-            "name",
-            "a user name must be non-empty and contain neither ':' nor '\\'",
-        ));
-    }
-    Ok(name.to_string())
+    normalize_user_name(name).map_err(|e| AdminError::invalid("name", e.to_string()))
 }
 
-/// Checks a new password: at least [`MIN_PASSWORD_CHARS`] characters.
-pub fn validate_new_password(password: &Secret) -> AdminResult<()> {
-    if password.expose().chars().count() < MIN_PASSWORD_CHARS {
-        return Err(AdminError::invalid(
-            "password",
-            format!("a password must have at least {MIN_PASSWORD_CHARS} characters"),
-        ));
-    }
-    Ok(())
+/// Checks a new password against the configured policy.
+pub fn validate_new_password(policy: &PasswordPolicy, password: &Secret) -> AdminResult<()> {
+    policy
+        .check(password)
+        .map_err(|e| AdminError::invalid("password", e.to_string()))
 }
 
 /// A user to add.
@@ -137,7 +127,7 @@ impl Admin {
             .run(caller, Change::AddUser, detail, |w| async move {
                 caller.check(Need::Admin)?;
                 let name = validate_new_user_name(&new.name)?;
-                validate_new_password(&new.password)?;
+                validate_new_password(&self.password_policy, &new.password)?;
                 let user = User {
                     id: uuid::Uuid::new_v4().to_string(),
                     name,
@@ -174,7 +164,7 @@ impl Admin {
                 json!({"user": name}),
                 |w| async move {
                     caller.check(Need::Admin)?;
-                    validate_new_password(&password)?;
+                    validate_new_password(&self.password_policy, &password)?;
                     let user = self.existing_user(name).await?;
                     let hash = self.hasher.hash(password).await?;
                     if !w
@@ -365,13 +355,21 @@ mod tests {
             validate_new_user_name("alice").ok().as_deref(),
             Some("alice")
         );
-        for bad in ["", "a:b", "dom\\user"] {
+        // Stored in the profile's form: a full-width or capitalised spelling is the same name.
+        assert_eq!(
+            validate_new_user_name("ＡＬＩＣＥ").ok().as_deref(),
+            Some("alice")
+        );
+        for bad in ["", "a:b", "dom\\user", "everyone", "a\u{200b}b", "a\tb"] {
             assert!(validate_new_user_name(bad).is_err(), "{bad:?}");
         }
-        assert!(validate_new_password(&Secret::new("Only-11-chr")).is_err());
-        assert!(validate_new_password(&Secret::new("Exactly-12ch")).is_ok());
+        let policy = PasswordPolicy::default();
+        assert!(validate_new_password(&policy, &Secret::new("Only-11-chr")).is_err());
+        assert!(validate_new_password(&policy, &Secret::new("Exactly-12ch")).is_ok());
         // Characters, not bytes: twelve two-byte letters are twelve.
-        assert!(validate_new_password(&Secret::new("éééééééééééé")).is_ok());
-        assert!(validate_new_password(&Secret::new("ééééééééééé")).is_err());
+        assert!(validate_new_password(&policy, &Secret::new("éééééééééééé")).is_ok());
+        assert!(validate_new_password(&policy, &Secret::new("ééééééééééé")).is_err());
+        let short = PasswordPolicy { min_length: 4 };
+        assert!(validate_new_password(&short, &Secret::new("four")).is_ok());
     }
 }

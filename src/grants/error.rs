@@ -64,6 +64,7 @@ pub fn reject_word(cause: RejectCause) -> &'static str {
         RejectCause::Disabled => "disabled",
         RejectCause::Locked => "locked",
         RejectCause::EmptyPassword => "empty_password",
+        RejectCause::InvalidName => "invalid_name",
     }
 }
 

@@ -13,6 +13,7 @@ pub mod escape;
 mod lookup;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -20,8 +21,10 @@ use async_trait::async_trait;
 use self::config::Settings;
 pub use self::config::{DirectoryConfigError, DirectoryKind, LdapConfig};
 use self::conn::{Connector, Entry, Failure, Pool};
-use super::{AuthOutcome, Identify, IdentityProvider, IdpError, Principal, RejectCause};
-use crate::secret::Secret;
+use super::{
+    AuthOutcome, Candidate, Credential, Identify, IdentityProvider, IdpError, Principal,
+    RejectCause,
+};
 
 /// Member DNs per group search: keeps filters small when many groups are walked at once.
 const MEMBERS_PER_SEARCH: usize = 32;
@@ -32,6 +35,21 @@ pub struct DirectoryProvider {
     s: Settings,
     connector: Arc<Connector>,
     pool: Pool,
+    /// Searches sent to the directory since start (users and groups).
+    searches: AtomicU64,
+}
+
+/// What `identify` found for a login name, checked by `authenticate` without searching again.
+#[derive(Debug)]
+enum Found {
+    /// Exactly one entry; its universal when it has a usable id attribute.
+    One {
+        entry: Entry,
+        universal: Option<String>,
+        typed: String,
+    },
+    /// Several entries match the name: refused rather than guessed.
+    Ambiguous,
 }
 
 /// Builds the configured directory providers, in configured order. Nothing is contacted yet: a
@@ -87,7 +105,31 @@ impl DirectoryProvider {
         let s = config.resolve()?;
         let connector = Arc::new(Connector::new(&s));
         let pool = Pool::new(connector.clone(), &s);
-        Ok(Self { s, connector, pool })
+        Ok(Self {
+            s,
+            connector,
+            pool,
+            searches: AtomicU64::new(0),
+        })
+    }
+
+    /// Searches sent to the directory since start (user lookups and group walks).
+    pub fn searches(&self) -> u64 {
+        self.searches.load(Ordering::Relaxed)
+    }
+
+    async fn search(
+        &self,
+        base: &str,
+        filter: &str,
+        attrs: &[&str],
+        limit: i32,
+    ) -> Result<Vec<Entry>, IdpError> {
+        self.searches.fetch_add(1, Ordering::Relaxed);
+        self.pool
+            .search(base, filter, attrs, limit)
+            .await
+            .map_err(|m| self.unavailable(m))
     }
 
     fn unavailable(&self, message: String) -> IdpError {
@@ -110,13 +152,13 @@ impl DirectoryProvider {
     /// The filter for a login name. For AD a UPN matches too: `name@dns_domain`, or the name
     /// itself when it contains `@` (`AD+N:user@domain`).
     fn login_filter(&self, name: &str) -> String {
-        let v = escape::filter_value(name);
+        let v = ldap3::ldap_escape(name);
         let mut alternatives = vec![format!("({}={v})", self.s.login_attribute)];
         if self.s.kind == DirectoryKind::Ad {
             if let Some(dns) = &self.s.dns_domain {
                 alternatives.push(format!(
                     "(userPrincipalName={v}@{})",
-                    escape::filter_value(dns)
+                    ldap3::ldap_escape(dns.as_str())
                 ));
             }
             if name.contains('@') {
@@ -137,10 +179,7 @@ impl DirectoryProvider {
             self.s.login_attribute.as_str(),
             self.s.id_attribute.as_str(),
         ];
-        self.pool
-            .search(&self.s.base_dn, filter, &attrs, 2)
-            .await
-            .map_err(|m| self.unavailable(m))
+        self.search(&self.s.base_dn, filter, &attrs, 2).await
     }
 
     /// Prefixed names and prefixed universals of the groups that list `dn` as a member; with
@@ -172,16 +211,14 @@ impl DirectoryProvider {
                         format!(
                             "({}={})",
                             self.s.group_member_attribute,
-                            escape::filter_value(d)
+                            ldap3::ldap_escape(d.as_str())
                         )
                     })
                     .collect();
                 let filter = format!("(&{}(|{members}))", self.s.group_filter);
                 let found = self
-                    .pool
                     .search(&self.s.group_base_dn, &filter, &attrs, 0)
-                    .await
-                    .map_err(|m| self.unavailable(m))?;
+                    .await?;
                 for g in found {
                     // A cycle of groups, or a group reached twice, is walked once.
                     if !seen.insert(g.dn.to_ascii_lowercase()) {
@@ -241,45 +278,61 @@ impl IdentityProvider for DirectoryProvider {
         Some(self.find_users(&filter).await.is_ok())
     }
 
+    fn accepts(&self, credential: &Credential) -> bool {
+        matches!(credential, Credential::Password(_))
+    }
+
+    /// The one search of a login: the entry found here is the one whose password is checked.
     async fn identify(&self, name: &str) -> Result<Identify, IdpError> {
         if name.is_empty() {
             return Ok(Identify::Unknown);
         }
-        let found = self.find_users(&self.login_filter(name)).await?;
-        Ok(match found.as_slice() {
-            [] => Identify::Unknown,
-            [one] => match self.universal_of(one) {
-                Some(u) => Identify::Known(format!("{}:{u}", self.s.prefix)),
-                None => Identify::Unsupported,
-            },
-            // Ambiguous: `authenticate` refuses it.
-            _ => Identify::Unsupported,
+        let mut found = self.find_users(&self.login_filter(name)).await?;
+        Ok(match found.len() {
+            0 => Identify::Unknown,
+            1 => {
+                let entry = found.remove(0);
+                let universal = self.universal_of(&entry);
+                let identity = universal.as_ref().map(|u| format!("{}:{u}", self.s.prefix));
+                Identify::Found(Candidate::new(
+                    identity,
+                    Found::One {
+                        entry,
+                        universal,
+                        typed: name.to_string(),
+                    },
+                ))
+            }
+            _ => Identify::Found(Candidate::new(None, Found::Ambiguous)),
         })
     }
 
-    async fn authenticate(&self, name: &str, password: &Secret) -> Result<AuthOutcome, IdpError> {
+    async fn authenticate(
+        &self,
+        candidate: Candidate,
+        credential: &Credential,
+    ) -> Result<AuthOutcome, IdpError> {
+        let Credential::Password(password) = credential;
         // A simple bind with an empty password is an anonymous bind that succeeds on many
         // directories (RFC 4513 §5.1.2). `Identities` stops it too; this keeps the provider
         // safe on its own.
         if password.is_empty() {
             return Ok(AuthOutcome::Rejected(RejectCause::EmptyPassword));
         }
-        if name.is_empty() {
-            return Ok(AuthOutcome::NotMine);
-        }
         // Lockout of directory users is kept in vedauth's store and checked by `Identities`
-        // (through `identify`) before this runs, so a locked user's password never reaches the
-        // directory.
-        let found = self.find_users(&self.login_filter(name)).await?;
-        let entry = match found.as_slice() {
-            [] => return Ok(AuthOutcome::NotMine),
-            [one] => one,
-            _ => {
+        // before this runs, so a locked user's password never reaches the directory.
+        let (entry, universal, typed) = match candidate.into_handle::<Found>()? {
+            Found::One {
+                entry,
+                universal,
+                typed,
+            } => (entry, universal, typed),
+            Found::Ambiguous => {
                 tracing::warn!(provider = %self.s.prefix, "a login name matches several directory entries; refused");
                 return Ok(AuthOutcome::Rejected(RejectCause::UnknownUser));
             }
         };
-        let Some(universal) = self.universal_of(entry) else {
+        let Some(universal) = universal else {
             tracing::warn!(provider = %self.s.prefix, dn = %entry.dn, attribute = %self.s.id_attribute, "directory entry has no usable id; refused");
             return Ok(AuthOutcome::Rejected(RejectCause::UnknownUser));
         };
@@ -295,7 +348,7 @@ impl IdentityProvider for DirectoryProvider {
             Err(Failure::Unavailable(m)) => return Err(self.unavailable(m)),
         }
         Ok(AuthOutcome::Authenticated(
-            self.principal(entry, universal, name).await?,
+            self.principal(&entry, universal, &typed).await?,
         ))
     }
 
@@ -306,7 +359,7 @@ impl IdentityProvider for DirectoryProvider {
                 None => return Ok(None),
             },
             DirectoryKind::Ldap if universal.is_empty() => return Ok(None),
-            DirectoryKind::Ldap => escape::filter_value(universal),
+            DirectoryKind::Ldap => ldap3::ldap_escape(universal).into_owned(),
         };
         let filter = format!("(&{}({}={value}))", self.s.user_filter, self.s.id_attribute);
         let found = self.find_users(&filter).await?;
@@ -330,6 +383,7 @@ impl IdentityProvider for DirectoryProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::Secret;
 
     fn provider(kind: &str, extra: &str) -> DirectoryProvider {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -414,12 +468,15 @@ base_dn = "dc=corp,dc=example"
     async fn an_empty_password_never_reaches_the_directory() {
         // The URL has no server: reaching it would be `Unavailable`, not a rejection.
         let p = provider("ldap", "");
-        let out = p.authenticate("alice", &Secret::new("")).await;
+        let empty = Credential::Password(Secret::new(""));
+        let out = p
+            .authenticate(Candidate::new(None, Found::Ambiguous), &empty)
+            .await;
         assert!(
             matches!(out, Ok(AuthOutcome::Rejected(RejectCause::EmptyPassword))),
             "{out:?}"
         );
-        let out = p.authenticate("alice", &Secret::new("pw")).await;
+        let out = p.identify("alice").await;
         assert!(matches!(out, Err(IdpError::Unavailable(_))), "{out:?}");
     }
 

@@ -1,22 +1,67 @@
 //! Local users, kept in the store with argon2id hashes.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use super::lookup::{Kind, Lookup, Named, Query};
-use super::{AuthOutcome, Identify, IdentityProvider, IdpError, Principal, RejectCause};
+use super::names::normalize_user_name;
+use super::{
+    AuthOutcome, Candidate, Credential, Identify, IdentityProvider, IdpError, Principal,
+    RejectCause,
+};
 use crate::password::HashPool;
-use crate::secret::Secret;
-use crate::store::{SharedStore, User};
+use crate::store::{SharedStore, StoreResult, User};
+
+/// What the local provider needs of the store. A narrow port rather than the whole `Store`:
+/// the provider depends on three operations, and a test can count them.
+#[async_trait]
+pub trait UserSource: Send + Sync + std::fmt::Debug {
+    /// Case-insensitive lookup by name.
+    async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>>;
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
+    /// Replaces the hash only if it is still `expected`.
+    async fn replace_password_hash(
+        &self,
+        id: &str,
+        expected: Option<&str>,
+        new_hash: &str,
+    ) -> StoreResult<bool>;
+}
+
+#[async_trait]
+impl UserSource for SharedStore {
+    async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
+        self.as_ref().user_by_name(name).await
+    }
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
+        self.as_ref().user_by_id(id).await
+    }
+    async fn replace_password_hash(
+        &self,
+        id: &str,
+        expected: Option<&str>,
+        new_hash: &str,
+    ) -> StoreResult<bool> {
+        self.as_ref()
+            .replace_password_hash(id, expected, new_hash)
+            .await
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct LocalProvider {
-    store: SharedStore,
+    users: Arc<dyn UserSource>,
     pool: HashPool,
 }
 
 impl LocalProvider {
     pub fn new(store: SharedStore, pool: HashPool) -> Self {
-        Self { store, pool }
+        Self::with_users(Arc::new(store), pool)
+    }
+
+    pub fn with_users(users: Arc<dyn UserSource>, pool: HashPool) -> Self {
+        Self { users, pool }
     }
 }
 
@@ -40,17 +85,27 @@ impl IdentityProvider for LocalProvider {
         true
     }
 
+    fn accepts(&self, credential: &Credential) -> bool {
+        matches!(credential, Credential::Password(_))
+    }
+
+    /// One read of the user, by the name's canonical form. A name that has none (created
+    /// before names were normalised) is looked up as typed, so that such users can still log in.
     async fn identify(&self, name: &str) -> Result<Identify, IdpError> {
-        Ok(match self.store.user_by_name(name).await? {
-            Some(u) => Identify::Known(u.identity()),
+        let key = normalize_user_name(name).unwrap_or_else(|_| name.to_string());
+        Ok(match self.users.user_by_name(&key).await? {
+            Some(u) => Identify::Found(Candidate::new(Some(u.identity()), u)),
             None => Identify::Unknown,
         })
     }
 
-    async fn authenticate(&self, name: &str, password: &Secret) -> Result<AuthOutcome, IdpError> {
-        let Some(user) = self.store.user_by_name(name).await? else {
-            return Ok(AuthOutcome::NotMine);
-        };
+    async fn authenticate(
+        &self,
+        candidate: Candidate,
+        credential: &Credential,
+    ) -> Result<AuthOutcome, IdpError> {
+        let Credential::Password(password) = credential;
+        let user: User = candidate.into_handle()?;
         // The hash is checked even for a disabled user, so that the answer costs the same.
         let verified = self
             .pool
@@ -65,7 +120,7 @@ impl IdentityProvider for LocalProvider {
         if let Some(new_hash) = verified.rehash {
             // Only if nobody changed the password meanwhile; losing this race is harmless.
             if let Err(e) = self
-                .store
+                .users
                 .replace_password_hash(&user.id, Some(&user.password_hash), &new_hash)
                 .await
             {
@@ -77,15 +132,20 @@ impl IdentityProvider for LocalProvider {
 
     async fn resolve(&self, universal: &str) -> Result<Option<Principal>, IdpError> {
         let id = universal.trim_start_matches('{').trim_end_matches('}');
-        Ok(self.store.user_by_id(id).await?.as_ref().map(principal_of))
+        Ok(self.users.user_by_id(id).await?.as_ref().map(principal_of))
     }
 
     async fn lookup(&self, query: Query<'_>) -> Result<Lookup, IdpError> {
         let user = match query {
-            Query::Name(name) => self.store.user_by_name(name).await?,
+            // Names are stored in their normalised form; one that does not normalise may be a
+            // user made before names were normalised, looked up as typed.
+            Query::Name(name) => {
+                let n = normalize_user_name(name).unwrap_or_else(|_| name.to_string());
+                self.users.user_by_name(&n).await?
+            }
             // Only the braced form is a universal: `{uuid}`, in either case.
             Query::Universal(u) => match u.strip_prefix('{').and_then(|u| u.strip_suffix('}')) {
-                Some(id) => self.store.user_by_id(&id.to_ascii_lowercase()).await?,
+                Some(id) => self.users.user_by_id(&id.to_ascii_lowercase()).await?,
                 None => None,
             },
         };

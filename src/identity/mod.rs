@@ -1,20 +1,27 @@
-//! Identity providers: who a username and password belong to.
+//! Identity providers: who a username and a credential belong to.
 //!
 //! [`IdentityProvider`] is the port; `local` is the embedded user table, directory providers
-//! (LDAP, Active Directory) plug in beside it. [`Identities`] resolves the username forms of
-//! decisions.md §8 to the provider that decides.
+//! (LDAP, Active Directory) plug in beside it. A login looks its name up once
+//! ([`IdentityProvider::identify`] returns a [`Candidate`]) and checks the credential against
+//! that same candidate ([`IdentityProvider::authenticate`]): one store read or one directory
+//! search per login, and the identity the lockout counted is the one that was checked.
+//! [`Identities`] resolves the username forms of decisions.md §8 to the provider that decides,
+//! keeps the lockout in front of every check, and makes every refusal cost the same.
 
 pub mod ldap;
 pub mod local;
 pub mod lookup;
+pub mod names;
 
+use std::any::Any;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Serialize;
+use sha2::{Digest as _, Sha256};
 
 use crate::clock::UnixTime;
-use crate::lockout::{Begin, Lockout, Outcome};
+use crate::lockout::{Begin, Lockout, Outcome, Reservation};
 use crate::password::{HashPool, PoolError};
 use crate::secret::Secret;
 use crate::store::StoreError;
@@ -103,13 +110,16 @@ pub enum RejectCause {
     Disabled,
     Locked,
     EmptyPassword,
+    /// The name holds control or invisible characters: nobody can be called that.
+    InvalidName,
 }
 
 #[derive(Debug)]
 pub enum AuthOutcome {
     Authenticated(Principal),
     Rejected(RejectCause),
-    /// This provider does not know the name; the next one may.
+    /// Nobody took the name. `Identities` answers `Rejected(UnknownUser)` instead; kept for
+    /// callers that match on it.
     NotMine,
 }
 
@@ -136,16 +146,69 @@ impl From<PoolError> for IdpError {
     }
 }
 
-/// Who a name belongs to, found before any password is checked (so that lockout can refuse
-/// without checking it).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a caller presents to prove who they are. Passwords today; client certificates and
+/// JWT assertions will be variants of their own, which providers opt into with
+/// [`IdentityProvider::accepts`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Credential {
+    Password(Secret),
+}
+
+impl Credential {
+    /// The secret that equal-cost refusals spend a dummy hash on.
+    fn secret(&self) -> &Secret {
+        match self {
+            Credential::Password(s) => s,
+        }
+    }
+}
+
+/// Who a name belongs to, looked up once before any credential is checked: the provider's own
+/// record of it (a user row, a directory entry), handed back to the same provider's
+/// `authenticate`.
+pub struct Candidate {
+    identity: Option<String>,
+    handle: Box<dyn Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for Candidate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The handle may hold a password hash: never printed.
+        f.debug_struct("Candidate")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Candidate {
+    /// `identity` is the prefixed universal the lockout counts against, when the provider can
+    /// name it before the check (None: the check will refuse, e.g. an ambiguous name).
+    pub fn new<T: Any + Send + Sync>(identity: Option<String>, handle: T) -> Self {
+        Self {
+            identity,
+            handle: Box::new(handle),
+        }
+    }
+
+    pub fn identity(&self) -> Option<&str> {
+        self.identity.as_deref()
+    }
+
+    /// The provider's record back; an error if the candidate came from another provider.
+    pub fn into_handle<T: Any>(self) -> Result<T, IdpError> {
+        self.handle.downcast::<T>().map(|b| *b).map_err(|_| {
+            IdpError::Unavailable("a login candidate reached the wrong provider".into())
+        })
+    }
+}
+
+#[derive(Debug)]
 pub enum Identify {
-    /// The provider knows the name: this is the identity's prefixed universal.
-    Known(String),
-    /// The provider does not know the name.
+    /// The provider knows the name.
+    Found(Candidate),
+    /// The provider does not know the name; the next one may.
     Unknown,
-    /// The provider cannot tell without the password; no lockout applies before the check.
-    Unsupported,
 }
 
 /// The result of a login attempt, with what the audit trail needs.
@@ -172,16 +235,21 @@ pub trait IdentityProvider: Send + Sync + std::fmt::Debug {
     fn hashes_locally(&self) -> bool {
         false
     }
+    /// Whether this provider can check this kind of credential; others are skipped.
+    fn accepts(&self, credential: &Credential) -> bool;
     /// Whether the provider's backend answers: None when it has none to ask (local users).
     async fn health(&self) -> Option<bool> {
         None
     }
-    /// The identity behind a name, without checking a password (for lockout).
-    async fn identify(&self, _name: &str) -> Result<Identify, IdpError> {
-        Ok(Identify::Unsupported)
-    }
-    /// Checks a name (already stripped of any prefix or domain) and password.
-    async fn authenticate(&self, name: &str, password: &Secret) -> Result<AuthOutcome, IdpError>;
+    /// Looks a name (already stripped of any prefix or domain) up, once, without checking a
+    /// credential.
+    async fn identify(&self, name: &str) -> Result<Identify, IdpError>;
+    /// Checks the credential against the candidate `identify` returned.
+    async fn authenticate(
+        &self,
+        candidate: Candidate,
+        credential: &Credential,
+    ) -> Result<AuthOutcome, IdpError>;
     /// The identity behind a prefixed universal, if this provider has it.
     async fn resolve(&self, universal: &str) -> Result<Option<Principal>, IdpError>;
     /// The user or group a name or a universal stands for, without any password: rules and
@@ -247,68 +315,111 @@ impl Identities {
         &self,
         p: &Arc<dyn IdentityProvider>,
         outcome: &AuthOutcome,
-        password: &Secret,
+        credential: &Credential,
     ) -> Result<(), IdpError> {
         if !p.hashes_locally() && matches!(outcome, AuthOutcome::Rejected(_)) {
-            self.pool.verify_dummy(password.clone()).await?;
+            self.pool.verify_dummy(credential.secret().clone()).await?;
         }
         Ok(())
     }
 
-    /// One provider's attempt, behind the lockout when the provider can name the identity
-    /// before the password check.
-    async fn attempt(
+    /// The lockout's turn for `key`: a reservation, or the refusal to give (after the same
+    /// hashing work as a check). `Ok(Err(()))` means "locked".
+    async fn reserve(
+        &self,
+        key: &str,
+        credential: &Credential,
+    ) -> Result<Result<Option<Reservation>, ()>, IdpError> {
+        let Some(lockout) = &self.lockout else {
+            return Ok(Ok(None));
+        };
+        match lockout.begin(key).await? {
+            Begin::Allowed(r) => Ok(Ok(Some(r))),
+            Begin::Locked { .. } => {
+                // Same cost as a real check, so that a locked account does not answer faster.
+                self.pool.verify_dummy(credential.secret().clone()).await?;
+                Ok(Err(()))
+            }
+            // Too many checks of this key under way for too long: "retry", not a verdict.
+            Begin::Busy => Err(IdpError::Overloaded),
+        }
+    }
+
+    /// Checks the credential against a provider's candidate, behind the lockout.
+    async fn check(
         &self,
         p: &Arc<dyn IdentityProvider>,
+        candidate: Candidate,
         name: &str,
-        password: &Secret,
+        credential: &Credential,
     ) -> Result<Attempt, IdpError> {
-        let identity = match (&self.lockout, p.identify(name).await?) {
-            (_, Identify::Unknown) => {
+        let identity = candidate.identity().map(str::to_string);
+        // A candidate without an identity (an ambiguous directory name) is counted under the
+        // name, like an unknown one, so that it costs the same store work.
+        let key = identity.clone().unwrap_or_else(|| unknown_name_key(name));
+        let reservation = match self.reserve(&key, credential).await? {
+            Ok(r) => r,
+            Err(()) => {
                 return Ok(Attempt {
-                    outcome: AuthOutcome::NotMine,
-                    identity: None,
+                    outcome: AuthOutcome::Rejected(if identity.is_some() {
+                        RejectCause::Locked
+                    } else {
+                        RejectCause::UnknownUser
+                    }),
+                    identity,
                     locked_until: None,
                 })
             }
-            (Some(l), Identify::Known(id)) => Some((l, id)),
-            _ => None,
         };
-        let Some((lockout, id)) = identity else {
-            let outcome = p.authenticate(name, password).await?;
-            self.equalize(p, &outcome, password).await?;
-            return Ok(Attempt {
-                identity: match &outcome {
-                    AuthOutcome::Authenticated(pr) => Some(pr.prefixed_universal()),
-                    _ => None,
-                },
-                outcome,
-                locked_until: None,
-            });
-        };
-        if let Begin::Locked { .. } = lockout.begin(&id).await? {
-            // Same cost as a real check, so that a locked account does not answer faster.
-            self.pool.verify_dummy(password.clone()).await?;
-            return Ok(Attempt {
-                outcome: AuthOutcome::Rejected(RejectCause::Locked),
-                identity: Some(id),
-                locked_until: None,
-            });
-        }
-        let result = p.authenticate(name, password).await;
+        let result = p.authenticate(candidate, credential).await;
         let verdict = match &result {
             Ok(AuthOutcome::Authenticated(_)) => Outcome::Success,
+            Ok(AuthOutcome::Rejected(_)) if identity.is_none() => Outcome::Failure,
             Ok(AuthOutcome::Rejected(RejectCause::WrongPassword)) => Outcome::Failure,
             _ => Outcome::Neutral,
         };
-        let locked_until = lockout.end(&id, verdict).await?;
+        let locked_until = match reservation {
+            Some(r) => r.end(verdict).await?,
+            None => None,
+        };
+        if let (None, Some(lockout)) = (&identity, &self.lockout) {
+            lockout.forget_when_idle(&key);
+        }
         let outcome = result?;
-        self.equalize(p, &outcome, password).await?;
+        self.equalize(p, &outcome, credential).await?;
+        let identity = identity.or_else(|| match &outcome {
+            AuthOutcome::Authenticated(pr) => Some(pr.prefixed_universal()),
+            _ => None,
+        });
         Ok(Attempt {
             outcome,
-            identity: Some(id),
-            locked_until,
+            // Only an identity's own lock is worth an audit event, not a name's.
+            locked_until: locked_until.filter(|_| identity.is_some()),
+            identity,
         })
+    }
+
+    /// Refuses a name nobody knows, after the work a known name's wrong password costs: the
+    /// same lockout bookkeeping (under a digest of the name) and the same hash. So a name's
+    /// existence shows neither in the time of its first refusals nor in when it starts being
+    /// refused without a check.
+    async fn refuse_unknown(
+        &self,
+        name: &str,
+        cause: RejectCause,
+        credential: &Credential,
+    ) -> Result<Attempt, IdpError> {
+        let key = unknown_name_key(name);
+        let reservation = match self.reserve(&key, credential).await? {
+            Ok(r) => r,
+            Err(()) => return Ok(rejected(cause)),
+        };
+        self.pool.verify_dummy(credential.secret().clone()).await?;
+        if let (Some(r), Some(lockout)) = (reservation, &self.lockout) {
+            r.end(Outcome::Failure).await?;
+            lockout.forget_when_idle(&key);
+        }
+        Ok(rejected(cause))
     }
 
     /// Whether a provider answers to this prefix (`local`, `LDAP+N`, `AD+N`).
@@ -322,15 +433,41 @@ impl Identities {
             .find(|p| p.prefix().eq_ignore_ascii_case(prefix))
     }
 
-    /// Resolves the username form to providers and authenticates. An empty password never
-    /// reaches a provider (many directories treat it as an anonymous bind that succeeds).
+    /// A password login: see [`Identities::authenticate_with`].
     pub async fn authenticate(
         &self,
         username: &str,
         password: &Secret,
     ) -> Result<Attempt, IdpError> {
+        self.authenticate_with(username, &Credential::Password(password.clone()))
+            .await
+    }
+
+    /// Resolves the username form to providers, looks the name up once and checks the
+    /// credential. An empty password never reaches a provider (many directories treat it as an
+    /// anonymous bind that succeeds).
+    pub async fn authenticate_with(
+        &self,
+        username: &str,
+        credential: &Credential,
+    ) -> Result<Attempt, IdpError> {
+        let Credential::Password(password) = credential;
+        if password.is_empty() || username.is_empty() {
+            self.pool.verify_dummy(password.clone()).await?;
+            return Ok(rejected(RejectCause::EmptyPassword));
+        }
+        // Fullwidth letters, padding, NFD: the name as it is stored. A name with control or
+        // invisible characters is nobody's, and is refused like an unknown one.
+        let prepared = match names::prepare_login_name(username) {
+            Ok(p) => p,
+            Err(_) => {
+                return self
+                    .refuse_unknown(username, RejectCause::InvalidName, credential)
+                    .await
+            }
+        };
         let (candidates, name): (Vec<&Arc<dyn IdentityProvider>>, String) =
-            match Username::parse(username) {
+            match Username::parse(&prepared) {
                 Username::Local(n) => (self.by_prefix("local").into_iter().collect(), n),
                 Username::Prefixed { prefix, name } => {
                     (self.by_prefix(&prefix).into_iter().collect(), name)
@@ -350,31 +487,24 @@ impl Identities {
                         .collect();
                     if dir.is_empty() {
                         // Not a directory's UPN: a local user may well be called "a@b.c".
-                        (self.providers.iter().collect(), username.to_string())
+                        (self.providers.iter().collect(), prepared.clone())
                     } else {
                         (dir, name)
                     }
                 }
                 Username::Bare(n) => (self.providers.iter().collect(), n),
             };
-        let rejected = |cause| Attempt {
-            outcome: AuthOutcome::Rejected(cause),
-            identity: None,
-            locked_until: None,
-        };
-        if password.is_empty() || name.is_empty() {
+        if name.is_empty() {
             self.pool.verify_dummy(password.clone()).await?;
             return Ok(rejected(RejectCause::EmptyPassword));
         }
-        for p in candidates {
-            let attempt = self.attempt(p, &name, password).await?;
-            if !matches!(attempt.outcome, AuthOutcome::NotMine) {
-                return Ok(attempt);
+        for p in candidates.into_iter().filter(|p| p.accepts(credential)) {
+            if let Identify::Found(candidate) = p.identify(&name).await? {
+                return self.check(p, candidate, &name, credential).await;
             }
         }
-        // Nobody knows the name: spend the same hashing work as a real check.
-        self.pool.verify_dummy(password.clone()).await?;
-        Ok(rejected(RejectCause::UnknownUser))
+        self.refuse_unknown(&name, RejectCause::UnknownUser, credential)
+            .await
     }
 
     /// The identity behind a prefixed universal (`local:{uuid}`, `AD+N:hex`).
@@ -387,6 +517,24 @@ impl Identities {
             None => Ok(None),
         }
     }
+}
+
+fn rejected(cause: RejectCause) -> Attempt {
+    Attempt {
+        outcome: AuthOutcome::Rejected(cause),
+        identity: None,
+        locked_until: None,
+    }
+}
+
+/// The lockout key of a name no provider knows: a digest, so that what people type into the
+/// name field (passwords, now and then) is not kept in the store as typed. Case-folded, so
+/// that `Nobody` and `nobody` share one budget as a known user's spellings do.
+pub fn unknown_name_key(name: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"vedauth unknown login name\0");
+    h.update(name.to_lowercase().as_bytes());
+    format!("name:{}", hex::encode(h.finalize()))
 }
 
 #[cfg(test)]

@@ -537,3 +537,81 @@ async fn directory_users_are_locked_out_in_vedauths_store() {
         lockouts[0]["identity"].as_str().unwrap_or_default()
     );
 }
+
+/// One directory search finds the user; the bind checks that same entry. A wrong password
+/// costs exactly one search, a right one the search plus the group walk (which resolving the
+/// identity by its id also does, after its own single search).
+#[tokio::test]
+async fn one_directory_search_per_login() {
+    use std::sync::Arc;
+    use vedauth::clock::ManualClock;
+    use vedauth::identity::ldap::DirectoryProvider;
+    use vedauth::identity::{AuthOutcome, Identities, IdentityProvider, RejectCause};
+    use vedauth::lockout::{Lockout, LockoutPolicy};
+    use vedauth::password::{HashParams, HashPool};
+    use vedauth::secret::Secret;
+
+    let slapd = Slapd::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: vedauth::store::SharedStore = Arc::new(
+        vedauth::store::sqlite::SqliteStore::open(&dir.path().join("t.db"), 4)
+            .await
+            .expect("store"),
+    );
+    let provider = Arc::new(
+        DirectoryProvider::new(&ldap_provider("T", &[slapd.url()], &slapd, "")).expect("provider"),
+    );
+    let pool = HashPool::start(HashParams::insecure_for_tests(), 1, 0).expect("pool");
+    let lockout = Lockout::new(
+        store,
+        Arc::new(ManualClock::starting_now()),
+        LockoutPolicy::default(),
+    );
+    let as_dyn: Arc<dyn IdentityProvider> = provider.clone();
+    let ids = Identities::new(vec![as_dyn], pool, Some(lockout));
+
+    let before = provider.searches();
+    let wrong = ids
+        .authenticate("alice", &Secret::new("not-alice-pw"))
+        .await
+        .expect("login");
+    assert!(
+        matches!(
+            wrong.outcome,
+            AuthOutcome::Rejected(RejectCause::WrongPassword)
+        ),
+        "{wrong:?}"
+    );
+    assert_eq!(provider.searches() - before, 1, "a wrong password");
+
+    let before = provider.searches();
+    let unknown = ids
+        .authenticate("nobody", &Secret::new("pw"))
+        .await
+        .expect("login");
+    assert!(matches!(
+        unknown.outcome,
+        AuthOutcome::Rejected(RejectCause::UnknownUser)
+    ));
+    assert_eq!(provider.searches() - before, 1, "an unknown name");
+
+    let before = provider.searches();
+    let ok = ids
+        .authenticate("alice", &Secret::new("alice-pw"))
+        .await
+        .expect("login");
+    let login = provider.searches() - before;
+    let AuthOutcome::Authenticated(principal) = ok.outcome else {
+        panic!("{:?}", ok.outcome)
+    };
+    let before = provider.searches();
+    let resolved = provider
+        .resolve(&principal.universal)
+        .await
+        .expect("resolve")
+        .expect("alice");
+    assert_eq!(resolved.groups, principal.groups);
+    let resolve = provider.searches() - before;
+    assert!(resolve >= 2, "a search and a group walk: {resolve}");
+    assert_eq!(login, resolve, "a right password: one search and the walk");
+}

@@ -5,30 +5,15 @@
 //! Windows tools display the same GUID with its first three groups byte-swapped
 //! (`{10af0a41-81ea-4d6c-823e-9e05b1ad055d}`); that form is not used here.
 
-use std::fmt::Write;
-
 /// 16 raw bytes as 32 lower-case hex characters; `None` for any other length.
 pub fn guid_hex(raw: &[u8]) -> Option<String> {
-    if raw.len() != 16 {
-        return None;
-    }
-    let mut s = String::with_capacity(32);
-    for b in raw {
-        let _ = write!(s, "{b:02x}");
-    }
-    Some(s)
+    (raw.len() == 16).then(|| hex::encode(raw))
 }
 
 /// The inverse of [`guid_hex`] (either case); `None` unless exactly 32 hex digits.
-pub fn guid_bytes(hex: &str) -> Option<[u8; 16]> {
-    // from_str_radix alone would take a sign ("+1"), so every character is checked first.
-    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
+pub fn guid_bytes(text: &str) -> Option<[u8; 16]> {
     let mut out = [0u8; 16];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
+    hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
 }
 
@@ -52,5 +37,6 @@ mod tests {
         assert_eq!(guid_bytes("zz0aaf10ea816c4d823e9e05b1ad055d"), None);
         assert_eq!(guid_bytes("+10aaf10ea816c4d823e9e05b1ad055d"), None);
         assert_eq!(guid_bytes("é0aaf10ea816c4d823e9e05b1ad055"), None);
+        assert_eq!(guid_bytes("410aaf10ea816c4d823e9e05b1ad055d00"), None);
     }
 }

@@ -22,7 +22,7 @@ impl DirectoryProvider {
                     "(&{}({}={}))",
                     self.s.group_filter,
                     self.s.group_name_attribute,
-                    escape::filter_value(name)
+                    ldap3::ldap_escape(name)
                 );
                 let groups = self.find_groups(&filter).await?;
                 Ok(self.one(&groups, Kind::Group))
@@ -34,7 +34,7 @@ impl DirectoryProvider {
                         None => return Ok(Lookup::NotFound),
                     },
                     DirectoryKind::Ldap if universal.is_empty() => return Ok(Lookup::NotFound),
-                    DirectoryKind::Ldap => escape::filter_value(universal),
+                    DirectoryKind::Ldap => ldap3::ldap_escape(universal).into_owned(),
                 };
                 let users = self
                     .find_users(&format!(

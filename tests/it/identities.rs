@@ -1,0 +1,172 @@
+//! One login, one lookup: the user checked is the user looked up, read once from the store
+//! (local users) or searched once in the directory (see `ldap::one_directory_search_per_login`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use vedauth::clock::ManualClock;
+use vedauth::identity::local::{LocalProvider, UserSource};
+use vedauth::identity::{AuthOutcome, Identities, IdentityProvider, RejectCause};
+use vedauth::lockout::{Lockout, LockoutPolicy};
+use vedauth::password::{HashParams, HashPool};
+use vedauth::secret::Secret;
+use vedauth::store::sqlite::SqliteStore;
+use vedauth::store::{SharedStore, StoreResult, User};
+
+/// The real store, with the user lookups counted.
+#[derive(Debug)]
+struct CountingUsers {
+    store: SharedStore,
+    by_name: AtomicUsize,
+}
+
+#[async_trait]
+impl UserSource for CountingUsers {
+    async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
+        self.by_name.fetch_add(1, Ordering::SeqCst);
+        self.store.user_by_name(name).await
+    }
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
+        self.store.user_by_id(id).await
+    }
+    async fn replace_password_hash(
+        &self,
+        id: &str,
+        expected: Option<&str>,
+        new_hash: &str,
+    ) -> StoreResult<bool> {
+        self.store
+            .replace_password_hash(id, expected, new_hash)
+            .await
+    }
+}
+
+#[tokio::test]
+async fn a_local_login_reads_the_user_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: SharedStore = Arc::new(
+        SqliteStore::open(&dir.path().join("t.db"), 4)
+            .await
+            .expect("store"),
+    );
+    let pool = HashPool::start(HashParams::insecure_for_tests(), 1, 0).expect("pool");
+    let alice = User {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: "alice".into(),
+        full_name: None,
+        email: None,
+        password_hash: pool.hash(Secret::new("alice-pw")).await.expect("hash"),
+        disabled: false,
+        created_at: 0,
+    };
+    store.create_user(&alice).await.expect("create");
+    let users = Arc::new(CountingUsers {
+        store: store.clone(),
+        by_name: AtomicUsize::new(0),
+    });
+    let local: Arc<dyn IdentityProvider> =
+        Arc::new(LocalProvider::with_users(users.clone(), pool.clone()));
+    let lockout = Lockout::new(
+        store.clone(),
+        Arc::new(ManualClock::starting_now()),
+        LockoutPolicy::default(),
+    );
+    let ids = Identities::new(vec![local], pool, Some(lockout));
+
+    let ok = ids
+        .authenticate("alice", &Secret::new("alice-pw"))
+        .await
+        .expect("login");
+    assert!(
+        matches!(ok.outcome, AuthOutcome::Authenticated(_)),
+        "{ok:?}"
+    );
+    assert_eq!(ok.identity.as_deref(), Some(alice.identity().as_str()));
+    assert_eq!(
+        users.by_name.load(Ordering::SeqCst),
+        1,
+        "a successful login"
+    );
+
+    let wrong = ids
+        .authenticate("ALICE", &Secret::new("nope"))
+        .await
+        .expect("login");
+    assert!(matches!(
+        wrong.outcome,
+        AuthOutcome::Rejected(RejectCause::WrongPassword)
+    ));
+    assert_eq!(users.by_name.load(Ordering::SeqCst), 2, "a wrong password");
+
+    let unknown = ids
+        .authenticate("nobody", &Secret::new("nope"))
+        .await
+        .expect("login");
+    assert!(matches!(
+        unknown.outcome,
+        AuthOutcome::Rejected(RejectCause::UnknownUser)
+    ));
+    assert_eq!(users.by_name.load(Ordering::SeqCst), 3, "an unknown name");
+}
+
+/// Unknown names are counted like known users (same store work, same lock), under a digest
+/// of the name; their records are deleted once they count nothing, so that trying many names
+/// does not fill the store.
+#[tokio::test]
+async fn unknown_names_are_counted_and_their_records_forgotten() {
+    use vedauth::identity::unknown_name_key;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: SharedStore = Arc::new(
+        SqliteStore::open(&dir.path().join("t.db"), 4)
+            .await
+            .expect("store"),
+    );
+    let pool = HashPool::start(HashParams::insecure_for_tests(), 1, 0).expect("pool");
+    let clock = Arc::new(ManualClock::starting_now());
+    let local: Arc<dyn IdentityProvider> =
+        Arc::new(LocalProvider::new(store.clone(), pool.clone()));
+    let lockout = Lockout::new(store.clone(), clock.clone(), LockoutPolicy::default());
+    let ids = Identities::new(vec![local], pool, Some(lockout));
+
+    let nobody = unknown_name_key("nobody");
+    for _ in 0..5 {
+        let a = ids
+            .authenticate("Nobody", &Secret::new("guess"))
+            .await
+            .expect("login");
+        assert!(matches!(
+            a.outcome,
+            AuthOutcome::Rejected(RejectCause::UnknownUser)
+        ));
+    }
+    let rec = store
+        .lockout(&nobody)
+        .await
+        .expect("read")
+        .expect("a record");
+    assert_eq!(rec.failures, 5);
+    assert!(rec.locked_until > 0, "locked after five, like a known user");
+    // The name as typed is nowhere in the key.
+    assert!(!nobody.contains("nobody"));
+
+    // Past the lock and the window, the next unknown name's refusal sweeps it away.
+    clock.advance(901);
+    ids.authenticate("someone-else", &Secret::new("guess"))
+        .await
+        .expect("login");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.lockout(&nobody).await.expect("read").is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle record of an unknown name was not deleted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(store
+        .lockout(&unknown_name_key("someone-else"))
+        .await
+        .expect("read")
+        .is_some());
+}
