@@ -4,6 +4,7 @@
 mod admin_api;
 mod authorize;
 mod binary;
+mod cli;
 mod clients;
 mod common;
 mod dirsrv;
