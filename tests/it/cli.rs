@@ -2,8 +2,15 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_vedauth");
+
+fn data(dir: &Path) -> &str {
+    dir.to_str().expect("utf-8 path")
+}
 
 /// The binary with stdin closed; (exit code, stdout, stderr).
 fn run(args: &[&str]) -> (i32, String, String) {
@@ -77,4 +84,88 @@ fn the_build_script_watches_what_names_the_revision_not_the_index() {
     let rev = git(&["rev-parse", "--short=12", "HEAD"]).expect("rev");
     let (_, version, _) = run(&["--version"]);
     assert_eq!(version.trim(), format!("vedauth 0.1.0 (git {rev})"));
+}
+
+/// PostgreSQL over TLS trusts the system's certificate authorities, as the directory
+/// connections do: an enterprise CA installed on the machine works for both. The CA here is
+/// made for the test and named by `SSL_CERT_FILE`, which the system-store loader honours in
+/// place of the distribution's bundle (so the test leaves the machine's store alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tls_trusts_the_systems_certificate_authorities() {
+    use sqlx::{Connection, Executor, Row};
+    use std::os::unix::fs::MetadataExt;
+    let cluster = tokio::task::spawn_blocking(crate::pg::Cluster::start)
+        .await
+        .expect("cluster");
+    // A CA and a certificate for 127.0.0.1, installed in the cluster's data directory.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let paths = vedauth::tls::TlsPaths::in_dir(tmp.path());
+    assert!(vedauth::tls::ensure_generated(&paths).expect("generate"));
+    let mut conn = sqlx::PgConnection::connect(&cluster.url)
+        .await
+        .expect("connect");
+    let data_dir: String = conn
+        .fetch_one("SHOW data_directory")
+        .await
+        .expect("data_directory")
+        .get(0);
+    let owner = std::fs::metadata(&data_dir).expect("stat");
+    for (from, to) in [
+        (&paths.cert, "test-server.crt"),
+        (&paths.key, "test-server.key"),
+    ] {
+        let dest = Path::new(&data_dir).join(to);
+        std::fs::copy(from, &dest).expect("copy");
+        std::os::unix::fs::chown(&dest, Some(owner.uid()), Some(owner.gid())).expect("chown");
+        std::fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
+    }
+    for sql in [
+        "ALTER SYSTEM SET ssl_cert_file = 'test-server.crt'",
+        "ALTER SYSTEM SET ssl_key_file = 'test-server.key'",
+        "ALTER SYSTEM SET ssl = on",
+        "SELECT pg_reload_conf()",
+    ] {
+        conn.execute(sql).await.expect(sql);
+    }
+    let _ = conn.close().await;
+    let url = format!("{}?sslmode=verify-full", cluster.url);
+    let dir = tmp.path().join("data");
+    let list = |ca: Option<&Path>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "--data-dir",
+            data(&dir),
+            "--database-url",
+            &url,
+            "app",
+            "list",
+            "--json",
+        ])
+        .stdin(Stdio::null());
+        match ca {
+            Some(ca) => cmd.env("SSL_CERT_FILE", ca),
+            // An empty bundle: nothing trusted.
+            None => cmd.env("SSL_CERT_FILE", "/dev/null"),
+        };
+        triple(cmd.output().expect("run"))
+    };
+    // The reload is asynchronous: wait (bounded) until TLS is on.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, out, err) = list(Some(&paths.ca_cert));
+        if code == 0 {
+            let apps: Value = serde_json::from_str(&out).expect("json");
+            assert!(apps.is_array(), "{out}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never connected over TLS: {err}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, _, err) = list(None);
+    assert_ne!(code, 0, "connected without trusting the CA");
+    assert!(
+        err.to_lowercase().contains("certificate") || err.to_lowercase().contains("tls"),
+        "{err}"
+    );
 }
