@@ -4,10 +4,9 @@ use anyhow::{anyhow, bail, Context};
 use clap::Subcommand;
 use serde::Serialize;
 
-use super::{read_password_stdin, GlobalOpts};
+use super::{prompt, GlobalOpts};
 use crate::admin::{role, Admin, AdminError, ApplicationInput, Caller, RuleInput};
 use crate::app::App;
-use crate::secret::Secret;
 use crate::store::{
     Application, Grant, GrantFilter, Lifetime, RoleAssignment, Rule, StoreError, User,
 };
@@ -17,7 +16,7 @@ pub enum UserCmd {
     /// Create a local user.
     Add {
         name: String,
-        /// Read the password from stdin (otherwise a random one is generated and printed).
+        /// Read the password as one line from stdin (otherwise it is prompted for on the terminal).
         #[arg(long)]
         password_stdin: bool,
         #[arg(long)]
@@ -25,9 +24,10 @@ pub enum UserCmd {
         #[arg(long)]
         email: Option<String>,
     },
-    /// Set a user's password (read from stdin).
+    /// Set a user's password (prompted for on the terminal, or one line of stdin).
     Passwd {
         name: String,
+        /// Read the password as one line from stdin (otherwise it is prompted for on the terminal).
         #[arg(long)]
         password_stdin: bool,
     },
@@ -217,12 +217,12 @@ pub async fn user(g: &GlobalOpts, cmd: UserCmd) -> anyhow::Result<()> {
             if name.is_empty() || name.contains(':') || name.contains('\\') {
                 bail!("a user name must be non-empty and contain neither ':' nor '\\'");
             }
-            let (password, generated) = if password_stdin {
-                (read_password_stdin()?, false)
-            } else {
-                (Secret::new(uuid::Uuid::new_v4().simple().to_string()), true)
-            };
-            let hash = app.pool.hash(password.clone()).await?;
+            // Before the prompt: nobody should type a password twice to learn the name is taken.
+            if app.store.user_by_name(&name).await?.is_some() {
+                bail!("a user named '{name}' already exists");
+            }
+            let password = prompt::new_password(&name, password_stdin)?;
+            let hash = app.pool.hash(password).await?;
             let user = User {
                 id: uuid::Uuid::new_v4().to_string(),
                 name: name.clone(),
@@ -240,20 +240,13 @@ pub async fn user(g: &GlobalOpts, cmd: UserCmd) -> anyhow::Result<()> {
             print(g.json, &view, || {
                 format!("created {} ({})", view.name, view.identity)
             });
-            if generated {
-                // Shown once, to the operator who ran the command; never logged.
-                eprintln!("generated password: {}", password.expose());
-            }
         }
         UserCmd::Passwd {
             name,
             password_stdin,
         } => {
-            if !password_stdin {
-                bail!("give the new password on stdin with --password-stdin");
-            }
-            let password = read_password_stdin()?;
             let user = find_user(&app, &name).await?;
+            let password = prompt::new_password(&name, password_stdin)?;
             let hash = app.pool.hash(password).await?;
             app.store
                 .replace_password_hash(&user.id, None, &hash)

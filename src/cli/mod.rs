@@ -2,11 +2,11 @@
 
 mod admin;
 mod config;
+mod prompt;
 pub mod serve;
 mod status;
 pub mod store;
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,7 +17,6 @@ use clap::{Args, Parser, Subcommand};
 use crate::app::App;
 use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::secret::Secret;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -108,22 +107,6 @@ impl GlobalOpts {
             .await
             .context("opening the store")
     }
-}
-
-/// Reads a password from stdin: the whole input, less one trailing newline.
-pub fn read_password_stdin() -> anyhow::Result<Secret> {
-    let mut s = String::new();
-    std::io::stdin()
-        .read_to_string(&mut s)
-        .context("reading the password from stdin")?;
-    if s.ends_with('\n') {
-        s.pop();
-        if s.ends_with('\r') {
-            s.pop();
-        }
-    }
-    anyhow::ensure!(!s.is_empty(), "the password read from stdin is empty");
-    Ok(Secret::new(s))
 }
 
 pub fn main() -> ExitCode {

@@ -172,7 +172,7 @@ pub(crate) fn admin(dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-async fn grant(
+pub(crate) async fn grant(
     client: &reqwest::Client,
     base: &str,
     app: &str,

@@ -1,15 +1,80 @@
-//! The command line as a person or a script meets it, through the built binary.
+//! The command line as a person or a script meets it, through the built binary: passwords at a
+//! terminal (a real pseudo-terminal) and on stdin, configuration errors, `--json` errors,
+//! `--help`, the JSON start-up banner, `status` against a server that never answers, and what
+//! the build script watches.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use reqwest::StatusCode;
 use serde_json::Value;
+
+use crate::binary::{admin, grant, Served};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vedauth");
 
-fn data(dir: &Path) -> &str {
-    dir.to_str().expect("utf-8 path")
+/// Runs a command on a new pseudo-terminal (Python's `pty`, which makes it the controlling
+/// terminal, as a login shell's would be) and plays a dialogue: for each (prompt, reply), wait
+/// for the prompt, then for the terminal's echo to be off, then type the reply. Returns what
+/// the terminal showed and the exit code. Bounded: 60 s in all.
+const PTY_DRIVER: &str = r#"
+import json, os, pty, select, sys, termios, time
+argv, dialogue = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(argv[0], argv)
+deadline = time.time() + 60
+seen = b""
+def read_some():
+    global seen
+    r, _, _ = select.select([fd], [], [], max(0.0, deadline - time.time()))
+    if not r:
+        return False
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        chunk = b""
+    seen += chunk
+    return bool(chunk)
+for prompt, reply in dialogue:
+    while prompt.encode() not in seen:
+        if not read_some():
+            break
+    # Type only once the program has turned echo off (the master reports the slave's modes).
+    while termios.tcgetattr(fd)[3] & termios.ECHO and time.time() < deadline:
+        time.sleep(0.01)
+    os.write(fd, reply.encode())
+while read_some():
+    pass
+if time.time() >= deadline:
+    os.kill(pid, 9)
+_, status = os.waitpid(pid, 0)
+print(json.dumps({"screen": seen.decode("utf-8", "replace"), "code": os.waitstatus_to_exitcode(status)}))
+"#;
+
+fn on_terminal(args: &[&str], dialogue: &[(&str, &str)]) -> (String, i64) {
+    let argv: Vec<&str> = std::iter::once(BIN).chain(args.iter().copied()).collect();
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            PTY_DRIVER,
+            &serde_json::to_string(&argv).expect("json"),
+            &serde_json::to_string(dialogue).expect("json"),
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "pty driver: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("driver output");
+    (
+        v["screen"].as_str().unwrap_or_default().to_string(),
+        v["code"].as_i64().unwrap_or(-1),
+    )
 }
 
 /// The binary with stdin closed; (exit code, stdout, stderr).
@@ -28,6 +93,163 @@ fn triple(out: Output) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).to_string(),
         String::from_utf8_lossy(&out.stderr).to_string(),
     )
+}
+
+fn data(dir: &Path) -> &str {
+    dir.to_str().expect("utf-8 path")
+}
+
+/// A client, an application everyone may use, and a user with a password, for checking which
+/// password a user has: a wrong one is 401 with row 7's text, the right one 200.
+async fn password_works(s: &Served, user: &str, pw: &str) -> bool {
+    let r = grant(&s.client(), &s.base, "pw-app", user, pw, "certificate").await;
+    match r.status {
+        StatusCode::OK => true,
+        StatusCode::UNAUTHORIZED => false,
+        other => panic!("unexpected {other}: {}", r.text),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_a_terminal_user_add_and_passwd_prompt_twice_without_echo_and_refuse_a_mismatch() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let s = Served::start(&dir, &[]);
+    admin(
+        &dir,
+        &["app", "add", "pw-app", "--scope", "certificate"],
+        None,
+    );
+    admin(&dir, &["app", "allow", "pw-app", "everyone"], None);
+
+    let (screen, code) = on_terminal(
+        &["--data-dir", data(&dir), "user", "add", "carol"],
+        &[
+            ("New password for carol: ", "Carol-First-Pw-1\r"),
+            ("Type it again: ", "Carol-First-Pw-1\r"),
+        ],
+    );
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("created carol"), "{screen}");
+    assert!(!screen.contains("Carol-First-Pw-1"), "echoed: {screen}");
+    assert!(password_works(&s, "carol", "Carol-First-Pw-1").await);
+
+    // Two different entries: refused, and the password stays what it was.
+    let (screen, code) = on_terminal(
+        &["--data-dir", data(&dir), "user", "passwd", "carol"],
+        &[
+            ("New password for carol: ", "Carol-Second-Pw-2\r"),
+            ("Type it again: ", "Carol-Typo-Pw-2\r"),
+        ],
+    );
+    assert_ne!(code, 0, "{screen}");
+    assert!(screen.contains("do not match"), "{screen}");
+    assert!(password_works(&s, "carol", "Carol-First-Pw-1").await);
+
+    let (screen, code) = on_terminal(
+        &["--data-dir", data(&dir), "user", "passwd", "carol"],
+        &[
+            ("New password for carol: ", "Carol-Second-Pw-2\r"),
+            ("Type it again: ", "Carol-Second-Pw-2\r"),
+        ],
+    );
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("password of carol changed"), "{screen}");
+    assert!(!screen.contains("Carol-Second-Pw-2"), "echoed: {screen}");
+    assert!(password_works(&s, "carol", "Carol-Second-Pw-2").await);
+    assert!(!password_works(&s, "carol", "Carol-First-Pw-1").await);
+
+    // A mismatch on `user add` creates nobody.
+    let (screen, code) = on_terminal(
+        &["--data-dir", data(&dir), "user", "add", "dan"],
+        &[
+            ("New password for dan: ", "Dan-Pw-1\r"),
+            ("Type it again: ", "Dan-Pw-2\r"),
+        ],
+    );
+    assert_ne!(code, 0, "{screen}");
+    let users = admin(&dir, &["user", "list"], None);
+    assert!(!users.contains("dan"), "{users}");
+    s.sigterm();
+    assert!(s.wait().0.success());
+}
+
+/// `--password-stdin` with the writer's end left open: the command must finish on the first
+/// line, not wait for the end of input.
+fn with_one_line_on_open_stdin(args: &[&str], line: &str) -> (i32, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(line.as_bytes()).expect("write");
+    stdin.flush().expect("flush");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("vedauth {args:?} still waits for the end of stdin after one line");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    drop(stdin);
+    triple(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_stdin_reads_one_line_while_the_input_stays_open() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let s = Served::start(&dir, &[]);
+    admin(
+        &dir,
+        &["app", "add", "pw-app", "--scope", "certificate"],
+        None,
+    );
+    admin(&dir, &["app", "allow", "pw-app", "everyone"], None);
+    let d = data(&dir);
+    let (code, out, err) = with_one_line_on_open_stdin(
+        &["--data-dir", d, "user", "add", "erin", "--password-stdin"],
+        "Erin-Pw-1\n",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(password_works(&s, "erin", "Erin-Pw-1").await);
+    let (code, out, err) = with_one_line_on_open_stdin(
+        &[
+            "--data-dir",
+            d,
+            "user",
+            "passwd",
+            "erin",
+            "--password-stdin",
+        ],
+        "Erin-Pw-2\r\n",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(password_works(&s, "erin", "Erin-Pw-2").await);
+    s.sigterm();
+    assert!(s.wait().0.success());
+}
+
+#[test]
+fn without_a_terminal_or_password_stdin_no_password_is_made_up() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = tmp.path().join("data");
+    let d = data(&d);
+    let (code, out, err) = run(&["--data-dir", d, "user", "add", "frank"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("--password-stdin"), "{err}");
+    assert!(!out.contains("created"), "{out}");
+    let (_, list, _) = run(&["--data-dir", d, "user", "list", "--json"]);
+    let users: Value = serde_json::from_str(&list).expect("json");
+    assert_eq!(users.as_array().map(Vec::len), Some(0), "{users}");
+    let (code, _, err) = run(&["--data-dir", d, "user", "passwd", "frank"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no user named 'frank'"), "{err}");
 }
 
 /// What `build.rs` told cargo to watch, from this very build's record of it: the files that
