@@ -31,8 +31,21 @@ pub async fn run(g: &GlobalOpts, cmd: ConfigCmd) -> anyhow::Result<()> {
                 Some(p) => (p, true),
                 None => (g.data_dir.join("vedauth.toml"), false),
             };
-            Config::load(&path, must_exist).map_err(|e| anyhow!("{e}"))?;
-            println!("{}: ok", path.display());
+            Config::load(&path, must_exist)?;
+            let exists = path.exists();
+            if g.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"file": path, "exists": exists, "valid": true})
+                );
+            } else if exists {
+                println!("{}: ok", path.display());
+            } else {
+                println!(
+                    "no configuration file at {}: the defaults and the environment are valid",
+                    path.display()
+                );
+            }
         }
         ConfigCmd::Defaults => print!("{}", Config::defaults_toml()),
         ConfigCmd::Get => {

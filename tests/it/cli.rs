@@ -252,6 +252,68 @@ fn without_a_terminal_or_password_stdin_no_password_is_made_up() {
     assert!(err.contains("no user named 'frank'"), "{err}");
 }
 
+#[test]
+fn config_errors_name_the_key_the_file_the_line_and_the_column() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("vedauth.toml");
+    let f = file.to_str().expect("utf-8");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:9443\"\n[tokens]\nsweep_batch = \"five\"\n",
+    )
+    .expect("write");
+    let (code, _, err) = run(&["config", "check", f]);
+    assert_ne!(code, 0);
+    assert_eq!(
+        err.trim(),
+        format!(
+            "vedauth: {f}:3:15: tokens.sweep_batch: invalid type: string \"five\", expected u32"
+        )
+    );
+    std::fs::write(&file, "listen = \"127.0.0.1:9443\" 9443\n").expect("write");
+    let (code, _, err) = run(&["config", "check", f]);
+    assert_ne!(code, 0);
+    assert!(
+        err.starts_with(&format!("vedauth: {f}:1:27: listen: ")),
+        "{err}"
+    );
+    // The same through --config on any command.
+    let (code, _, err) = run(&["--config", f, "user", "list"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.starts_with(&format!("vedauth: {f}:1:27: listen: ")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_configuration_file_is_an_error_said_once() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let missing = tmp.path().join("nope.toml");
+    let m = missing.to_str().expect("utf-8");
+    let d = tmp.path().join("data");
+    let d = data(&d);
+    for args in [
+        vec!["config", "check", m],
+        vec!["--config", m, "config", "check"],
+        vec!["--data-dir", d, "--config", m, "user", "list"],
+    ] {
+        let (code, out, err) = run(&args);
+        assert_ne!(code, 0, "{args:?}: {out}");
+        assert!(!out.contains("ok"), "{out}");
+        assert_eq!(
+            err.matches("No such file or directory").count(),
+            1,
+            "{args:?}: {err}"
+        );
+        assert!(err.contains(m), "{err}");
+    }
+    // No file at the default place is not an error (defaults apply), and is not called "ok".
+    let (code, out, err) = run(&["--data-dir", d, "config", "check"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("no configuration file at"), "{out}");
+}
+
 /// What `build.rs` told cargo to watch, from this very build's record of it: the files that
 /// name the revision (HEAD, the branch, packed-refs), never the index, which `git status`
 /// rewrites (a rebuild of the whole binary after the first admin command on a fresh clone).
