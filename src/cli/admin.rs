@@ -15,37 +15,51 @@ use crate::store::{
 pub enum UserCmd {
     /// Create a local user.
     Add {
+        /// The user name (no ':' or '\\'); the user logs in as NAME or local:NAME.
         name: String,
         /// Read the password as one line from stdin (otherwise it is prompted for on the terminal).
         #[arg(long)]
         password_stdin: bool,
+        /// The user's full name, for listings and Identity/Self.
         #[arg(long)]
         full_name: Option<String>,
+        /// The user's email address.
         #[arg(long)]
         email: Option<String>,
     },
     /// Set a user's password (prompted for on the terminal, or one line of stdin).
     Passwd {
+        /// The user name.
         name: String,
         /// Read the password as one line from stdin (otherwise it is prompted for on the terminal).
         #[arg(long)]
         password_stdin: bool,
     },
+    /// List local users with their identities and states.
     List,
+    /// Show one user: identity, state, failed logins, lockout.
     Show {
+        /// The user name.
         name: String,
     },
+    /// Disable a user and revoke their grants.
     Disable {
+        /// The user name.
         name: String,
     },
+    /// Enable a disabled user again.
     Enable {
+        /// The user name.
         name: String,
     },
     /// End a lockout early and forget the counted failures.
     Unlock {
+        /// The user name.
         name: String,
     },
+    /// Delete a user and revoke their grants.
     Remove {
+        /// The user name.
         name: String,
     },
 }
@@ -54,14 +68,18 @@ pub enum UserCmd {
 pub enum AppCmd {
     /// Register an application (API integration).
     Add {
+        /// The application's client_id (case-sensitive, unique).
         client_id: String,
-        /// The most the application can grant.
+        /// The most the application can grant, e.g. 'certificate:manage,revoke'.
         #[arg(long)]
         scope: String,
+        /// A display name (default: the client_id).
         #[arg(long)]
         name: Option<String>,
+        /// The vendor shown in listings.
         #[arg(long)]
         vendor: Option<String>,
+        /// A free-text description.
         #[arg(long)]
         description: Option<String>,
         /// Access-token lifetime in seconds.
@@ -70,51 +88,72 @@ pub enum AppCmd {
         /// Grant lifetime in seconds, or `never`.
         #[arg(long)]
         grant_validity: Option<Lifetime>,
+        /// Whether grants may be refreshed (true or false).
         #[arg(long)]
         renewable: Option<bool>,
     },
     /// Let a trustee (user, group or `everyone`) obtain grants for the application.
     Allow {
+        /// The application's client_id.
         client_id: String,
+        /// Who: a user or group name (alice, local:alice, LDAP+N:ops, DOMAIN\\name), an identity, or `everyone`.
         trustee: String,
+        /// The most this trustee may be granted (within the application's scope).
         #[arg(long)]
         max_scope: Option<String>,
+        /// Access-token lifetime in seconds for this trustee.
         #[arg(long)]
         access_validity: Option<i64>,
+        /// Grant lifetime in seconds, or `never`, for this trustee.
         #[arg(long)]
         grant_validity: Option<Lifetime>,
+        /// Whether this trustee's grants may be refreshed.
         #[arg(long)]
         renewable: Option<bool>,
     },
     /// Change an application: only the options given change (the API's UpdateApplication).
     Update {
+        /// The application's client_id.
         client_id: String,
+        /// The most the application can grant.
         #[arg(long)]
         scope: Option<String>,
+        /// A display name.
         #[arg(long)]
         name: Option<String>,
+        /// The vendor shown in listings.
         #[arg(long)]
         vendor: Option<String>,
+        /// A free-text description.
         #[arg(long)]
         description: Option<String>,
+        /// Access-token lifetime in seconds.
         #[arg(long)]
         access_validity: Option<i64>,
+        /// Grant lifetime in seconds, or `never`.
         #[arg(long)]
         grant_validity: Option<Lifetime>,
+        /// Whether grants may be refreshed.
         #[arg(long)]
         renewable: Option<bool>,
     },
     /// Remove a trustee's rule: no new grants for it (existing grants live on).
     Disallow {
+        /// The application's client_id.
         client_id: String,
+        /// The trustee whose rule goes, as given to `app allow`.
         trustee: String,
     },
+    /// List applications with their scopes and number of rules.
     List,
+    /// Show one application with its settings and rules.
     Show {
+        /// The application's client_id.
         client_id: String,
     },
     /// Delete an application, its rules and its grants.
     Remove {
+        /// The application's client_id.
         client_id: String,
     },
 }
@@ -123,7 +162,9 @@ pub enum AppCmd {
 pub enum RoleCmd {
     /// Give an identity an OAuth role: auditor, maintainer, owner, grant-admin, admin (or 1-6).
     Grant {
+        /// The identity: local:{uuid} (or local:NAME), LDAP+N:..., AD+N:....
         identity: String,
+        /// auditor, maintainer, owner, grant-admin or admin (or its number).
         role: String,
         /// The application, for the maintainer and owner roles.
         #[arg(long = "app")]
@@ -131,29 +172,41 @@ pub enum RoleCmd {
     },
     /// Take a role away (on one application with --app, else on all).
     Revoke {
+        /// The identity holding the role.
         identity: String,
+        /// auditor, maintainer, owner, grant-admin or admin (or its number).
         role: String,
+        /// Only on this application.
         #[arg(long = "app")]
         client_id: Option<String>,
     },
     /// List role assignments.
-    List { identity: Option<String> },
+    List {
+        /// Only this identity's.
+        identity: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum GrantCmd {
+    /// List live grants (never their tokens), with dates in ISO 8601 and Unix seconds.
     List {
+        /// Only this application's.
         #[arg(long)]
         client_id: Option<String>,
+        /// Only this identity's (local:{uuid}, LDAP+N:..., AD+N:...).
         #[arg(long)]
         identity: Option<String>,
     },
     /// Revoke grants by application and/or identity (at least one, or --all).
     Revoke {
+        /// Grants of this application.
         #[arg(long)]
         client_id: Option<String>,
+        /// Grants of this identity.
         #[arg(long)]
         identity: Option<String>,
+        /// Every grant (when neither --client-id nor --identity is given).
         #[arg(long)]
         all: bool,
     },
@@ -400,7 +453,10 @@ fn app_view(a: &Application, rules: &[Rule]) -> AppView {
 /// The command line reports an administration refusal as an error with its result code.
 pub fn admin_op<T>(r: Result<T, AdminError>) -> anyhow::Result<T> {
     r.map_err(|e| match e {
-        AdminError::Refused(code, msg) => anyhow!("{msg} (result {})", code as i32),
+        AdminError::Refused(code, message) => anyhow::Error::new(super::Refusal {
+            code: code as i32,
+            message,
+        }),
         other => anyhow!("{other}"),
     })
 }
@@ -697,6 +753,7 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A grant as listed: times as Unix seconds and, beside each, the same instant in ISO 8601 (UTC).
 #[derive(Serialize)]
 struct GrantView {
     id: String,
@@ -704,21 +761,29 @@ struct GrantView {
     identity: String,
     scope: String,
     issued_at: i64,
+    issued_at_iso: String,
+    /// None: the grant never expires.
     expires_at: Option<i64>,
+    expires_at_iso: Option<String>,
     access_expires_at: i64,
+    access_expires_at_iso: String,
     renewable: bool,
 }
 
 impl From<&Grant> for GrantView {
     fn from(g: &Grant) -> Self {
+        use crate::api::iso8601;
         Self {
             id: g.id.clone(),
             client_id: g.client_id.clone(),
             identity: g.identity.clone(),
             scope: g.scope.clone(),
             issued_at: g.issued_at,
+            issued_at_iso: iso8601(g.issued_at),
             expires_at: g.expires_at,
+            expires_at_iso: g.expires_at.map(iso8601),
             access_expires_at: g.access_expires_at,
+            access_expires_at_iso: iso8601(g.access_expires_at),
             renewable: g.renewable,
         }
     }
@@ -744,14 +809,17 @@ pub async fn grant(g: &GlobalOpts, cmd: GrantCmd) -> anyhow::Result<()> {
                     .iter()
                     .map(|v| {
                         format!(
-                            "{}\t{}\t{}\t{}\texpires {}",
+                            "{}\t{}\t{}\t{}\tissued {} ({})\texpires {}",
                             v.id,
                             v.client_id,
                             v.identity,
                             v.scope,
-                            v.expires_at
-                                .map(|e| e.to_string())
-                                .unwrap_or_else(|| "never".into())
+                            v.issued_at_iso,
+                            v.issued_at,
+                            match (&v.expires_at_iso, v.expires_at) {
+                                (Some(iso), Some(unix)) => format!("{iso} ({unix})"),
+                                _ => "never".into(),
+                            }
                         )
                     })
                     .collect::<Vec<_>>()

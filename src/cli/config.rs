@@ -15,13 +15,21 @@ use crate::store::Settings;
 #[derive(Debug, Subcommand)]
 pub enum ConfigCmd {
     /// Validate a configuration file (default: the one `serve` would read) with the environment.
-    Check { file: Option<PathBuf> },
+    Check {
+        /// The file (default: --config, else <data-dir>/vedauth.toml).
+        file: Option<PathBuf>,
+    },
     /// Print the full default configuration file, a comment per key.
     Defaults,
     /// Print the global token settings kept in the store (GetConfiguration).
     Get,
     /// Change one global token setting, e.g. `AuthorizeByPassword false` (SetConfiguration).
-    Set { name: String, value: String },
+    Set {
+        /// The setting's name, as `config get` shows it (any case).
+        name: String,
+        /// true, false, a number, or text.
+        value: String,
+    },
 }
 
 pub async fn run(g: &GlobalOpts, cmd: ConfigCmd) -> anyhow::Result<()> {

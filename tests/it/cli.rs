@@ -453,3 +453,242 @@ async fn postgres_tls_trusts_the_systems_certificate_authorities() {
         "{err}"
     );
 }
+
+#[test]
+fn with_json_errors_are_one_json_object_on_stderr() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = tmp.path().join("data");
+    let d = data(&d);
+    let one_object = |err: &str| -> Value {
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("not JSON ({e}): {err}"))
+    };
+    let (code, out, err) = run(&["--data-dir", d, "--json", "app", "show", "nope"]);
+    assert_eq!(code, 1);
+    assert_eq!(out, "", "stdout carries results only");
+    let e = one_object(&err);
+    assert!(
+        e["error"].as_str().is_some_and(|m| m.contains("nope")),
+        "{e}"
+    );
+    // An administration refusal keeps its result code as a number.
+    admin(
+        Path::new(d),
+        &["app", "add", "x-app", "--scope", "certificate"],
+        None,
+    );
+    let (code, out, err) = run(&[
+        "--data-dir",
+        d,
+        "app",
+        "update",
+        "x-app",
+        "--scope",
+        "bogus",
+        "--json",
+    ]);
+    assert_eq!((code, out.as_str()), (1, ""));
+    let e = one_object(&err);
+    assert_eq!(e["result"], 17, "{e}");
+    assert!(
+        e["error"].as_str().is_some_and(|m| !m.contains("(result")),
+        "{e}"
+    );
+    // A command-line mistake: the message and the usage, exit status 2.
+    let (code, out, err) = run(&["--json", "app", "show"]);
+    assert_eq!((code, out.as_str()), (2, ""));
+    let e = one_object(&err);
+    assert!(
+        e["error"].as_str().is_some_and(|m| m.contains("CLIENT_ID")),
+        "{e}"
+    );
+    assert!(
+        e["usage"].as_str().is_some_and(|u| u.contains("app show")),
+        "{e}"
+    );
+    // A bad configuration file, too.
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, "listen = 3\n").expect("write");
+    let (code, _, err) = run(&[
+        "--json",
+        "--config",
+        bad.to_str().expect("utf-8"),
+        "user",
+        "list",
+    ]);
+    assert_eq!(code, 1);
+    let e = one_object(&err);
+    assert!(
+        e["error"]
+            .as_str()
+            .is_some_and(|m| m.contains(":1:10: listen")),
+        "{e}"
+    );
+    // Without --json: text for a person.
+    let (_, _, err) = run(&["--data-dir", d, "app", "show", "nope"]);
+    assert!(err.starts_with("vedauth: "), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grant_list_shows_iso_8601_dates_beside_unix_times() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let s = Served::start(&dir, &[]);
+    let r = grant(
+        &s.client(),
+        &s.base,
+        "vedauth-admin",
+        "admin",
+        "Initial-Admin-Pw-123",
+        "admin",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let iso = |unix: i64| {
+        time::OffsetDateTime::from_unix_timestamp(unix)
+            .expect("time")
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("format")
+    };
+    let listed: Value =
+        serde_json::from_str(&admin(&dir, &["grant", "list", "--json"], None)).expect("json");
+    let g = &listed[0];
+    for field in ["issued_at", "expires_at", "access_expires_at"] {
+        let unix = g[field].as_i64().unwrap_or_else(|| panic!("{field}: {g}"));
+        assert_eq!(g[format!("{field}_iso")], iso(unix), "{g}");
+    }
+    assert!(g["expires_at_iso"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
+    let human = admin(&dir, &["grant", "list"], None);
+    let issued = g["issued_at"].as_i64().expect("issued");
+    let expires = g["expires_at"].as_i64().expect("expires");
+    assert!(
+        human.contains(&format!("issued {} ({issued})", iso(issued)))
+            && human.contains(&format!("expires {} ({expires})", iso(expires))),
+        "{human}"
+    );
+    s.sigterm();
+    assert!(s.wait().0.success());
+}
+
+/// Every command, subcommand, argument and option says what it is in `-h`: walks the whole
+/// command tree through the binary's own help.
+#[test]
+fn every_command_and_option_has_a_help_line() {
+    let mut missing = Vec::new();
+    let mut todo = vec![Vec::<String>::new()];
+    let mut seen = 0;
+    while let Some(path) = todo.pop() {
+        seen += 1;
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("-h");
+        let (code, help, err) = run(&args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        let lines: Vec<&str> = help.lines().collect();
+        let indent = |l: &str| l.len() - l.trim_start().len();
+        let mut section = "";
+        for (i, line) in lines.iter().enumerate() {
+            if !line.starts_with(' ') {
+                section = line.trim_end_matches(':');
+                continue;
+            }
+            // Entries are indented by at most 6; help text put on the next line, by more.
+            if !matches!(section, "Commands" | "Arguments" | "Options") || indent(line) > 6 {
+                continue;
+            }
+            // An entry is its name, two or more spaces and its help text, or its name alone
+            // with the help text on the next line, further indented.
+            let entry = line.trim();
+            let (name, same_line) = match entry.split_once("  ") {
+                Some((n, h)) => (n.trim(), h.trim()),
+                None => (entry, ""),
+            };
+            let next_line = lines
+                .get(i + 1)
+                .filter(|n| n.starts_with(' ') && indent(n) > 6)
+                .map(|n| n.trim())
+                .unwrap_or("");
+            if same_line.is_empty() && next_line.is_empty() {
+                missing.push(format!("{} {name}", path.join(" ")));
+            }
+            if section == "Commands" && name != "help" {
+                let mut sub = path.clone();
+                sub.push(name.to_string());
+                todo.push(sub);
+            }
+        }
+    }
+    assert!(seen > 30, "walked only {seen} commands");
+    assert!(missing.is_empty(), "no help text: {missing:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_json_logs_everything_the_server_prints_is_json_the_banner_too() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let s = Served::start(&dir, &["--log-format", "json"]);
+    let stdout = s.stdout.clone();
+    let stderr = s.err.clone();
+    s.sigterm();
+    let (status, _) = s.wait();
+    assert!(status.success());
+    let stdout = stdout.lock().map(|s| s.clone()).unwrap_or_default();
+    let stderr = stderr.lock().map(|s| s.clone()).unwrap_or_default();
+    let events: Vec<Value> = stdout
+        .lines()
+        .chain(stderr.lines())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let message = |m: &str| events.iter().find(|e| e["fields"]["message"] == m).cloned();
+    let banner = message("vedauth is listening").unwrap_or_else(|| panic!("{stderr}"));
+    let f = &banner["fields"];
+    assert!(
+        f["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://127.0.0.1:")),
+        "{f}"
+    );
+    assert!(
+        f["ca_file"].as_str().is_some_and(|p| p.ends_with("ca.crt")),
+        "{f}"
+    );
+    assert!(
+        f["admin_password_file"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("initial-admin-password")),
+        "{f}"
+    );
+    assert!(
+        f["get_token"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("curl ")),
+        "{f}"
+    );
+    assert_eq!(f["first_start"], true);
+    // The last line before exit was written (the log thread is flushed at shutdown).
+    assert!(message("stopped").is_some(), "{stderr}");
+
+    // A server that cannot start says why in JSON too.
+    let out = Command::new(BIN)
+        .args(["--data-dir", data(&dir), "serve", "--log-format", "json"])
+        .args(["--listen", "not-an-address"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    let (code, stdout, stderr) = triple(out);
+    assert_ne!(code, 0);
+    assert_eq!(stdout, "");
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|e| e["level"] == "ERROR"
+            && e["fields"]["error"]
+                .as_str()
+                .is_some_and(|m| m.contains("listen"))),
+        "{stderr}"
+    );
+}
