@@ -692,3 +692,71 @@ async fn with_json_logs_everything_the_server_prints_is_json_the_banner_too() {
         "{stderr}"
     );
 }
+
+/// `status` against a listener that accepts connections and never answers (a stopped process
+/// that still holds its socket, a saturated server): one timeout covers the whole call, TLS
+/// handshake included, and the report says what happened.
+#[test]
+fn status_gives_up_on_a_server_that_accepts_and_never_answers() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    // Accepted connections are kept open, unanswered, until the test ends.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().take(16).flatten() {
+            held.push(conn);
+        }
+        std::thread::sleep(Duration::from_secs(120));
+    });
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = tmp.path().join("data");
+    for scheme in ["http", "https"] {
+        let url = format!("{scheme}://{addr}");
+        let mut child = Command::new(BIN)
+            .args([
+                "--data-dir",
+                data(&d),
+                "status",
+                "--url",
+                &url,
+                "--timeout",
+                "1",
+            ])
+            .arg("--json")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().expect("wait").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("status still waits on {url}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (code, out, err) = triple(child.wait_with_output().expect("output"));
+        assert_eq!(code, 0, "{err}");
+        let report: Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(report["server"]["reachable"], false, "{report}");
+        assert_eq!(
+            report["server"]["error"], "no answer within 1 s",
+            "{report}"
+        );
+    }
+    let (code, out, _) = run(&[
+        "--data-dir",
+        data(&d),
+        "status",
+        "--url",
+        &format!("http://{addr}"),
+        "--timeout",
+        "0.5",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("not reachable: no answer within 0.5 s"),
+        "{out}"
+    );
+}
