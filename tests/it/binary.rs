@@ -158,6 +158,16 @@ impl Served {
     }
 }
 
+/// A test that fails before it stops its server must not leave the process running.
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Runs an admin command on the data directory; returns stdout, asserting success.
 pub(crate) fn admin(dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
     let mut child = Command::new(BIN)
