@@ -80,7 +80,11 @@ pub async fn run(g: &GlobalOpts, cmd: ConfigCmd) -> anyhow::Result<()> {
             let updated: Settings =
                 serde_json::from_value(doc).map_err(|e| anyhow!("{key}: {e}"))?;
             admin_op(admin.set_settings(&Caller::Operator, updated).await)?;
-            println!("{key} set");
+            if g.json {
+                println!("{}", serde_json::json!({"name": key, "set": true}));
+            } else {
+                println!("{key} set");
+            }
         }
     }
     Ok(())

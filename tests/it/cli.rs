@@ -312,6 +312,23 @@ fn a_missing_configuration_file_is_an_error_said_once() {
     let (code, out, err) = run(&["--data-dir", d, "config", "check"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("no configuration file at"), "{out}");
+    let (_, out, _) = run(&["--data-dir", d, "config", "check", "--json"]);
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        (v["exists"].clone(), v["valid"].clone()),
+        (false.into(), true.into())
+    );
+    let (_, out, _) = run(&[
+        "--data-dir",
+        d,
+        "config",
+        "set",
+        "RefreshEndpointEnabled",
+        "true",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["name"], "RefreshEndpointEnabled");
 }
 
 /// What `build.rs` told cargo to watch, from this very build's record of it: the files that
