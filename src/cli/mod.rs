@@ -132,11 +132,19 @@ fn json_error(e: &anyhow::Error) -> serde_json::Value {
     }
 }
 
-/// A command-line mistake (clap) with `--json` among the arguments: the message and the usage
-/// line as JSON. Help and version requests are not errors and print as usual.
+/// A command-line mistake (clap) with `--json` or JSON logs asked for: the message and the
+/// usage line as JSON. Help and version requests are not errors and print as usual.
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
-    let wants_json = std::env::args_os().any(|a| a == "--json");
+    // Asked for JSON output, or JSON logs (a collector reading `serve`'s output).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let wants_json = args
+        .iter()
+        .any(|a| a == "--json" || a == "--log-format=json")
+        || args
+            .windows(2)
+            .any(|w| w[0] == "--log-format" && w[1] == "json")
+        || std::env::var("VEDAUTH_LOG_FORMAT").is_ok_and(|v| v == "json");
     if !wants_json
         || matches!(
             e.kind(),

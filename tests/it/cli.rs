@@ -524,6 +524,15 @@ fn with_json_errors_are_one_json_object_on_stderr() {
         e["usage"].as_str().is_some_and(|u| u.contains("app show")),
         "{e}"
     );
+    // The same for a server started with JSON logs.
+    let (code, out, err) = run(&["serve", "--log-format", "json", "--bogus"]);
+    assert_eq!((code, out.as_str()), (2, ""));
+    assert!(
+        one_object(&err)["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("--bogus")),
+        "{err}"
+    );
     // A bad configuration file, too.
     let bad = tmp.path().join("bad.toml");
     std::fs::write(&bad, "listen = 3\n").expect("write");
