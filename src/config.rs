@@ -12,15 +12,21 @@ use crate::password::HashParams;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    /// The cause is the `source` (printed after this by `{:#}`, not repeated in this text).
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    /// Not TOML, or a value of the wrong type. `at` says where: `file:line:column` and the key,
+    /// or the environment variable.
+    #[error("{at}: {message}")]
+    Parse { at: String, message: String },
     #[error("invalid setting {key}: {message}")]
     Invalid { key: &'static str, message: String },
+    /// An `Invalid` setting and where it was set (`file:line:column`, or the variable).
+    #[error("{at}: {inner}")]
+    At { at: String, inner: Box<ConfigError> },
 }
 
 /// `""` in a file or the environment means "not set".
@@ -423,6 +429,114 @@ fn set_path(table: &mut toml::Table, path: &str, v: toml::Value) {
     }
 }
 
+/// A configuration file's text, parsed once for where its keys are and once into the types.
+struct FileText<'a> {
+    text: &'a str,
+    path: &'a Path,
+    doc: toml_edit::ImDocument<&'a str>,
+}
+
+impl<'a> FileText<'a> {
+    /// Syntax errors say where (`file:line:column`) and, when the line has one, the key.
+    fn parse(text: &'a str, path: &'a Path) -> Result<Self, ConfigError> {
+        match toml_edit::ImDocument::parse(text) {
+            Ok(doc) => Ok(Self { text, path, doc }),
+            Err(e) => {
+                let start = e.span().map(|s| s.start).unwrap_or(0);
+                let mut at = position(text, path, start);
+                if let Some(key) = key_on_line(text, start) {
+                    at = format!("{at}: {key}");
+                }
+                Err(ConfigError::Parse {
+                    at,
+                    message: e.message().trim_end().to_string(),
+                })
+            }
+        }
+    }
+
+    /// The file alone into the types (unknown keys and wrong types are named here, with the
+    /// place of the value), then as a table to layer the environment on.
+    fn typed_check(&self) -> Result<toml::Table, ConfigError> {
+        let checked: Result<Config, _> =
+            serde_path_to_error::deserialize(toml::Deserializer::new(self.text));
+        if let Err(e) = checked {
+            let key = e.path().to_string();
+            let place = match e.inner().span() {
+                Some(span) => position(self.text, self.path, span.start),
+                None => self
+                    .locate(&key)
+                    .unwrap_or_else(|| self.path.display().to_string()),
+            };
+            // Type errors name the key (the message itself does not).
+            let at = if key.is_empty() || key == "." {
+                place
+            } else {
+                format!("{place}: {key}")
+            };
+            return Err(ConfigError::Parse {
+                at,
+                message: e.inner().message().trim_end().to_string(),
+            });
+        }
+        toml::from_str(self.text).map_err(|e: toml::de::Error| ConfigError::Parse {
+            at: self.path.display().to_string(),
+            message: e.message().to_string(),
+        })
+    }
+
+    /// `file:line:column` of a dotted key set in this file, if it is.
+    fn locate(&self, key: &str) -> Option<String> {
+        let mut table: &dyn toml_edit::TableLike = self.doc.as_table();
+        let mut found = None;
+        for part in key.split('.') {
+            let (k, item) = table.get_key_value(part)?;
+            found = k.span().or_else(|| item.span());
+            if let Some(t) = item.as_table_like() {
+                table = t;
+            }
+        }
+        Some(position(self.text, self.path, found?.start))
+    }
+}
+
+/// `file:line:column` of a byte offset (both counted from 1, columns in characters).
+fn position(text: &str, path: &Path, offset: usize) -> String {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    format!("{}:{line}:{column}", path.display())
+}
+
+/// The dotted key a line defines (`[table]` headers above it included), for syntax errors
+/// where no parse tree exists to ask.
+fn key_on_line(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line = text.get(line_start..)?.lines().next()?.trim();
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') || key.contains(char::is_whitespace) {
+        return None;
+    }
+    let header = text
+        .get(..line_start)?
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    Some(match header {
+        Some(h) if !h.is_empty() => format!("{h}.{key}"),
+        _ => key.to_string(),
+    })
+}
+
 impl Config {
     /// Parses TOML text alone (no environment); unknown keys are rejected by name.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
@@ -431,18 +545,20 @@ impl Config {
 
     /// Defaults, then the file's text (if any), then the environment as `env` reports it
     /// (`VEDAUTH_<KEY>`, or `VEDAUTH_<KEY>_FILE` naming a file that holds the value).
+    /// Errors name the key and where it was set: the file, line and column, or the variable.
     pub fn layered(
         file: Option<(&str, &Path)>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let origin = file.map(|(_, p)| p.to_path_buf()).unwrap_or_default();
-        let mut table: toml::Table = match file {
-            Some((text, path)) => toml::from_str(text).map_err(|e| ConfigError::Parse {
-                path: path.to_path_buf(),
-                message: e.message().to_string(),
-            })?,
+        let doc = match file {
+            Some((text, path)) => Some(FileText::parse(text, path)?),
+            None => None,
+        };
+        let mut table: toml::Table = match &doc {
+            Some(doc) => doc.typed_check()?,
             None => toml::Table::new(),
         };
+        let mut from_env = Vec::new();
         for key in KEYS {
             let name = key.env_name();
             let raw = match env(&name) {
@@ -462,15 +578,41 @@ impl Config {
             };
             if let Some(raw) = raw {
                 set_path(&mut table, key.path, env_value(key, &raw)?);
+                from_env.push(key);
             }
         }
-        let cfg: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse {
-                path: origin,
-                message: e.message().to_string(),
-            })?;
-        cfg.validate()?;
+        // The file alone was checked above, so what fails now came from the environment.
+        let cfg: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(
+            |e: serde_path_to_error::Error<toml::de::Error>| {
+                let key = e.path().to_string();
+                let var = KEYS
+                    .iter()
+                    .find(|k| k.path == key)
+                    .map(Key::env_name)
+                    .unwrap_or_else(|| "the environment".into());
+                ConfigError::Parse {
+                    at: format!("{var} ({key})"),
+                    message: e.inner().message().to_string(),
+                }
+            },
+        )?;
+        cfg.validate().map_err(|e| match e {
+            ConfigError::Invalid { key, .. } => {
+                // A variable wins over the file, so it is the place to name if one is set.
+                let var = from_env
+                    .iter()
+                    .find(|k| k.path == key || k.path.starts_with(&format!("{key}.")))
+                    .map(|k| k.env_name());
+                match var.or_else(|| doc.as_ref().and_then(|d| d.locate(key))) {
+                    Some(at) => ConfigError::At {
+                        at,
+                        inner: Box::new(e),
+                    },
+                    None => e,
+                }
+            }
+            other => other,
+        })?;
         Ok(cfg)
     }
 
@@ -735,6 +877,63 @@ mod tests {
         let e = Config::from_toml("[tokens]\nbogus = 1\n", Path::new("x.toml"));
         let msg = e.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(msg.contains("bogus"), "{msg}");
+    }
+
+    fn error(text: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
+        Config::layered(Some((text, Path::new("/etc/v.toml"))), env)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn errors_name_the_key_the_file_the_line_and_the_column() {
+        let none = |_: &str| None;
+        // A value of the wrong type: the place of the value.
+        let msg = error(
+            "listen = \"127.0.0.1:1\"\n[tokens]\nsweep_batch = \"five\"\n",
+            &none,
+        );
+        assert!(
+            msg.starts_with("/etc/v.toml:3:15: tokens.sweep_batch: invalid type: string \"five\""),
+            "{msg}"
+        );
+        // Not TOML: the place, and the key of that line.
+        let msg = error("\n[http]\nmax_headers = 3 4\n", &none);
+        assert!(
+            msg.starts_with("/etc/v.toml:3:17: http.max_headers: "),
+            "{msg}"
+        );
+        // A dotted key, an unknown key.
+        let msg = error("tokens.sweep_batch = -1\n", &none);
+        assert!(
+            msg.starts_with("/etc/v.toml:1:22: tokens.sweep_batch: "),
+            "{msg}"
+        );
+        let msg = error("[tokens]\nbogus = 1\n", &none);
+        assert!(
+            msg.starts_with("/etc/v.toml:2:1: tokens.bogus: unknown field"),
+            "{msg}"
+        );
+        // A value of the right type that fails validation: the place of its key.
+        let msg = error("[lockout]\nthreshold = 0\n", &none);
+        assert_eq!(
+            msg,
+            "/etc/v.toml:2:1: invalid setting lockout.threshold: must be at least 1 (or set enabled = false)"
+        );
+        // Set by the environment (which wins over the file): the variable.
+        let env = |k: &str| (k == "VEDAUTH_LOCKOUT_THRESHOLD").then(|| "0".to_string());
+        let msg = error("[lockout]\nthreshold = 3\n", &env);
+        assert!(
+            msg.starts_with("VEDAUTH_LOCKOUT_THRESHOLD: invalid setting lockout.threshold"),
+            "{msg}"
+        );
+        let env = |k: &str| (k == "VEDAUTH_TOKENS_SWEEP_BATCH").then(|| "-3".to_string());
+        let msg = error("", &env);
+        assert!(
+            msg.starts_with("VEDAUTH_TOKENS_SWEEP_BATCH (tokens.sweep_batch): "),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -137,103 +137,42 @@ pub enum LogFormat {
     Json,
 }
 
-enum LogMsg {
-    Line(Vec<u8>),
-    Flush(crossbeam_channel::Sender<()>),
-}
+static LOG_GUARD: std::sync::Mutex<Option<tracing_appender::non_blocking::WorkerGuard>> =
+    std::sync::Mutex::new(None);
 
-static LOG_TX: OnceLock<crossbeam_channel::Sender<LogMsg>> = OnceLock::new();
-
-/// Lines waiting for the log thread; past this, logging threads wait (nothing is dropped).
+/// Lines waiting for the log thread; past this, logging threads wait (lossless: nothing is
+/// dropped).
 const LOG_QUEUE: usize = 16 * 1024;
 
-/// Where log lines go: each event is formatted on the thread that logs it, then written to
-/// stderr by a thread of its own, which writes whatever has queued up in one go. Under load
-/// that is one write for many lines instead of one system call per line on the threads that
-/// serve requests.
-struct LogSink(crossbeam_channel::Sender<LogMsg>);
-
-struct LogLine<'a> {
-    buf: Vec<u8>,
-    tx: &'a crossbeam_channel::Sender<LogMsg>,
+/// Stderr through a thread of its own (`tracing-appender`): each event is formatted on the
+/// thread that logs it and handed over as one line; the log thread writes what has queued up
+/// through a 64 KiB buffer and flushes when the queue runs dry. Under load that is one write for
+/// many lines instead of one system call per line on the threads that serve requests.
+fn log_writer() -> tracing_appender::non_blocking::NonBlocking {
+    let out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE)
+        .thread_name("vedauth-log")
+        .finish(out);
+    if let Ok(mut slot) = LOG_GUARD.lock() {
+        *slot = Some(guard);
+    }
+    writer
 }
 
-impl std::io::Write for LogLine<'_> {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for LogLine<'_> {
-    fn drop(&mut self) {
-        if !self.buf.is_empty() {
-            let _ = self.tx.send(LogMsg::Line(std::mem::take(&mut self.buf)));
-        }
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogSink {
-    type Writer = LogLine<'a>;
-    fn make_writer(&'a self) -> Self::Writer {
-        LogLine {
-            buf: Vec::with_capacity(256),
-            tx: &self.0,
-        }
-    }
-}
-
-fn write_logs(rx: crossbeam_channel::Receiver<LogMsg>) {
-    use std::io::Write;
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
-    while let Ok(first) = rx.recv() {
-        // Everything already queued goes out together (in rounds of at most 1024 lines).
-        let mut msg = Some(first);
-        let mut n = 0;
-        while let Some(m) = msg {
-            match m {
-                LogMsg::Line(l) => {
-                    let _ = out.write_all(&l);
-                }
-                LogMsg::Flush(ack) => {
-                    let _ = out.flush();
-                    let _ = ack.send(());
-                }
-            }
-            n += 1;
-            msg = if n < 1024 { rx.try_recv().ok() } else { None };
-        }
-        let _ = out.flush();
-    }
-}
-
-/// Waits (at most a second) until every line logged so far has been written; for shutdown.
+/// Writes every line logged so far and stops the log thread (it waits at most about a second);
+/// for shutdown, after the last line.
 pub fn flush_logs() {
-    if let Some(tx) = LOG_TX.get() {
-        let (ack, done) = crossbeam_channel::bounded(1);
-        if tx.send(LogMsg::Flush(ack)).is_ok() {
-            let _ = done.recv_timeout(std::time::Duration::from_secs(1));
-        }
-    }
-}
-
-/// Stderr through the log thread, or directly if that thread cannot be started.
-fn log_writer() -> tracing_subscriber::fmt::writer::BoxMakeWriter {
-    use tracing_subscriber::fmt::writer::BoxMakeWriter;
-    let (tx, rx) = crossbeam_channel::bounded(LOG_QUEUE);
-    let started = std::thread::Builder::new()
-        .name("vedauth-log".into())
-        .spawn(move || write_logs(rx));
-    match started {
-        Ok(_) if LOG_TX.set(tx.clone()).is_ok() => BoxMakeWriter::new(LogSink(tx)),
-        _ => BoxMakeWriter::new(std::io::stderr),
-    }
+    let guard = LOG_GUARD.lock().ok().and_then(|mut g| g.take());
+    drop(guard);
 }
 
 pub fn init_tracing(format: LogFormat) {
+    // Once per process: a second log thread would replace the first one's guard.
+    if tracing::dispatcher::has_been_set() {
+        return;
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("VEDAUTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     use std::io::IsTerminal;

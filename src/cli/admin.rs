@@ -8,49 +8,63 @@ use anyhow::{anyhow, bail};
 use clap::Subcommand;
 use serde::Serialize;
 
-use super::{read_password_stdin, GlobalOpts};
+use super::{prompt, GlobalOpts};
 use crate::admin::{
-    Admin, AdminError, ApplicationInput, Caller, NewUser, Page, Role, RoleGrant, RuleInput,
-    UserInfo,
+    validate_new_user_name, Admin, AdminError, ApplicationInput, Caller, NewUser, Page, Role,
+    RoleGrant, RuleInput, UserInfo,
 };
 use crate::identity::lookup::Named;
-use crate::secret::Secret;
 use crate::store::{Application, Grant, Lifetime, Rule};
 
 #[derive(Debug, Subcommand)]
 pub enum UserCmd {
     /// Create a local user.
     Add {
+        /// The user name (no ':' or '\\'); the user logs in as NAME or local:NAME.
         name: String,
-        /// Read the password from stdin (otherwise a random one is generated and printed).
+        /// Read the password as one line from stdin (otherwise it is prompted for on the terminal).
         #[arg(long)]
         password_stdin: bool,
+        /// The user's full name, for listings and Identity/Self.
         #[arg(long)]
         full_name: Option<String>,
+        /// The user's email address.
         #[arg(long)]
         email: Option<String>,
     },
-    /// Set a user's password (read from stdin).
+    /// Set a user's password (prompted for on the terminal, or one line of stdin).
     Passwd {
+        /// The user name.
         name: String,
+        /// Read the password as one line from stdin (otherwise it is prompted for on the terminal).
         #[arg(long)]
         password_stdin: bool,
     },
+    /// List local users with their identities and states.
     List,
+    /// Show one user: identity, state, failed logins, lockout.
     Show {
+        /// The user name.
         name: String,
     },
+    /// Disable a user and revoke their grants.
     Disable {
+        /// The user name.
         name: String,
     },
+    /// Enable a disabled user again.
     Enable {
+        /// The user name.
         name: String,
     },
     /// End a lockout early and forget the counted failures.
     Unlock {
+        /// The user name.
         name: String,
     },
+    /// Delete a user and revoke their grants.
     Remove {
+        /// The user name.
         name: String,
     },
 }
@@ -59,14 +73,18 @@ pub enum UserCmd {
 pub enum AppCmd {
     /// Register an application (API integration).
     Add {
+        /// The application's client_id (case-sensitive, unique).
         client_id: String,
-        /// The most the application can grant.
+        /// The most the application can grant, e.g. 'certificate:manage,revoke'.
         #[arg(long)]
         scope: String,
+        /// A display name (default: the client_id).
         #[arg(long)]
         name: Option<String>,
+        /// The vendor shown in listings.
         #[arg(long)]
         vendor: Option<String>,
+        /// A free-text description.
         #[arg(long)]
         description: Option<String>,
         /// Access-token lifetime in seconds.
@@ -75,6 +93,7 @@ pub enum AppCmd {
         /// Grant lifetime in seconds, or `never`.
         #[arg(long)]
         grant_validity: Option<Lifetime>,
+        /// Whether grants may be refreshed (true or false).
         #[arg(long)]
         renewable: Option<bool>,
     },
@@ -82,46 +101,66 @@ pub enum AppCmd {
     /// (`alice`, `local:alice`, `LDAP+N:ops`, `DOMAIN\name`) or by identity. The rule
     /// keeps the identity the name has now.
     Allow {
+        /// The application's client_id.
         client_id: String,
+        /// Who: a user or group name (alice, local:alice, LDAP+N:ops, DOMAIN\\name), an identity, or `everyone`.
         trustee: String,
+        /// The most this trustee may be granted (within the application's scope).
         #[arg(long)]
         max_scope: Option<String>,
+        /// Access-token lifetime in seconds for this trustee.
         #[arg(long)]
         access_validity: Option<i64>,
+        /// Grant lifetime in seconds, or `never`, for this trustee.
         #[arg(long)]
         grant_validity: Option<Lifetime>,
+        /// Whether this trustee's grants may be refreshed.
         #[arg(long)]
         renewable: Option<bool>,
     },
     /// Change an application: only the options given change (the API's UpdateApplication).
     Update {
+        /// The application's client_id.
         client_id: String,
+        /// The most the application can grant.
         #[arg(long)]
         scope: Option<String>,
+        /// A display name.
         #[arg(long)]
         name: Option<String>,
+        /// The vendor shown in listings.
         #[arg(long)]
         vendor: Option<String>,
+        /// A free-text description.
         #[arg(long)]
         description: Option<String>,
+        /// Access-token lifetime in seconds.
         #[arg(long)]
         access_validity: Option<i64>,
+        /// Grant lifetime in seconds, or `never`.
         #[arg(long)]
         grant_validity: Option<Lifetime>,
+        /// Whether grants may be refreshed.
         #[arg(long)]
         renewable: Option<bool>,
     },
     /// Remove a trustee's rule: no new grants for it (existing grants live on).
     Disallow {
+        /// The application's client_id.
         client_id: String,
+        /// The trustee whose rule goes, as given to `app allow`.
         trustee: String,
     },
+    /// List applications with their scopes and number of rules.
     List,
+    /// Show one application with its settings and rules.
     Show {
+        /// The application's client_id.
         client_id: String,
     },
     /// Delete an application, its rules and its grants.
     Remove {
+        /// The application's client_id.
         client_id: String,
     },
 }
@@ -130,7 +169,9 @@ pub enum AppCmd {
 pub enum RoleCmd {
     /// Give an identity an OAuth role: auditor, maintainer, owner, grant-admin, admin (or 1-6).
     Grant {
+        /// The identity: local:{uuid} (or local:NAME), LDAP+N:..., AD+N:....
         identity: String,
+        /// auditor, maintainer, owner, grant-admin or admin (or its number).
         role: String,
         /// The application, for the maintainer and owner roles.
         #[arg(long = "app")]
@@ -138,29 +179,41 @@ pub enum RoleCmd {
     },
     /// Take a role away (on one application with --app, else on all).
     Revoke {
+        /// The identity holding the role.
         identity: String,
+        /// auditor, maintainer, owner, grant-admin or admin (or its number).
         role: String,
+        /// Only on this application.
         #[arg(long = "app")]
         client_id: Option<String>,
     },
     /// List role assignments.
-    List { identity: Option<String> },
+    List {
+        /// Only this identity's.
+        identity: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum GrantCmd {
+    /// List live grants (never their tokens), with dates in ISO 8601 and Unix seconds.
     List {
+        /// Only this application's.
         #[arg(long)]
         client_id: Option<String>,
+        /// Only this identity's (local:{uuid}, LDAP+N:..., AD+N:...).
         #[arg(long)]
         identity: Option<String>,
     },
     /// Revoke grants by application and/or identity (at least one, or --all).
     Revoke {
+        /// Grants of this application.
         #[arg(long)]
         client_id: Option<String>,
+        /// Grants of this identity.
         #[arg(long)]
         identity: Option<String>,
+        /// Every grant (when neither --client-id nor --identity is given).
         #[arg(long)]
         all: bool,
     },
@@ -227,18 +280,23 @@ pub async fn user(g: &GlobalOpts, cmd: UserCmd) -> anyhow::Result<()> {
             full_name,
             email,
         } => {
-            let (password, generated) = if password_stdin {
-                (read_password_stdin()?, false)
-            } else {
-                (Secret::new(uuid::Uuid::new_v4().simple().to_string()), true)
-            };
+            // Before a prompt: nobody should type a password twice to learn that the name is
+            // refused or taken. (A script's --password-stdin goes straight to the core, which
+            // refuses a taken name and audits the refusal.)
+            if !password_stdin {
+                let name = admin_op(validate_new_user_name(&name))?;
+                if admin.user(me, &name).await.is_ok() {
+                    bail!("a user named '{name}' already exists");
+                }
+            }
+            let password = prompt::new_password(&name, password_stdin)?;
             let info = admin_op(
                 admin
                     .add_user(
                         me,
                         NewUser {
                             name,
-                            password: password.clone(),
+                            password,
                             full_name,
                             email,
                         },
@@ -249,19 +307,14 @@ pub async fn user(g: &GlobalOpts, cmd: UserCmd) -> anyhow::Result<()> {
             print(g.json, &view, || {
                 format!("created {} ({})", view.name, view.identity)
             });
-            if generated {
-                // Shown once, to the operator who ran the command; never logged.
-                eprintln!("generated password: {}", password.expose());
-            }
         }
         UserCmd::Passwd {
             name,
             password_stdin,
         } => {
-            if !password_stdin {
-                bail!("give the new password on stdin with --password-stdin");
-            }
-            let password = read_password_stdin()?;
+            // The user must exist before anyone types a new password for it.
+            admin_op(admin.user(me, &name).await)?;
+            let password = prompt::new_password(&name, password_stdin)?;
             let n = admin_op(admin.set_password(me, &name, password).await)?;
             print(
                 g.json,
@@ -408,8 +461,11 @@ fn app_view(a: &Application, rules: &[Rule], names: &BTreeMap<String, Named>) ->
 /// the same number the administration API would answer.
 pub fn admin_op<T>(r: Result<T, AdminError>) -> anyhow::Result<T> {
     r.map_err(|e| match crate::http::vedauth::admin::result_code(&e) {
-        Some(code) => anyhow!("{e} (result {})", code as i32),
-        None => anyhow::Error::new(e),
+        Some(code) => anyhow::Error::new(super::Refusal {
+            code: code as i32,
+            message: e.to_string(),
+        }),
+        None => anyhow!("{e}"),
     })
 }
 
@@ -696,6 +752,7 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A grant as listed: times as Unix seconds and, beside each, the same instant in ISO 8601 (UTC).
 #[derive(Serialize)]
 struct GrantView {
     id: String,
@@ -703,21 +760,29 @@ struct GrantView {
     identity: String,
     scope: String,
     issued_at: i64,
+    issued_at_iso: String,
+    /// None: the grant never expires.
     expires_at: Option<i64>,
+    expires_at_iso: Option<String>,
     access_expires_at: i64,
+    access_expires_at_iso: String,
     renewable: bool,
 }
 
 impl From<&Grant> for GrantView {
     fn from(g: &Grant) -> Self {
+        use crate::wire_time::iso8601;
         Self {
             id: g.id.clone(),
             client_id: g.client_id.clone(),
             identity: g.identity.clone(),
             scope: g.scope.clone(),
             issued_at: g.issued_at,
+            issued_at_iso: iso8601(g.issued_at),
             expires_at: g.expires_at,
+            expires_at_iso: g.expires_at.map(iso8601),
             access_expires_at: g.access_expires_at,
+            access_expires_at_iso: iso8601(g.access_expires_at),
             renewable: g.renewable,
         }
     }
@@ -758,14 +823,17 @@ pub async fn grant(g: &GlobalOpts, cmd: GrantCmd) -> anyhow::Result<()> {
                     .iter()
                     .map(|v| {
                         format!(
-                            "{}\t{}\t{}\t{}\texpires {}",
+                            "{}\t{}\t{}\t{}\tissued {} ({})\texpires {}",
                             v.id,
                             v.client_id,
                             v.identity,
                             v.scope,
-                            v.expires_at
-                                .map(|e| e.to_string())
-                                .unwrap_or_else(|| "never".into())
+                            v.issued_at_iso,
+                            v.issued_at,
+                            match (&v.expires_at_iso, v.expires_at) {
+                                (Some(iso), Some(unix)) => format!("{iso} ({unix})"),
+                                _ => "never".into(),
+                            }
                         )
                     })
                     .collect::<Vec<_>>()

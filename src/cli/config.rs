@@ -15,13 +15,21 @@ use crate::store::Settings;
 #[derive(Debug, Subcommand)]
 pub enum ConfigCmd {
     /// Validate a configuration file (default: the one `serve` would read) with the environment.
-    Check { file: Option<PathBuf> },
+    Check {
+        /// The file (default: --config, else <data-dir>/vedauth.toml).
+        file: Option<PathBuf>,
+    },
     /// Print the full default configuration file, a comment per key.
     Defaults,
     /// Print the global token settings kept in the store (GetConfiguration).
     Get,
     /// Change one global token setting, e.g. `AuthorizeByPassword false` (SetConfiguration).
-    Set { name: String, value: String },
+    Set {
+        /// The setting's name, as `config get` shows it (any case).
+        name: String,
+        /// true, false, a number, or text.
+        value: String,
+    },
 }
 
 pub async fn run(g: &GlobalOpts, cmd: ConfigCmd) -> anyhow::Result<()> {
@@ -31,8 +39,21 @@ pub async fn run(g: &GlobalOpts, cmd: ConfigCmd) -> anyhow::Result<()> {
                 Some(p) => (p, true),
                 None => (g.data_dir.join("vedauth.toml"), false),
             };
-            Config::load(&path, must_exist).map_err(|e| anyhow!("{e}"))?;
-            println!("{}: ok", path.display());
+            Config::load(&path, must_exist)?;
+            let exists = path.exists();
+            if g.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"file": path, "exists": exists, "valid": true})
+                );
+            } else if exists {
+                println!("{}: ok", path.display());
+            } else {
+                println!(
+                    "no configuration file at {}: the defaults and the environment are valid",
+                    path.display()
+                );
+            }
         }
         ConfigCmd::Defaults => print!("{}", Config::defaults_toml()),
         ConfigCmd::Get => {
@@ -59,7 +80,11 @@ pub async fn run(g: &GlobalOpts, cmd: ConfigCmd) -> anyhow::Result<()> {
             let updated: Settings =
                 serde_json::from_value(doc).map_err(|e| anyhow!("{key}: {e}"))?;
             admin_op(admin.set_settings(&Caller::Operator, updated).await)?;
-            println!("{key} set");
+            if g.json {
+                println!("{}", serde_json::json!({"name": key, "set": true}));
+            } else {
+                println!("{key} set");
+            }
         }
     }
     Ok(())

@@ -2,11 +2,11 @@
 
 mod admin;
 mod config;
+mod prompt;
 pub mod serve;
 mod status;
 pub mod store;
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,7 +17,6 @@ use clap::{Args, Parser, Subcommand};
 use crate::app::App;
 use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::secret::Secret;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -110,24 +109,80 @@ impl GlobalOpts {
     }
 }
 
-/// Reads a password from stdin: the whole input, less one trailing newline.
-pub fn read_password_stdin() -> anyhow::Result<Secret> {
-    let mut s = String::new();
-    std::io::stdin()
-        .read_to_string(&mut s)
-        .context("reading the password from stdin")?;
-    if s.ends_with('\n') {
-        s.pop();
-        if s.ends_with('\r') {
-            s.pop();
-        }
+/// An administration refusal with its API result code (e.g. 17, an invalid scope), kept apart
+/// so that `--json` can report the code as a number.
+#[derive(Debug, thiserror::Error)]
+#[error("{message} (result {code})")]
+pub struct Refusal {
+    pub code: i32,
+    pub message: String,
+}
+
+/// Already reported (as a log event): `main` only sets the exit status.
+#[derive(Debug, thiserror::Error)]
+#[error("reported")]
+pub struct Reported;
+
+/// The error as `--json` reports it: one object on stderr, `{"error": "..."}`, with `result`
+/// for administration refusals and `usage` for command-line mistakes.
+fn json_error(e: &anyhow::Error) -> serde_json::Value {
+    match e.downcast_ref::<Refusal>() {
+        Some(r) => serde_json::json!({"error": r.message, "result": r.code}),
+        None => serde_json::json!({"error": format!("{e:#}")}),
     }
-    anyhow::ensure!(!s.is_empty(), "the password read from stdin is empty");
-    Ok(Secret::new(s))
+}
+
+/// A command-line mistake (clap) with `--json` or JSON logs asked for: the message and the
+/// usage line as JSON. Help and version requests are not errors and print as usual.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    // Asked for JSON output, or JSON logs (a collector reading `serve`'s output).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let wants_json = args
+        .iter()
+        .any(|a| a == "--json" || a == "--log-format=json")
+        || args
+            .windows(2)
+            .any(|w| w[0] == "--log-format" && w[1] == "json")
+        || std::env::var("VEDAUTH_LOG_FORMAT").is_ok_and(|v| v == "json");
+    if !wants_json
+        || matches!(
+            e.kind(),
+            ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        )
+    {
+        e.exit()
+    }
+    // clap's text: "error: ..." (possibly over several lines), tips, then "Usage: ...".
+    let text = e.render().to_string();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let message = lines
+        .iter()
+        .take_while(|l| !l.starts_with("Usage:"))
+        .filter(|l| !l.starts_with("tip:"))
+        .map(|l| l.trim_start_matches("error:").trim())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let usage = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("Usage:"))
+        .map(|u| u.trim().to_string());
+    eprintln!("{}", serde_json::json!({"error": message, "usage": usage}));
+    ExitCode::from(2)
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let json = cli.global.json;
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -152,8 +207,14 @@ pub fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<Reported>() => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("vedauth: {e:#}");
+            // Errors go to stderr either way, so stdout only ever carries results.
+            if json {
+                eprintln!("{}", json_error(&e));
+            } else {
+                eprintln!("vedauth: {e:#}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -15,6 +15,7 @@ use crate::bootstrap::{self, PASSWORD_FILE};
 use crate::clock::SystemClock;
 use crate::secret::Secret;
 use crate::server::{self, ServerHandle};
+use crate::telemetry::LogFormat;
 use crate::tls::{self, CertStore, TlsPaths};
 
 #[derive(Debug, Args, Clone, Default)]
@@ -166,6 +167,55 @@ pub async fn launch(app: Arc<App>, listen: SocketAddr) -> anyhow::Result<Launche
     })
 }
 
+/// Where the server listens, where its CA certificate and the initial admin password are, and
+/// a ready `curl` line. For a person (human log format) the banner goes to stdout, apart from
+/// the log; with `--log-format json` it is one log event like any other, so that everything
+/// the process prints is JSON.
+fn banner(format: LogFormat, launched: &Launched, store: &str) {
+    let url = launched.handle.base_url();
+    let ca = launched.ca_file.as_ref().map(|p| p.display().to_string());
+    let password_file = launched
+        .password_file
+        .as_ref()
+        .map(|p| p.display().to_string());
+    let curl = launched.curl_line();
+    if format == LogFormat::Json {
+        tracing::info!(
+            addr = %launched.handle.local_addr,
+            url = %url,
+            store,
+            version = crate::version::VERSION,
+            ca_file = ca.as_deref(),
+            admin_password_file = password_file.as_deref(),
+            first_start = launched.first_start,
+            get_token = curl.as_deref(),
+            "vedauth is listening"
+        );
+        return;
+    }
+    tracing::info!(
+        addr = %launched.handle.local_addr,
+        store,
+        version = crate::version::VERSION,
+        "vedauth listening"
+    );
+    println!("vedauth is listening on {url}");
+    if let Some(ca) = &ca {
+        println!("CA certificate (pass it to clients as their CA bundle): {ca}");
+    }
+    if let Some(pw) = &password_file {
+        if launched.first_start {
+            println!("First start: created the user 'admin' and the application 'vedauth-admin'.");
+        }
+        println!(
+            "The admin password is in {pw}; change it with `vedauth user passwd admin`, then delete the file."
+        );
+    }
+    if let Some(line) = &curl {
+        println!("Get a token:\n  {line}");
+    }
+}
+
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
@@ -193,7 +243,14 @@ async fn shutdown_signal() {
 pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
     crate::telemetry::init_tracing(global.log_format);
     crate::telemetry::metrics_handle();
-    let result = serve(global, args).await;
+    let mut result = serve(global, args).await;
+    if global.log_format == LogFormat::Json {
+        // A collector reading JSON lines gets the failure as one of them, not as plain text.
+        if let Err(e) = &result {
+            tracing::error!(error = %format!("{e:#}"), "vedauth stopped on an error");
+            result = Err(super::Reported.into());
+        }
+    }
     // Log lines are written by a thread of their own: let it finish before the process ends.
     crate::telemetry::flush_logs();
     result
@@ -215,32 +272,7 @@ async fn serve(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
             .context("opening the store")?,
     );
     let launched = launch(app.clone(), listen).await?;
-    tracing::info!(
-        addr = %launched.handle.local_addr,
-        store = %app.store.describe(),
-        version = crate::version::VERSION,
-        "vedauth listening"
-    );
-    // The banner goes to stdout, apart from the log: it is for the person who started us.
-    println!("vedauth is listening on {}", launched.handle.base_url());
-    if let Some(ca) = &launched.ca_file {
-        println!(
-            "CA certificate (pass it to clients as their CA bundle): {}",
-            ca.display()
-        );
-    }
-    if let Some(pw) = &launched.password_file {
-        if launched.first_start {
-            println!("First start: created the user 'admin' and the application 'vedauth-admin'.");
-        }
-        println!(
-            "The admin password is in {} (delete the file once you have changed or stored it).",
-            pw.display()
-        );
-    }
-    if let Some(line) = launched.curl_line() {
-        println!("Get a token:\n  {line}");
-    }
+    banner(global.log_format, &launched, &app.store.describe());
     #[cfg(unix)]
     {
         // SIGHUP re-reads the certificate and key (connections already open carry on) and

@@ -1,5 +1,7 @@
 //! `vedauth status`: asks the running server for its health and reads the store's counts.
 
+use std::time::Duration;
+
 use clap::Args;
 use serde_json::{json, Value};
 
@@ -10,15 +12,38 @@ pub struct StatusArgs {
     /// The server's base URL (default: from the configuration's listen address and TLS).
     #[arg(long)]
     pub url: Option<String>,
+    /// Seconds to wait for the server's answer, connecting and TLS included.
+    #[arg(long, default_value = "5", value_parser = parse_timeout)]
+    pub timeout: Duration,
 }
 
-/// GET `{base}/readyz` trusting the generated CA; None if the server cannot be reached.
-async fn readyz(base: &str, ca: Option<std::path::PathBuf>) -> Option<(u16, Value)> {
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 3600.0) {
+        return Err("give between 0 and 3600 seconds".into());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// GET `{base}/readyz` trusting the generated CA, all of it (connect, TLS handshake, request,
+/// body) within `timeout`: a stopped process that still holds its port, or a saturated server,
+/// accepts the connection and never answers.
+async fn readyz(
+    base: &str,
+    ca: Option<std::path::PathBuf>,
+    timeout: Duration,
+) -> Result<(u16, Value), String> {
     let mut b = reqwest_lite::Client::new();
     if let Some(ca) = ca {
         b = b.with_ca(&ca);
     }
-    b.get_json(&format!("{base}/readyz")).await
+    match tokio::time::timeout(timeout, b.get_json(&format!("{base}/readyz"))).await {
+        Ok(Some(answer)) => Ok(answer),
+        Ok(None) => Err("cannot connect".into()),
+        Err(_) => Err(format!("no answer within {} s", timeout.as_secs_f64())),
+    }
 }
 
 pub async fn run(g: &GlobalOpts, args: StatusArgs) -> anyhow::Result<()> {
@@ -33,14 +58,14 @@ pub async fn run(g: &GlobalOpts, args: StatusArgs) -> anyhow::Result<()> {
     let ca = (cfg.tls && cfg.tls_cert_file.is_none())
         .then(|| crate::tls::TlsPaths::in_dir(&g.data_dir).ca_cert)
         .filter(|p| p.exists());
-    let server = readyz(&base, ca).await;
+    let server = readyz(&base, ca, args.timeout).await;
     let app = g.open_app().await?;
     let counts = app.store.counts(app.clock.now()).await;
     let providers = app.engine.identities().health().await;
     let report = json!({
         "server": match &server {
-            Some((code, body)) => json!({"url": base, "reachable": true, "ready": *code == 200, "health": body}),
-            None => json!({"url": base, "reachable": false}),
+            Ok((code, body)) => json!({"url": base, "reachable": true, "ready": *code == 200, "health": body}),
+            Err(why) => json!({"url": base, "reachable": false, "error": why}),
         },
         "version": crate::version::VERSION,
         "store": app.store.describe(),
@@ -58,7 +83,10 @@ pub async fn run(g: &GlobalOpts, args: StatusArgs) -> anyhow::Result<()> {
             "server:    {} ({})",
             base,
             if srv["reachable"] == false {
-                "not reachable".to_string()
+                format!(
+                    "not reachable: {}",
+                    srv["error"].as_str().unwrap_or("cannot connect")
+                )
             } else if srv["ready"] == true {
                 format!(
                     "ready, version {}",
@@ -135,13 +163,10 @@ mod reqwest_lite {
                 .to_string();
             let tls = uri.scheme_str() == Some("https");
             let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-            let tcp = tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                tokio::net::TcpStream::connect((host.as_str(), port)),
-            )
-            .await
-            .ok()?
-            .ok()?;
+            // The caller bounds the whole exchange, connecting included.
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+                .await
+                .ok()?;
             let req = http::Request::get(uri.path())
                 .header("host", uri.authority()?.as_str())
                 .body(Empty::<Bytes>::new())

@@ -22,6 +22,8 @@ pub(crate) struct Served {
     out: Arc<Mutex<String>>,
     /// Standard error alone (the log), apart from the banner on standard output.
     pub(crate) err: Arc<Mutex<String>>,
+    /// Standard output alone.
+    pub(crate) stdout: Arc<Mutex<String>>,
 }
 
 fn collect(
@@ -39,6 +41,19 @@ fn collect(
             }
         }
     });
+}
+
+/// The address the banner names: the human line on stdout, or the JSON event in the log.
+fn banner_url(text: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        if let Some(url) = l.strip_prefix("vedauth is listening on ") {
+            return Some(url.trim().to_string());
+        }
+        let event: Value = serde_json::from_str(l).ok()?;
+        (event["fields"]["message"] == "vedauth is listening")
+            .then(|| event["fields"]["url"].as_str().map(str::to_string))
+            .flatten()
+    })
 }
 
 impl Served {
@@ -60,7 +75,12 @@ impl Served {
             .expect("spawn vedauth");
         let out = Arc::new(Mutex::new(String::new()));
         let err = Arc::new(Mutex::new(String::new()));
-        collect(child.stdout.take().expect("stdout"), out.clone(), None);
+        let stdout = Arc::new(Mutex::new(String::new()));
+        collect(
+            child.stdout.take().expect("stdout"),
+            out.clone(),
+            Some(stdout.clone()),
+        );
         collect(
             child.stderr.take().expect("stderr"),
             out.clone(),
@@ -70,14 +90,8 @@ impl Served {
         let deadline = Instant::now() + Duration::from_secs(60);
         let base = loop {
             let text = out.lock().map(|s| s.clone()).unwrap_or_default();
-            if let Some(line) = text
-                .lines()
-                .find(|l| l.starts_with("vedauth is listening on "))
-            {
-                break line
-                    .trim_start_matches("vedauth is listening on ")
-                    .trim()
-                    .to_string();
+            if let Some(url) = banner_url(&text) {
+                break url;
             }
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("vedauth exited early ({status}):\n{text}");
@@ -91,6 +105,7 @@ impl Served {
             base,
             out,
             err,
+            stdout,
         }
     }
 
@@ -143,6 +158,16 @@ impl Served {
     }
 }
 
+/// A test that fails before it stops its server must not leave the process running.
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Runs an admin command on the data directory; returns stdout, asserting success.
 pub(crate) fn admin(dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
     let (ok, out, err) = admin_outcome(dir, args, stdin);
@@ -182,7 +207,7 @@ pub(crate) fn admin_outcome(
     )
 }
 
-async fn grant(
+pub(crate) async fn grant(
     client: &reqwest::Client,
     base: &str,
     app: &str,

@@ -6,6 +6,7 @@ mod audit;
 mod authorize;
 mod binary;
 mod certauth;
+mod cli;
 mod clients;
 mod common;
 mod dirsrv;
