@@ -183,9 +183,7 @@ async fn seed(data: &Path, users: usize, grants: usize) -> anyhow::Result<Seeded
     let store = SqliteStore::open_unsynced(&data.join(vedauth::app::DB_FILE)).await?;
     let cheap = hash_now(&HashParams::insecure_for_tests(), "never-used-password")?;
     let real = hash_now(&HashParams::default(), LOAD_PASSWORD)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs() as UnixTime;
+    let now: UnixTime = vedauth::clock::Clock::now(&vedauth::clock::SystemClock);
     let load_count = 64.min(users);
     let mut ids = Vec::with_capacity(users);
     let mut load_users = Vec::new();
@@ -271,7 +269,7 @@ async fn seed(data: &Path, users: usize, grants: usize) -> anyhow::Result<Seeded
     store.close().await;
     // The server's TLS files, made by the same code the server uses, so that every start
     // measured is a start on an existing data directory.
-    vedauth::tls::ensure_generated(&vedauth::tls::TlsPaths::in_dir(data))?;
+    vedauth::tls::ensure_generated(&vedauth::tls::TlsPaths::in_dir(data), now)?;
     Ok(Seeded {
         load_users,
         grants: out,

@@ -5,6 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use crate::clock::UnixTime;
+
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose, SanType,
@@ -171,7 +173,7 @@ fn write_leaf(
 ///   same CA;
 /// - anything else (the CA certificate gone, or its key gone when a server certificate is
 ///   needed): an error saying what is missing and how to start over.
-pub fn ensure_generated(paths: &TlsPaths) -> Result<bool, TlsError> {
+pub fn ensure_generated(paths: &TlsPaths, now: UnixTime) -> Result<bool, TlsError> {
     let files = [
         (&paths.ca_cert, paths.ca_cert.exists()),
         (&paths.ca_key, paths.ca_key.exists()),
@@ -182,7 +184,8 @@ pub fn ensure_generated(paths: &TlsPaths) -> Result<bool, TlsError> {
     if ca_cert && cert && key {
         return Ok(false);
     }
-    let now = time::OffsetDateTime::now_utc();
+    let now = time::OffsetDateTime::from_unix_timestamp(now)
+        .map_err(|e| TlsError::Generate(format!("the clock says {now}: {e}")))?;
     if files.iter().all(|(_, there)| !there) {
         generate_all(paths, now)?;
         return Ok(true);

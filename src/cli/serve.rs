@@ -57,7 +57,7 @@ pub async fn launch(app: Arc<App>, listen: SocketAddr) -> anyhow::Result<Launche
             (Some(c), Some(k)) => (c.clone(), k.clone(), None),
             _ => {
                 let paths = TlsPaths::in_dir(&app.data_dir);
-                if tls::ensure_generated(&paths)? {
+                if tls::ensure_generated(&paths, app.clock.now())? {
                     tracing::info!(ca = %paths.ca_cert.display(), "generated a local CA and server certificate");
                 }
                 (paths.cert, paths.key, Some(paths.ca_cert))

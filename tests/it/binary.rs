@@ -440,7 +440,7 @@ async fn sighup_reloads_the_certificate_without_dropping_connections() {
     // A new CA and server certificate, put in place of the old ones.
     let other = tmp.path().join("other");
     let paths = vedauth::tls::TlsPaths::in_dir(&other);
-    assert!(vedauth::tls::ensure_generated(&paths).expect("generate"));
+    assert!(vedauth::tls::ensure_generated(&paths, crate::common::wall_now()).expect("generate"));
     std::fs::copy(&paths.cert, dir.join("tls/server.crt")).expect("copy cert");
     std::fs::copy(&paths.key, dir.join("tls/server.key")).expect("copy key");
     let ok = Command::new("kill")

@@ -401,7 +401,7 @@ async fn postgres_tls_trusts_the_systems_certificate_authorities() {
     // A CA and a certificate for 127.0.0.1, installed in the cluster's data directory.
     let tmp = tempfile::tempdir().expect("tmp");
     let paths = vedauth::tls::TlsPaths::in_dir(tmp.path());
-    assert!(vedauth::tls::ensure_generated(&paths).expect("generate"));
+    assert!(vedauth::tls::ensure_generated(&paths, crate::common::wall_now()).expect("generate"));
     let mut conn = sqlx::PgConnection::connect(&cluster.url)
         .await
         .expect("connect");

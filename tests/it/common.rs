@@ -370,3 +370,8 @@ impl ManualClockExt for Arc<ManualClock> {
 pub trait ManualClockExt {
     fn now_secs_for_tests(&self) -> i64;
 }
+
+/// The wall clock, for what tests make outside a server (certificates, files).
+pub fn wall_now() -> i64 {
+    vedauth::clock::Clock::now(&vedauth::clock::SystemClock)
+}

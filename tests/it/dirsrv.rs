@@ -110,7 +110,7 @@ impl Slapd {
                     std::fs::copy(a, b).expect("copy TLS files");
                 }
             }
-            ensure_generated(&tls).expect("test certificates");
+            ensure_generated(&tls, crate::common::wall_now()).expect("test certificates");
             std::fs::write(dir.path().join("svc-password"), format!("{SVC_PW}\n"))
                 .expect("password file");
             if let Some((d, _)) = &like {
@@ -227,7 +227,8 @@ impl SambaAd {
         require("samba-tool");
         require("ldapsearch");
         let dir = instance_dir("samba-");
-        ensure_generated(&TlsPaths::in_dir(dir.path())).expect("test certificates");
+        ensure_generated(&TlsPaths::in_dir(dir.path()), crate::common::wall_now())
+            .expect("test certificates");
         std::fs::write(dir.path().join("svc-password"), format!("{AD_SVC_PW}\n"))
             .expect("password file");
         let out = Command::new(script("samba-ad"))

@@ -139,7 +139,7 @@ fn test_config() -> Config {
 /// A second, unrelated CA and server certificate.
 fn other_pair(tmp: &Path) -> TlsPaths {
     let paths = TlsPaths::in_dir(&tmp.join("other"));
-    assert!(ensure_generated(&paths).expect("generate"));
+    assert!(ensure_generated(&paths, crate::common::wall_now()).expect("generate"));
     paths
 }
 
@@ -147,7 +147,7 @@ fn other_pair(tmp: &Path) -> TlsPaths {
 async fn a_key_that_is_not_the_certificates_is_refused_at_start() {
     let tmp = tempfile::tempdir().expect("tmp");
     let a = TlsPaths::in_dir(&tmp.path().join("a"));
-    assert!(ensure_generated(&a).expect("generate"));
+    assert!(ensure_generated(&a, crate::common::wall_now()).expect("generate"));
     let b = other_pair(tmp.path());
     // Configured files.
     let mut config = test_config();
@@ -305,7 +305,9 @@ fn key_and_certificate_files_are_replaced_whole() {
     // A first start writes the whole tls directory at once.
     let data = tmp.path().join("data");
     std::fs::create_dir(&data).expect("mkdir");
-    assert!(ensure_generated(&TlsPaths::in_dir(&data)).expect("generate"));
+    assert!(
+        ensure_generated(&TlsPaths::in_dir(&data), crate::common::wall_now()).expect("generate")
+    );
     let left: Vec<_> = std::fs::read_dir(&data)
         .expect("list")
         .map(|e| e.expect("entry").file_name())
