@@ -180,7 +180,7 @@ fn app_id(i: usize) -> String {
 /// with the default parameters, so each login costs exactly what production costs.
 async fn seed(data: &Path, users: usize, grants: usize) -> anyhow::Result<Seeded> {
     std::fs::create_dir_all(data)?;
-    let store = SqliteStore::open_unsynced(&data.join(vedauth::app::DB_FILE)).await?;
+    let store = SqliteStore::open_unsynced(&data.join(vedauth::assembly::DB_FILE)).await?;
     let cheap = hash_now(&HashParams::insecure_for_tests(), "never-used-password")?;
     let real = hash_now(&HashParams::default(), LOAD_PASSWORD)?;
     let now: UnixTime = vedauth::clock::Clock::now(&vedauth::clock::SystemClock);

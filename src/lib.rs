@@ -8,7 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod app;
+pub mod assembly;
 pub mod audit;
 pub mod bootstrap;
 pub mod certauth;
@@ -22,9 +22,11 @@ pub mod jwt;
 pub mod lockout;
 pub mod net;
 pub mod password;
+pub mod runtime;
 pub mod scope;
 pub mod secret;
 pub mod server;
+pub mod services;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

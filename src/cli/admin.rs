@@ -232,8 +232,7 @@ fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) {
 
 /// The operator's view of the administration core.
 async fn open(g: &GlobalOpts) -> anyhow::Result<Admin> {
-    let app = g.open_app().await?;
-    Ok(Admin::new(&app))
+    Ok(g.open_assembly().await?.admin)
 }
 
 #[derive(Serialize)]

@@ -8,7 +8,7 @@ use clap::Subcommand;
 
 use super::admin::admin_op;
 use super::GlobalOpts;
-use crate::admin::{Admin, Caller};
+use crate::admin::Caller;
 use crate::config::Config;
 use crate::store::Settings;
 
@@ -57,13 +57,13 @@ pub async fn run(g: &GlobalOpts, cmd: ConfigCmd) -> anyhow::Result<()> {
         }
         ConfigCmd::Defaults => print!("{}", Config::defaults_toml()),
         ConfigCmd::Get => {
-            let app = g.open_app().await?;
-            let s = admin_op(Admin::new(&app).get_settings(&Caller::Operator).await)?;
+            let asm = g.open_assembly().await?;
+            let s = admin_op(asm.admin.get_settings(&Caller::Operator).await)?;
             println!("{}", serde_json::to_string_pretty(&s)?);
         }
         ConfigCmd::Set { name, value } => {
-            let app = g.open_app().await?;
-            let admin = Admin::new(&app);
+            let asm = g.open_assembly().await?;
+            let admin = asm.admin.clone();
             let current = admin_op(admin.get_settings(&Caller::Operator).await)?;
             let mut doc = serde_json::to_value(&current)?;
             let Some(obj) = doc.as_object_mut() else {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::app::App;
+use crate::assembly::Assembly;
 use crate::clock::SystemClock;
 use crate::config::Config;
 
@@ -101,9 +101,9 @@ impl GlobalOpts {
         Ok(cfg)
     }
 
-    pub async fn open_app(&self) -> anyhow::Result<App> {
+    pub async fn open_assembly(&self) -> anyhow::Result<Assembly> {
         let cfg = self.load_config()?;
-        App::open(cfg, &self.data_dir, Arc::new(SystemClock), None)
+        Assembly::open(cfg, &self.data_dir, Arc::new(SystemClock), None)
             .await
             .context("opening the store")
     }

@@ -1,22 +1,16 @@
-//! `vedauth serve`, and [`launch`], which tests use to run the same server in-process.
+//! `vedauth serve`: the runtime (`crate::runtime`) in a process, with its banner, signals and
+//! ordered shutdown.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use tokio::net::TcpListener;
 
 use super::GlobalOpts;
-use crate::app::App;
-use crate::bootstrap::{self, PASSWORD_FILE};
+use crate::assembly::Assembly;
 use crate::clock::SystemClock;
-use crate::secret::Secret;
-use crate::server::{self, ServerHandle};
+use crate::runtime::{self, Runtime};
 use crate::telemetry::LogFormat;
-use crate::tls::{self, CertStore, TlsPaths};
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct ServeArgs {
@@ -28,150 +22,11 @@ pub struct ServeArgs {
     pub insecure_http: bool,
 }
 
-/// A running server and what a caller needs to reach it.
-#[derive(Debug)]
-pub struct Launched {
-    pub handle: ServerHandle,
-    /// The CA that signed the generated certificate, if one was generated.
-    pub ca_file: Option<PathBuf>,
-    pub certs: Option<Arc<CertStore>>,
-    /// Set when the initial admin password file exists.
-    pub password_file: Option<PathBuf>,
-    pub first_start: bool,
-}
-
-impl Launched {
-    pub fn curl_line(&self) -> Option<String> {
-        self.password_file
-            .as_ref()
-            .map(|pw| bootstrap::curl_line(&self.handle.base_url(), self.ca_file.as_deref(), pw))
-    }
-}
-
-/// Sets up TLS, creates the admin on first start, binds and starts serving, and starts the
-/// expiry sweep.
-pub async fn launch(app: Arc<App>, listen: SocketAddr) -> anyhow::Result<Launched> {
-    let cfg = &app.config;
-    let (tls_config, ca_file, certs) = if cfg.tls {
-        let (cert, key, ca) = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
-            (Some(c), Some(k)) => (c.clone(), k.clone(), None),
-            _ => {
-                let paths = TlsPaths::in_dir(&app.data_dir);
-                if tls::ensure_generated(&paths, app.clock.now())? {
-                    tracing::info!(ca = %paths.ca_cert.display(), "generated a local CA and server certificate");
-                }
-                (paths.cert, paths.key, Some(paths.ca_cert))
-            }
-        };
-        let certs = Arc::new(CertStore::load(&cert, &key)?);
-        let sc = tls::server_config(certs.clone())?;
-        (Some(Arc::new(sc)), ca, Some(certs))
-    } else {
-        tracing::warn!(
-            "serving plain HTTP (--insecure-http): only run this behind a TLS-terminating proxy"
-        );
-        (None, None, None)
-    };
-    let preset = std::env::var("VEDAUTH_ADMIN_PASSWORD")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .map(Secret::new);
-    let created = bootstrap::ensure_admin(
-        app.store.as_ref(),
-        &app.pool,
-        &app.data_dir,
-        app.clock.now(),
-        preset,
-    )
-    .await?;
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
-    let handle = server::start(
-        listener,
-        tls_config,
-        app.clone(),
-        server::ServerOptions::from_config(cfg),
-    )?;
-    app.engine.follow_invalidations();
-    let limiter = app.limiter.clone();
-    server::spawn_periodic(
-        Duration::from_secs(60),
-        handle.stopper().subscribe(),
-        move || {
-            let limiter = limiter.clone();
-            async move { limiter.prune() }
-        },
-    );
-    server::spawn_periodic(
-        Duration::from_secs(5),
-        handle.stopper().subscribe(),
-        || async { crate::telemetry::run_upkeep() },
-    );
-    // Gauges that come from the store, not from events.
-    let gauges = app.clone();
-    server::spawn_periodic(
-        Duration::from_secs(15),
-        handle.stopper().subscribe(),
-        move || {
-            let app = gauges.clone();
-            async move {
-                if let Ok(c) = app.store.counts(app.clock.now()).await {
-                    metrics::gauge!("vedauth_live_grants").set(c.grants as f64);
-                    metrics::gauge!("vedauth_users").set(c.users as f64);
-                    metrics::gauge!("vedauth_applications").set(c.applications as f64);
-                }
-                app.engine.identities().health().await;
-            }
-        },
-    );
-    if cfg.metrics.enabled && !cfg.metrics.listen.is_empty() {
-        let addr: SocketAddr = cfg.metrics.listen.parse()?;
-        let l = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding the metrics address {addr}"))?;
-        let router = axum::Router::new().route(
-            "/metrics",
-            axum::routing::get(|| async { crate::http::ops::render() }),
-        );
-        let mut stop = handle.stopper().subscribe();
-        tokio::spawn(async move {
-            let _ = axum::serve(l, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await;
-        });
-    }
-    let engine = app.engine.clone();
-    let batch = cfg.tokens.sweep_batch;
-    server::spawn_periodic(
-        Duration::from_secs(cfg.tokens.sweep_interval_secs.max(1)),
-        handle.stopper().subscribe(),
-        move || {
-            let engine = engine.clone();
-            async move {
-                if let Err(e) = engine.sweep(batch).await {
-                    tracing::warn!(error = %e, "expiry sweep failed");
-                }
-            }
-        },
-    );
-    let pw = app.data_dir.join(PASSWORD_FILE);
-    Ok(Launched {
-        handle,
-        ca_file,
-        certs,
-        password_file: pw.exists().then_some(pw),
-        first_start: created.is_some(),
-    })
-}
-
 /// Where the server listens, where its CA certificate and the initial admin password are, and
 /// a ready `curl` line. For a person (human log format) the banner goes to stdout, apart from
 /// the log; with `--log-format json` it is one log event like any other, so that everything
 /// the process prints is JSON.
-fn banner(format: LogFormat, launched: &Launched, store: &str) {
+fn banner(format: LogFormat, launched: &Runtime, store: &str) {
     let url = launched.handle.base_url();
     let ca = launched.ca_file.as_ref().map(|p| p.display().to_string());
     let password_file = launched
@@ -266,19 +121,19 @@ async fn serve(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
     }
     cfg.validate()?;
     let listen = cfg.listen_addr()?;
-    let app = Arc::new(
-        App::open(cfg, &global.data_dir, Arc::new(SystemClock), None)
+    let asm = Arc::new(
+        Assembly::open(cfg, &global.data_dir, Arc::new(SystemClock), None)
             .await
             .context("opening the store")?,
     );
-    let launched = launch(app.clone(), listen).await?;
-    banner(global.log_format, &launched, &app.store.describe());
+    let running = runtime::start(asm.clone(), listen).await?;
+    banner(global.log_format, &running, &asm.store.describe());
     #[cfg(unix)]
     {
         // SIGHUP re-reads the certificate and key (connections already open carry on) and
         // reopens the audit trail's file (after log rotation).
-        let certs = launched.certs.clone();
-        let audit = app.audit.clone();
+        let certs = running.certs.clone();
+        let audit = asm.audit.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
             let Ok(mut hup) = signal(SignalKind::hangup()) else {
@@ -304,9 +159,9 @@ async fn serve(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
     }
     shutdown_signal().await;
     tracing::info!("shutdown requested");
-    launched.handle.shutdown().await;
-    // Queued writes commit and the WAL is folded into the database before we exit.
-    app.store.close().await;
+    // In order: no new connections, in-flight requests finish, the jobs stop, queued writes
+    // commit and the WAL is folded into the database, before we exit.
+    running.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -59,9 +59,9 @@ pub async fn run(g: &GlobalOpts, args: StatusArgs) -> anyhow::Result<()> {
         .then(|| crate::tls::TlsPaths::in_dir(&g.data_dir).ca_cert)
         .filter(|p| p.exists());
     let server = readyz(&base, ca, args.timeout).await;
-    let app = g.open_app().await?;
+    let app = g.open_assembly().await?;
     let counts = app.store.counts(app.clock.now()).await;
-    let providers = app.engine.identities().health().await;
+    let providers = app.identities.health().await;
     let report = json!({
         "server": match &server {
             Ok((code, body)) => json!({"url": base, "reachable": true, "ready": *code == 200, "health": body}),

@@ -7,7 +7,7 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::GlobalOpts;
-use crate::app::open_store_url;
+use crate::assembly::open_store_url;
 use crate::store::{GrantFilter, Store, StoreError, StoreResult};
 
 #[derive(Debug, Subcommand)]

@@ -15,10 +15,29 @@ use axum::routing::get;
 use axum::Router;
 use http::Request;
 
-use crate::app::App;
+use crate::services::Services;
+use common::Limiter;
 use vedauth::VedauthError;
 
-pub type ApiState = Arc<App>;
+/// What every handler has: the use cases, and the HTTP layer's own state.
+#[derive(Debug, Clone)]
+pub struct HttpState {
+    pub services: Arc<Services>,
+    /// Per-address rate limits and the client-address rule (trusted proxies).
+    pub limiter: Limiter,
+    pub metrics: MetricsAccess,
+}
+
+/// Where `/metrics` is served and to whom.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetricsAccess {
+    /// On the main listener (not turned off, not moved to an address of its own).
+    pub served_here: bool,
+    /// Without a token.
+    pub public: bool,
+}
+
+pub type ApiState = HttpState;
 
 /// Every face's routes and the operations endpoints, behind the request middleware (request
 /// id, span, metrics, access log) and the client-address resolution.

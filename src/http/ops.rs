@@ -21,20 +21,14 @@ pub async fn healthz() -> Response {
 /// Ready when the store answers; directory providers are reported (a directory that is down
 /// only affects its own users, so it does not make the node unready).
 pub async fn readyz(State(app): State<ApiState>) -> Response {
-    let store =
-        match tokio::time::timeout(std::time::Duration::from_secs(3), app.store.ping()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("timed out".to_string()),
-        };
-    let providers = app.engine.identities().health().await;
-    let ready = store.is_ok();
+    let r = app.services.readiness().await;
+    let ready = r.ready();
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "version": PUBLIC_VERSION,
-        "store": match &store { Ok(()) => "ok".to_string(), Err(e) => format!("error: {e}") },
-        "store_kind": app.store.describe().split(':').next().unwrap_or(""),
-        "providers": providers.iter().map(|(name, up)| json!({"name": name, "state": match up { Some(true) => "up", Some(false) => "down", None => "unknown" }})).collect::<Vec<_>>(),
+        "store": match &r.store { Ok(()) => "ok".to_string(), Err(e) => format!("error: {e}") },
+        "store_kind": r.store_kind,
+        "providers": r.providers.iter().map(|(name, up)| json!({"name": name, "state": match up { Some(true) => "up", Some(false) => "down", None => "unknown" }})).collect::<Vec<_>>(),
     });
     json_response(
         if ready {
@@ -49,11 +43,10 @@ pub async fn readyz(State(app): State<ApiState>) -> Response {
 /// `/metrics` on the main listener: for a bearer token with the `admin` scope, unless the
 /// operator made it public (`metrics.public`) or moved it to its own address (`metrics.listen`).
 pub async fn metrics(State(app): State<ApiState>, headers: HeaderMap) -> Response {
-    let cfg = &app.config.metrics;
-    if !cfg.enabled || !cfg.listen.is_empty() {
+    if !app.metrics.served_here {
         return super::VedauthError::not_found().into_response();
     }
-    if !cfg.public {
+    if !app.metrics.public {
         let need = vedsdk::Requirement::Scope("admin", None);
         if let Err(e) = vedsdk::authorize(&app, &headers, need).await {
             return e.into_response();

@@ -640,7 +640,7 @@ async fn disabling_a_user_revokes_their_grants() {
         .tokens("vcert-sdk", "alice", "alice-pw", "certificate")
         .await;
     assert_eq!(s.verify(&at).await.status, StatusCode::OK);
-    let admin = vedauth::admin::Admin::new(&s.app);
+    let admin = s.app.admin.clone();
     let n = admin
         .set_user_disabled(&vedauth::admin::Caller::Operator, "alice", true)
         .await

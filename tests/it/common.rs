@@ -6,18 +6,18 @@ use std::sync::Arc;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use vedauth::app::App;
-use vedauth::cli::serve::{launch, Launched};
+use vedauth::assembly::Assembly;
 use vedauth::clock::ManualClock;
 use vedauth::config::Config;
 use vedauth::password::HashParams;
+use vedauth::runtime::{self, Runtime};
 use vedauth::secret::Secret;
 use vedauth::store::{Application, Rule, User};
 
 pub struct TestServer {
-    pub app: Arc<App>,
+    pub app: Arc<Assembly>,
     pub clock: Arc<ManualClock>,
-    pub launched: Launched,
+    pub launched: Runtime,
     pub client: reqwest::Client,
     pub base: String,
     pub dir: PathBuf,
@@ -84,11 +84,11 @@ impl TestServer {
     ) -> Self {
         let listen = opts.config.listen_addr().expect("listen");
         let app = Arc::new(
-            App::open(opts.config, &dir, clock.clone(), Some(opts.hash))
+            Assembly::open(opts.config, &dir, clock.clone(), Some(opts.hash))
                 .await
                 .expect("open app"),
         );
-        let launched = launch(app.clone(), listen).await.expect("launch");
+        let launched = runtime::start(app.clone(), listen).await.expect("start");
         let client = client_for(launched.ca_file.as_deref());
         let base = launched.handle.base_url();
         Self {
@@ -114,7 +114,7 @@ impl TestServer {
         } = self;
         let config = app.config.clone();
         let hash = app.pool.params();
-        launched.handle.shutdown().await;
+        launched.shutdown().await;
         drop(app);
         Self::start_in(dir, _tmp, Options { config, hash }, clock).await
     }

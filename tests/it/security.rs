@@ -72,7 +72,10 @@ async fn fifty_parallel_wrong_passwords_check_exactly_five_then_lock() {
         "invalid_grant",
         "Username/password combination not valid",
     );
-    let state = vedauth::admin::Admin::new(&s.app)
+    let state = s
+        .app
+        .admin
+        .clone()
         .lock_state(
             &s.app
                 .store
@@ -138,7 +141,7 @@ async fn a_success_resets_the_count_and_unlock_ends_a_lockout() {
         .await
         .expect("store")
         .expect("alice");
-    let admin = vedauth::admin::Admin::new(&s.app);
+    let admin = s.app.admin.clone();
     assert!(admin
         .unlock(&vedauth::admin::Caller::Operator, &alice.identity())
         .await
@@ -286,7 +289,9 @@ async fn audit_trail_has_every_kind_of_event_and_no_secrets() {
         .await
         .expect("store")
         .expect("alice");
-    vedauth::admin::Admin::new(&s.app)
+    s.app
+        .admin
+        .clone()
         .unlock(&vedauth::admin::Caller::Operator, &alice.identity())
         .await
         .expect("unlock");

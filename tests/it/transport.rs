@@ -13,11 +13,11 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use vedauth::app::App;
-use vedauth::cli::serve::launch;
+use vedauth::assembly::Assembly;
 use vedauth::clock::ManualClock;
 use vedauth::config::{Config, HttpConfig};
 use vedauth::password::HashParams;
+use vedauth::runtime;
 use vedauth::tls::{ensure_generated, TlsPaths};
 
 use crate::common::{client_for, Options, Reply, TestServer};
@@ -100,7 +100,7 @@ async fn tls_connect(s: &TestServer, alpn: &[&[u8]]) -> tokio_rustls::client::Tl
 async fn try_launch(dir: &Path, config: Config) -> Result<TestServerLite, String> {
     let listen = config.listen_addr().expect("listen");
     let app = Arc::new(
-        App::open(
+        Assembly::open(
             config,
             dir,
             Arc::new(ManualClock::starting_now()),
@@ -109,12 +109,14 @@ async fn try_launch(dir: &Path, config: Config) -> Result<TestServerLite, String
         .await
         .map_err(|e| e.to_string())?,
     );
-    let launched = launch(app, listen).await.map_err(|e| format!("{e:#}"))?;
+    let launched = runtime::start(app, listen)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
     Ok(TestServerLite { launched })
 }
 
 struct TestServerLite {
-    launched: vedauth::cli::serve::Launched,
+    launched: vedauth::runtime::Runtime,
 }
 
 impl TestServerLite {
@@ -128,7 +130,7 @@ impl TestServerLite {
     }
 
     async fn stop(self) {
-        self.launched.handle.shutdown().await;
+        self.launched.shutdown().await;
     }
 }
 
@@ -319,7 +321,7 @@ fn key_and_certificate_files_are_replaced_whole() {
 #[tokio::test]
 async fn a_data_directory_that_cannot_be_made_private_is_refused() {
     // procfs refuses chmod even to root: a directory whose mode cannot be set.
-    let err = App::open(
+    let err = Assembly::open(
         test_config(),
         Path::new("/proc/self/fdinfo"),
         Arc::new(ManualClock::starting_now()),

@@ -807,7 +807,7 @@ pub async fn dispatch(
         .ok_or_else(VedauthError::not_found)?;
     // Layer 1: a token with the admin scope (any privilege), before any of the body is read.
     let grant = authorize(&app, &headers, Requirement::Scope("admin", None)).await?;
-    let admin = Admin::new(&app);
+    let admin = app.services.admin();
     // The token's identity must still exist and be enabled, whatever the caches say.
     let caller = match admin.caller(&grant.identity).await {
         Ok(c) => c,
@@ -826,7 +826,7 @@ pub async fn dispatch(
         Err(Reject::Domain(e)) => return Ok(refusal(e)),
     };
     // Layer 2: the caller's OAuth role, checked by each operation.
-    Ok(envelope(run(&admin, &caller, op).await))
+    Ok(envelope(run(admin, &caller, op).await))
 }
 
 #[cfg(test)]

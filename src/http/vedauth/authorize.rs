@@ -60,7 +60,7 @@ pub async fn authorize_oauth(
         state: p.get("state"),
         source: Some(source),
     };
-    let issued = app.engine.token(GrantRequest::Password(req)).await?;
+    let issued = app.services.token(GrantRequest::Password(req)).await?;
     Ok(token_response(&issued))
 }
 
@@ -76,7 +76,7 @@ pub async fn authorize_token(
         refresh_token: p.secret("refresh_token"),
         source: Some(source),
     };
-    let issued = app.engine.token(GrantRequest::Refresh(req)).await?;
+    let issued = app.services.token(GrantRequest::Refresh(req)).await?;
     Ok(token_response(&issued))
 }
 
@@ -131,7 +131,7 @@ pub async fn verify(
     headers: HeaderMap,
 ) -> Result<Response, VedauthError> {
     let token = bearer(&headers).ok_or_else(VedauthError::invalid_token)?;
-    let grant = app.engine.verify(token).await?;
+    let grant = app.services.verify(token).await?;
     let mut res = json_response(StatusCode::OK, &VerifyBody::of(&grant));
     res.extensions_mut().insert(TOKEN_IS_VALID);
     Ok(no_store(res))
@@ -146,7 +146,7 @@ pub async fn revoke(
     let Some(token) = bearer(&headers) else {
         return Err(not_found());
     };
-    match app.engine.revoke(token, Some(source)).await {
+    match app.services.revoke(token, Some(source)).await {
         Ok(grant) => {
             let mut res = json_response(StatusCode::OK, &serde_json::json!({}));
             let msg = format!(

@@ -32,7 +32,7 @@ pub async fn authorize(
     need: Requirement,
 ) -> Result<Arc<Grant>, VedauthError> {
     let token = bearer(headers).ok_or_else(VedauthError::invalid_token)?;
-    let grant = app.engine.verify(token).await?;
+    let grant = app.services.verify(token).await?;
     if let Requirement::Scope(name, privilege) = need {
         let scope = Scope::parse(&grant.scope).unwrap_or_default();
         if !scope.allows(name, privilege) {
@@ -57,7 +57,7 @@ pub async fn version(
     authorize(&app, &headers, Requirement::Any).await?;
     Ok(json_response(
         StatusCode::OK,
-        &serde_json::json!({ "Version": app.config.tpp_version }),
+        &serde_json::json!({ "Version": app.services.tpp_version() }),
     ))
 }
 
@@ -80,9 +80,8 @@ pub async fn identity_self(
 ) -> Result<Response, VedauthError> {
     let grant = authorize(&app, &headers, Requirement::Any).await?;
     let principal = app
-        .engine
-        .identities()
-        .resolve(&grant.identity)
+        .services
+        .principal(&grant.identity)
         .await
         .map_err(|e| VedauthError::from(crate::grants::GrantError::from(e)))?
         // The grant outlived its user (removed since): the token no longer names anyone.

@@ -1,24 +1,27 @@
-//! Assembly: opens the store, starts the hashing pool, wires the providers and the engine.
-//! Both `serve` and the admin commands build an [`App`], so they work on the same state.
+//! The composition root: opens the store, starts the hashing pool, wires the providers, the
+//! lockout, the audit trail, the grant engine and the administration core, mapping the
+//! configuration into each part's options. Both `serve` and the admin commands build an
+//! [`Assembly`], so they work on the same state; the faces get only its [`Services`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::admin::{Admin, Ports};
 use crate::audit::Audit;
 use crate::clock::SharedClock;
 use crate::config::{Config, DatabaseConfig};
 use crate::grants::Engine;
-use crate::http::common::Limiter;
 use crate::identity::local::LocalProvider;
 use crate::identity::{Identities, IdentityProvider};
 use crate::lockout::Lockout;
 use crate::password::{HashParams, HashPool, PasswordError};
+use crate::services::Services;
 use crate::store::postgres::{is_postgres_url, PostgresStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{SharedStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
-pub enum AppError {
+pub enum AssemblyError {
     #[error("data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -41,24 +44,26 @@ pub enum AppError {
     Providers(#[from] crate::identity::ldap::DirectoryConfigError),
 }
 
-/// Everything a running vedauth (server or admin command) works with.
+/// Everything a running vedauth (server or admin command) is made of. Only the runtime, the
+/// command line and the tests see it whole.
 #[derive(Debug, Clone)]
-pub struct App {
+pub struct Assembly {
     pub config: Config,
     pub data_dir: PathBuf,
     pub store: SharedStore,
     pub pool: HashPool,
     pub engine: Engine,
+    pub identities: Arc<Identities>,
+    pub admin: Admin,
     pub clock: SharedClock,
     pub audit: Arc<Audit>,
-    pub limiter: Limiter,
 }
 
 pub const DB_FILE: &str = "vedauth.db";
 
 /// Opens the configured store: PostgreSQL when `database_url` says so, else the SQLite file in
 /// the data directory.
-pub async fn open_store(config: &Config, data_dir: &Path) -> Result<SharedStore, AppError> {
+pub async fn open_store(config: &Config, data_dir: &Path) -> Result<SharedStore, AssemblyError> {
     match config.database_url.as_deref() {
         None | Some("") => Ok(Arc::new(
             SqliteStore::open(&data_dir.join(DB_FILE), 8).await?,
@@ -68,7 +73,7 @@ pub async fn open_store(config: &Config, data_dir: &Path) -> Result<SharedStore,
 }
 
 /// Opens a store named by URL: `sqlite:PATH` or `postgres://...` (`postgresql://` too).
-pub async fn open_store_url(url: &str, db: &DatabaseConfig) -> Result<SharedStore, AppError> {
+pub async fn open_store_url(url: &str, db: &DatabaseConfig) -> Result<SharedStore, AssemblyError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open_url(url).await?))
     } else if is_postgres_url(url) {
@@ -76,19 +81,19 @@ pub async fn open_store_url(url: &str, db: &DatabaseConfig) -> Result<SharedStor
     } else {
         // Only the scheme: the rest may hold a password.
         let scheme = url.split_once(':').map_or(url, |(s, _)| s);
-        Err(AppError::DatabaseUrl(format!("{scheme}:...")))
+        Err(AssemblyError::DatabaseUrl(format!("{scheme}:...")))
     }
 }
 
-impl App {
+impl Assembly {
     /// `hash_params` overrides the configured ones (tests use cheap parameters).
     pub async fn open(
         config: Config,
         data_dir: &Path,
         clock: SharedClock,
         hash_params: Option<HashParams>,
-    ) -> Result<Self, AppError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| AppError::DataDir {
+    ) -> Result<Self, AssemblyError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| AssemblyError::DataDir {
             path: data_dir.to_path_buf(),
             source,
         })?;
@@ -98,7 +103,7 @@ impl App {
             // The directory holds the database, the CA key and the initial password: a directory
             // others may read is no place for them, so a failure here stops the start.
             std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).map_err(
-                |source| AppError::Private {
+                |source| AssemblyError::Private {
                     path: data_dir.to_path_buf(),
                     source,
                 },
@@ -125,46 +130,47 @@ impl App {
         let identities = Arc::new(Identities::new(providers, pool.clone(), lockout));
         let audit = Arc::new(
             Audit::open(&config.audit, &data_dir, clock.clone())
-                .map_err(|e| AppError::Audit(e.to_string()))?,
+                .map_err(|e| AssemblyError::Audit(e.to_string()))?,
         );
         let engine = Engine::new(
             store.clone(),
-            identities,
+            identities.clone(),
             clock.clone(),
             config.tokens.engine_options(),
             audit.clone(),
         );
-        let limiter = Limiter::new(&config.rate_limit);
+        let admin = Admin::new(Ports {
+            store: store.clone(),
+            identities: identities.clone(),
+            audit: audit.clone(),
+            clock: clock.clone(),
+            revocations: Arc::new(engine.clone()),
+            hasher: pool.clone(),
+            password_policy: config.password_policy.clone(),
+        });
         Ok(Self {
             config,
             data_dir,
             store,
             pool,
             engine,
+            identities,
+            admin,
             clock,
             audit,
-            limiter,
         })
     }
 }
 
-/// The administration's ports, from the assembled parts.
-impl From<&App> for crate::admin::Ports {
-    fn from(app: &App) -> Self {
-        Self {
-            store: app.store.clone(),
-            identities: app.engine.identities().clone(),
-            audit: app.audit.clone(),
-            clock: app.clock.clone(),
-            revocations: Arc::new(app.engine.clone()),
-            hasher: app.pool.clone(),
-            password_policy: app.config.password_policy.clone(),
-        }
-    }
-}
-
-impl From<&Arc<App>> for crate::admin::Ports {
-    fn from(app: &Arc<App>) -> Self {
-        Self::from(app.as_ref())
+impl Assembly {
+    /// The use cases the faces may call, and nothing else.
+    pub fn services(&self) -> Services {
+        Services::new(
+            self.engine.clone(),
+            self.admin.clone(),
+            self.identities.clone(),
+            self.store.clone(),
+            self.config.tpp_version.clone(),
+        )
     }
 }

@@ -1,0 +1,227 @@
+//! The running server: TLS material, the first start's administrator, the listeners, and the
+//! background jobs (each with a name and a handle), shut down in order. `vedauth serve` and the
+//! tests both start it here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::assembly::Assembly;
+use crate::bootstrap::{self, PASSWORD_FILE};
+use crate::http::common::Limiter;
+use crate::http::{HttpState, MetricsAccess};
+use crate::secret::Secret;
+use crate::server::{self, ServerHandle};
+use crate::tls::{self, CertStore, TlsPaths};
+
+/// A background job of the runtime.
+#[derive(Debug)]
+struct Job {
+    name: &'static str,
+    handle: JoinHandle<()>,
+}
+
+/// A running server and what a caller needs to reach it.
+#[derive(Debug)]
+pub struct Runtime {
+    pub handle: ServerHandle,
+    /// The CA that signed the generated certificate, if one was generated.
+    pub ca_file: Option<PathBuf>,
+    pub certs: Option<Arc<CertStore>>,
+    /// Set when the initial admin password file exists.
+    pub password_file: Option<PathBuf>,
+    pub first_start: bool,
+    jobs: Vec<Job>,
+    /// Tells the jobs to stop.
+    stop_jobs: watch::Sender<bool>,
+    assembly: Arc<Assembly>,
+}
+
+impl Runtime {
+    pub fn curl_line(&self) -> Option<String> {
+        self.password_file
+            .as_ref()
+            .map(|pw| bootstrap::curl_line(&self.handle.base_url(), self.ca_file.as_deref(), pw))
+    }
+
+    /// The names of the background jobs running now (for `status` and tests).
+    pub fn job_names(&self) -> Vec<&'static str> {
+        self.jobs.iter().map(|j| j.name).collect()
+    }
+
+    /// Stops in order: no new connections, in-flight requests finish (up to the grace period),
+    /// then the jobs stop, then the store commits what is queued and closes.
+    pub async fn shutdown(self) {
+        self.handle.shutdown().await;
+        let _ = self.stop_jobs.send(true);
+        for job in self.jobs {
+            // The invalidation follower waits on the store's feed, not on the stop signal.
+            if job.name == "invalidation follower" {
+                job.handle.abort();
+            }
+            if let Err(e) = job.handle.await {
+                if !e.is_cancelled() {
+                    tracing::warn!(job = job.name, error = %e, "background job ended badly");
+                }
+            }
+        }
+        self.assembly.store.close().await;
+    }
+}
+
+/// Sets up TLS, creates the administrator on a first start, binds and starts serving, and
+/// starts the background jobs (expiry sweep, gauges, limiter pruning, metrics upkeep, the
+/// invalidation follower, the separate metrics listener).
+pub async fn start(asm: Arc<Assembly>, listen: SocketAddr) -> anyhow::Result<Runtime> {
+    let cfg = &asm.config;
+    let (tls_config, ca_file, certs) = if cfg.tls {
+        let (cert, key, ca) = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
+            (Some(c), Some(k)) => (c.clone(), k.clone(), None),
+            _ => {
+                let paths = TlsPaths::in_dir(&asm.data_dir);
+                if tls::ensure_generated(&paths, asm.clock.now())? {
+                    tracing::info!(ca = %paths.ca_cert.display(), "generated a local CA and server certificate");
+                }
+                (paths.cert, paths.key, Some(paths.ca_cert))
+            }
+        };
+        let certs = Arc::new(CertStore::load(&cert, &key)?);
+        let sc = tls::server_config(certs.clone())?;
+        (Some(Arc::new(sc)), ca, Some(certs))
+    } else {
+        tracing::warn!(
+            "serving plain HTTP (--insecure-http): only run this behind a TLS-terminating proxy"
+        );
+        (None, None, None)
+    };
+    let preset = std::env::var("VEDAUTH_ADMIN_PASSWORD")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(Secret::new);
+    let created = bootstrap::ensure_admin(
+        asm.store.as_ref(),
+        &asm.pool,
+        &asm.data_dir,
+        asm.clock.now(),
+        preset,
+    )
+    .await?;
+    let limiter = Limiter::new(&cfg.rate_limit);
+    let state = HttpState {
+        services: Arc::new(asm.services()),
+        limiter: limiter.clone(),
+        metrics: MetricsAccess {
+            served_here: cfg.metrics.enabled && cfg.metrics.listen.is_empty(),
+            public: cfg.metrics.public,
+        },
+    };
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let handle = server::start(
+        listener,
+        tls_config,
+        state,
+        server::ServerOptions::from_config(cfg),
+    )?;
+    let (stop_jobs, stop) = watch::channel(false);
+    let mut jobs = Vec::new();
+    if let Some(h) = asm.engine.follow_invalidations() {
+        jobs.push(Job {
+            name: "invalidation follower",
+            handle: h,
+        });
+    }
+    let mut periodic = |name: &'static str, every: Duration, f: PeriodicFn| {
+        jobs.push(Job {
+            name,
+            handle: server::spawn_periodic(every, stop.clone(), f),
+        });
+    };
+    periodic(
+        "rate-limit pruning",
+        Duration::from_secs(60),
+        Box::new(move || {
+            let limiter = limiter.clone();
+            Box::pin(async move { limiter.prune() })
+        }),
+    );
+    periodic(
+        "metrics upkeep",
+        Duration::from_secs(5),
+        Box::new(|| Box::pin(async { crate::telemetry::run_upkeep() })),
+    );
+    // Gauges that come from the store, not from events.
+    let gauges = asm.clone();
+    periodic(
+        "gauges",
+        Duration::from_secs(15),
+        Box::new(move || {
+            let asm = gauges.clone();
+            Box::pin(async move {
+                if let Ok(c) = asm.store.counts(asm.clock.now()).await {
+                    metrics::gauge!("vedauth_live_grants").set(c.grants as f64);
+                    metrics::gauge!("vedauth_users").set(c.users as f64);
+                    metrics::gauge!("vedauth_applications").set(c.applications as f64);
+                }
+                asm.identities.health().await;
+            })
+        }),
+    );
+    let engine = asm.engine.clone();
+    let batch = cfg.tokens.sweep_batch;
+    periodic(
+        "expiry sweep",
+        Duration::from_secs(cfg.tokens.sweep_interval_secs.max(1)),
+        Box::new(move || {
+            let engine = engine.clone();
+            Box::pin(async move {
+                if let Err(e) = engine.sweep(batch).await {
+                    tracing::warn!(error = %e, "expiry sweep failed");
+                }
+            })
+        }),
+    );
+    if cfg.metrics.enabled && !cfg.metrics.listen.is_empty() {
+        let addr: SocketAddr = cfg.metrics.listen.parse()?;
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the metrics address {addr}"))?;
+        let router = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(|| async { crate::http::ops::render() }),
+        );
+        let mut stop = stop.clone();
+        jobs.push(Job {
+            name: "metrics listener",
+            handle: tokio::spawn(async move {
+                let _ = axum::serve(l, router)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await;
+            }),
+        });
+    }
+    let pw = asm.data_dir.join(PASSWORD_FILE);
+    Ok(Runtime {
+        handle,
+        ca_file,
+        certs,
+        password_file: pw.exists().then_some(pw),
+        first_start: created.is_some(),
+        jobs,
+        stop_jobs,
+        assembly: asm,
+    })
+}
+
+type PeriodicFn = Box<
+    dyn FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + 'static,
+>;

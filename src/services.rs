@@ -1,0 +1,114 @@
+//! The use cases the faces call, and nothing else: the grant flows, verify and revoke, the
+//! administration core, the identity behind a token, and readiness. The faces never reach the
+//! store or the audit trail; this facade holds them privately.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::admin::Admin;
+use crate::grants::{Engine, GrantError, GrantRequest, IssuedTokens};
+use crate::identity::{Identities, IdpError, Principal};
+use crate::store::{Grant, SharedStore};
+
+/// What `/readyz` reports.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    /// Whether the store answers (and can write, where it can tell); the reason if not.
+    pub store: Result<(), String>,
+    /// `sqlite` or `postgres`.
+    pub store_kind: String,
+    /// Each identity provider's prefix and health (None: nothing to ask, e.g. local users).
+    pub providers: Vec<(String, Option<bool>)>,
+}
+
+impl Readiness {
+    /// A node is ready when its store answers; a directory that is down only fails its own
+    /// users, so it does not make the node unready.
+    pub fn ready(&self) -> bool {
+        self.store.is_ok()
+    }
+}
+
+/// Cheap to clone; built once by the composition root.
+#[derive(Debug, Clone)]
+pub struct Services {
+    engine: Engine,
+    admin: Admin,
+    identities: Arc<Identities>,
+    /// For readiness only.
+    store: SharedStore,
+    tpp_version: Arc<str>,
+}
+
+impl Services {
+    pub(crate) fn new(
+        engine: Engine,
+        admin: Admin,
+        identities: Arc<Identities>,
+        store: SharedStore,
+        tpp_version: String,
+    ) -> Self {
+        Self {
+            engine,
+            admin,
+            identities,
+            store,
+            tpp_version: tpp_version.into(),
+        }
+    }
+
+    /// Tokens, for any grant flow.
+    pub async fn token(&self, req: GrantRequest) -> Result<IssuedTokens, GrantError> {
+        self.engine.token(req).await
+    }
+
+    /// The live grant behind an access token.
+    pub async fn verify(&self, access_token: &str) -> Result<Arc<Grant>, GrantError> {
+        self.engine.verify(access_token).await
+    }
+
+    /// Revokes the grant behind an access token.
+    pub async fn revoke(
+        &self,
+        access_token: &str,
+        source: Option<IpAddr>,
+    ) -> Result<Grant, GrantError> {
+        self.engine.revoke(access_token, source).await
+    }
+
+    /// The administration core, as the API and the console call it.
+    pub fn admin(&self) -> &Admin {
+        &self.admin
+    }
+
+    /// The identity behind a prefixed universal, as its provider knows it now.
+    pub async fn principal(&self, identity: &str) -> Result<Option<Principal>, IdpError> {
+        self.identities.resolve(identity).await
+    }
+
+    /// The store's and the providers' state, within a few seconds.
+    pub async fn readiness(&self) -> Readiness {
+        let store = match tokio::time::timeout(Duration::from_secs(3), self.store.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".to_string()),
+        };
+        Readiness {
+            store,
+            store_kind: self
+                .store
+                .describe()
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .to_string(),
+            providers: self.identities.health().await,
+        }
+    }
+
+    /// The four-part version `/vedsdk/SystemStatus/Version` reports.
+    pub fn tpp_version(&self) -> &str {
+        &self.tpp_version
+    }
+}
