@@ -15,6 +15,7 @@ pub mod bootstrap;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod domain;
 pub mod grants;
 pub mod identity;
 pub mod lockout;

@@ -572,7 +572,7 @@ async fn next(
 
 #[tokio::test]
 async fn the_invalidation_feed_delivers_announcements_and_flags_a_reconnect() {
-    use vedauth::store::{Invalidation, Store};
+    use vedauth::store::{Invalidation, InvalidationFeed};
     use vedauth::token::TokenDigest;
 
     let db = pg::fresh_database().await;
