@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use vedauth::config::DatabaseConfig;
 use vedauth::store::postgres::PostgresStore;
 use vedauth::store::sqlite::SqliteStore;
-use vedauth::store::{GrantFilter, Settings, SharedStore};
+use vedauth::store::{Aggregate, Dump, Settings, SharedStore};
 
 use crate::binary::Served;
 use crate::common::{Options, Reply, TestServer};
@@ -395,24 +395,13 @@ fn vedauth(args: &[&str], data_dir: &std::path::Path) -> (bool, String, String) 
     )
 }
 
-/// Every record of a store, in a comparable form.
-async fn everything(s: &SharedStore) -> Value {
-    let users = s.list_users().await.expect("users");
-    let apps = s.list_applications().await.expect("apps");
-    let rules = s.rules(None).await.expect("rules");
-    let grants = s
-        .list_grants(&GrantFilter::default())
-        .await
-        .expect("grants");
-    json!({
-        "users": format!("{users:?}"),
-        "applications": format!("{apps:?}"),
-        "rules": format!("{rules:?}"),
-        "grants": grants.iter().map(|g| format!("{g:?} {}", g.access_digest.to_hex())).collect::<Vec<_>>(),
-        "refresh": grants.iter().map(|g| g.refresh_digest.map(|d| d.to_hex())).collect::<Vec<_>>(),
-        "settings": s.settings().await.expect("settings"),
-        "counts": [users.len(), apps.len(), rules.len(), grants.len()],
-    })
+/// Every aggregate of a store (what `store copy` walks), in a comparable form.
+async fn everything(s: &SharedStore) -> Vec<Dump> {
+    let mut out = Vec::new();
+    for a in Aggregate::ALL {
+        out.push(s.export(a).await.expect("export"));
+    }
+    out
 }
 
 #[tokio::test]
@@ -452,6 +441,11 @@ async fn store_copy_moves_everything_between_sqlite_and_postgres_and_tokens_keep
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json["refresh_token"], Value::Null, "not renewable");
     let bobs = r.str("access_token");
+    // A failed login leaves a lockout record with a count.
+    let r = src
+        .password_grant("other-app", "bob", "wrong-password", "certificate")
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
 
     let tmp = tempfile::tempdir().expect("tmp");
     let work = tmp.path();
@@ -473,12 +467,15 @@ async fn store_copy_moves_everything_between_sqlite_and_postgres_and_tokens_keep
     );
     assert!(ok, "{err}");
     let counts: Value = serde_json::from_str(&out).expect("json");
-    // admin, alice, Bob; vedauth-admin, vcert-sdk, other-app; their rules; three grants (one
-    // of them refreshed).
+    // admin, alice, Bob; vedauth-admin, vcert-sdk, other-app; their rules; the admin's Admin
+    // role; the lockout records of alice and Bob (who logged in); three grants, one of them
+    // refreshed (so one retired refresh token).
     assert_eq!(
         counts,
-        json!({"users": 3, "applications": 3, "rules": 3, "grants": 3, "settings": 1,
-               "skipped": {"users": 0, "applications": 0, "rules": 0, "grants": 0}})
+        json!({"users": 3, "applications": 3, "rules": 3, "roles": 1, "lockout": 2,
+               "settings": 1, "grants": 3, "retired_refresh": 1,
+               "skipped": {"users": 0, "applications": 0, "rules": 0, "roles": 0, "lockout": 0,
+                           "grants": 0, "retired_refresh": 0}})
     );
     // A destination with data is refused, unless told otherwise.
     let (ok, _, err) = vedauth(&["store", "copy", "--from", &sqlite_url, "--to", &db], work);
@@ -507,7 +504,8 @@ async fn store_copy_moves_everything_between_sqlite_and_postgres_and_tokens_keep
     assert_eq!(counts["users"], 0);
     assert_eq!(
         counts["skipped"],
-        json!({"users": 3, "applications": 3, "rules": 3, "grants": 3})
+        json!({"users": 3, "applications": 3, "rules": 3, "roles": 1, "lockout": 2,
+               "grants": 3, "retired_refresh": 1})
     );
 
     // And back, to a new SQLite file.
@@ -529,10 +527,22 @@ async fn store_copy_moves_everything_between_sqlite_and_postgres_and_tokens_keep
     let on_pg: SharedStore = Arc::new(PostgresStore::open(&db, &cfg).await.expect("open pg"));
     let back: SharedStore = Arc::new(SqliteStore::open_url(&back_url).await.expect("open back"));
     let expected = everything(&original).await;
+    // Every aggregate holds something, so that the comparison below compares something.
+    assert_eq!(expected.len(), Aggregate::ALL.len());
+    for dump in &expected {
+        assert!(!dump.is_empty(), "nothing to compare in {dump:?}");
+    }
+    assert!(
+        expected.iter().any(|d| matches!(d, Dump::Lockout(v)
+            if v.iter().any(|e| e.record.failures == 1))),
+        "Bob's failed login: {expected:?}"
+    );
     assert_eq!(everything(&on_pg).await, expected);
     assert_eq!(everything(&back).await, expected);
 
     // Tokens issued before the copy work on nodes started on the copies.
+    let admin_password =
+        std::fs::read_to_string(src.dir.join("initial-admin-password")).expect("admin password");
     for url in [&db, &back_url] {
         let node = TestServer::start_with(Options::on_database(url)).await;
         for token in [&kept, &fresh, &bobs] {
@@ -547,6 +557,18 @@ async fn store_copy_moves_everything_between_sqlite_and_postgres_and_tokens_keep
         assert_eq!(
             node.refresh(APP, &fresh_refresh).await.status,
             StatusCode::OK
+        );
+        // The bootstrap administrator kept its role: the administration API answers it.
+        let admin = node
+            .tokens("vedauth-admin", "admin", &admin_password, "admin")
+            .await
+            .0;
+        let apps = node.oauth("GetApplications", &admin, &json!({})).await.ok();
+        assert_eq!(
+            apps.json["Applications"].as_array().map(Vec::len),
+            Some(3),
+            "{url}: {}",
+            apps.text
         );
     }
     let distinct: HashSet<&String> = [&kept, &fresh, &bobs].into_iter().collect();
