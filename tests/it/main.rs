@@ -6,6 +6,7 @@ mod authorize;
 mod binary;
 mod clients;
 mod common;
+mod crash;
 mod dirsrv;
 mod hostile;
 mod ldap;
