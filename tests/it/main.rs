@@ -18,4 +18,5 @@ mod ops;
 mod pg;
 mod schema;
 mod security;
+mod sqlite_feed;
 mod store_suite;

@@ -90,23 +90,24 @@ async fn last_seq(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
     .await
 }
 
-/// Reads every row past `cursor`, sending what it says; returns the new cursor.
+/// Reads every row past `cursor`, sending what it says and moving `cursor` past it.
 async fn read_new(
     conn: &mut SqliteConnection,
-    mut cursor: i64,
+    cursor: &AtomicI64,
     tx: &broadcast::Sender<Invalidation>,
-) -> Result<i64, sqlx::Error> {
+) -> Result<(), sqlx::Error> {
     loop {
+        let at = cursor.load(Ordering::SeqCst);
         let rows = sqlx::query(
             "SELECT seq, digest FROM invalidations WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
-        .bind(cursor)
+        .bind(at)
         .bind(READ_AT_ONCE)
         .fetch_all(&mut *conn)
         .await?;
         for r in &rows {
             let seq: i64 = r.try_get("seq")?;
-            if seq != cursor + 1 {
+            if seq != cursor.load(Ordering::SeqCst) + 1 {
                 // Rows were pruned before this follower read them.
                 let _ = tx.send(Invalidation::All);
             }
@@ -115,10 +116,10 @@ async fn read_new(
             if let Some(d) = TokenDigest::from_slice(&digest) {
                 let _ = tx.send(Invalidation::Token(d));
             }
-            cursor = seq;
+            cursor.store(seq, Ordering::SeqCst);
         }
         if (rows.len() as i64) < READ_AT_ONCE {
-            return Ok(cursor);
+            return Ok(());
         }
     }
 }
@@ -141,8 +142,7 @@ async fn poll(
             continue;
         }
         seen = Some(version);
-        let at = read_new(conn, cursor.load(Ordering::SeqCst), tx).await?;
-        cursor.store(at, Ordering::SeqCst);
+        read_new(conn, cursor, tx).await?;
     }
 }
 
@@ -161,6 +161,9 @@ async fn follow(
             if !started {
                 cursor.store(last_seq(&mut conn).await?, Ordering::SeqCst);
                 started = true;
+                // Anything cached before this point may have been revoked before it: start
+                // afresh (right after the server starts, its cache holds next to nothing).
+                let _ = tx.send(Invalidation::All);
             }
             poll(&mut conn, &cursor, &tx).await
         };
