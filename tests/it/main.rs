@@ -9,6 +9,7 @@ mod common;
 mod crash;
 mod dirsrv;
 mod hostile;
+mod integrity;
 mod ldap;
 mod lifecycle;
 mod multinode;

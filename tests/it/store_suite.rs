@@ -512,6 +512,13 @@ pub async fn sweep(s: &SharedStore) {
     assert_eq!(left, vec!["forever".to_string(), "live".to_string()]);
 }
 
+/// A store that answers and can write is ready; its kind is named.
+pub async fn readiness(s: &SharedStore) {
+    s.ready().await.expect("ready");
+    assert!(["sqlite", "postgres"].contains(&s.kind()), "{}", s.kind());
+    assert!(s.describe().starts_with(s.kind()), "{}", s.describe());
+}
+
 /// Every part of the suite, each on its own fresh store from `open`.
 pub async fn run_all<F, Fut>(open: F)
 where
@@ -526,6 +533,7 @@ where
     roles(&open().await).await;
     lockout(&open().await).await;
     sweep(&open().await).await;
+    readiness(&open().await).await;
 }
 
 #[tokio::test]

@@ -184,12 +184,26 @@ async fn check_integrity(opts: &SqliteConnectOptions, path: &Path) -> StoreResul
             source,
         }))
     };
-    let mut conn = opts.connect().await.map_err(cannot_open)?;
+    let damaged = |report: String| {
+        StoreError::Corrupt(
+            Damaged {
+                path: path.to_path_buf(),
+                report,
+            }
+            .to_string(),
+        )
+    };
+    // Damage bad enough makes the check (or the connection's first read) fail outright.
+    let failed = |e: sqlx::Error| match Sqlite::fault(&e) {
+        Some(Fault::Corrupt) => damaged(e.to_string()),
+        _ => cannot_open(e),
+    };
+    let mut conn = opts.connect().await.map_err(failed)?;
     // One row "ok", or up to 100 rows naming the damage.
     let rows: Vec<String> = sqlx::query_scalar("PRAGMA quick_check")
         .fetch_all(&mut conn)
         .await
-        .map_err(cannot_open)?;
+        .map_err(failed)?;
     let _ = sqlx::Connection::close(conn).await;
     if rows.len() == 1 && rows[0] == "ok" {
         return Ok(());
@@ -198,13 +212,7 @@ async fn check_integrity(opts: &SqliteConnectOptions, path: &Path) -> StoreResul
     if rows.len() > 3 {
         report.push("...");
     }
-    Err(StoreError::Corrupt(
-        Damaged {
-            path: path.to_path_buf(),
-            report: report.join("; "),
-        }
-        .to_string(),
-    ))
+    Err(damaged(report.join("; ")))
 }
 
 impl SqliteStore {
