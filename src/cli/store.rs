@@ -32,19 +32,15 @@ pub enum StoreCmd {
 /// Rows copied and, with `--allow-non-empty`, rows skipped because the destination had them.
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
 pub struct CopyCounts {
-    pub users: u64,
-    pub applications: u64,
-    pub rules: u64,
-    pub roles: u64,
-    pub lockout: u64,
+    #[serde(flatten)]
+    pub copied: Kinds,
     pub settings: u64,
-    pub grants: u64,
-    pub retired_refresh: u64,
-    pub skipped: Skipped,
+    pub skipped: Kinds,
 }
 
+/// A count per kind of row (settings apart: they are replaced, never skipped).
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
-pub struct Skipped {
+pub struct Kinds {
     pub users: u64,
     pub applications: u64,
     pub rules: u64,
@@ -52,45 +48,57 @@ pub struct Skipped {
     pub lockout: u64,
     pub grants: u64,
     pub retired_refresh: u64,
+}
+
+impl Kinds {
+    fn slot(&mut self, rows: Rows) -> Option<&mut u64> {
+        Some(match rows {
+            Rows::Users => &mut self.users,
+            Rows::Applications => &mut self.applications,
+            Rows::Rules => &mut self.rules,
+            Rows::Roles => &mut self.roles,
+            Rows::Lockout => &mut self.lockout,
+            Rows::Grants => &mut self.grants,
+            Rows::RetiredRefresh => &mut self.retired_refresh,
+            Rows::Settings => return None,
+        })
+    }
+
+    fn total(&self) -> u64 {
+        self.users
+            + self.applications
+            + self.rules
+            + self.roles
+            + self.lockout
+            + self.grants
+            + self.retired_refresh
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "{} users, {} applications, {} rules, {} grants, {} role assignments, {} lockout \
+             records, {} retired refresh tokens",
+            self.users,
+            self.applications,
+            self.rules,
+            self.grants,
+            self.roles,
+            self.lockout,
+            self.retired_refresh
+        )
+    }
 }
 
 impl CopyCounts {
     fn add(&mut self, rows: Rows, t: Tally) {
-        let s = &mut self.skipped;
-        let (copied, skipped) = match rows {
-            Rows::Users => (&mut self.users, &mut s.users),
-            Rows::Applications => (&mut self.applications, &mut s.applications),
-            Rows::Rules => (&mut self.rules, &mut s.rules),
-            Rows::Roles => (&mut self.roles, &mut s.roles),
-            Rows::Lockout => (&mut self.lockout, &mut s.lockout),
-            Rows::Grants => (&mut self.grants, &mut s.grants),
-            Rows::RetiredRefresh => (&mut self.retired_refresh, &mut s.retired_refresh),
-            // Settings are replaced, never skipped.
-            Rows::Settings => {
-                self.settings += t.copied;
-                return;
+        match (self.copied.slot(rows), self.skipped.slot(rows)) {
+            (Some(c), Some(s)) => {
+                *c += t.copied;
+                *s += t.skipped;
             }
-        };
-        *copied += t.copied;
-        *skipped += t.skipped;
+            _ => self.settings += t.copied,
+        }
     }
-}
-
-/// "N users, N applications, ..." of counts laid out as in [`Skipped`].
-#[allow(clippy::too_many_arguments)]
-fn rows_line(
-    users: u64,
-    apps: u64,
-    rules: u64,
-    grants: u64,
-    roles: u64,
-    lockout: u64,
-    retired: u64,
-) -> String {
-    format!(
-        "{users} users, {apps} applications, {rules} rules, {grants} grants, {roles} role \
-         assignments, {lockout} lockout records, {retired} retired refresh tokens"
-    )
 }
 
 pub async fn store(g: &GlobalOpts, cmd: StoreCmd) -> anyhow::Result<()> {
@@ -111,43 +119,16 @@ pub async fn store(g: &GlobalOpts, cmd: StoreCmd) -> anyhow::Result<()> {
             if g.json {
                 println!("{}", serde_json::to_string_pretty(&counts)?);
             } else {
-                let c = &counts;
                 println!(
                     "copied {} and the settings from {} to {}",
-                    rows_line(
-                        c.users,
-                        c.applications,
-                        c.rules,
-                        c.grants,
-                        c.roles,
-                        c.lockout,
-                        c.retired_refresh
-                    ),
+                    counts.copied.line(),
                     src.describe(),
                     dst.describe()
                 );
-                let s = &counts.skipped;
-                let skipped = [
-                    s.users,
-                    s.applications,
-                    s.rules,
-                    s.grants,
-                    s.roles,
-                    s.lockout,
-                    s.retired_refresh,
-                ];
-                if skipped.iter().sum::<u64>() > 0 {
+                if counts.skipped.total() > 0 {
                     println!(
                         "skipped (already in the destination): {}",
-                        rows_line(
-                            s.users,
-                            s.applications,
-                            s.rules,
-                            s.grants,
-                            s.roles,
-                            s.lockout,
-                            s.retired_refresh
-                        )
+                        counts.skipped.line()
                     );
                 }
             }

@@ -3,6 +3,7 @@
 //! rotated away since) verifies after a restart on the same data directory, and every last
 //! refresh token answered still refreshes. (PostgreSQL's counterpart: `multinode.rs`.)
 
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,15 +14,15 @@ use serde_json::json;
 use crate::binary::{admin, Served};
 use crate::common::Reply;
 
-const PW: &str = "Alice-Pw-0001";
-const APP: &str = "vcert-sdk";
-const SCOPE: &str = "certificate:manage";
+pub(crate) const PW: &str = "Alice-Pw-0001";
+pub(crate) const APP: &str = "vcert-sdk";
+pub(crate) const SCOPE: &str = "certificate:manage";
 
 /// A grant's latest token pair as a 200 answered it.
 #[derive(Debug, Clone)]
-struct Answered {
-    access: String,
-    refresh: String,
+pub(crate) struct Answered {
+    pub(crate) access: String,
+    pub(crate) refresh: String,
 }
 
 /// A response read whole, or None if the connection died before it was (the answer is lost).
@@ -40,11 +41,11 @@ fn pair_of(v: &serde_json::Value) -> Answered {
     }
 }
 
-/// Bounded load on one server until it is killed: 4 workers, at most 40 rounds each, until
+/// Bounded load on one server (alice's password grants on [`APP`]) until it is killed: 4 workers, at most 40 rounds each, until
 /// `deadline`. Each round gets a grant and, every other round, refreshes it. Returns the pairs
 /// answered 200; a refresh whose answer was lost leaves its grant out (the rotation may or may
 /// not have committed).
-async fn load_then_kill(s: &mut Served, deadline: Instant) -> Vec<Answered> {
+pub(crate) async fn load_then_kill(s: &mut Served, deadline: Instant) -> Vec<Answered> {
     let (client, base) = (s.client(), s.base.clone());
     let answered = Arc::new(Mutex::new(Vec::<Answered>::new()));
     let successes = Arc::new(AtomicUsize::new(0));
@@ -100,37 +101,50 @@ async fn load_then_kill(s: &mut Served, deadline: Instant) -> Vec<Answered> {
     out
 }
 
+/// Creates `dir` with a configuration file of the tests' cheap hash parameters (for the users'
+/// hashes and the server alike: other parameters would rehash at each login) and no per-address
+/// rate limit (all load comes from one address); returns its path.
+pub(crate) fn cheap_config(dir: &Path) -> String {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let cfg = dir.join("node.toml");
+    std::fs::write(
+        &cfg,
+        "[password_hash]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n\n\
+         [rate_limit]\nenabled = false\n",
+    )
+    .expect("config");
+    cfg.to_str().expect("utf-8").to_string()
+}
+
+/// Runs an admin command with the configuration `cfg` on the data directory `dir`.
+pub(crate) fn cli(dir: &Path, cfg: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let all: Vec<&str> = ["--config", cfg]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    admin(dir, &all, stdin)
+}
+
+/// A SQLite data directory with `alice` (password [`PW`]) and [`APP`] open to everyone, made
+/// with the command line; returns the configuration's path.
+pub(crate) fn sqlite_node(dir: &Path) -> String {
+    let cfg = cheap_config(dir);
+    cli(
+        dir,
+        &cfg,
+        &["user", "add", "alice", "--password-stdin"],
+        Some(&format!("{PW}\n")),
+    );
+    cli(dir, &cfg, &["app", "add", APP, "--scope", SCOPE], None);
+    cli(dir, &cfg, &["app", "allow", APP, "everyone"], None);
+    cfg
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_sqlite_server_under_load_loses_no_answered_token() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("data");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    // The tests' cheap hash parameters, for the users' hashes and the server alike (other
-    // parameters would rehash at each login).
-    let cfg = dir.join("node.toml");
-    std::fs::write(
-        &cfg,
-        "[password_hash]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n",
-    )
-    .expect("config");
-    let cfg = cfg.to_str().expect("utf-8").to_string();
-    let with_cfg = |args: &[&'static str]| -> Vec<String> {
-        ["--config", &cfg]
-            .iter()
-            .chain(args)
-            .map(|s| s.to_string())
-            .collect()
-    };
-    let admin = |args: Vec<String>, stdin: Option<&str>| {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        admin(&dir, &args, stdin)
-    };
-    admin(
-        with_cfg(&["user", "add", "alice", "--password-stdin"]),
-        Some(&format!("{PW}\n")),
-    );
-    admin(with_cfg(&["app", "add", APP, "--scope", SCOPE]), None);
-    admin(with_cfg(&["app", "allow", APP, "everyone"]), None);
+    let cfg = sqlite_node(&dir);
 
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut kept: Vec<Answered> = Vec::new();

@@ -3,8 +3,7 @@
 //! moves between SQLite and PostgreSQL with its tokens.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -180,78 +179,11 @@ async fn killing_a_node_under_load_loses_no_answered_grant() {
     // hash parameters (the users' hashes carry them; other parameters would rehash on login).
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("a");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let cfg = dir.join("node.toml");
-    std::fs::write(
-        &cfg,
-        "[password_hash]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n",
-    )
-    .expect("config");
-    let mut a = Served::start(
-        &dir,
-        &[
-            "--database-url",
-            &db,
-            "--config",
-            cfg.to_str().expect("utf-8"),
-        ],
-    );
-    let (a_client, a_base) = (a.client(), a.base.clone());
+    let cfg = crate::crash::cheap_config(&dir);
+    let mut a = Served::start(&dir, &["--database-url", &db, "--config", &cfg]);
 
-    // Bounded load: 4 workers, at most 30 rounds each, at most 30 s in all. Each round gets a
-    // grant from A and, every other round, refreshes it there.
+    // Bounded load on A until it is killed (see crash.rs); B serves alongside, before and after.
     let deadline = Instant::now() + Duration::from_secs(30);
-    // The access tokens A answered 200 (the latest of each grant).
-    let live = Arc::new(Mutex::new(Vec::<String>::new()));
-    let successes = Arc::new(AtomicUsize::new(0));
-    let mut workers = tokio::task::JoinSet::new();
-    for w in 0..4 {
-        let (client, base) = (a_client.clone(), a_base.clone());
-        let (live, successes) = (live.clone(), successes.clone());
-        workers.spawn(async move {
-            for round in 0..30 {
-                if Instant::now() > deadline {
-                    break;
-                }
-                let sent = client
-                    .post(format!("{base}/vedauth/authorize/oauth"))
-                    .json(&json!({"client_id": APP, "username": "alice", "password": PW, "scope": SCOPE}))
-                    .send()
-                    .await;
-                let Ok(resp) = sent else {
-                    // A is gone; keep the round count bounded without spinning.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                let r = Reply::read(resp).await;
-                if r.status != StatusCode::OK {
-                    continue;
-                }
-                let (mut access, refresh) = (r.str("access_token"), r.str("refresh_token"));
-                successes.fetch_add(1, Ordering::SeqCst);
-                if (round + w) % 2 == 0 {
-                    let sent = client
-                        .post(format!("{base}/vedauth/authorize/token"))
-                        .json(&json!({"client_id": APP, "refresh_token": refresh}))
-                        .send()
-                        .await;
-                    match sent {
-                        Ok(resp) => {
-                            let r = Reply::read(resp).await;
-                            if r.status == StatusCode::OK {
-                                access = r.str("access_token");
-                            }
-                        }
-                        // The rotation may or may not have committed: the old token's fate is
-                        // unknown, and no 200 names a new one. Nothing to check for this grant.
-                        Err(_) => continue,
-                    }
-                }
-                live.lock().expect("lock").push(access);
-            }
-        });
-    }
-    // B serves alongside, before and after the kill.
     let b_load = {
         let (client, url) = (b.client.clone(), b.url("/vedauth/authorize/oauth"));
         tokio::spawn(async move {
@@ -272,20 +204,15 @@ async fn killing_a_node_under_load_loses_no_answered_grant() {
             statuses
         })
     };
-
-    while successes.load(Ordering::SeqCst) < 20 {
-        assert!(Instant::now() < deadline, "the load never got going");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    a.kill9();
-    workers.join_all().await;
+    let answered = crate::crash::load_then_kill(&mut a, deadline).await;
     let b_statuses = b_load.await.expect("B load");
     assert!(
         b_statuses.iter().all(|s| *s == StatusCode::OK),
         "{b_statuses:?}"
     );
 
-    let live = std::mem::take(&mut *live.lock().expect("lock"));
+    // The access tokens A answered 200 (the latest of each grant).
+    let live: Vec<String> = answered.into_iter().map(|p| p.access).collect();
     // At least 20 grants were answered before the kill; at most one refresh per worker (4)
     // was cut off with its answer.
     assert!(live.len() >= 16, "{} tokens", live.len());

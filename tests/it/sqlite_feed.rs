@@ -10,11 +10,8 @@ use vedauth::store::sqlite::SqliteStore;
 use vedauth::store::{Invalidation, InvalidationFeed};
 use vedauth::token::TokenDigest;
 
-use crate::binary::{admin, Served};
-
-const PW: &str = "Alice-Pw-0001";
-const APP: &str = "vcert-sdk";
-const SCOPE: &str = "certificate:manage";
+use crate::binary::Served;
+use crate::crash::{cli, sqlite_node, APP, PW, SCOPE};
 
 /// How long a revocation by another process may take to reach the server: the feed is polled
 /// every 500 ms; the margin is for a loaded machine. (The verify cache keeps tokens 30 s.)
@@ -52,27 +49,8 @@ async fn refused_soon(client: &reqwest::Client, base: &str, token: &str, what: &
 async fn a_revocation_by_the_command_line_reaches_the_running_server_within_seconds() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("data");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let cfg = dir.join("node.toml");
-    std::fs::write(
-        &cfg,
-        "[password_hash]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n",
-    )
-    .expect("config");
-    let cfg = cfg.to_str().expect("utf-8").to_string();
-    let cli = |args: &[&str], stdin: Option<&str>| {
-        let all: Vec<&str> = ["--config", cfg.as_str()]
-            .into_iter()
-            .chain(args.iter().copied())
-            .collect();
-        admin(&dir, &all, stdin)
-    };
-    cli(
-        &["user", "add", "alice", "--password-stdin"],
-        Some(&format!("{PW}\n")),
-    );
-    cli(&["app", "add", APP, "--scope", SCOPE], None);
-    cli(&["app", "allow", APP, "everyone"], None);
+    let cfg = sqlite_node(&dir);
+    let cli = |args: &[&str]| cli(&dir, &cfg, args, None);
     let s = Served::start(&dir, &["--config", &cfg]);
     let client = s.client();
     let token = || async {
@@ -95,14 +73,14 @@ async fn a_revocation_by_the_command_line_reaches_the_running_server_within_seco
         StatusCode::OK,
         "cached now"
     );
-    let out = cli(&["grant", "revoke", "--client-id", APP], None);
+    let out = cli(&["grant", "revoke", "--client-id", APP]);
     assert!(out.contains("1 grant"), "{out}");
     refused_soon(&client, &s.base, &access, "grant revoke").await;
 
     // `user disable` from another process.
     let access = token().await;
     assert_eq!(verify(&client, &s.base, &access).await, StatusCode::OK);
-    cli(&["user", "disable", "alice"], None);
+    cli(&["user", "disable", "alice"]);
     refused_soon(&client, &s.base, &access, "user disable").await;
 
     s.sigterm();
