@@ -26,8 +26,8 @@ use tokio::net::TcpStream;
 
 use vedauth::clock::UnixTime;
 use vedauth::password::{hash_now, verify_now, HashParams};
-use vedauth::store::sqlite::SqliteStore;
-use vedauth::store::{Application, Grant, Rule, Store, User};
+use vedauth::store::sqlite::BulkLoad;
+use vedauth::store::{Application, Grant, Rule, User};
 
 /// The password of the users that password grants log in as.
 const LOAD_PASSWORD: &str = "bench-Password-1";
@@ -180,7 +180,7 @@ fn app_id(i: usize) -> String {
 /// with the default parameters, so each login costs exactly what production costs.
 async fn seed(data: &Path, users: usize, grants: usize) -> anyhow::Result<Seeded> {
     std::fs::create_dir_all(data)?;
-    let store = SqliteStore::open_unsynced(&data.join(vedauth::assembly::DB_FILE)).await?;
+    let store = BulkLoad::open_unsynced(&data.join(vedauth::assembly::DB_FILE)).await?;
     let cheap = hash_now(&HashParams::insecure_for_tests(), "never-used-password")?;
     let real = hash_now(&HashParams::default(), LOAD_PASSWORD)?;
     let now: UnixTime = vedauth::clock::Clock::now(&vedauth::clock::SystemClock);
@@ -202,7 +202,7 @@ async fn seed(data: &Path, users: usize, grants: usize) -> anyhow::Result<Seeded
             disabled: false,
             created_at: now,
         };
-        store.create_user(&u).await?;
+        store.users().create_user(&u).await?;
         if i < load_count {
             load_users.push(name);
         }
@@ -210,6 +210,7 @@ async fn seed(data: &Path, users: usize, grants: usize) -> anyhow::Result<Seeded
     }
     for a in 0..APPS {
         store
+            .applications()
             .create_application(&Application {
                 client_id: app_id(a),
                 name: app_id(a),
@@ -226,6 +227,7 @@ async fn seed(data: &Path, users: usize, grants: usize) -> anyhow::Result<Seeded
             })
             .await?;
         store
+            .applications()
             .create_rule(&Rule {
                 client_id: app_id(a),
                 trustee: "everyone".into(),
@@ -259,7 +261,7 @@ async fn seed(data: &Path, users: usize, grants: usize) -> anyhow::Result<Seeded
             access_expires_at: now + access_validity,
             refresh_digest: Some(refresh.digest),
         };
-        store.insert_grant(&g).await?;
+        store.grants().insert_grant(&g).await?;
         out.push((
             client_id,
             access.value.expose().to_string(),

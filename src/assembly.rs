@@ -16,7 +16,7 @@ use crate::identity::{Identities, IdentityProvider};
 use crate::lockout::Lockout;
 use crate::password::{HashParams, HashPool, PasswordError};
 use crate::services::Services;
-use crate::store::postgres::{is_postgres_url, PostgresStore};
+use crate::store::postgres::{is_postgres_url, PgOptions, PostgresStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{SharedStore, StoreError};
 
@@ -85,6 +85,16 @@ pub async fn open_store_url(url: &str, db: &DatabaseConfig) -> Result<SharedStor
     }
 }
 
+impl From<&DatabaseConfig> for PgOptions {
+    fn from(c: &DatabaseConfig) -> Self {
+        PgOptions {
+            max_connections: c.max_connections,
+            acquire_timeout: c.acquire_timeout(),
+            operation_timeout: c.operation_timeout(),
+        }
+    }
+}
+
 impl Assembly {
     /// `hash_params` overrides the configured ones (tests use cheap parameters).
     pub async fn open(
@@ -112,8 +122,8 @@ impl Assembly {
         let data_dir = data_dir
             .canonicalize()
             .unwrap_or_else(|_| data_dir.to_path_buf());
-        let store =
-            crate::store::metered::MeteredStore::wrap(open_store(&config, &data_dir).await?);
+        // Every store operation is measured inside the store (`store/metered.rs`).
+        let store = open_store(&config, &data_dir).await?;
         let params = hash_params.unwrap_or_else(|| config.password_hash.params());
         let pool = HashPool::start(
             params,

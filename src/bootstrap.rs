@@ -1,4 +1,9 @@
 //! First start: the data directory, the `admin` user and the `vedauth-admin` application.
+//!
+//! A store is bootstrapped only on its first start: the data directory remembers (in
+//! [`STORES_FILE`]) every store it has seen holding data, and a remembered store found empty
+//! (a truncated or replaced database file, a dropped database) is refused instead of getting a
+//! fresh administrator over what was lost.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,6 +20,8 @@ use crate::store::{Application, RoleAssignment, Rule, Store, StoreError, User};
 pub const ADMIN_USER: &str = "admin";
 pub const ADMIN_APP: &str = "vedauth-admin";
 pub const PASSWORD_FILE: &str = "initial-admin-password";
+/// The stores this data directory has seen holding data, one description a line.
+pub const STORES_FILE: &str = "stores-seen";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
@@ -27,6 +34,45 @@ pub enum BootstrapError {
     },
     #[error("hashing the admin password failed: {0}")]
     Hash(String),
+    #[error(
+        "the store {store} is empty, but this data directory saw it holding data before (it is \
+         listed in {}): its database may have been lost or replaced. Restore it from a backup; \
+         to start afresh on purpose, remove that line (or the file)",
+        seen.display()
+    )]
+    StoreEmptied { store: String, seen: PathBuf },
+}
+
+/// The stores listed in the data directory's [`STORES_FILE`].
+fn seen_stores(data_dir: &Path) -> Result<Vec<String>, BootstrapError> {
+    let path = data_dir.join(STORES_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(BootstrapError::Io { path, source }),
+    }
+}
+
+/// Adds `store` to the data directory's [`STORES_FILE`] unless it is there.
+fn remember(data_dir: &Path, store: &str) -> Result<(), BootstrapError> {
+    let mut seen = seen_stores(data_dir)?;
+    if seen.iter().any(|s| s == store) {
+        return Ok(());
+    }
+    seen.push(store.to_string());
+    let text = format!(
+        "# Stores this vedauth data directory has seen holding data. One found empty at start is\n\
+         # refused (its data may have been lost); remove its line to bootstrap it afresh.\n{}\n",
+        seen.join("\n")
+    );
+    let path = data_dir.join(STORES_FILE);
+    write_private_or_public(&path, text.as_bytes(), false)
+        .map_err(|source| BootstrapError::Io { path, source })
 }
 
 /// Writes a file whole or not at all: the bytes go to a new temporary file in the same
@@ -91,8 +137,17 @@ pub async fn ensure_admin(
     now: UnixTime,
     preset_password: Option<Secret>,
 ) -> Result<Option<Bootstrapped>, BootstrapError> {
+    let described = store.describe();
     if !store.is_empty().await? {
+        // Also how data directories made before the list existed get it.
+        remember(data_dir, &described)?;
         return Ok(None);
+    }
+    if seen_stores(data_dir)?.contains(&described) {
+        return Err(BootstrapError::StoreEmptied {
+            store: described,
+            seen: data_dir.join(STORES_FILE),
+        });
     }
     let password = preset_password.unwrap_or_else(|| {
         Secret::new(
@@ -128,6 +183,7 @@ pub async fn ensure_admin(
         // and the password written here would be wrong.
         Err(StoreError::Conflict) => {
             let _ = std::fs::remove_file(&password_file);
+            remember(data_dir, &described)?;
             return Ok(None);
         }
         other => other?,
@@ -170,6 +226,7 @@ pub async fn ensure_admin(
             created_at: now,
         })
         .await?;
+    remember(data_dir, &described)?;
     Ok(Some(Bootstrapped { password_file }))
 }
 

@@ -15,6 +15,7 @@ pub mod certauth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod domain;
 pub mod grants;
 pub mod http;
 pub mod identity;

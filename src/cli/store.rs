@@ -1,6 +1,7 @@
 //! `vedauth store ...`: whole-store operations. `copy` moves everything from one store to
-//! another (SQLite to PostgreSQL and back) through the `Store` trait, token digests included,
-//! so that tokens issued before the copy keep working against the copy.
+//! another (SQLite to PostgreSQL and back), aggregate by aggregate (`Aggregate::ALL`, so that
+//! none can be forgotten), token digests included, so that tokens issued before the copy keep
+//! working against the copy.
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -8,11 +9,12 @@ use serde::Serialize;
 
 use super::GlobalOpts;
 use crate::assembly::open_store_url;
-use crate::store::{GrantFilter, Store, StoreError, StoreResult};
+use crate::store::{Aggregate, Rows, Store, Tally};
 
 #[derive(Debug, Subcommand)]
 pub enum StoreCmd {
-    /// Copy users, applications, rules, settings and grants from one store to another.
+    /// Copy everything (users, applications and rules, role assignments, lockout records,
+    /// settings, grants and retired refresh tokens) from one store to another.
     Copy {
         /// The source: `sqlite:PATH` or `postgres://USER:PASSWORD@HOST:PORT/DB`.
         #[arg(long)]
@@ -30,20 +32,73 @@ pub enum StoreCmd {
 /// Rows copied and, with `--allow-non-empty`, rows skipped because the destination had them.
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
 pub struct CopyCounts {
-    pub users: u64,
-    pub applications: u64,
-    pub rules: u64,
-    pub grants: u64,
+    #[serde(flatten)]
+    pub copied: Kinds,
     pub settings: u64,
-    pub skipped: Skipped,
+    pub skipped: Kinds,
 }
 
+/// A count per kind of row (settings apart: they are replaced, never skipped).
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
-pub struct Skipped {
+pub struct Kinds {
     pub users: u64,
     pub applications: u64,
     pub rules: u64,
+    pub roles: u64,
+    pub lockout: u64,
     pub grants: u64,
+    pub retired_refresh: u64,
+}
+
+impl Kinds {
+    fn slot(&mut self, rows: Rows) -> Option<&mut u64> {
+        Some(match rows {
+            Rows::Users => &mut self.users,
+            Rows::Applications => &mut self.applications,
+            Rows::Rules => &mut self.rules,
+            Rows::Roles => &mut self.roles,
+            Rows::Lockout => &mut self.lockout,
+            Rows::Grants => &mut self.grants,
+            Rows::RetiredRefresh => &mut self.retired_refresh,
+            Rows::Settings => return None,
+        })
+    }
+
+    fn total(&self) -> u64 {
+        self.users
+            + self.applications
+            + self.rules
+            + self.roles
+            + self.lockout
+            + self.grants
+            + self.retired_refresh
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "{} users, {} applications, {} rules, {} grants, {} role assignments, {} lockout \
+             records, {} retired refresh tokens",
+            self.users,
+            self.applications,
+            self.rules,
+            self.grants,
+            self.roles,
+            self.lockout,
+            self.retired_refresh
+        )
+    }
+}
+
+impl CopyCounts {
+    fn add(&mut self, rows: Rows, t: Tally) {
+        match (self.copied.slot(rows), self.skipped.slot(rows)) {
+            (Some(c), Some(s)) => {
+                *c += t.copied;
+                *s += t.skipped;
+            }
+            _ => self.settings += t.copied,
+        }
+    }
 }
 
 pub async fn store(g: &GlobalOpts, cmd: StoreCmd) -> anyhow::Result<()> {
@@ -65,19 +120,15 @@ pub async fn store(g: &GlobalOpts, cmd: StoreCmd) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&counts)?);
             } else {
                 println!(
-                    "copied {} users, {} applications, {} rules, {} grants and the settings from {} to {}",
-                    counts.users,
-                    counts.applications,
-                    counts.rules,
-                    counts.grants,
+                    "copied {} and the settings from {} to {}",
+                    counts.copied.line(),
                     src.describe(),
                     dst.describe()
                 );
-                let s = &counts.skipped;
-                if s.users + s.applications + s.rules + s.grants > 0 {
+                if counts.skipped.total() > 0 {
                     println!(
-                        "skipped (already in the destination): {} users, {} applications, {} rules, {} grants",
-                        s.users, s.applications, s.rules, s.grants
+                        "skipped (already in the destination): {}",
+                        counts.skipped.line()
                     );
                 }
             }
@@ -86,27 +137,20 @@ pub async fn store(g: &GlobalOpts, cmd: StoreCmd) -> anyhow::Result<()> {
     }
 }
 
-/// Whether a store holds anything an operator made (settings alone do not count).
-async fn is_empty(s: &dyn Store) -> StoreResult<bool> {
-    Ok(s.list_users().await?.is_empty()
-        && s.list_applications().await?.is_empty()
-        && s.rules(None).await?.is_empty()
-        && s.list_grants(&GrantFilter::default()).await?.is_empty())
-}
-
-/// Counts one insert: copied, skipped on a key that exists, or the error.
-fn tally(res: StoreResult<()>, copied: &mut u64, skipped: &mut u64) -> StoreResult<()> {
-    match res {
-        Ok(()) => *copied += 1,
-        Err(StoreError::Conflict) => *skipped += 1,
-        Err(e) => return Err(e),
+/// Whether a store holds anything (settings alone do not count).
+async fn is_empty(s: &dyn Store) -> anyhow::Result<bool> {
+    for a in Aggregate::ALL {
+        if a != Aggregate::Settings && !s.export(a).await?.is_empty() {
+            return Ok(false);
+        }
     }
-    Ok(())
+    Ok(true)
 }
 
-/// Copies every record of `src` into `dst`. Refuses a destination that holds data unless
-/// `allow_non_empty`; then keys that exist there are skipped. Retired refresh digests (kept
-/// only for reuse detection) are not copied.
+/// Copies every aggregate of `src` into `dst`, in `Aggregate::ALL`'s order. Refuses a
+/// destination that holds data unless `allow_non_empty`; then keys that exist there are
+/// skipped. What is not copied: SQLite's table of pending invalidation announcements (messages
+/// for a running server, not state).
 pub async fn copy(
     src: &dyn Store,
     dst: &dyn Store,
@@ -119,36 +163,11 @@ pub async fn copy(
         );
     }
     let mut n = CopyCounts::default();
-    for u in src.list_users().await? {
-        tally(
-            dst.create_user(&u).await,
-            &mut n.users,
-            &mut n.skipped.users,
-        )?;
-    }
-    // Applications before their rules and grants.
-    for a in src.list_applications().await? {
-        tally(
-            dst.create_application(&a).await,
-            &mut n.applications,
-            &mut n.skipped.applications,
-        )?;
-    }
-    for r in src.rules(None).await? {
-        tally(
-            dst.create_rule(&r).await,
-            &mut n.rules,
-            &mut n.skipped.rules,
-        )?;
-    }
-    dst.put_settings(&src.settings().await?).await?;
-    n.settings = 1;
-    for gr in src.list_grants(&GrantFilter::default()).await? {
-        tally(
-            dst.insert_grant(&gr).await,
-            &mut n.grants,
-            &mut n.skipped.grants,
-        )?;
+    for a in Aggregate::ALL {
+        let dump = src.export(a).await?;
+        for (rows, tally) in dst.import(&dump).await? {
+            n.add(rows, tally);
+        }
     }
     Ok(n)
 }

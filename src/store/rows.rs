@@ -1,12 +1,12 @@
 //! Turning rows into records, once for every backend: each backend's row type says how to read
 //! a column of each kind ([`Columns`]), and the decoders here do the rest.
 
-use super::*;
+use crate::domain::*;
 use crate::token::TokenDigest;
 
 /// The column reads the decoders need. Booleans differ by backend (an INTEGER in SQLite, a
 /// BOOLEAN in PostgreSQL), which is why this is a trait rather than sqlx's `Row` bounds.
-pub(crate) trait Columns {
+pub trait Columns {
     fn text(&self, col: &str) -> StoreResult<String>;
     fn opt_text(&self, col: &str) -> StoreResult<Option<String>>;
     fn int(&self, col: &str) -> StoreResult<i64>;
@@ -16,7 +16,7 @@ pub(crate) trait Columns {
     fn opt_bytes(&self, col: &str) -> StoreResult<Option<Vec<u8>>>;
 }
 
-pub(crate) fn digest_of(row: &impl Columns, col: &str) -> StoreResult<Option<TokenDigest>> {
+pub fn digest_of(row: &impl Columns, col: &str) -> StoreResult<Option<TokenDigest>> {
     match row.opt_bytes(col)? {
         None => Ok(None),
         Some(b) => TokenDigest::from_slice(&b)
@@ -34,7 +34,7 @@ fn opt_lifetime(row: &impl Columns, col: &str) -> StoreResult<Option<Lifetime>> 
     Ok(row.opt_int(col)?.map(Lifetime::from_db))
 }
 
-pub(crate) fn user_from(row: &impl Columns) -> StoreResult<User> {
+pub fn user_from(row: &impl Columns) -> StoreResult<User> {
     Ok(User {
         id: row.text("id")?,
         name: row.text("name")?,
@@ -46,7 +46,7 @@ pub(crate) fn user_from(row: &impl Columns) -> StoreResult<User> {
     })
 }
 
-pub(crate) fn app_from(row: &impl Columns) -> StoreResult<Application> {
+pub fn app_from(row: &impl Columns) -> StoreResult<Application> {
     Ok(Application {
         client_id: row.text("client_id")?,
         name: row.text("name")?,
@@ -63,7 +63,7 @@ pub(crate) fn app_from(row: &impl Columns) -> StoreResult<Application> {
     })
 }
 
-pub(crate) fn rule_from(row: &impl Columns) -> StoreResult<Rule> {
+pub fn rule_from(row: &impl Columns) -> StoreResult<Rule> {
     Ok(Rule {
         client_id: row.text("client_id")?,
         trustee: row.text("trustee")?,
@@ -76,7 +76,7 @@ pub(crate) fn rule_from(row: &impl Columns) -> StoreResult<Rule> {
     })
 }
 
-pub(crate) fn grant_from(row: &impl Columns) -> StoreResult<Grant> {
+pub fn grant_from(row: &impl Columns) -> StoreResult<Grant> {
     Ok(Grant {
         id: row.text("id")?,
         client_id: row.text("client_id")?,
@@ -95,11 +95,11 @@ pub(crate) fn grant_from(row: &impl Columns) -> StoreResult<Grant> {
 }
 
 /// The access digests of `DELETE ... RETURNING access_digest` rows.
-pub(crate) fn digests<R: Columns>(rows: &[R]) -> StoreResult<Vec<TokenDigest>> {
+pub fn digests<R: Columns>(rows: &[R]) -> StoreResult<Vec<TokenDigest>> {
     rows.iter().map(access_digest).collect()
 }
 
-pub(crate) fn role_from(row: &impl Columns) -> StoreResult<RoleAssignment> {
+pub fn role_from(row: &impl Columns) -> StoreResult<RoleAssignment> {
     let c = row.text("client_id")?;
     Ok(RoleAssignment {
         grantee: row.text("grantee")?,
@@ -109,7 +109,7 @@ pub(crate) fn role_from(row: &impl Columns) -> StoreResult<RoleAssignment> {
     })
 }
 
-pub(crate) fn lockout_from(row: &impl Columns) -> StoreResult<LockoutRecord> {
+pub fn lockout_from(row: &impl Columns) -> StoreResult<LockoutRecord> {
     let count = |c: &str| -> StoreResult<u32> {
         u32::try_from(row.int(c)?).map_err(|_| StoreError::Corrupt(format!("{c} out of range")))
     };
@@ -120,5 +120,21 @@ pub(crate) fn lockout_from(row: &impl Columns) -> StoreResult<LockoutRecord> {
         pending_since: row.int("pending_since")?,
         locked_until: row.int("locked_until")?,
         version: row.int("version")?,
+    })
+}
+
+pub fn lockout_entry_from(row: &impl Columns) -> StoreResult<LockoutEntry> {
+    Ok(LockoutEntry {
+        identity: row.text("identity")?,
+        record: lockout_from(row)?,
+    })
+}
+
+pub fn retired_from(row: &impl Columns) -> StoreResult<RetiredRefresh> {
+    Ok(RetiredRefresh {
+        digest: digest_of(row, "digest")?
+            .ok_or_else(|| StoreError::Corrupt("retired refresh without digest".into()))?,
+        grant_id: row.text("grant_id")?,
+        expires_at: row.opt_int("expires_at")?,
     })
 }

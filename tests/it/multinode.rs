@@ -3,8 +3,7 @@
 //! moves between SQLite and PostgreSQL with its tokens.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -12,7 +11,7 @@ use serde_json::{json, Value};
 use vedauth::config::DatabaseConfig;
 use vedauth::store::postgres::PostgresStore;
 use vedauth::store::sqlite::SqliteStore;
-use vedauth::store::{GrantFilter, Settings, SharedStore};
+use vedauth::store::{Aggregate, Dump, Settings, SharedStore};
 
 use crate::binary::Served;
 use crate::common::{Options, Reply, TestServer};
@@ -180,78 +179,11 @@ async fn killing_a_node_under_load_loses_no_answered_grant() {
     // hash parameters (the users' hashes carry them; other parameters would rehash on login).
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("a");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let cfg = dir.join("node.toml");
-    std::fs::write(
-        &cfg,
-        "[password_hash]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n",
-    )
-    .expect("config");
-    let mut a = Served::start(
-        &dir,
-        &[
-            "--database-url",
-            &db,
-            "--config",
-            cfg.to_str().expect("utf-8"),
-        ],
-    );
-    let (a_client, a_base) = (a.client(), a.base.clone());
+    let cfg = crate::crash::cheap_config(&dir);
+    let mut a = Served::start(&dir, &["--database-url", &db, "--config", &cfg]);
 
-    // Bounded load: 4 workers, at most 30 rounds each, at most 30 s in all. Each round gets a
-    // grant from A and, every other round, refreshes it there.
+    // Bounded load on A until it is killed (see crash.rs); B serves alongside, before and after.
     let deadline = Instant::now() + Duration::from_secs(30);
-    // The access tokens A answered 200 (the latest of each grant).
-    let live = Arc::new(Mutex::new(Vec::<String>::new()));
-    let successes = Arc::new(AtomicUsize::new(0));
-    let mut workers = tokio::task::JoinSet::new();
-    for w in 0..4 {
-        let (client, base) = (a_client.clone(), a_base.clone());
-        let (live, successes) = (live.clone(), successes.clone());
-        workers.spawn(async move {
-            for round in 0..30 {
-                if Instant::now() > deadline {
-                    break;
-                }
-                let sent = client
-                    .post(format!("{base}/vedauth/authorize/oauth"))
-                    .json(&json!({"client_id": APP, "username": "alice", "password": PW, "scope": SCOPE}))
-                    .send()
-                    .await;
-                let Ok(resp) = sent else {
-                    // A is gone; keep the round count bounded without spinning.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                let r = Reply::read(resp).await;
-                if r.status != StatusCode::OK {
-                    continue;
-                }
-                let (mut access, refresh) = (r.str("access_token"), r.str("refresh_token"));
-                successes.fetch_add(1, Ordering::SeqCst);
-                if (round + w) % 2 == 0 {
-                    let sent = client
-                        .post(format!("{base}/vedauth/authorize/token"))
-                        .json(&json!({"client_id": APP, "refresh_token": refresh}))
-                        .send()
-                        .await;
-                    match sent {
-                        Ok(resp) => {
-                            let r = Reply::read(resp).await;
-                            if r.status == StatusCode::OK {
-                                access = r.str("access_token");
-                            }
-                        }
-                        // The rotation may or may not have committed: the old token's fate is
-                        // unknown, and no 200 names a new one. Nothing to check for this grant.
-                        Err(_) => continue,
-                    }
-                }
-                live.lock().expect("lock").push(access);
-            }
-        });
-    }
-    // B serves alongside, before and after the kill.
     let b_load = {
         let (client, url) = (b.client.clone(), b.url("/vedauth/authorize/oauth"));
         tokio::spawn(async move {
@@ -272,20 +204,15 @@ async fn killing_a_node_under_load_loses_no_answered_grant() {
             statuses
         })
     };
-
-    while successes.load(Ordering::SeqCst) < 20 {
-        assert!(Instant::now() < deadline, "the load never got going");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    a.kill9();
-    workers.join_all().await;
+    let answered = crate::crash::load_then_kill(&mut a, deadline).await;
     let b_statuses = b_load.await.expect("B load");
     assert!(
         b_statuses.iter().all(|s| *s == StatusCode::OK),
         "{b_statuses:?}"
     );
 
-    let live = std::mem::take(&mut *live.lock().expect("lock"));
+    // The access tokens A answered 200 (the latest of each grant).
+    let live: Vec<String> = answered.into_iter().map(|p| p.access).collect();
     // At least 20 grants were answered before the kill; at most one refresh per worker (4)
     // was cut off with its answer.
     assert!(live.len() >= 16, "{} tokens", live.len());
@@ -395,24 +322,13 @@ fn vedauth(args: &[&str], data_dir: &std::path::Path) -> (bool, String, String) 
     )
 }
 
-/// Every record of a store, in a comparable form.
-async fn everything(s: &SharedStore) -> Value {
-    let users = s.list_users().await.expect("users");
-    let apps = s.list_applications().await.expect("apps");
-    let rules = s.rules(None).await.expect("rules");
-    let grants = s
-        .list_grants(&GrantFilter::default())
-        .await
-        .expect("grants");
-    json!({
-        "users": format!("{users:?}"),
-        "applications": format!("{apps:?}"),
-        "rules": format!("{rules:?}"),
-        "grants": grants.iter().map(|g| format!("{g:?} {}", g.access_digest.to_hex())).collect::<Vec<_>>(),
-        "refresh": grants.iter().map(|g| g.refresh_digest.map(|d| d.to_hex())).collect::<Vec<_>>(),
-        "settings": s.settings().await.expect("settings"),
-        "counts": [users.len(), apps.len(), rules.len(), grants.len()],
-    })
+/// Every aggregate of a store (what `store copy` walks), in a comparable form.
+async fn everything(s: &SharedStore) -> Vec<Dump> {
+    let mut out = Vec::new();
+    for a in Aggregate::ALL {
+        out.push(s.export(a).await.expect("export"));
+    }
+    out
 }
 
 #[tokio::test]
@@ -452,6 +368,11 @@ async fn store_copy_moves_everything_between_sqlite_and_postgres_and_tokens_keep
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json["refresh_token"], Value::Null, "not renewable");
     let bobs = r.str("access_token");
+    // A failed login leaves a lockout record with a count.
+    let r = src
+        .password_grant("other-app", "bob", "wrong-password", "certificate")
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
 
     let tmp = tempfile::tempdir().expect("tmp");
     let work = tmp.path();
@@ -473,12 +394,15 @@ async fn store_copy_moves_everything_between_sqlite_and_postgres_and_tokens_keep
     );
     assert!(ok, "{err}");
     let counts: Value = serde_json::from_str(&out).expect("json");
-    // admin, alice, Bob; vedauth-admin, vcert-sdk, other-app; their rules; three grants (one
-    // of them refreshed).
+    // admin, alice, Bob; vedauth-admin, vcert-sdk, other-app; their rules; the admin's Admin
+    // role; the lockout records of alice and Bob (who logged in); three grants, one of them
+    // refreshed (so one retired refresh token).
     assert_eq!(
         counts,
-        json!({"users": 3, "applications": 3, "rules": 3, "grants": 3, "settings": 1,
-               "skipped": {"users": 0, "applications": 0, "rules": 0, "grants": 0}})
+        json!({"users": 3, "applications": 3, "rules": 3, "roles": 1, "lockout": 2,
+               "settings": 1, "grants": 3, "retired_refresh": 1,
+               "skipped": {"users": 0, "applications": 0, "rules": 0, "roles": 0, "lockout": 0,
+                           "grants": 0, "retired_refresh": 0}})
     );
     // A destination with data is refused, unless told otherwise.
     let (ok, _, err) = vedauth(&["store", "copy", "--from", &sqlite_url, "--to", &db], work);
@@ -507,7 +431,8 @@ async fn store_copy_moves_everything_between_sqlite_and_postgres_and_tokens_keep
     assert_eq!(counts["users"], 0);
     assert_eq!(
         counts["skipped"],
-        json!({"users": 3, "applications": 3, "rules": 3, "grants": 3})
+        json!({"users": 3, "applications": 3, "rules": 3, "roles": 1, "lockout": 2,
+               "grants": 3, "retired_refresh": 1})
     );
 
     // And back, to a new SQLite file.
@@ -529,10 +454,22 @@ async fn store_copy_moves_everything_between_sqlite_and_postgres_and_tokens_keep
     let on_pg: SharedStore = Arc::new(PostgresStore::open(&db, &cfg).await.expect("open pg"));
     let back: SharedStore = Arc::new(SqliteStore::open_url(&back_url).await.expect("open back"));
     let expected = everything(&original).await;
+    // Every aggregate holds something, so that the comparison below compares something.
+    assert_eq!(expected.len(), Aggregate::ALL.len());
+    for dump in &expected {
+        assert!(!dump.is_empty(), "nothing to compare in {dump:?}");
+    }
+    assert!(
+        expected.iter().any(|d| matches!(d, Dump::Lockout(v)
+            if v.iter().any(|e| e.record.failures == 1))),
+        "Bob's failed login: {expected:?}"
+    );
     assert_eq!(everything(&on_pg).await, expected);
     assert_eq!(everything(&back).await, expected);
 
     // Tokens issued before the copy work on nodes started on the copies.
+    let admin_password =
+        std::fs::read_to_string(src.dir.join("initial-admin-password")).expect("admin password");
     for url in [&db, &back_url] {
         let node = TestServer::start_with(Options::on_database(url)).await;
         for token in [&kept, &fresh, &bobs] {
@@ -547,6 +484,18 @@ async fn store_copy_moves_everything_between_sqlite_and_postgres_and_tokens_keep
         assert_eq!(
             node.refresh(APP, &fresh_refresh).await.status,
             StatusCode::OK
+        );
+        // The bootstrap administrator kept its role: the administration API answers it.
+        let admin = node
+            .tokens("vedauth-admin", "admin", &admin_password, "admin")
+            .await
+            .0;
+        let apps = node.oauth("GetApplications", &admin, &json!({})).await.ok();
+        assert_eq!(
+            apps.json["Applications"].as_array().map(Vec::len),
+            Some(3),
+            "{url}: {}",
+            apps.text
         );
     }
     let distinct: HashSet<&String> = [&kept, &fresh, &bobs].into_iter().collect();
@@ -572,7 +521,7 @@ async fn next(
 
 #[tokio::test]
 async fn the_invalidation_feed_delivers_announcements_and_flags_a_reconnect() {
-    use vedauth::store::{Invalidation, Store};
+    use vedauth::store::{Invalidation, InvalidationFeed};
     use vedauth::token::TokenDigest;
 
     let db = pg::fresh_database().await;

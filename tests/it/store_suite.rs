@@ -7,8 +7,8 @@ use vedauth::config::DatabaseConfig;
 use vedauth::store::postgres::PostgresStore;
 use vedauth::store::sqlite::SqliteStore;
 use vedauth::store::{
-    Application, Grant, GrantFilter, Lifetime, LockoutRecord, RoleAssignment, Rotation, Rule,
-    Settings, SharedStore, Store, StoreError, User,
+    Application, ApplicationStore, Grant, GrantFilter, GrantStore, Lifetime, LockoutRecord,
+    RoleAssignment, Rotation, Rule, Settings, SharedStore, Store, StoreError, User,
 };
 use vedauth::token::TokenDigest;
 
@@ -512,6 +512,13 @@ pub async fn sweep(s: &SharedStore) {
     assert_eq!(left, vec!["forever".to_string(), "live".to_string()]);
 }
 
+/// A store that answers and can write is ready; its kind is named.
+pub async fn readiness(s: &SharedStore) {
+    s.ready().await.expect("ready");
+    assert!(["sqlite", "postgres"].contains(&s.kind()), "{}", s.kind());
+    assert!(s.describe().starts_with(s.kind()), "{}", s.describe());
+}
+
 /// Every part of the suite, each on its own fresh store from `open`.
 pub async fn run_all<F, Fut>(open: F)
 where
@@ -526,6 +533,7 @@ where
     roles(&open().await).await;
     lockout(&open().await).await;
     sweep(&open().await).await;
+    readiness(&open().await).await;
 }
 
 #[tokio::test]
@@ -549,7 +557,7 @@ async fn sqlite_migrations_are_idempotent_and_data_survives_reopen() {
     let path = tmp.path().join("x.db");
     {
         let s = SqliteStore::open(&path, 2).await.expect("open");
-        vedauth::store::Store::create_user(&s, &user("keep"))
+        vedauth::store::UserStore::create_user(&s, &user("keep"))
             .await
             .expect("create");
         s.create_application(&app("a")).await.expect("app");
@@ -568,7 +576,7 @@ async fn sqlite_migrations_are_idempotent_and_data_survives_reopen() {
         );
     }
     let s = SqliteStore::open(&path, 2).await.expect("reopen");
-    assert!(vedauth::store::Store::user_by_name(&s, "keep")
+    assert!(vedauth::store::UserStore::user_by_name(&s, "keep")
         .await
         .expect("get")
         .is_some());
@@ -603,13 +611,13 @@ async fn postgres_migrations_run_once_when_nodes_start_together() {
         PostgresStore::open(&url, &cfg)
     );
     let (a, b) = (a.expect("open a"), b.expect("open b"));
-    vedauth::store::Store::create_user(&a, &user("keep"))
+    vedauth::store::UserStore::create_user(&a, &user("keep"))
         .await
         .expect("create");
     a.close().await;
     b.close().await;
     let again = PostgresStore::open(&url, &cfg).await.expect("reopen");
-    assert!(vedauth::store::Store::user_by_name(&again, "KEEP")
+    assert!(vedauth::store::UserStore::user_by_name(&again, "KEEP")
         .await
         .expect("get")
         .is_some());

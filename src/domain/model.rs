@@ -1,4 +1,5 @@
-//! The records the store keeps. Plain data; the rules about them live in `grants`.
+//! The domain's records: what the server remembers. Plain data; the rules about them live in
+//! `grants`, `admin` and `lockout`, and the storage ports (`ports.rs`) speak in these types.
 
 use serde::{Deserialize, Serialize};
 
@@ -213,4 +214,54 @@ pub struct LockoutRecord {
     pub locked_until: UnixTime,
     /// Bumped by every write.
     pub version: i64,
+}
+
+/// The lockout record of one identity, as `store copy` moves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockoutEntry {
+    pub identity: String,
+    pub record: LockoutRecord,
+}
+
+/// A refresh token a grant held before it was rotated: presented again, it betrays a stolen
+/// token (reuse detection). Kept while its grant could still be alive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetiredRefresh {
+    pub digest: TokenDigest,
+    pub grant_id: String,
+    /// The grant's expiry when the token was retired (None: the grant never expires).
+    pub expires_at: Option<UnixTime>,
+}
+
+/// Which grants a listing or a bulk revocation addresses. Empty filter = all.
+#[derive(Debug, Clone, Default)]
+pub struct GrantFilter {
+    pub client_id: Option<String>,
+    pub identity: Option<String>,
+}
+
+/// What a refresh writes: the grant's new token pair.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    pub access_digest: TokenDigest,
+    pub access_issued_at: UnixTime,
+    pub access_expires_at: UnixTime,
+    pub refresh_digest: Option<TokenDigest>,
+}
+
+/// What the invalidation feed carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalidation {
+    /// This access token stopped being valid (revoked or rotated) in some other process.
+    Token(TokenDigest),
+    /// Announcements may have been missed (the feed reconnected): drop everything cached.
+    All,
+}
+
+/// Row counts, for `status` and the admin API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub users: u64,
+    pub applications: u64,
+    pub grants: u64,
 }

@@ -1,0 +1,222 @@
+//! The import direction, checked on the source (ARCHITECTURE.md, "Invariants"): the rooms of
+//! `src/` (a top-level file or folder) form no circle, and nothing below the faces names a face,
+//! the runtime or the configuration file's shape. A test rather than a convention, so that a
+//! wrong import fails CI where it is made.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Rooms that only the composition root, the runtime and the faces may name.
+const UPPER: &[&str] = &[
+    "assembly",
+    "bootstrap",
+    "cli",
+    "config",
+    "http",
+    "runtime",
+    "server",
+    "services",
+    "telemetry",
+    "tls",
+];
+
+/// Rooms of the core and below: the domain words, the use cases and the adapters behind ports.
+const LOWER: &[&str] = &[
+    "admin",
+    "audit",
+    "certauth",
+    "clock",
+    "domain",
+    "grants",
+    "identity",
+    "jwt",
+    "lockout",
+    "net",
+    "password",
+    "scope",
+    "secret",
+    "store",
+    "token",
+    "version",
+    "wire_time",
+];
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read src") {
+        let p = entry.expect("entry").path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The room of a file: its top-level file or folder under `src/`.
+fn room(src: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(src).expect("under src");
+    let first = rel.components().next().expect("a component");
+    let name = first.as_os_str().to_string_lossy();
+    name.trim_end_matches(".rs").to_string()
+}
+
+/// The code of a file without its unit tests (they may use anything to set things up).
+fn non_test_code(text: &str) -> &str {
+    match text.find("#[cfg(test)]\nmod tests") {
+        Some(i) => &text[..i],
+        None => text,
+    }
+}
+
+/// The rooms a piece of code names through `crate::room` (comments aside).
+fn named_rooms(code: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let code: String = code
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut rest = code.as_str();
+    while let Some(i) = rest.find("crate::") {
+        let after = &rest[i + "crate::".len()..];
+        let name: String = after
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        // `crate::{a, b}` lists several rooms.
+        if name.is_empty() && after.starts_with('{') {
+            if let Some(end) = after.find('}') {
+                for part in after[1..end].split(',') {
+                    let n: String = part
+                        .trim()
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if !n.is_empty() {
+                        out.insert(n);
+                    }
+                }
+            }
+        } else if !name.is_empty() {
+            out.insert(name);
+        }
+        rest = after;
+    }
+    out
+}
+
+fn graph() -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut g: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    for f in files {
+        let from = room(&src, &f);
+        if from == "lib" || from == "main" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).expect("read");
+        let rel = f
+            .strip_prefix(&src)
+            .expect("under src")
+            .display()
+            .to_string();
+        for to in named_rooms(non_test_code(&text)) {
+            if to != from {
+                g.entry(from.clone())
+                    .or_default()
+                    .entry(to)
+                    .or_default()
+                    .push(rel.clone());
+            }
+        }
+        g.entry(from).or_default();
+    }
+    g
+}
+
+#[test]
+fn nothing_below_the_faces_names_a_face_the_runtime_or_the_configuration() {
+    let g = graph();
+    let mut wrong = Vec::new();
+    for (from, tos) in &g {
+        if !LOWER.contains(&from.as_str()) {
+            continue;
+        }
+        for (to, files) in tos {
+            if UPPER.contains(&to.as_str()) {
+                wrong.push(format!("{from} -> {to} (in {})", files.join(", ")));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "upward imports:\n{}", wrong.join("\n"));
+    // Every room is placed in one of the two lists, so a new one is a decision.
+    let unplaced: Vec<&String> = g
+        .keys()
+        .filter(|r| !UPPER.contains(&r.as_str()) && !LOWER.contains(&r.as_str()))
+        .collect();
+    assert!(unplaced.is_empty(), "rooms in neither list: {unplaced:?}");
+}
+
+#[test]
+fn the_rooms_of_src_form_no_circle() {
+    let g = graph();
+    // Depth-first search for a back edge; reports the circle it finds.
+    fn visit(
+        g: &BTreeMap<String, BTreeMap<String, Vec<String>>>,
+        node: &str,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == node) {
+            let mut circle = path[i..].to_vec();
+            circle.push(node.to_string());
+            return Some(circle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_string());
+        for next in g.get(node).map(|m| m.keys()).into_iter().flatten() {
+            if let Some(c) = visit(g, next, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(node.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for start in g.keys() {
+        if let Some(circle) = visit(&g, start, &mut Vec::new(), &mut done) {
+            let edges: Vec<String> = circle
+                .windows(2)
+                .map(|w| {
+                    let files = g
+                        .get(&w[0])
+                        .and_then(|m| m.get(&w[1]))
+                        .map(|f| f.join(", "))
+                        .unwrap_or_default();
+                    format!("{} -> {} (in {files})", w[0], w[1])
+                })
+                .collect();
+            panic!("a circle between rooms:\n{}", edges.join("\n"));
+        }
+    }
+}
+
+#[test]
+fn the_scanner_sees_imports() {
+    let names = named_rooms(
+        "use crate::store::Grant;\nuse crate::{audit::Event, clock};\nfn f() { crate::http::x() }\n/// See crate::cli.",
+    );
+    let want: BTreeSet<String> = ["store", "audit", "clock", "http"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(names, want);
+    assert_eq!(
+        non_test_code("a\n#[cfg(test)]\nmod tests { crate::cli }"),
+        "a\n"
+    );
+}
