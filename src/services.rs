@@ -89,20 +89,14 @@ impl Services {
 
     /// The store's and the providers' state, within a few seconds.
     pub async fn readiness(&self) -> Readiness {
-        let store = match tokio::time::timeout(Duration::from_secs(3), self.store.ping()).await {
+        let store = match tokio::time::timeout(Duration::from_secs(3), self.store.ready()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("timed out".to_string()),
         };
         Readiness {
             store,
-            store_kind: self
-                .store
-                .describe()
-                .split(':')
-                .next()
-                .unwrap_or("")
-                .to_string(),
+            store_kind: self.store.kind().to_string(),
             providers: self.identities.health().await,
         }
     }
