@@ -212,13 +212,13 @@ async fn seed(data: &Path, users: usize, grants: usize) -> anyhow::Result<Seeded
         store
             .applications()
             .create_application(&Application {
-                client_id: app_id(a),
+                client_id: app_id(a).into(),
                 name: app_id(a),
                 vendor: "bench".into(),
                 description: String::new(),
                 url: String::new(),
                 scope: SCOPE.into(),
-                max_scope: SCOPE.into(),
+                max_scope: vedauth::domain::CanonicalScope::parse(SCOPE)?,
                 access_validity: None,
                 grant_validity: None,
                 renewable: None,
@@ -229,7 +229,7 @@ async fn seed(data: &Path, users: usize, grants: usize) -> anyhow::Result<Seeded
         store
             .applications()
             .create_rule(&Rule {
-                client_id: app_id(a),
+                client_id: app_id(a).into(),
                 trustee: "everyone".into(),
                 description: String::new(),
                 max_scope: None,
@@ -247,11 +247,11 @@ async fn seed(data: &Path, users: usize, grants: usize) -> anyhow::Result<Seeded
         let refresh = vedauth::token::generate();
         let client_id = app_id(j % APPS);
         let g = Grant {
-            id: uuid::Uuid::new_v4().to_string(),
-            client_id: client_id.clone(),
+            id: vedauth::domain::GrantId::new_random(),
+            client_id: client_id.clone().into(),
             identity: ids[j % ids.len().max(1)].clone(),
             granted_to: "everyone".into(),
-            scope: SCOPE.into(),
+            scope: vedauth::domain::CanonicalScope::parse(SCOPE)?,
             issued_at: now,
             expires_at: Some(now + vedauth::store::DEFAULT_GRANT_VALIDITY),
             renewable: true,

@@ -192,11 +192,11 @@ pub async fn ensure_admin(
     store
         .add_role(&RoleAssignment {
             grantee: admin.identity(),
-            role: crate::admin::Role::Admin.code(),
+            role: crate::domain::Role::Admin,
             client_id: None,
         })
         .await?;
-    let everything = Scope::everything().to_string();
+    let everything = crate::domain::CanonicalScope::of(&Scope::everything());
     store
         .create_application(&Application {
             client_id: ADMIN_APP.into(),
@@ -204,7 +204,7 @@ pub async fn ensure_admin(
             vendor: "vedauth".into(),
             description: "Created at first start for the admin user".into(),
             url: String::new(),
-            scope: everything.clone(),
+            scope: everything.to_string(),
             max_scope: everything,
             access_validity: None,
             grant_validity: None,

@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::clock::{SharedClock, UnixTime};
-use crate::store::{LockoutRecord, SharedStore, StoreError};
+use crate::domain::{LockoutRecord, SharedStore, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::admin::Admin;
+use crate::domain::{Grant, SharedStore};
 use crate::grants::{Engine, GrantError, GrantRequest, IssuedTokens};
 use crate::identity::{Identities, IdpError, Principal};
-use crate::store::{Grant, SharedStore};
 
 /// What `/readyz` reports.
 #[derive(Debug, Clone)]

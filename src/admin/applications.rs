@@ -10,7 +10,7 @@ use super::{
     canonical_scope, grant_validity, validity, within, Admin, AdminError, AdminResult, Caller,
     Entity,
 };
-use crate::store::{Application, GrantFilter, Lifetime, StoreError};
+use crate::domain::{Application, GrantFilter, Lifetime, StoreError};
 
 /// What a caller gives to create or replace an application.
 #[derive(Debug, Clone, Default)]
@@ -87,11 +87,11 @@ fn build(input: ApplicationInput, created_at: i64) -> AdminResult<Application> {
     }
     Ok(Application {
         name: input.name.unwrap_or_else(|| input.client_id.clone()),
-        client_id: input.client_id,
+        client_id: input.client_id.into(),
         vendor: input.vendor.unwrap_or_default(),
         description: input.description.unwrap_or_default(),
         url: input.url.unwrap_or_default(),
-        scope,
+        scope: scope.into_string(),
         max_scope,
         access_validity: validity("AccessValidity", input.access_validity)?,
         grant_validity: grant_validity("GrantValidity", input.grant_validity)?,
@@ -121,7 +121,7 @@ impl Admin {
                 let app = build(input, self.clock.now())?;
                 match w.store().create_application(&app).await {
                     Err(StoreError::Conflict) => Err(AdminError::AlreadyExists(
-                        Entity::Application(app.client_id),
+                        Entity::Application(app.client_id.into_string()),
                     )),
                     Err(e) => Err(e.into()),
                     Ok(()) => Ok(app),
@@ -143,7 +143,9 @@ impl Admin {
                 let old = self.existing_app(&input.client_id).await?;
                 let app = build(input, old.created_at)?;
                 if !w.store().update_application(&app).await? {
-                    return Err(AdminError::NotFound(Entity::Application(app.client_id)));
+                    return Err(AdminError::NotFound(Entity::Application(
+                        app.client_id.into_string(),
+                    )));
                 }
                 Ok(app)
             })
@@ -249,7 +251,7 @@ impl Admin {
             .filter(|a| ids.is_empty() || ids.iter().any(|i| i == &a.client_id))
             .filter(|a| {
                 needle.as_deref().is_none_or(|n| {
-                    [&a.client_id, &a.name, &a.vendor, &a.description]
+                    [a.client_id.as_str(), &a.name, &a.vendor, &a.description]
                         .iter()
                         .any(|f| f.to_lowercase().contains(n))
                 })

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::{AdminError, AdminResult, Caller, Revocations};
 use crate::audit::{Audit, Event};
-use crate::store::{
+use crate::domain::{
     Application, Grant, GrantFilter, RoleAssignment, Rule, Settings, SharedStore, Store, User,
 };
 

@@ -5,7 +5,8 @@ use serde_json::json;
 use super::audited::Change;
 use super::policy::Need;
 use super::{Admin, AdminError, AdminResult, Caller, Page};
-use crate::store::{Grant, GrantFilter};
+use crate::domain::{ClientId, Identity};
+use crate::domain::{Grant, GrantFilter};
 
 impl Admin {
     /// Grants of an identity, of an application, of both, or (None, None) all of them.
@@ -24,8 +25,8 @@ impl Admin {
         let grants = self
             .reads
             .list_grants(&GrantFilter {
-                client_id: client_id.map(str::to_string),
-                identity: identity.map(str::to_string),
+                client_id: client_id.map(ClientId::from),
+                identity: identity.map(Identity::from),
             })
             .await?;
         Ok(page.apply(grants))
@@ -59,8 +60,8 @@ impl Admin {
                 }
                 Ok(w.revocations
                     .revoke_matching(&GrantFilter {
-                        client_id: client_id.map(str::to_string),
-                        identity: identity.map(str::to_string),
+                        client_id: client_id.map(ClientId::from),
+                        identity: identity.map(Identity::from),
                     })
                     .await?)
             })

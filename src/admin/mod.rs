@@ -24,12 +24,13 @@ use async_trait::async_trait;
 
 use crate::audit::Audit;
 use crate::clock::SharedClock;
+use crate::domain::{CanonicalScope, Identity};
+use crate::domain::{GrantFilter, Lifetime, SharedStore, StoreError};
 use crate::grants::{Engine, GrantError};
 use crate::identity::lookup::{Lookup, Named, ACCEPTED_FORMS};
 use crate::identity::Identities;
 use crate::password::{HashPool, PasswordPolicy};
 use crate::scope::Scope;
-use crate::store::{GrantFilter, Lifetime, SharedStore, StoreError};
 use crate::token::TokenDigest;
 
 pub use self::applications::{ApplicationInfo, ApplicationInput, Page};
@@ -115,6 +116,13 @@ pub enum AdminError {
     /// The store, a directory or the audit trail cannot be used now; retry later.
     #[error("temporarily unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A number that is no role is an invalid `Role`.
+impl From<crate::domain::NotARole> for AdminError {
+    fn from(e: crate::domain::NotARole) -> Self {
+        AdminError::invalid("Role", e.to_string())
+    }
 }
 
 impl AdminError {
@@ -243,10 +251,10 @@ impl Admin {
 
     /// The identity `text` names (decisions.md §11), for a rule (where `everyone` is allowed)
     /// or a role. Unknown names are refused with the accepted forms.
-    async fn resolve(&self, text: &str, allow_everyone: bool) -> AdminResult<String> {
+    async fn resolve(&self, text: &str, allow_everyone: bool) -> AdminResult<Identity> {
         let text = text.trim();
         if allow_everyone && text.eq_ignore_ascii_case("everyone") {
-            return Ok("everyone".to_string());
+            return Ok(Identity::everyone());
         }
         match self.identities.find(text).await? {
             Lookup::Found(n) => Ok(n.identity),
@@ -263,11 +271,11 @@ impl Admin {
     /// How an existing rule or role names `text`: the identity it resolves to, or the text as
     /// given when it resolves to nobody (the universal of a removed user, a row from before
     /// rules named identities).
-    async fn key_of(&self, text: &str) -> AdminResult<String> {
+    async fn key_of(&self, text: &str) -> AdminResult<Identity> {
         match self.resolve(text, true).await {
             Ok(identity) => Ok(identity),
             Err(AdminError::NotFound(_)) | Err(AdminError::Invalid { .. }) => {
-                Ok(text.trim().to_string())
+                Ok(Identity::from(text.trim()))
             }
             Err(e) => Err(e),
         }
@@ -275,7 +283,7 @@ impl Admin {
 
     /// The identity `text` names (any name form), or `text` itself when it names nobody now
     /// (the universal of a removed user): for filtering grants and roles by who holds them.
-    pub async fn identity_of(&self, text: &str) -> AdminResult<String> {
+    pub async fn identity_of(&self, text: &str) -> AdminResult<Identity> {
         self.key_of(text).await
     }
 
@@ -300,13 +308,11 @@ impl Admin {
 }
 
 /// A scope string checked against the grammar, in canonical form.
-pub fn canonical_scope(field: &'static str, s: &str) -> AdminResult<String> {
-    Scope::parse(s)
-        .map(|s| s.to_string())
-        .map_err(|e| AdminError::InvalidScope {
-            field,
-            item: e.item().to_string(),
-        })
+pub fn canonical_scope(field: &'static str, s: &str) -> AdminResult<CanonicalScope> {
+    CanonicalScope::parse(s).map_err(|e| AdminError::InvalidScope {
+        field,
+        item: e.item().to_string(),
+    })
 }
 
 fn within(inner: &str, outer: &str) -> bool {

@@ -4,51 +4,12 @@
 use std::collections::BTreeSet;
 
 use super::{AdminError, AdminResult};
-use crate::store::{Application, RoleAssignment};
+use crate::domain::{Application, RoleAssignment};
 
-/// An OAuth role (admin-api.md §2.6). The numbers are the wire's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    /// Implicit for every identity; sees only what is about itself.
-    User = 0,
-    Auditor = 1,
-    Maintainer = 2,
-    Owner = 3,
-    /// Reported for an identity that is Owner of some applications and Maintainer of others.
-    MixedOwnerMaintainer = 4,
-    GrantAdmin = 5,
-    Admin = 6,
-}
+pub use crate::domain::Role;
 
+/// How administration names roles.
 impl Role {
-    pub const ALL: [Role; 7] = [
-        Role::User,
-        Role::Auditor,
-        Role::Maintainer,
-        Role::Owner,
-        Role::MixedOwnerMaintainer,
-        Role::GrantAdmin,
-        Role::Admin,
-    ];
-
-    /// The wire number.
-    pub const fn code(self) -> i32 {
-        self as i32
-    }
-
-    /// Roles that can be given (User and MixedOwnerMaintainer are only ever implied).
-    pub fn assignable(self) -> bool {
-        matches!(
-            self,
-            Role::Auditor | Role::Maintainer | Role::Owner | Role::GrantAdmin | Role::Admin
-        )
-    }
-
-    /// Roles held on one application rather than system-wide.
-    pub fn per_application(self) -> bool {
-        matches!(self, Role::Maintainer | Role::Owner)
-    }
-
     /// The command line's name for the role.
     pub fn name(self) -> &'static str {
         match self {
@@ -72,7 +33,7 @@ impl Role {
             return Ok(*r);
         }
         match s.trim().parse::<i64>() {
-            Ok(n) => Role::try_from(n),
+            Ok(n) => Role::try_from(n).map_err(|e| AdminError::invalid("Role", e.to_string())),
             Err(_) => Err(AdminError::invalid(
                 "Role",
                 format!(
@@ -80,19 +41,6 @@ impl Role {
                 ),
             )),
         }
-    }
-}
-
-impl TryFrom<i64> for Role {
-    type Error = AdminError;
-
-    /// Any integer the wire can carry; out of range is refused, never truncated.
-    fn try_from(n: i64) -> Result<Self, Self::Error> {
-        Role::ALL
-            .iter()
-            .copied()
-            .find(|r| i64::from(r.code()) == n)
-            .ok_or_else(|| AdminError::invalid("Role", format!("{n} is not a role (0 to 6)")))
     }
 }
 
@@ -144,24 +92,14 @@ pub(super) enum Need<'a> {
 }
 
 impl Caller {
-    /// An identity's caller from its stored assignments. Numbers that are no role (a row
-    /// written by something else) grant nothing.
+    /// An identity's caller from its stored assignments (the store refuses a number that is no
+    /// role when it reads the row).
     pub fn with_assignments(identity: &str, roles: &[RoleAssignment]) -> Self {
         let roles = roles
             .iter()
-            .filter_map(|r| match Role::try_from(i64::from(r.role)) {
-                Ok(role) => Some(HeldRole {
-                    role,
-                    client_id: r.client_id.clone(),
-                }),
-                Err(_) => {
-                    tracing::warn!(
-                        identity,
-                        role = r.role,
-                        "stored role number is no role; ignored"
-                    );
-                    None
-                }
+            .map(|r| HeldRole {
+                role: r.role,
+                client_id: r.client_id.as_ref().map(|c| c.to_string()),
             })
             .collect();
         Caller::Identity {
@@ -332,7 +270,7 @@ mod tests {
         for n in [4_294_967_297, 4_294_967_302, -1, 7, i64::MAX, i64::MIN] {
             assert!(
                 matches!(
-                    Role::try_from(n),
+                    Role::try_from(n).map_err(AdminError::from),
                     Err(AdminError::Invalid { field: "Role", .. })
                 ),
                 "{n}"
@@ -343,18 +281,5 @@ mod tests {
         assert_eq!(Role::parse("6").ok(), Some(Role::Admin));
         assert!(Role::parse("4294967302").is_err());
         assert!(Role::parse("boss").is_err());
-    }
-
-    #[test]
-    fn stored_numbers_that_are_no_role_grant_nothing() {
-        let c = Caller::with_assignments(
-            "local:{me}",
-            &[RoleAssignment {
-                grantee: "local:{me}".into(),
-                role: 42,
-                client_id: None,
-            }],
-        );
-        assert!(matches!(c.check(Need::ReadAll), Err(AdminError::NoRole)));
     }
 }

@@ -8,7 +8,8 @@ use serde_json::json;
 use super::audited::Change;
 use super::policy::Need;
 use super::{Admin, AdminError, AdminResult, Caller, Entity, Role};
-use crate::store::{RoleAssignment, StoreError};
+use crate::domain::ClientId;
+use crate::domain::{RoleAssignment, StoreError};
 
 /// A role to give: the grantee in any name form.
 #[derive(Debug, Clone)]
@@ -60,8 +61,8 @@ impl Admin {
                 }
                 let assignment = RoleAssignment {
                     grantee: self.resolve(&r.grantee, false).await?,
-                    role: r.role.code(),
-                    client_id,
+                    role: r.role,
+                    client_id: client_id.map(ClientId::from),
                 };
                 match w.store().add_role(&assignment).await {
                     // Granting a role already held is not an error.
@@ -93,10 +94,10 @@ impl Admin {
                     None
                 };
                 let key = self.key_of(grantee).await?;
-                let n = w.store().remove_role(&key, role.code(), on).await?;
+                let n = w.store().remove_role(&key, role, on).await?;
                 if n == 0 {
                     return Err(AdminError::NotFound(Entity::RoleAssignment {
-                        grantee: key,
+                        grantee: key.into_string(),
                         role: role.code(),
                     }));
                 }
@@ -126,7 +127,11 @@ impl Admin {
         }
         Ok(all
             .into_iter()
-            .filter(|r| r.client_id.as_ref().is_some_and(|c| owned.contains(c)))
+            .filter(|r| {
+                r.client_id
+                    .as_ref()
+                    .is_some_and(|c| owned.contains(c.as_str()))
+            })
             .collect())
     }
 

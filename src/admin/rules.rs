@@ -9,7 +9,8 @@ use super::{
     canonical_scope, grant_validity, validity, within, Admin, AdminError, AdminResult, Caller,
     Entity,
 };
-use crate::store::{Application, Lifetime, Rule, StoreError};
+use crate::domain::Identity;
+use crate::domain::{Application, Lifetime, Rule, StoreError};
 
 /// What a caller gives to create or replace a rule. The trustee may be any name form; the
 /// rule stores the identity it resolves to.
@@ -33,7 +34,7 @@ impl Admin {
     fn build_rule(
         app: &Application,
         input: RuleInput,
-        trustee: String,
+        trustee: Identity,
         created_at: i64,
     ) -> AdminResult<Rule> {
         let max_scope = input
@@ -50,7 +51,7 @@ impl Admin {
             }
         }
         Ok(Rule {
-            client_id: input.client_id,
+            client_id: input.client_id.into(),
             trustee,
             description: input.description.unwrap_or_default(),
             max_scope,
@@ -82,8 +83,8 @@ impl Admin {
                 let rule = Self::build_rule(&app, input, trustee, self.clock.now())?;
                 match w.store().create_rule(&rule).await {
                     Err(StoreError::Conflict) => Err(AdminError::AlreadyExists(Entity::Rule {
-                        client_id: rule.client_id,
-                        trustee: rule.trustee,
+                        client_id: rule.client_id.into_string(),
+                        trustee: rule.trustee.into_string(),
                     })),
                     Err(e) => Err(e.into()),
                     Ok(()) => Ok(rule),
@@ -111,8 +112,8 @@ impl Admin {
                 let rule = Self::build_rule(&app, input, old.trustee.clone(), old.created_at)?;
                 if !w.store().update_rule(&rule).await? {
                     return Err(AdminError::NotFound(Entity::Rule {
-                        client_id: rule.client_id,
-                        trustee: rule.trustee,
+                        client_id: rule.client_id.into_string(),
+                        trustee: rule.trustee.into_string(),
                     }));
                 }
                 Ok(rule)

@@ -3,7 +3,7 @@
 use super::audited::Change;
 use super::policy::Need;
 use super::{validity, Admin, AdminError, AdminResult, Caller, MAX_VALIDITY_SECS};
-use crate::store::Settings;
+use crate::domain::Settings;
 
 fn check(s: &Settings) -> AdminResult<()> {
     validity(

@@ -9,10 +9,11 @@ use serde_json::{json, Map, Value};
 use super::audited::{Change, Summary};
 use super::policy::Need;
 use super::{Admin, AdminError, AdminResult, Caller, Entity};
+use crate::domain::Role;
+use crate::domain::{GrantFilter, StoreError, User};
 use crate::identity::names::normalize_user_name;
 use crate::password::PasswordPolicy;
 use crate::secret::Secret;
-use crate::store::{GrantFilter, StoreError, User};
 
 /// Checks a new user's name and returns the form to store: RFC 8265's username profile
 /// (`identity::names`), which also refuses the characters that start other username forms (`:`
@@ -57,7 +58,7 @@ impl From<&User> for UserInfo {
         Self {
             id: u.id.clone(),
             name: u.name.clone(),
-            identity: u.identity(),
+            identity: u.identity().into_string(),
             full_name: u.full_name.clone(),
             email: u.email.clone(),
             disabled: u.disabled,
@@ -265,7 +266,7 @@ impl Admin {
                             removal.rules += 1;
                         }
                     }
-                    let mut held: Vec<i32> = self
+                    let mut held: Vec<Role> = self
                         .reads
                         .roles(Some(&identity))
                         .await?

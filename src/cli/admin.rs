@@ -13,6 +13,7 @@ use crate::admin::{
     validate_new_user_name, Admin, AdminError, ApplicationInput, Caller, NewUser, Page, Role,
     RoleGrant, RuleInput, UserInfo,
 };
+use crate::domain::{CanonicalScope, ClientId, GrantId, Identity};
 use crate::identity::lookup::Named;
 use crate::store::{Application, Grant, Lifetime, Rule};
 
@@ -398,11 +399,11 @@ pub async fn user(g: &GlobalOpts, cmd: UserCmd) -> anyhow::Result<()> {
 
 #[derive(Serialize)]
 struct AppView {
-    client_id: String,
+    client_id: ClientId,
     name: String,
     vendor: String,
     description: String,
-    scope: String,
+    scope: CanonicalScope,
     access_validity: Option<i64>,
     grant_validity: Option<String>,
     renewable: Option<bool>,
@@ -412,10 +413,10 @@ struct AppView {
 #[derive(Serialize)]
 struct RuleView {
     /// The identity the rule admits (or `everyone`).
-    trustee: String,
+    trustee: Identity,
     /// Its current name, when a provider knows it.
     trustee_name: Option<String>,
-    max_scope: Option<String>,
+    max_scope: Option<CanonicalScope>,
     access_validity: Option<i64>,
     grant_validity: Option<String>,
     renewable: Option<bool>,
@@ -425,7 +426,7 @@ impl RuleView {
     fn new(r: &Rule, names: &BTreeMap<String, Named>) -> Self {
         Self {
             trustee: r.trustee.clone(),
-            trustee_name: names.get(&r.trustee).map(|n| n.name.clone()),
+            trustee_name: names.get(r.trustee.as_str()).map(|n| n.name.clone()),
             max_scope: r.max_scope.clone(),
             access_validity: r.access_validity,
             grant_validity: r.grant_validity.map(|l| l.to_string()),
@@ -437,7 +438,7 @@ impl RuleView {
     fn who(&self) -> String {
         match &self.trustee_name {
             Some(n) => format!("{n} ({})", self.trustee),
-            None => self.trustee.clone(),
+            None => self.trustee.to_string(),
         }
     }
 }
@@ -470,12 +471,12 @@ pub fn admin_op<T>(r: Result<T, AdminError>) -> anyhow::Result<T> {
 
 #[derive(Serialize)]
 struct RoleView {
-    identity: String,
+    identity: Identity,
     /// The identity's current name, when a provider knows it.
     identity_name: Option<String>,
     role: i32,
     name: &'static str,
-    client_id: Option<String>,
+    client_id: Option<ClientId>,
 }
 
 pub async fn roles(g: &GlobalOpts, cmd: RoleCmd) -> anyhow::Result<()> {
@@ -531,10 +532,10 @@ pub async fn roles(g: &GlobalOpts, cmd: RoleCmd) -> anyhow::Result<()> {
             let views: Vec<RoleView> = list
                 .into_iter()
                 .map(|r| RoleView {
-                    identity_name: names.get(&r.grantee).map(|n| n.name.clone()),
-                    name: Role::try_from(i64::from(r.role)).map_or("?", Role::name),
+                    identity_name: names.get(r.grantee.as_str()).map(|n| n.name.clone()),
+                    name: r.role.name(),
                     identity: r.grantee,
-                    role: r.role,
+                    role: r.role.code(),
                     client_id: r.client_id,
                 })
                 .collect();
@@ -648,7 +649,7 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
                             description: Some(description.unwrap_or(current.description)),
                             url: Some(current.url),
                             scope: Some(scope.clone().unwrap_or(current.scope)),
-                            max_scope: Some(scope.unwrap_or(current.max_scope)),
+                            max_scope: Some(scope.unwrap_or(current.max_scope.into_string())),
                             access_validity: access_validity.or(current.access_validity),
                             grant_validity: grant_validity.or(current.grant_validity),
                             renewable: renewable.or(current.renewable),
@@ -754,10 +755,10 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
 /// A grant as listed: times as Unix seconds and, beside each, the same instant in ISO 8601 (UTC).
 #[derive(Serialize)]
 struct GrantView {
-    id: String,
-    client_id: String,
-    identity: String,
-    scope: String,
+    id: GrantId,
+    client_id: ClientId,
+    identity: Identity,
+    scope: CanonicalScope,
     issued_at: i64,
     issued_at_iso: String,
     /// None: the grant never expires.

@@ -4,6 +4,8 @@
 
 pub mod model;
 pub mod ports;
+pub mod words;
 
 pub use model::*;
 pub use ports::*;
+pub use words::*;

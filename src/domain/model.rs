@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::words::{CanonicalScope, ClientId, GrantId, Identity, Role};
 use crate::clock::UnixTime;
 use crate::token::TokenDigest;
 
@@ -76,23 +77,23 @@ pub struct User {
 }
 
 impl User {
-    pub fn identity(&self) -> String {
-        format!("local:{{{}}}", self.id)
+    pub fn identity(&self) -> Identity {
+        Identity::local(&self.id)
     }
 }
 
 /// An API integration. `client_id` is case-sensitive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Application {
-    pub client_id: String,
+    pub client_id: ClientId,
     pub name: String,
     pub vendor: String,
     pub description: String,
     pub url: String,
     /// The scope the application says it requires; kept and returned, not enforced.
     pub scope: String,
-    /// The most the application can grant (canonical form); enforced at authorize time.
-    pub max_scope: String,
+    /// The most the application can grant; enforced at authorize time.
+    pub max_scope: CanonicalScope,
     pub access_validity: Option<i64>,
     pub grant_validity: Option<Lifetime>,
     pub renewable: Option<bool>,
@@ -103,12 +104,12 @@ pub struct Application {
 /// Who may obtain grants for an application, and with what limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
-    pub client_id: String,
-    /// A prefixed name (`local:alice`), a prefixed universal (`local:{uuid}`), a group, or
+    pub client_id: ClientId,
+    /// The identity of a user or a group (resolved from a name when the rule was made), or
     /// `everyone`.
-    pub trustee: String,
+    pub trustee: Identity,
     pub description: String,
-    pub max_scope: Option<String>,
+    pub max_scope: Option<CanonicalScope>,
     pub access_validity: Option<i64>,
     pub grant_validity: Option<Lifetime>,
     pub renewable: Option<bool>,
@@ -118,23 +119,20 @@ pub struct Rule {
 /// An OAuth role held by an identity, system-wide (`client_id` None) or on one application.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleAssignment {
-    /// Prefixed universal of the identity.
-    pub grantee: String,
-    /// admin-api.md §2.6: 1 Auditor, 2 Maintainer, 3 Owner, 5 GrantAdmin, 6 Admin.
-    pub role: i32,
-    pub client_id: Option<String>,
+    pub grantee: Identity,
+    pub role: Role,
+    pub client_id: Option<ClientId>,
 }
 
 /// A grant and its one live token pair (digests only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
-    pub id: String,
-    pub client_id: String,
-    /// The grantee's prefixed universal.
-    pub identity: String,
+    pub id: GrantId,
+    pub client_id: ClientId,
+    pub identity: Identity,
     /// The trustee of the rule that admitted the grantee (a group, `everyone`, or the grantee).
-    pub granted_to: String,
-    pub scope: String,
+    pub granted_to: Identity,
+    pub scope: CanonicalScope,
     pub issued_at: UnixTime,
     /// None: the grant never expires.
     pub expires_at: Option<UnixTime>,
@@ -228,7 +226,7 @@ pub struct LockoutEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetiredRefresh {
     pub digest: TokenDigest,
-    pub grant_id: String,
+    pub grant_id: GrantId,
     /// The grant's expiry when the token was retired (None: the grant never expires).
     pub expires_at: Option<UnixTime>,
 }
@@ -236,8 +234,8 @@ pub struct RetiredRefresh {
 /// Which grants a listing or a bulk revocation addresses. Empty filter = all.
 #[derive(Debug, Clone, Default)]
 pub struct GrantFilter {
-    pub client_id: Option<String>,
-    pub identity: Option<String>,
+    pub client_id: Option<ClientId>,
+    pub identity: Option<Identity>,
 }
 
 /// What a refresh writes: the grant's new token pair.

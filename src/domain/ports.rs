@@ -12,6 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::model::*;
+use super::words::Role;
 use crate::clock::UnixTime;
 use crate::token::TokenDigest;
 
@@ -127,7 +128,7 @@ pub trait RoleStore: Send + Sync {
     async fn remove_role(
         &self,
         grantee: &str,
-        role: i32,
+        role: Role,
         client_id: Option<&str>,
     ) -> StoreResult<u64>;
     /// Every assignment, or those of one grantee (by grantee, role, client_id).

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 
-use crate::store::{Grant, Invalidation};
+use crate::domain::{Grant, Invalidation};
 use crate::token::TokenDigest;
 
 /// Saves a store read per verify. Revocation and refresh in this process remove entries at

@@ -1,7 +1,7 @@
 //! The grant core's failures, in the domain's words (each face maps them to its wire).
 
+use crate::domain::StoreError;
 use crate::identity::{IdpError, RejectCause};
-use crate::store::StoreError;
 
 /// The failures of the grant flows (protocol.md: authorize, refresh, verify, revoke).
 #[derive(Debug, thiserror::Error)]

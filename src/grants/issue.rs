@@ -3,7 +3,8 @@
 //! every flow.
 
 use crate::audit::{hex, Event};
-use crate::store::{Grant, Rotation};
+use crate::domain::{CanonicalScope, GrantId};
+use crate::domain::{Grant, Rotation};
 use crate::token;
 
 use super::error::GrantError;
@@ -60,11 +61,11 @@ impl Engine {
                 let refresh = renewable.then(token::generate);
                 let access_expires_at = cap(now.saturating_add(access_validity), expires_at);
                 let grant = Grant {
-                    id: uuid::Uuid::new_v4().to_string(),
+                    id: GrantId::new_random(),
                     client_id: client_id.clone(),
                     identity,
                     granted_to: rule.trustee.clone(),
-                    scope: scope.to_string(),
+                    scope: CanonicalScope::of(&scope),
                     issued_at: now,
                     expires_at,
                     renewable,
@@ -94,7 +95,7 @@ impl Engine {
                     self.not_committed("grant_issued", &grant.id, &e);
                     return Err(e.into());
                 }
-                metrics::counter!("vedauth_grants_issued_total", "client_id" => client_id.clone(), "grant_type" => grant_type)
+                metrics::counter!("vedauth_grants_issued_total", "client_id" => client_id.to_string(), "grant_type" => grant_type)
                     .increment(1);
                 tracing::info!(client_id = %client_id, identity = %grant.identity, grant = %grant.id, grant_type, "grant issued");
                 Ok(IssuedTokens {
@@ -155,7 +156,7 @@ impl Engine {
                     }
                 }
                 self.invalidate(&[grant.access_digest]).await;
-                metrics::counter!("vedauth_grants_refreshed_total", "client_id" => grant.client_id.clone())
+                metrics::counter!("vedauth_grants_refreshed_total", "client_id" => grant.client_id.to_string())
                     .increment(1);
                 tracing::info!(client_id = %grant.client_id, identity = %grant.identity, grant = %grant.id, "grant refreshed");
                 let grant = *grant;

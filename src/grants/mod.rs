@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use crate::audit::{hex, Audit, Event};
 use crate::clock::{SharedClock, UnixTime};
+use crate::domain::{Grant, GrantFilter, SharedStore};
 use crate::identity::Identities;
-use crate::store::{Grant, GrantFilter, SharedStore};
 use crate::token::{self, TokenDigest};
 
 pub use cache::VerifyCache;

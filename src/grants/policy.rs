@@ -2,9 +2,9 @@
 //! application and the rule allow, and the lifetimes of a new grant. Only `issue` applies it.
 
 use crate::clock::UnixTime;
+use crate::domain::{Application, Lifetime, Rule, Settings};
 use crate::identity::Principal;
 use crate::scope::Scope;
-use crate::store::{Application, Lifetime, Rule, Settings};
 
 use super::error::ScopeLimit;
 
@@ -81,6 +81,7 @@ pub fn cap(t: UnixTime, grant_expiry: Option<UnixTime>) -> UnixTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::CanonicalScope;
 
     fn rule(trustee: &str) -> Rule {
         Rule {
@@ -103,7 +104,7 @@ mod tests {
             description: String::new(),
             url: String::new(),
             scope: max_scope.into(),
-            max_scope: max_scope.into(),
+            max_scope: CanonicalScope::parse(max_scope).unwrap_or_default(),
             access_validity: None,
             grant_validity: None,
             renewable: None,
@@ -147,7 +148,7 @@ mod tests {
             scope_limit(&ask("ssh"), &a, &r),
             Some((ScopeLimit::Application, "certificate:manage;configuration"))
         );
-        r.max_scope = Some("certificate".into());
+        r.max_scope = CanonicalScope::parse("certificate").ok();
         assert_eq!(
             scope_limit(&ask("certificate:manage"), &a, &r),
             Some((ScopeLimit::Rule, "certificate"))
@@ -163,8 +164,8 @@ mod tests {
         assert_eq!(
             lifetimes(&r, &app, &defaults),
             (
-                crate::store::DEFAULT_ACCESS_VALIDITY,
-                Lifetime::Seconds(crate::store::DEFAULT_GRANT_VALIDITY),
+                crate::domain::DEFAULT_ACCESS_VALIDITY,
+                Lifetime::Seconds(crate::domain::DEFAULT_GRANT_VALIDITY),
                 true
             )
         );

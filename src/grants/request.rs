@@ -3,10 +3,11 @@
 use std::net::IpAddr;
 
 use crate::clock::UnixTime;
+use crate::domain::{Application, Grant, Settings};
+use crate::domain::{CanonicalScope, ClientId, GrantId, Identity};
 use crate::identity::Principal;
 use crate::scope::Scope;
 use crate::secret::Secret;
-use crate::store::{Application, Grant, Settings};
 use crate::token::TokenDigest;
 
 /// A request for tokens, one variant per flow. Each face parses its wire into one of these;
@@ -71,12 +72,12 @@ pub struct IssuedTokens {
     pub refresh_token: Option<Secret>,
     pub expires: UnixTime,
     pub expires_in: i64,
-    pub scope: String,
-    pub identity: String,
+    pub scope: CanonicalScope,
+    pub identity: Identity,
     pub refresh_until: Option<UnixTime>,
     pub state: Option<String>,
-    pub grant_id: String,
-    pub client_id: String,
+    pub grant_id: GrantId,
+    pub client_id: ClientId,
 }
 
 /// A request a flow has admitted: the credential was good. What it may get is decided by

@@ -293,7 +293,9 @@ impl IdentityProvider for DirectoryProvider {
             1 => {
                 let entry = found.remove(0);
                 let universal = self.universal_of(&entry);
-                let identity = universal.as_ref().map(|u| format!("{}:{u}", self.s.prefix));
+                let identity = universal
+                    .as_ref()
+                    .map(|u| crate::domain::Identity::of(&self.s.prefix, u));
                 Identify::Found(Candidate::new(
                     identity,
                     Found::One {

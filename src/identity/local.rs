@@ -10,8 +10,8 @@ use super::{
     AuthOutcome, Candidate, Credential, Identify, IdentityProvider, IdpError, Principal,
     RejectCause,
 };
+use crate::domain::{SharedStore, StoreResult, User};
 use crate::password::HashPool;
-use crate::store::{SharedStore, StoreResult, User};
 
 /// What the local provider needs of the store. A narrow port rather than the whole `Store`:
 /// the provider depends on three operations, and a test can count them.

@@ -7,6 +7,7 @@
 //! current names with [`Identities::name_of`]. No password is involved and no lockout applies.
 
 use super::{Identities, IdentityProvider, IdpError, Username};
+use crate::domain::Identity;
 
 /// The forms a trustee or grantee may take, for the hint of an "unknown identity" refusal.
 pub const ACCEPTED_FORMS: &str = "everyone (rules only), a user name (local users first, then each directory), local:NAME, local:{UUID}, PREFIX:NAME or PREFIX:UNIVERSAL of a configured directory (a user or a group, e.g. LDAP+N:ops), DOMAIN\\name, or name@dns.domain";
@@ -22,7 +23,7 @@ pub enum Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Named {
     /// The prefixed universal: what rules, roles and grants store.
-    pub identity: String,
+    pub identity: Identity,
     /// The prefixed name (`local:alice`, `LDAP+N:ops`).
     pub name: String,
     /// A longer name: a local user's full name, a directory entry's DN.

@@ -21,10 +21,11 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::clock::UnixTime;
+use crate::domain::Identity;
+use crate::domain::StoreError;
 use crate::lockout::{Begin, Lockout, Outcome, Reservation};
 use crate::password::{HashPool, PoolError};
 use crate::secret::Secret;
-use crate::store::StoreError;
 
 /// A username as the caller wrote it, split into its form.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,8 +93,8 @@ pub struct Principal {
 
 impl Principal {
     /// `prefix:universal`, the identity string of tokens and grants.
-    pub fn prefixed_universal(&self) -> String {
-        format!("{}:{}", self.prefix, self.universal)
+    pub fn prefixed_universal(&self) -> Identity {
+        Identity::of(&self.prefix, &self.universal)
     }
     pub fn prefixed_name(&self) -> String {
         format!("{}:{}", self.prefix, self.name)
@@ -168,7 +169,7 @@ impl Credential {
 /// record of it (a user row, a directory entry), handed back to the same provider's
 /// `authenticate`.
 pub struct Candidate {
-    identity: Option<String>,
+    identity: Option<Identity>,
     handle: Box<dyn Any + Send + Sync>,
 }
 
@@ -184,15 +185,15 @@ impl std::fmt::Debug for Candidate {
 impl Candidate {
     /// `identity` is the prefixed universal the lockout counts against, when the provider can
     /// name it before the check (None: the check will refuse, e.g. an ambiguous name).
-    pub fn new<T: Any + Send + Sync>(identity: Option<String>, handle: T) -> Self {
+    pub fn new<T: Any + Send + Sync>(identity: Option<Identity>, handle: T) -> Self {
         Self {
             identity,
             handle: Box::new(handle),
         }
     }
 
-    pub fn identity(&self) -> Option<&str> {
-        self.identity.as_deref()
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
     }
 
     /// The provider's record back; an error if the candidate came from another provider.
@@ -216,7 +217,7 @@ pub enum Identify {
 pub struct Attempt {
     pub outcome: AuthOutcome,
     /// The identity the name belongs to, when one was found.
-    pub identity: Option<String>,
+    pub identity: Option<Identity>,
     /// Set when this attempt's failure locked the identity.
     pub locked_until: Option<UnixTime>,
 }
@@ -353,10 +354,12 @@ impl Identities {
         name: &str,
         credential: &Credential,
     ) -> Result<Attempt, IdpError> {
-        let identity = candidate.identity().map(str::to_string);
+        let identity = candidate.identity().cloned();
         // A candidate without an identity (an ambiguous directory name) is counted under the
         // name, like an unknown one, so that it costs the same store work.
-        let key = identity.clone().unwrap_or_else(|| unknown_name_key(name));
+        let key = identity
+            .as_ref()
+            .map_or_else(|| unknown_name_key(name), |i| i.to_string());
         let reservation = match self.reserve(&key, credential).await? {
             Ok(r) => r,
             Err(()) => {

@@ -48,13 +48,13 @@ pub fn user_from(row: &impl Columns) -> StoreResult<User> {
 
 pub fn app_from(row: &impl Columns) -> StoreResult<Application> {
     Ok(Application {
-        client_id: row.text("client_id")?,
+        client_id: row.text("client_id")?.into(),
         name: row.text("name")?,
         vendor: row.text("vendor")?,
         description: row.text("description")?,
         url: row.text("url")?,
         scope: row.text("scope")?,
-        max_scope: row.text("max_scope")?,
+        max_scope: CanonicalScope::from_stored(row.text("max_scope")?),
         access_validity: row.opt_int("access_validity")?,
         grant_validity: opt_lifetime(row, "grant_validity")?,
         renewable: row.opt_flag("renewable")?,
@@ -65,10 +65,10 @@ pub fn app_from(row: &impl Columns) -> StoreResult<Application> {
 
 pub fn rule_from(row: &impl Columns) -> StoreResult<Rule> {
     Ok(Rule {
-        client_id: row.text("client_id")?,
-        trustee: row.text("trustee")?,
+        client_id: row.text("client_id")?.into(),
+        trustee: row.text("trustee")?.into(),
         description: row.text("description")?,
-        max_scope: row.opt_text("max_scope")?,
+        max_scope: row.opt_text("max_scope")?.map(CanonicalScope::from_stored),
         access_validity: row.opt_int("access_validity")?,
         grant_validity: opt_lifetime(row, "grant_validity")?,
         renewable: row.opt_flag("renewable")?,
@@ -78,11 +78,11 @@ pub fn rule_from(row: &impl Columns) -> StoreResult<Rule> {
 
 pub fn grant_from(row: &impl Columns) -> StoreResult<Grant> {
     Ok(Grant {
-        id: row.text("id")?,
-        client_id: row.text("client_id")?,
-        identity: row.text("identity")?,
-        granted_to: row.text("granted_to")?,
-        scope: row.text("scope")?,
+        id: row.text("id")?.into(),
+        client_id: row.text("client_id")?.into(),
+        identity: row.text("identity")?.into(),
+        granted_to: row.text("granted_to")?.into(),
+        scope: CanonicalScope::from_stored(row.text("scope")?),
         issued_at: row.int("issued_at")?,
         expires_at: row.opt_int("expires_at")?,
         renewable: row.flag("renewable")?,
@@ -99,14 +99,22 @@ pub fn digests<R: Columns>(rows: &[R]) -> StoreResult<Vec<TokenDigest>> {
     rows.iter().map(access_digest).collect()
 }
 
-pub fn role_from(row: &impl Columns) -> StoreResult<RoleAssignment> {
+/// None for a row whose number is no role.
+pub fn role_from(row: &impl Columns) -> StoreResult<Option<RoleAssignment>> {
     let c = row.text("client_id")?;
-    Ok(RoleAssignment {
-        grantee: row.text("grantee")?,
-        role: i32::try_from(row.int("role")?)
-            .map_err(|_| StoreError::Corrupt("role out of range".into()))?,
-        client_id: (!c.is_empty()).then_some(c),
-    })
+    let grantee: Identity = row.text("grantee")?.into();
+    let role = match Role::try_from(row.int("role")?) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(%grantee, error = %e, "stored role number is no role; ignored");
+            return Ok(None);
+        }
+    };
+    Ok(Some(RoleAssignment {
+        grantee,
+        role,
+        client_id: (!c.is_empty()).then(|| c.into()),
+    }))
 }
 
 pub fn lockout_from(row: &impl Columns) -> StoreResult<LockoutRecord> {
@@ -134,7 +142,7 @@ pub fn retired_from(row: &impl Columns) -> StoreResult<RetiredRefresh> {
     Ok(RetiredRefresh {
         digest: digest_of(row, "digest")?
             .ok_or_else(|| StoreError::Corrupt("retired refresh without digest".into()))?,
-        grant_id: row.text("grant_id")?,
+        grant_id: row.text("grant_id")?.into(),
         expires_at: row.opt_int("expires_at")?,
     })
 }

@@ -151,7 +151,7 @@ impl TestServer {
             description: String::new(),
             url: String::new(),
             scope: scope.into(),
-            max_scope: scope.into(),
+            max_scope: canon(scope),
             access_validity: None,
             grant_validity: None,
             renewable: None,
@@ -171,7 +171,7 @@ impl TestServer {
             client_id: client_id.into(),
             trustee: trustee.into(),
             description: String::new(),
-            max_scope: max_scope.map(str::to_string),
+            max_scope: max_scope.map(canon),
             access_validity: None,
             grant_validity: None,
             renewable: None,
@@ -374,4 +374,9 @@ pub trait ManualClockExt {
 /// The wall clock, for what tests make outside a server (certificates, files).
 pub fn wall_now() -> i64 {
     vedauth::clock::Clock::now(&vedauth::clock::SystemClock)
+}
+
+/// A scope in its canonical form, for records the tests write straight into a store.
+pub fn canon(s: &str) -> vedauth::domain::CanonicalScope {
+    vedauth::domain::CanonicalScope::parse(s).expect("a valid scope")
 }

@@ -101,11 +101,11 @@ async fn a_damaged_sqlite_file_is_refused_at_start_with_a_clear_message() {
 
 fn grant(i: usize) -> Grant {
     Grant {
-        id: format!("g{i}"),
+        id: format!("g{i}").into(),
         client_id: "a".into(),
         identity: "local:{x}".into(),
         granted_to: "everyone".into(),
-        scope: "certificate".into(),
+        scope: crate::common::canon("certificate"),
         issued_at: 0,
         expires_at: None,
         renewable: true,
@@ -132,7 +132,7 @@ async fn readiness_is_honest_while_writes_fail_for_a_full_database() {
         description: String::new(),
         url: String::new(),
         scope: "certificate".into(),
-        max_scope: "certificate".into(),
+        max_scope: crate::common::canon("certificate"),
         access_validity: None,
         grant_validity: None,
         renewable: None,
@@ -262,4 +262,36 @@ async fn a_data_directory_of_a_store_with_data_remembers_it() {
         .expect("the list");
     assert!(seen.lines().any(|l| l == store.describe()), "{seen}");
     store.close().await;
+}
+
+#[tokio::test]
+async fn a_stored_number_that_is_no_role_grants_nothing() {
+    use sqlx::{Connection, Executor};
+    use vedauth::domain::{Role, RoleAssignment};
+    use vedauth::store::RoleStore;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let path = tmp.path().join("roles.db");
+    let s = SqliteStore::open(&path, 2).await.expect("open");
+    s.add_role(&RoleAssignment {
+        grantee: "local:{me}".into(),
+        role: Role::Auditor,
+        client_id: None,
+    })
+    .await
+    .expect("add");
+    // A row written by something else, with a number that is no role.
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display()))
+        .await
+        .expect("connect");
+    conn.execute("INSERT INTO roles (grantee, role, client_id) VALUES ('local:{me}', 42, '')")
+        .await
+        .expect("insert");
+    conn.close().await.expect("close");
+    // It is left out (and logged), not an error that locks the identity out of everything.
+    let roles = s.roles(Some("local:{me}")).await.expect("roles");
+    assert_eq!(
+        roles.iter().map(|r| r.role).collect::<Vec<_>>(),
+        vec![Role::Auditor]
+    );
+    s.close().await;
 }

@@ -476,7 +476,7 @@ async fn vedsdk_calls_clients_make() {
     assert_eq!(id["Name"], "alice");
     assert_eq!(id["Prefix"], "local");
     assert_eq!(id["PrefixedName"], "local:alice");
-    assert_eq!(id["PrefixedUniversal"], alice.identity());
+    assert_eq!(id["PrefixedUniversal"], alice.identity().as_str());
     assert_eq!(id["Universal"], format!("{{{}}}", alice.id));
     assert_eq!(id["Type"], 1);
     assert_eq!(id["FullName"], "\\VED\\Identity\\alice");

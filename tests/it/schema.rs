@@ -503,7 +503,13 @@ async fn assert_rewritten(store: &SharedStore, seed: &Seed) {
         .await
         .expect("rules")
         .into_iter()
-        .map(|r| (r.client_id, r.trustee, r.description))
+        .map(|r| {
+            (
+                r.client_id.into_string(),
+                r.trustee.into_string(),
+                r.description,
+            )
+        })
         .collect();
     let expected: BTreeSet<(String, String, String)> = [
         ("vcert-sdk", alice.as_str(), "by name"),
@@ -529,7 +535,13 @@ async fn assert_rewritten(store: &SharedStore, seed: &Seed) {
                  grantee,
                  role,
                  client_id,
-             }| (grantee, role, client_id),
+             }| {
+                (
+                    grantee.into_string(),
+                    role.code(),
+                    client_id.map(|c| c.into_string()),
+                )
+            },
         )
         .collect();
     let expected: BTreeSet<(String, i32, Option<String>)> = [

@@ -320,7 +320,7 @@ async fn audit_trail_has_every_kind_of_event_and_no_secrets() {
         .expect("issued");
     assert!(issued["time"].as_str().is_some_and(|t| t.ends_with('Z')));
     assert!(issued["unix_time"].is_i64());
-    assert_eq!(issued["identity"], alice.identity());
+    assert_eq!(issued["identity"], alice.identity().as_str());
     assert_eq!(issued["source"], "127.0.0.1");
     assert_eq!(issued["access_digest"].as_str().map(str::len), Some(64));
     assert_eq!(issued["refresh_digest"].as_str().map(str::len), Some(64));

@@ -2,6 +2,7 @@
 //! database. Each backend gets a test that opens one and runs them all.
 
 use std::sync::Arc;
+use vedauth::domain::Role;
 
 use vedauth::config::DatabaseConfig;
 use vedauth::store::postgres::PostgresStore;
@@ -32,7 +33,7 @@ fn app(id: &str) -> Application {
         description: "d".into(),
         url: "https://example.invalid".into(),
         scope: "certificate".into(),
-        max_scope: "certificate:manage".into(),
+        max_scope: crate::common::canon("certificate:manage"),
         access_validity: Some(60),
         grant_validity: Some(Lifetime::Never),
         renewable: Some(false),
@@ -46,7 +47,7 @@ fn rule(client_id: &str, trustee: &str) -> Rule {
         client_id: client_id.into(),
         trustee: trustee.into(),
         description: "r".into(),
-        max_scope: Some("certificate".into()),
+        max_scope: Some(crate::common::canon("certificate")),
         access_validity: None,
         grant_validity: Some(Lifetime::Seconds(500)),
         renewable: Some(true),
@@ -64,7 +65,7 @@ fn grant(id: &str, client_id: &str, identity: &str, at: i64, expires: Option<i64
         client_id: client_id.into(),
         identity: identity.into(),
         granted_to: "everyone".into(),
-        scope: "certificate".into(),
+        scope: crate::common::canon("certificate"),
         issued_at: at,
         expires_at: expires,
         renewable: true,
@@ -390,17 +391,17 @@ pub async fn concurrent_writes(s: &SharedStore) {
 pub async fn roles(s: &SharedStore) {
     let admin = RoleAssignment {
         grantee: "local:{1}".into(),
-        role: 6,
+        role: Role::Admin,
         client_id: None,
     };
     let owner_a = RoleAssignment {
         grantee: "local:{2}".into(),
-        role: 3,
+        role: Role::Owner,
         client_id: Some("a".into()),
     };
     let owner_b = RoleAssignment {
         grantee: "local:{2}".into(),
-        role: 3,
+        role: Role::Owner,
         client_id: Some("b".into()),
     };
     for r in [&admin, &owner_a, &owner_b] {
@@ -420,7 +421,7 @@ pub async fn roles(s: &SharedStore) {
         vec![admin.clone()]
     );
     assert_eq!(
-        s.remove_role("local:{2}", 3, Some("a"))
+        s.remove_role("local:{2}", Role::Owner, Some("a"))
             .await
             .expect("remove"),
         1
@@ -432,11 +433,15 @@ pub async fn roles(s: &SharedStore) {
     // Without an application, every assignment of that role goes.
     s.add_role(&owner_a).await.expect("add");
     assert_eq!(
-        s.remove_role("local:{2}", 3, None).await.expect("remove"),
+        s.remove_role("local:{2}", Role::Owner, None)
+            .await
+            .expect("remove"),
         2
     );
     assert_eq!(
-        s.remove_role("local:{2}", 3, None).await.expect("remove"),
+        s.remove_role("local:{2}", Role::Owner, None)
+            .await
+            .expect("remove"),
         0
     );
     // Deleting an application removes the roles held on it.
@@ -507,7 +512,7 @@ pub async fn sweep(s: &SharedStore) {
         .await
         .expect("list")
         .into_iter()
-        .map(|g| g.id)
+        .map(|g| g.id.into_string())
         .collect();
     assert_eq!(left, vec!["forever".to_string(), "live".to_string()]);
 }

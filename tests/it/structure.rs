@@ -159,6 +159,29 @@ fn nothing_below_the_faces_names_a_face_the_runtime_or_the_configuration() {
 }
 
 #[test]
+fn storage_is_reached_only_through_the_domain_ports() {
+    let g = graph();
+    // The core asks the ports it owns (`domain`); the faces go through the services facade.
+    let rules: &[(&str, &[&str])] = &[
+        ("grants", &["store"]),
+        ("admin", &["store"]),
+        ("identity", &["store"]),
+        ("lockout", &["store"]),
+        ("audit", &["store"]),
+        ("http", &["store", "audit"]),
+    ];
+    let mut wrong = Vec::new();
+    for (from, banned) in rules {
+        for (to, files) in g.get(*from).into_iter().flatten() {
+            if banned.contains(&to.as_str()) {
+                wrong.push(format!("{from} -> {to} (in {})", files.join(", ")));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
 fn the_rooms_of_src_form_no_circle() {
     let g = graph();
     // Depth-first search for a back edge; reports the circle it finds.

@@ -35,7 +35,7 @@ async fn a_new_user_who_reuses_a_name_inherits_nothing_through_the_api() {
         .ok();
     assert_eq!(
         rule.json["Rule"]["TrusteePrefixedUniversal"],
-        old.identity(),
+        old.identity().as_str(),
         "{}",
         rule.text
     );
@@ -101,7 +101,10 @@ async fn trustees_and_grantees_are_resolved_when_rules_and_roles_are_made() {
         )
         .await
         .ok();
-    assert_eq!(r.json["Rule"]["TrusteePrefixedUniversal"], alice.identity());
+    assert_eq!(
+        r.json["Rule"]["TrusteePrefixedUniversal"],
+        alice.identity().as_str()
+    );
     s.tokens("vcert-sdk", "alice", "Alice-Password-1", "certificate")
         .await;
     // The same identity named another way is the same rule.
@@ -165,7 +168,7 @@ async fn trustees_and_grantees_are_resolved_when_rules_and_roles_are_made() {
     let entries = roles.json["IdentityEntries"].as_array().expect("entries");
     let entry = entries
         .iter()
-        .find(|e| e["PrefixedUniversal"] == frank.identity())
+        .find(|e| e["PrefixedUniversal"] == frank.identity().as_str())
         .expect("frank's entry");
     assert_eq!(entry["PrefixedName"], "local:frank");
     assert_eq!(entry["Name"], "frank");

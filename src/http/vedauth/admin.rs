@@ -22,9 +22,9 @@ use crate::admin::{
     Admin, AdminError, ApplicationInfo, ApplicationInput, Caller, Entity, Page, Role, RoleGrant,
     RuleInput,
 };
+use crate::domain::{Grant, Lifetime, RoleAssignment, Rule, Settings};
 use crate::identity::lookup::{Kind, Named};
 use crate::scope::CATALOGUE;
-use crate::store::{Grant, Lifetime, RoleAssignment, Rule, Settings};
 use crate::wire_time::{dotnet_date, iso8601};
 
 /// `Web_SDK_Authentication_OAuthResult` (admin-api.md §2.5): the `Result` of the envelope.
@@ -267,7 +267,7 @@ impl Body {
 
     fn role(&self) -> Result<Role, Reject> {
         let n = self.i64("Role")?.ok_or_else(|| bad("Role is required"))?;
-        Ok(Role::try_from(n)?)
+        Ok(Role::try_from(n).map_err(AdminError::from)?)
     }
 
     /// `GrantValidity`: absent/null = the default, 0 or less = never, else seconds.

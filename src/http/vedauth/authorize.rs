@@ -9,8 +9,8 @@ use super::super::common::{bearer, json_response, no_store, Client, CommonError,
 use super::super::ApiState;
 use super::error::reason_phrase;
 use super::VedauthError;
+use crate::domain::Grant;
 use crate::grants::{GrantError, GrantRequest, IssuedTokens, PasswordRequest, RefreshRequest};
-use crate::store::Grant;
 use crate::wire_time::{DotnetDate, Iso8601};
 
 /// The success body of authorize and refresh; field order as decisions.md §4.

@@ -12,8 +12,8 @@ use super::super::common::{bearer, json_response};
 use super::super::ApiState;
 use super::error::reason_phrase;
 use super::VedauthError;
+use crate::domain::Grant;
 use crate::scope::Scope;
-use crate::store::Grant;
 
 /// What a `/vedsdk` endpoint needs of the caller's token.
 #[derive(Debug, Clone, Copy)]
@@ -96,7 +96,7 @@ pub async fn identity_self(
         name: principal.name.clone(),
         prefix: principal.prefix.clone(),
         prefixed_name: principal.prefixed_name(),
-        prefixed_universal: principal.prefixed_universal(),
+        prefixed_universal: principal.prefixed_universal().into_string(),
         // TPP identity type 1 = user.
         kind: 1,
         universal: principal.universal.clone(),

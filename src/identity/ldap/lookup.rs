@@ -87,7 +87,7 @@ impl DirectoryProvider {
         };
         let name = entry.first_str(name_attribute).unwrap_or(&entry.dn);
         Lookup::Found(Named {
-            identity: format!("{}:{universal}", self.s.prefix),
+            identity: crate::domain::Identity::of(&self.s.prefix, &universal),
             name: format!("{}:{name}", self.s.prefix),
             // TPP reports a directory identity's DN as its full name.
             full_name: entry.dn.clone(),

@@ -67,6 +67,32 @@ impl<'q> From<&'q Option<String>> for Arg<'q> {
         Arg::OptText(v.as_deref())
     }
 }
+/// The domain's words bind as the text they stand for.
+macro_rules! word_args {
+    ($($t:ty),*) => {$(
+        impl<'q> From<&'q $t> for Arg<'q> {
+            fn from(v: &'q $t) -> Self {
+                Arg::Text(v.as_str())
+            }
+        }
+        impl<'q> From<&'q Option<$t>> for Arg<'q> {
+            fn from(v: &'q Option<$t>) -> Self {
+                Arg::OptText(v.as_ref().map(|w| w.as_str()))
+            }
+        }
+    )*};
+}
+word_args!(
+    crate::domain::ClientId,
+    crate::domain::GrantId,
+    crate::domain::Identity,
+    crate::domain::CanonicalScope
+);
+impl From<crate::domain::Role> for Arg<'_> {
+    fn from(v: crate::domain::Role) -> Self {
+        Arg::Int32(v.code())
+    }
+}
 impl From<i64> for Arg<'_> {
     fn from(v: i64) -> Self {
         Arg::Int(v)

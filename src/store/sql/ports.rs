@@ -147,11 +147,11 @@ fn grant_where(filter: &GrantFilter) -> (String, Vec<&str>) {
     let mut clauses = Vec::new();
     let mut binds = Vec::new();
     for (col, v) in [
-        ("client_id", &filter.client_id),
-        ("identity", &filter.identity),
+        ("client_id", filter.client_id.as_ref().map(|c| c.as_str())),
+        ("identity", filter.identity.as_ref().map(|i| i.as_str())),
     ] {
         if let Some(v) = v {
-            binds.push(v.as_str());
+            binds.push(v);
             clauses.push(format!("{col} = ${}", binds.len()));
         }
     }
@@ -437,7 +437,7 @@ impl<B: Backend> RoleStore for SqlStore<B> {
     async fn remove_role(
         &self,
         grantee: &str,
-        role: i32,
+        role: Role,
         client_id: Option<&str>,
     ) -> StoreResult<u64> {
         self.sql
@@ -471,7 +471,15 @@ impl<B: Backend> RoleStore for SqlStore<B> {
                         "SELECT grantee, role, client_id FROM roles ORDER BY grantee, role, client_id",
                     ),
                 };
-                self.sql.all_as(s, role_from).await
+                // A row whose number is no role (written by something else) grants nothing: it
+                // is left out, not an error that would lock every caller out.
+                Ok(self
+                    .sql
+                    .all_as(s, role_from)
+                    .await?
+                    .into_iter()
+                    .flatten()
+                    .collect())
             })
             .await
     }
