@@ -1,6 +1,6 @@
 //! Applications (API integrations): create, read, replace, delete (admin-api.md §4.3).
 
-use std::collections::BTreeSet;
+use std::collections::HashMap;
 
 use serde_json::json;
 
@@ -10,7 +10,7 @@ use super::{
     canonical_scope, grant_validity, validity, within, Admin, AdminError, AdminResult, Caller,
     Entity,
 };
-use crate::domain::{Application, GrantFilter, Lifetime, StoreError};
+use crate::domain::{Application, Lifetime, StoreError, Window};
 
 /// What a caller gives to create or replace an application.
 #[derive(Debug, Clone, Default)]
@@ -38,6 +38,15 @@ pub struct Page {
 }
 
 impl Page {
+    /// The window a store cuts for this page.
+    pub(super) fn window(&self) -> Window {
+        Window {
+            offset: self.start.unwrap_or(0) as u64,
+            limit: self.count.map(|c| c as u64),
+            descending: self.descending,
+        }
+    }
+
     pub(super) fn apply<T>(&self, mut items: Vec<T>) -> Vec<T> {
         if self.descending {
             items.reverse();
@@ -171,18 +180,35 @@ impl Admin {
             .await
     }
 
-    async fn info(&self, app: Application) -> AdminResult<ApplicationInfo> {
-        let grants = self
-            .reads
-            .list_grants(&GrantFilter {
-                client_id: Some(app.client_id.clone()),
-                identity: None,
+    /// The applications with their statistics, counted by the store in one query.
+    async fn infos(&self, apps: Vec<Application>) -> AdminResult<Vec<ApplicationInfo>> {
+        let ids: Vec<_> = apps.iter().map(|a| a.client_id.clone()).collect();
+        let counts: HashMap<_, _> = self.reads.grant_counts(&ids).await?.into_iter().collect();
+        Ok(apps
+            .into_iter()
+            .map(|app| {
+                let c = counts.get(&app.client_id).copied().unwrap_or_default();
+                ApplicationInfo {
+                    grant_count: c.grants,
+                    user_count: c.identities,
+                    app,
+                }
             })
-            .await?;
-        let users: BTreeSet<&str> = grants.iter().map(|g| g.identity.as_str()).collect();
+            .collect())
+    }
+
+    async fn info(&self, app: Application) -> AdminResult<ApplicationInfo> {
+        let ids = [app.client_id.clone()];
+        let c = self
+            .reads
+            .grant_counts(&ids)
+            .await?
+            .pop()
+            .map(|(_, c)| c)
+            .unwrap_or_default();
         Ok(ApplicationInfo {
-            grant_count: grants.len() as u64,
-            user_count: users.len() as u64,
+            grant_count: c.grants,
+            user_count: c.identities,
             app,
         })
     }
@@ -218,11 +244,7 @@ impl Admin {
             4 => apps.sort_by_key(|a| a.grant_validity.map(Lifetime::to_db)),
             _ => {}
         }
-        let mut out = Vec::new();
-        for a in page.apply(apps) {
-            out.push(self.info(a).await?);
-        }
-        Ok(out)
+        self.infos(page.apply(apps)).await
     }
 
     /// The applications the caller may see, without statistics.
@@ -257,11 +279,7 @@ impl Admin {
                 })
             })
             .collect::<Vec<_>>();
-        let mut out = Vec::new();
-        for a in apps {
-            out.push(self.info(a).await?);
-        }
-        Ok(out)
+        self.infos(apps).await
     }
 }
 

@@ -13,7 +13,8 @@ use serde_json::{json, Map, Value};
 use super::{AdminError, AdminResult, Caller, Revocations};
 use crate::audit::{Audit, Event};
 use crate::domain::{
-    Application, Grant, GrantFilter, RoleAssignment, Rule, Settings, SharedStore, Store, User,
+    Application, ClientId, Grant, GrantCounts, GrantFilter, RoleAssignment, Rule, Settings,
+    SharedStore, Store, User, Window,
 };
 
 /// Every kind of change, named as the audit trail names it (the event's `cause`).
@@ -165,8 +166,18 @@ impl Reads {
     pub(super) async fn settings(&self) -> AdminResult<Settings> {
         Ok(self.0.settings().await?)
     }
-    pub(super) async fn list_grants(&self, filter: &GrantFilter) -> AdminResult<Vec<Grant>> {
-        Ok(self.0.list_grants(filter).await?)
+    pub(super) async fn page_grants(
+        &self,
+        filter: &GrantFilter,
+        window: Window,
+    ) -> AdminResult<Vec<Grant>> {
+        Ok(self.0.page_grants(filter, window).await?)
+    }
+    pub(super) async fn grant_counts(
+        &self,
+        client_ids: &[ClientId],
+    ) -> AdminResult<Vec<(ClientId, GrantCounts)>> {
+        Ok(self.0.grant_counts(client_ids).await?)
     }
 }
 

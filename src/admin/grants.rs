@@ -22,14 +22,11 @@ impl Admin {
             (None, Some(c)) => caller.check(Need::ReadApp(c))?,
             (None, None) => caller.check(Need::ReadAll)?,
         }
-        let grants = self
-            .reads
-            .list_grants(&GrantFilter {
-                client_id: client_id.map(ClientId::from),
-                identity: identity.map(Identity::from),
-            })
-            .await?;
-        Ok(page.apply(grants))
+        let filter = GrantFilter {
+            client_id: client_id.map(ClientId::from),
+            identity: identity.map(Identity::from),
+        };
+        self.reads.page_grants(&filter, page.window()).await
     }
 
     /// Revokes the grants of an identity, of an application, or of both together; how many.

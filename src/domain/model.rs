@@ -238,6 +238,24 @@ pub struct GrantFilter {
     pub identity: Option<Identity>,
 }
 
+/// Which part of an ordered listing to read: the store skips and limits, so a page costs what
+/// it holds, not the whole table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    pub offset: u64,
+    /// None = to the end.
+    pub limit: Option<u64>,
+    /// Newest first instead of oldest first.
+    pub descending: bool,
+}
+
+/// How many grants an application has, and how many distinct identities hold them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GrantCounts {
+    pub grants: u64,
+    pub identities: u64,
+}
+
 /// What a refresh writes: the grant's new token pair.
 #[derive(Debug, Clone)]
 pub struct Rotation {

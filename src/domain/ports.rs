@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::model::*;
-use super::words::Role;
+use super::words::{ClientId, Role};
 use crate::clock::UnixTime;
 use crate::token::TokenDigest;
 
@@ -186,6 +186,14 @@ pub trait GrantStore: Send + Sync {
     async fn delete_grants(&self, filter: &GrantFilter) -> StoreResult<Vec<TokenDigest>>;
     /// Grants matching the filter, by issue time, then id.
     async fn list_grants(&self, filter: &GrantFilter) -> StoreResult<Vec<Grant>>;
+    /// One window of `list_grants`' order (reversed when descending), cut by the store.
+    async fn page_grants(&self, filter: &GrantFilter, window: Window) -> StoreResult<Vec<Grant>>;
+    /// The grant counts of each of these applications, in one query (an application without
+    /// grants is absent from the answer).
+    async fn grant_counts(
+        &self,
+        client_ids: &[ClientId],
+    ) -> StoreResult<Vec<(ClientId, GrantCounts)>>;
     /// Every retired refresh digest, by digest.
     async fn list_retired_refresh(&self) -> StoreResult<Vec<RetiredRefresh>>;
     /// Removes up to `batch` grants that can no longer be used at `now` (grant expired, or access

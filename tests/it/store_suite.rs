@@ -2,14 +2,15 @@
 //! database. Each backend gets a test that opens one and runs them all.
 
 use std::sync::Arc;
-use vedauth::domain::Role;
+use vedauth::domain::{ClientId, Role};
 
 use vedauth::config::DatabaseConfig;
 use vedauth::store::postgres::PostgresStore;
 use vedauth::store::sqlite::SqliteStore;
 use vedauth::store::{
-    Application, ApplicationStore, Grant, GrantFilter, GrantStore, Lifetime, LockoutRecord,
-    RoleAssignment, Rotation, Rule, Settings, SharedStore, Store, StoreError, User,
+    Application, ApplicationStore, Grant, GrantCounts, GrantFilter, GrantStore, Lifetime,
+    LockoutRecord, RoleAssignment, Rotation, Rule, Settings, SharedStore, Store, StoreError, User,
+    Window,
 };
 use vedauth::token::TokenDigest;
 
@@ -294,6 +295,84 @@ pub async fn grants(s: &SharedStore) {
     assert_eq!(counts.applications, 1);
 }
 
+/// Pages and counts are cut by the store: windows in issue order either way, counts per
+/// application with distinct identities.
+pub async fn paging_and_counts(s: &SharedStore) {
+    for (i, (client, who)) in [("a", "x"), ("a", "y"), ("a", "x"), ("b", "x"), ("a", "z")]
+        .into_iter()
+        .enumerate()
+    {
+        let id = format!("p{i}");
+        s.insert_grant(&grant(&id, client, who, 1000 + i as i64, None))
+            .await
+            .expect("insert");
+    }
+    let ids = |v: Vec<Grant>| v.into_iter().map(|g| g.id.to_string()).collect::<Vec<_>>();
+    let of_a = GrantFilter {
+        client_id: Some("a".into()),
+        ..Default::default()
+    };
+    let w = |offset, limit, descending| Window {
+        offset,
+        limit,
+        descending,
+    };
+    assert_eq!(
+        ids(s
+            .page_grants(&of_a, w(1, Some(2), false))
+            .await
+            .expect("page")),
+        ["p1", "p2"]
+    );
+    assert_eq!(
+        ids(s
+            .page_grants(&of_a, w(0, Some(3), true))
+            .await
+            .expect("page")),
+        ["p4", "p2", "p1"]
+    );
+    assert_eq!(
+        ids(s.page_grants(&of_a, w(3, None, false)).await.expect("page")),
+        ["p4"]
+    );
+    assert!(s
+        .page_grants(&of_a, w(10, None, false))
+        .await
+        .expect("page")
+        .is_empty());
+    let all = s
+        .page_grants(&GrantFilter::default(), Window::default())
+        .await
+        .expect("page");
+    assert_eq!(ids(all), ["p0", "p1", "p2", "p3", "p4"]);
+
+    let mut counts = s
+        .grant_counts(&["a".into(), "b".into(), "none".into()])
+        .await
+        .expect("counts");
+    counts.sort_by(|l, r| l.0.as_str().cmp(r.0.as_str()));
+    assert_eq!(
+        counts,
+        vec![
+            (
+                ClientId::from("a"),
+                GrantCounts {
+                    grants: 4,
+                    identities: 3
+                }
+            ),
+            (
+                ClientId::from("b"),
+                GrantCounts {
+                    grants: 1,
+                    identities: 1
+                }
+            ),
+        ]
+    );
+    assert!(s.grant_counts(&[]).await.expect("none").is_empty());
+}
+
 /// Writes that arrive together (and so may share one group commit) each get their own
 /// answer: a duplicate fails alone, of two rotations with one token exactly one wins, of two
 /// revocations of one grant exactly one finds it.
@@ -534,6 +613,7 @@ where
     applications_and_rules(&open().await).await;
     settings(&open().await).await;
     grants(&open().await).await;
+    paging_and_counts(&open().await).await;
     concurrent_writes(&open().await).await;
     roles(&open().await).await;
     lockout(&open().await).await;

@@ -699,6 +699,63 @@ impl<B: Backend> GrantStore for SqlStore<B> {
             .await
     }
 
+    async fn page_grants(&self, filter: &GrantFilter, window: Window) -> StoreResult<Vec<Grant>> {
+        self.sql
+            .run("page_grants", async {
+                let (clause, binds) = grant_where(filter);
+                let dir = if window.descending { "DESC" } else { "ASC" };
+                let n = binds.len();
+                let sql = format!(
+                    "SELECT {GRANT_COLUMNS} FROM grants{clause} \
+                     ORDER BY issued_at {dir}, id {dir} LIMIT ${} OFFSET ${}",
+                    n + 1,
+                    n + 2
+                );
+                // Both databases take a bigint limit; "no limit" is the largest one.
+                let limit = window
+                    .limit
+                    .map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
+                let offset = i64::try_from(window.offset).unwrap_or(i64::MAX);
+                let s = binds.into_iter().fold(Stmt::new(&sql), |s, b| s.arg(b));
+                self.sql.all_as(s.arg(limit).arg(offset), grant_from).await
+            })
+            .await
+    }
+
+    async fn grant_counts(
+        &self,
+        client_ids: &[ClientId],
+    ) -> StoreResult<Vec<(ClientId, GrantCounts)>> {
+        self.sql
+            .run("grant_counts", async {
+                let mut out = Vec::new();
+                // Chunks keep the statement under both databases' placeholder limits.
+                for chunk in client_ids.chunks(500) {
+                    let marks = (1..=chunk.len())
+                        .map(|i| format!("${i}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let sql = format!(
+                        "SELECT client_id, COUNT(*) AS g, COUNT(DISTINCT identity) AS i \
+                         FROM grants WHERE client_id IN ({marks}) GROUP BY client_id"
+                    );
+                    let s = chunk.iter().fold(Stmt::new(&sql), |s, c| s.arg(c));
+                    for row in self.sql.all(s).await? {
+                        let count = |c: &str| row.int(c).map(|v| u64::try_from(v).unwrap_or(0));
+                        out.push((
+                            ClientId::from(row.text("client_id")?),
+                            GrantCounts {
+                                grants: count("g")?,
+                                identities: count("i")?,
+                            },
+                        ));
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+
     async fn list_retired_refresh(&self) -> StoreResult<Vec<RetiredRefresh>> {
         self.sql
             .run("list_retired_refresh", async {
