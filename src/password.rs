@@ -190,6 +190,32 @@ pub fn hash_now(params: &HashParams, password: &str) -> Result<String, PasswordE
         .map_err(|e| PasswordError::Hash(e.to_string()))
 }
 
+/// A well-formed argon2id hash with these parameters that no password matches: a random salt
+/// and random output. Verifying against it costs exactly what verifying a real hash costs, and
+/// making it costs no hashing (the pool makes it at start, on the caller's thread).
+pub fn unmatchable_hash(params: &HashParams) -> Result<String, PasswordError> {
+    use argon2::password_hash::rand_core::RngCore as _;
+    use argon2::password_hash::Output;
+    // Checks the parameters the way hashing would.
+    params.argon2()?;
+    let salt = SaltString::generate(&mut OsRng);
+    let mut out = [0u8; 32];
+    OsRng.fill_bytes(&mut out);
+    let out = Output::new(&out).map_err(|e| PasswordError::Hash(e.to_string()))?;
+    let b64 = |b: &[u8]| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(b)
+    };
+    Ok(format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        salt.as_str(),
+        b64(out.as_bytes())
+    ))
+}
+
 /// Verifies `password` against `phc`; a malformed stored hash counts as a mismatch.
 pub fn verify_now(
     params: &HashParams,
@@ -252,7 +278,7 @@ impl HashPool {
             threads
         };
         let capacity = if queue == 0 { threads * 32 } else { queue };
-        let dummy = hash_now(&params, &uuid::Uuid::new_v4().to_string())?;
+        let dummy = unmatchable_hash(&params)?;
         let (tx, rx) = bounded::<JobBox>(capacity);
         let inner = Arc::new(Inner {
             tx,
@@ -405,6 +431,34 @@ fn worker(rx: Receiver<JobBox>, params: HashParams, pool: std::sync::Weak<Inner>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The refusals' dummy hash is made without hashing, yet it is a real argon2id hash with
+    /// the pool's parameters (so verifying against it costs a full hash) that nothing matches.
+    #[test]
+    fn the_unmatchable_hash_is_a_real_hash_with_the_parameters() {
+        let p = HashParams {
+            memory_kib: 256,
+            iterations: 2,
+            parallelism: 1,
+        };
+        let h = unmatchable_hash(&p).unwrap_or_default();
+        let parsed = PasswordHash::new(&h).expect("parses");
+        assert_eq!(parsed.algorithm.as_str(), "argon2id");
+        assert!(p.matches(&parsed), "{h}");
+        assert_eq!(parsed.hash.map(|o| o.len()), Some(32));
+        assert_ne!(h, unmatchable_hash(&p).unwrap_or_default(), "random salt");
+        // verify_now counts a malformed hash as a mismatch too; `rehash: None` after a
+        // mismatch and the parse above show this one is well-formed and simply unmatched.
+        for pw in ["", "password", &h] {
+            assert!(!verify_now(&p, &h, pw).map(|v| v.ok).unwrap_or(true));
+        }
+        assert!(unmatchable_hash(&HashParams {
+            memory_kib: 1,
+            iterations: 0,
+            parallelism: 0
+        })
+        .is_err());
+    }
 
     #[test]
     fn hash_and_verify_round_trip() {

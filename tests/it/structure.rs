@@ -181,6 +181,33 @@ fn storage_is_reached_only_through_the_domain_ports() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+/// Passwords are hashed and checked only by the hashing pool's threads (`password.rs`): a
+/// direct call elsewhere would run argon2 on a runtime thread and stall every request on it.
+#[test]
+fn passwords_are_hashed_only_on_the_pool() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut wrong = Vec::new();
+    for f in files {
+        if f.ends_with("password.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).expect("read");
+        for call in [
+            "hash_now",
+            "verify_now",
+            "hash_password(",
+            "verify_password(",
+        ] {
+            if non_test_code(&text).contains(call) {
+                wrong.push(format!("{} calls {call}", f.display()));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
 #[test]
 fn the_rooms_of_src_form_no_circle() {
     let g = graph();
