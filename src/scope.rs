@@ -1,11 +1,11 @@
-//! The scope grammar of decisions.md §7 and wire.md §4:
+//! The scope grammar of docs/protocol.md §4:
 //! `name[:priv[,priv]*][;name[:priv...]]*`, case-insensitive, whitespace trimmed, empty items
 //! ignored, duplicates merged. A bare name means read; `name:priv` implies the bare name.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-/// Every scope name and the privileges it accepts (wire.md §4.2, scope-map.tsv).
+/// Every scope name and the privileges it accepts (docs/protocol.md §4).
 pub const CATALOGUE: &[(&str, &[&str])] = &[
     (
         "admin",

@@ -1,4 +1,4 @@
-//! Applications (API integrations): create, read, replace, delete (admin-api.md §4.3).
+//! Applications (API integrations): create, read, replace, delete (docs/protocol.md §13).
 
 use std::collections::HashMap;
 
@@ -28,7 +28,7 @@ pub struct ApplicationInput {
     pub unused_expiration: Option<i64>,
 }
 
-/// Offset paging and ordering (admin-api.md §2.7).
+/// Offset paging and ordering (docs/protocol.md §13).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Page {
     pub start: Option<usize>,

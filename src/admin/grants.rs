@@ -1,4 +1,4 @@
-//! Grants: listing and revoking (admin-api.md §4.4).
+//! Grants: listing and revoking (docs/protocol.md §13).
 
 use serde_json::json;
 

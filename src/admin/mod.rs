@@ -1,5 +1,5 @@
 //! Administration of token authentication: applications, rules, grants, roles, the global
-//! configuration and local users (admin-api.md; decisions.md §9–§11).
+//! configuration and local users (docs/protocol.md §11–§13).
 //!
 //! One core for every face: the HTTP administration API and the command line both call
 //! [`Admin`], and differ only in who the [`Caller`] is. The core speaks the domain's words
@@ -249,7 +249,7 @@ impl Admin {
         Ok(Caller::with_assignments(identity, &roles))
     }
 
-    /// The identity `text` names (decisions.md §11), for a rule (where `everyone` is allowed)
+    /// The identity `text` names (docs/protocol.md §11), for a rule (where `everyone` is allowed)
     /// or a role. Unknown names are refused with the accepted forms.
     async fn resolve(&self, text: &str, allow_everyone: bool) -> AdminResult<Identity> {
         let text = text.trim();

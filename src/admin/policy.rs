@@ -1,4 +1,4 @@
-//! Who may do what: the OAuth roles of admin-api.md §2.6 and the check every operation makes
+//! Who may do what: the OAuth roles of docs/protocol.md §13 and the check every operation makes
 //! first.
 
 use std::collections::BTreeSet;

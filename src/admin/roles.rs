@@ -1,5 +1,5 @@
-//! OAuth roles: who administers what (admin-api.md §4.1). A role names its grantee by
-//! identity (decisions.md §11).
+//! OAuth roles: who administers what (docs/protocol.md §13). A role names its grantee by
+//! identity (docs/protocol.md §11).
 
 use std::collections::BTreeSet;
 

@@ -1,5 +1,5 @@
-//! Rules: who may obtain grants for an application, and with what limits (admin-api.md §4.5).
-//! A rule names its trustee by identity (decisions.md §11).
+//! Rules: who may obtain grants for an application, and with what limits (docs/protocol.md §13).
+//! A rule names its trustee by identity (docs/protocol.md §11).
 
 use serde_json::json;
 
@@ -122,7 +122,7 @@ impl Admin {
     }
 
     /// Deletes the rules of an application, of a trustee, or the one rule of both; the rules
-    /// deleted. Existing grants live on (decisions.md §9).
+    /// deleted. Existing grants live on (docs/protocol.md §12).
     pub async fn delete_rules(
         &self,
         caller: &Caller,

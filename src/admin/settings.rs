@@ -1,4 +1,4 @@
-//! The global token-authentication configuration (admin-api.md §4.2).
+//! The global token-authentication configuration (docs/protocol.md §13).
 
 use super::audited::Change;
 use super::policy::Need;

@@ -2,7 +2,7 @@
 //!
 //! A user's identity is `local:{uuid}`, made when the user is added and never reused: removing
 //! a user removes everything that named that identity (grants, rules, roles, lockout record),
-//! so a new user who takes the name starts with nothing (decisions.md §11).
+//! so a new user who takes the name starts with nothing (docs/protocol.md §11).
 
 use serde_json::{json, Map, Value};
 

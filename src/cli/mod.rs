@@ -1,4 +1,4 @@
-//! The command line of decisions.md §10 (a stable contract: extend it, don't break it).
+//! The command line of README.md ("Administer it") (a stable contract: extend it, don't break it).
 
 mod admin;
 mod config;

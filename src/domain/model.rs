@@ -154,7 +154,7 @@ impl Grant {
     }
 }
 
-/// The global token-authentication configuration (admin-api.md §3.5). The fields vedauth acts
+/// The global token-authentication configuration (docs/protocol.md §13). The fields vedauth acts
 /// on are typed; the rest are kept as given and echoed back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]

@@ -119,7 +119,7 @@ pub trait ApplicationStore: Send + Sync {
     ) -> StoreResult<(Tally, Tally)>;
 }
 
-/// OAuth roles (admin-api.md §2.6).
+/// OAuth roles (docs/protocol.md §13).
 #[async_trait]
 pub trait RoleStore: Send + Sync {
     /// Adds a role assignment; `Conflict` if it exists.

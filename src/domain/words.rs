@@ -237,7 +237,7 @@ impl PartialEq<&str> for CanonicalScope {
     }
 }
 
-/// An OAuth role (admin-api.md's numbering is the wire's).
+/// An OAuth role (numbered as on the wire, docs/protocol.md §13).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
     /// Implicit for every identity; sees only what is about itself.

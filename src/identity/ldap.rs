@@ -1,4 +1,4 @@
-//! Directory identity providers: LDAP and Active Directory (decisions.md §8).
+//! Directory identity providers: LDAP and Active Directory (docs/protocol.md §11).
 //!
 //! A login searches the user with the service account (pooled connections), then binds as the
 //! DN found, with the given password, on a connection of its own. The identity's universal part

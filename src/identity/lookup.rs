@@ -1,4 +1,4 @@
-//! Names to identities and back, for rules and roles (decisions.md §11).
+//! Names to identities and back, for rules and roles (docs/protocol.md §11).
 //!
 //! A rule or role assignment is stored with the identity it names (`local:{uuid}`,
 //! `LDAP+N:<entryUUID>`, `AD+N:<guid>`, a directory group's universal), never with a name: a
@@ -69,7 +69,7 @@ pub enum Lookup {
 }
 
 impl Identities {
-    /// The user or group `text` names, in any username form of decisions.md §8 or as a
+    /// The user or group `text` names, in any username form of docs/protocol.md §11 or as a
     /// prefixed universal. `Ambiguous` when a directory has several entries of that name.
     pub async fn find(&self, text: &str) -> Result<Lookup, IdpError> {
         let text = text.trim();
@@ -143,7 +143,7 @@ impl Identities {
         }
     }
 
-    /// The first provider that knows the name decides, as at login (decisions.md §8).
+    /// The first provider that knows the name decides, as at login (docs/protocol.md §11).
     async fn first<'a>(
         &self,
         providers: impl Iterator<Item = &'a std::sync::Arc<dyn IdentityProvider>>,

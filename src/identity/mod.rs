@@ -5,7 +5,7 @@
 //! ([`IdentityProvider::identify`] returns a [`Candidate`]) and checks the credential against
 //! that same candidate ([`IdentityProvider::authenticate`]): one store read or one directory
 //! search per login, and the identity the lockout counted is the one that was checked.
-//! [`Identities`] resolves the username forms of decisions.md §8 to the provider that decides,
+//! [`Identities`] resolves the username forms of docs/protocol.md §11 to the provider that decides,
 //! keeps the lockout in front of every check, and makes every refusal cost the same.
 
 pub mod ldap;

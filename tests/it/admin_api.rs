@@ -1,4 +1,4 @@
-//! The /vedsdk/oauth administration API (admin-api.md §2, §4.1–4.5) over real HTTPS, and the
+//! The /vedsdk/oauth administration API (docs/protocol.md §13) over real HTTPS, and the
 //! command line's `config` commands.
 
 use reqwest::StatusCode;

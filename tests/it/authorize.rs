@@ -1,4 +1,4 @@
-//! POST /vedauth/authorize/oauth: one test per row of decisions.md §4, over real HTTPS.
+//! POST /vedauth/authorize/oauth: one test per row of docs/protocol.md §5, over real HTTPS.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -212,7 +212,7 @@ async fn ldap_bad_credentials_all_look_alike() {
     }
     assert!(replies.windows(2).all(|w| w[0] == w[1]), "{replies:?}");
 
-    // An empty password is a missing one (decisions.md §2), answered before any provider is
+    // An empty password is a missing one (docs/protocol.md §2), answered before any provider is
     // asked; the providers' own guard is covered by the unit tests.
     let r = s.password_grant("ldap-app", "alice", "", SCOPE).await;
     r.assert_error(400, "invalid_request", "Missing username or password");
@@ -459,7 +459,7 @@ timeout_secs = 5
         );
     }
 
-    // Rules name identities (decisions.md §11): every AD name form resolves to the objectGUID.
+    // Rules name identities (docs/protocol.md §11): every AD name form resolves to the objectGUID.
     let t = s.admin_token("admin").await;
     for (given, stored) in [
         ("VEDTEST\\alice", identity.clone()),

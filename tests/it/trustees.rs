@@ -1,4 +1,4 @@
-//! Rules and roles name identities, not names (decisions.md §11): a trustee or grantee given by
+//! Rules and roles name identities, not names (docs/protocol.md §11): a trustee or grantee given by
 //! name is resolved once, when the rule or role is made; removing a user removes what named it;
 //! a new user who reuses the name inherits nothing. Through the administration API, with the
 //! command line working on the same store, and against a real slapd.

@@ -1,4 +1,4 @@
-//! `/vedsdk/oauth/*`: the token-authentication administration API (admin-api.md §2, §4.1–4.5).
+//! `/vedsdk/oauth/*`: the token-authentication administration API (docs/protocol.md §13).
 //!
 //! Translation only. A request is checked in this order: the operation's name (404), the
 //! bearer token and its `admin` scope (401/403, before a byte of the body is read), the
@@ -27,7 +27,7 @@ use crate::identity::lookup::{Kind, Named};
 use crate::scope::CATALOGUE;
 use crate::wire_time::{dotnet_date, iso8601};
 
-/// `Web_SDK_Authentication_OAuthResult` (admin-api.md §2.5): the `Result` of the envelope.
+/// `Web_SDK_Authentication_OAuthResult` (docs/protocol.md §13): the `Result` of the envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResultCode {
     Success = 0,
@@ -490,7 +490,7 @@ fn role_json(r: &RoleAssignment) -> Value {
     json!({"Role": r.role, "Grantee": r.grantee, "ApplicationId": r.client_id})
 }
 
-/// An identity as `Identity/Self` shows one (admin-api.md §2.8).
+/// An identity as `Identity/Self` shows one (docs/protocol.md §13).
 fn identity_entry(n: &Named) -> Value {
     let full_name = if n.prefix().eq_ignore_ascii_case("local") {
         format!("\\VED\\Identity\\{}", n.bare_name())

@@ -13,7 +13,7 @@ use crate::domain::Grant;
 use crate::grants::{GrantError, GrantRequest, IssuedTokens, PasswordRequest, RefreshRequest};
 use crate::wire_time::{DotnetDate, Iso8601};
 
-/// The success body of authorize and refresh; field order as decisions.md §4.
+/// The success body of authorize and refresh; field order as docs/protocol.md §5.
 #[derive(Serialize)]
 struct TokenBody<'a> {
     access_token: &'a str,
@@ -80,7 +80,7 @@ pub async fn authorize_token(
     Ok(token_response(&issued))
 }
 
-/// The 13 fields of wire.md §3.3, in the observed order; borrowed from the grant, so a
+/// The 13 fields of docs/protocol.md §8, in the observed order; borrowed from the grant, so a
 /// verify allocates nothing but the body it writes.
 #[derive(Serialize)]
 pub struct VerifyBody<'a> {

@@ -1,5 +1,5 @@
 //! Looking directory users and groups up by name or universal, for rules and roles
-//! (decisions.md §11). Only the service account's searches: no bind as the user.
+//! (docs/protocol.md §11). Only the service account's searches: no bind as the user.
 
 use super::{ad, escape, DirectoryKind, DirectoryProvider, Entry};
 use crate::identity::lookup::{Kind, Lookup, Named, Query};
