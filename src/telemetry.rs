@@ -189,4 +189,23 @@ pub fn init_tracing(format: LogFormat) {
             .with_span_list(false)
             .try_init(),
     };
+    // A panic is a log event like any other: with JSON logs, a plain-text panic message on
+    // stderr would be the one line a collector cannot parse.
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        tracing::error!(
+            thread = thread.name().unwrap_or("unnamed"),
+            location = info.location().map(|l| l.to_string()),
+            panic = panic_text(info.payload()),
+            "panic"
+        );
+    }));
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not text)")
 }
