@@ -288,3 +288,149 @@ async fn client_input_stays_out_of_the_status_line() {
         "HTTP/1.1 401 Username/password combination not valid"
     );
 }
+
+/// The grant's event is written before its commit; when the commit then fails (here a real
+/// SQLite database capped in size, so the insert fails as on a full disk) the trail gets a
+/// `change_not_committed` record for that grant, and the client an error, not a token.
+#[tokio::test]
+async fn a_grant_whose_commit_fails_after_its_event_is_corrected_in_the_trail() {
+    use std::sync::Arc;
+    use vedauth::audit::{Audit, AuditConfig};
+    use vedauth::clock::ManualClock;
+    use vedauth::grants::{Engine, EngineOptions, GrantError, GrantRequest, PasswordRequest};
+    use vedauth::identity::local::LocalProvider;
+    use vedauth::identity::{Identities, IdentityProvider};
+    use vedauth::password::{HashParams, HashPool};
+    use vedauth::secret::Secret;
+    use vedauth::store::sqlite::{SqliteOptions, SqliteStore};
+    use vedauth::store::{Application, Grant, Rule, SharedStore, User};
+    use vedauth::token::TokenDigest;
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut o = SqliteOptions::new(2);
+    o.max_page_count = Some(64);
+    let store: SharedStore = Arc::new(
+        SqliteStore::open_with(&tmp.path().join("capped.db"), &o)
+            .await
+            .expect("open"),
+    );
+    let pool = HashPool::start(HashParams::insecure_for_tests(), 1, 0).expect("pool");
+    store
+        .create_user(&User {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: "ann".into(),
+            full_name: None,
+            email: None,
+            password_hash: pool
+                .hash(Secret::new("ann-password-1"))
+                .await
+                .expect("hash"),
+            disabled: false,
+            created_at: 0,
+        })
+        .await
+        .expect("user");
+    store
+        .create_application(&Application {
+            client_id: "app".into(),
+            name: "app".into(),
+            vendor: String::new(),
+            description: String::new(),
+            url: String::new(),
+            scope: "certificate".into(),
+            max_scope: crate::common::canon("certificate"),
+            access_validity: None,
+            grant_validity: None,
+            renewable: None,
+            unused_expiration: None,
+            created_at: 0,
+        })
+        .await
+        .expect("app");
+    store
+        .create_rule(&Rule {
+            client_id: "app".into(),
+            trustee: "everyone".into(),
+            description: String::new(),
+            max_scope: None,
+            access_validity: None,
+            grant_validity: None,
+            renewable: None,
+            created_at: 0,
+        })
+        .await
+        .expect("rule");
+    let clock = Arc::new(ManualClock::starting_now());
+    let audit =
+        Arc::new(Audit::open(&AuditConfig::default(), tmp.path(), clock.clone()).expect("audit"));
+    let local: Arc<dyn IdentityProvider> =
+        Arc::new(LocalProvider::new(store.clone(), pool.clone()));
+    let ids = Arc::new(Identities::new(vec![local], pool, None));
+    let engine = Engine::new(store.clone(), ids, clock, EngineOptions::default(), audit);
+    let ask = || {
+        GrantRequest::Password(PasswordRequest {
+            client_id: Some("app".into()),
+            username: Some("ann".into()),
+            password: Some(Secret::new("ann-password-1")),
+            scope: Some("certificate".into()),
+            ..Default::default()
+        })
+    };
+    engine
+        .token(ask())
+        .await
+        .expect("a grant while there is room");
+
+    // Fill the database to its cap (bounded: 64 pages hold far fewer than 20,000 grants).
+    let mut n = 0usize;
+    loop {
+        assert!(n < 20_000, "the cap never hit");
+        let g = Grant {
+            id: format!("fill{n}").into(),
+            client_id: "app".into(),
+            identity: "local:{filler}".into(),
+            granted_to: "everyone".into(),
+            scope: crate::common::canon("certificate"),
+            issued_at: 0,
+            expires_at: None,
+            renewable: true,
+            access_validity: 100,
+            access_digest: TokenDigest::of(&format!("fa{n}")),
+            access_issued_at: 0,
+            access_expires_at: 100,
+            refresh_digest: Some(TokenDigest::of(&format!("fr{n}"))),
+        };
+        if store.insert_grant(&g).await.is_err() {
+            break;
+        }
+        n += 1;
+    }
+    let refused = engine
+        .token(ask())
+        .await
+        .expect_err("no room for the grant");
+    assert!(matches!(refused, GrantError::Unavailable(_)), "{refused:?}");
+
+    let trail = events(&tmp.path().join("audit.log"));
+    let issued: Vec<&Value> = trail
+        .iter()
+        .filter(|e| e["event"] == "grant_issued")
+        .collect();
+    assert_eq!(issued.len(), 2, "{trail:?}");
+    let corrections: Vec<&Value> = trail
+        .iter()
+        .filter(|e| e["event"] == "change_not_committed")
+        .collect();
+    assert_eq!(corrections.len(), 1, "{trail:?}");
+    assert_eq!(corrections[0]["cause"], "grant_issued");
+    assert_eq!(corrections[0]["grant"], issued[1]["grant"]);
+    assert_ne!(corrections[0]["grant"], issued[0]["grant"]);
+    // The grant that was refused is not in the store.
+    let id = issued[1]["grant"].as_str().expect("grant id");
+    assert!(store
+        .list_grants(&Default::default())
+        .await
+        .expect("list")
+        .iter()
+        .all(|g| g.id.as_str() != id));
+}
