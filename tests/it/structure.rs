@@ -208,6 +208,29 @@ fn passwords_are_hashed_only_on_the_pool() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+/// Access and refresh tokens are minted in one place, the grant pipeline's `issue`: a flow
+/// that minted its own would skip policy, the audit trail or the metrics.
+#[test]
+fn tokens_are_minted_only_by_issue() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut wrong = Vec::new();
+    for f in files {
+        if f.ends_with("grants/issue.rs") || f.ends_with("src/token.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).expect("read");
+        if non_test_code(&text).contains("token::generate") {
+            wrong.push(f.display().to_string());
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "tokens minted outside grants/issue.rs: {wrong:?}"
+    );
+}
+
 #[test]
 fn the_rooms_of_src_form_no_circle() {
     let g = graph();
