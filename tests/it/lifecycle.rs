@@ -496,3 +496,57 @@ async fn vedsdk_calls_clients_make() {
     assert_eq!(nf.status.as_u16(), 404);
     assert!(nf.json.is_object());
 }
+
+/// `UnusedAccessTokenExpiration` (global) and an application's `UnusedExpiration`: a grant whose
+/// access token stayed expired that long can no longer be refreshed; the application's value
+/// wins over the global one, and 0 turns it off for that application.
+#[tokio::test]
+async fn a_grant_left_unused_past_the_unused_expiration_cannot_be_refreshed() {
+    let s = TestServer::start().await;
+    s.add_user("alice", "alice-pw").await;
+    let mut settings = s.app.store.settings().await.expect("settings");
+    settings.unused_access_token_expiration = 1000;
+    s.app.store.put_settings(&settings).await.expect("put");
+    for (client, unused) in [("global", None), ("own", Some(100)), ("never", Some(0))] {
+        let mut a = s.add_app(client, "certificate").await;
+        a.access_validity = Some(60);
+        a.unused_expiration = unused;
+        assert!(s.app.store.update_application(&a).await.expect("update"));
+        s.allow(client, "everyone", None).await;
+    }
+    let fresh = |client: &'static str| {
+        let s = &s;
+        async move {
+            s.password_grant(client, "alice", "alice-pw", "certificate")
+                .await
+                .str("refresh_token")
+        }
+    };
+    // Expired for less than the limit: refreshed.
+    let (g, o) = (fresh("global").await, fresh("own").await);
+    s.clock.advance(60 + 99);
+    assert_eq!(s.refresh("global", &g).await.status, StatusCode::OK);
+    assert_eq!(s.refresh("own", &o).await.status, StatusCode::OK);
+    // The application's 100 s is reached, the global 1000 s is not.
+    let (g, o, n) = (
+        fresh("global").await,
+        fresh("own").await,
+        fresh("never").await,
+    );
+    s.clock.advance(60 + 100);
+    s.refresh("own", &o)
+        .await
+        .assert_error(400, "invalid_grant", INVALID_GRANT);
+    let g = s.refresh("global", &g).await;
+    assert_eq!(g.status, StatusCode::OK, "{}", g.text);
+    // Past the global limit too; "never" still refreshes.
+    let (g, n) = (
+        g.str("refresh_token"),
+        s.refresh("never", &n).await.str("refresh_token"),
+    );
+    s.clock.advance(60 + 1000);
+    s.refresh("global", &g)
+        .await
+        .assert_error(400, "invalid_grant", INVALID_GRANT);
+    assert_eq!(s.refresh("never", &n).await.status, StatusCode::OK);
+}

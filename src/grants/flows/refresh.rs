@@ -48,8 +48,24 @@ pub(crate) async fn admit(e: &Engine, req: RefreshRequest) -> Result<Admission, 
     if grant.client_id != client_id {
         return Err(GrantError::ClientMismatch);
     }
-    if grant.grant_expired(e.now()) || !grant.renewable {
+    let now = e.now();
+    if grant.grant_expired(now) || !grant.renewable {
         return Err(GrantError::InvalidGrant);
+    }
+    // Unused expiration: a grant whose access token has stayed expired for longer than this is
+    // treated as expired. Only a refresh of an already expired token pays the application read.
+    if now > grant.access_expires_at {
+        let app = e.store.application(&client_id).await?;
+        let limit = match app.and_then(|a| a.unused_expiration) {
+            // The application's own value wins; 0 or less turns it off for that application.
+            Some(v) => (v > 0).then_some(v),
+            None => (settings.unused_access_token_expiration > 0)
+                .then_some(settings.unused_access_token_expiration),
+        };
+        if limit.is_some_and(|l| now >= grant.access_expires_at.saturating_add(l)) {
+            tracing::info!(grant = %grant.id, client_id = %client_id, "refresh refused: the access token stayed unused past the unused expiration");
+            return Err(GrantError::InvalidGrant);
+        }
     }
     Ok(Admission {
         grant_type: GrantType::Refresh,
