@@ -148,6 +148,8 @@ impl DatabaseConfig {
 pub struct TokenConfig {
     /// Revoke the whole grant when an already rotated refresh token is presented again.
     pub refresh_reuse_detection: bool,
+    /// Seconds during which a rotated refresh token, presented again, gets the same answer.
+    pub refresh_grace_secs: u64,
     /// Seconds a verified token stays in the verify cache.
     pub verify_cache_ttl_secs: u64,
     /// Entries in the verify cache.
@@ -163,6 +165,7 @@ impl Default for TokenConfig {
         let e = EngineOptions::default();
         Self {
             refresh_reuse_detection: e.refresh_reuse_detection,
+            refresh_grace_secs: e.refresh_grace_secs,
             verify_cache_ttl_secs: e.verify_cache_ttl.as_secs(),
             verify_cache_capacity: e.verify_cache_capacity,
             sweep_interval_secs: 60,
@@ -175,6 +178,7 @@ impl TokenConfig {
     pub fn engine_options(&self) -> EngineOptions {
         EngineOptions {
             refresh_reuse_detection: self.refresh_reuse_detection,
+            refresh_grace_secs: self.refresh_grace_secs,
             verify_cache_capacity: self.verify_cache_capacity,
             verify_cache_ttl: Duration::from_secs(self.verify_cache_ttl_secs),
         }
@@ -330,6 +334,7 @@ pub const KEYS: &[Key] = &[
     Key { path: "password_hash.threads", kind: Kind::Int, doc: "Password-hashing threads; 0 = one per core." },
     Key { path: "password_hash.queue", kind: Kind::Int, doc: "Hashing jobs that may wait for a thread before requests are refused with 503; 0 = 32 per thread." },
     Key { path: "password_policy.min_length", kind: Kind::Int, doc: "Fewest characters a local user's new password may have." },
+    Key { path: "tokens.refresh_grace_secs", kind: Kind::Int, doc: "Seconds after a refresh during which the same (old) refresh token, presented again, gets the same new pair instead of an error; 0 = off. For clients that lose an answer or run as several replicas." },
     Key { path: "tokens.refresh_reuse_detection", kind: Kind::Bool, doc: "Revoke the whole grant when an already rotated refresh token is presented again (off: TPP clients do not expect it)." },
     Key { path: "tokens.verify_cache_ttl_secs", kind: Kind::Int, doc: "Seconds a verified token stays in the verify cache; the bound on how long another process's revocation can go unseen. 0 disables the cache." },
     Key { path: "tokens.verify_cache_capacity", kind: Kind::Int, doc: "Entries in the verify cache." },

@@ -256,6 +256,18 @@ pub struct GrantCounts {
     pub identities: u64,
 }
 
+/// The answer of a refresh, kept sealed for the refresh grace window: only the refresh token it
+/// replaced opens it (see `grants::grace`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Successor {
+    /// The digest of the refresh token that was replaced.
+    pub digest: TokenDigest,
+    pub grant_id: GrantId,
+    pub sealed: Vec<u8>,
+    /// Kept until then.
+    pub until: UnixTime,
+}
+
 /// What a refresh writes: the grant's new token pair.
 #[derive(Debug, Clone)]
 pub struct Rotation {

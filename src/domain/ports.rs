@@ -194,6 +194,14 @@ pub trait GrantStore: Send + Sync {
         &self,
         client_ids: &[ClientId],
     ) -> StoreResult<Vec<(ClientId, GrantCounts)>>;
+    /// Keeps the sealed answer of a refresh for the grace window (an existing one is replaced).
+    async fn put_successor(&self, successor: &Successor) -> StoreResult<()>;
+    /// The sealed answer kept for a replaced refresh token, if still before its `until`.
+    async fn successor(
+        &self,
+        digest: &TokenDigest,
+        now: UnixTime,
+    ) -> StoreResult<Option<Successor>>;
     /// Every retired refresh digest, by digest.
     async fn list_retired_refresh(&self) -> StoreResult<Vec<RetiredRefresh>>;
     /// Removes up to `batch` grants that can no longer be used at `now` (grant expired, or access

@@ -4,13 +4,13 @@
 
 use crate::audit::{hex, Event};
 use crate::domain::{CanonicalScope, GrantId};
-use crate::domain::{Grant, Rotation};
+use crate::domain::{Grant, Rotation, Successor};
 use crate::token;
 
 use super::error::GrantError;
 use super::policy::{cap, lifetimes, matching_rule, scope_limit};
 use super::request::{Admission, Admitted, IssuedTokens};
-use super::Engine;
+use super::{grace, Engine};
 
 impl Engine {
     pub(crate) async fn issue(&self, adm: Admission) -> Result<IssuedTokens, GrantError> {
@@ -111,7 +111,39 @@ impl Engine {
                     client_id,
                 })
             }
-            Admitted::Rotate { grant, presented } => {
+            Admitted::Repeat { grant, pair } => {
+                let now = self.now();
+                self.audit.record(&Event {
+                    event: "grant_refresh_repeated",
+                    identity: Some(&grant.identity),
+                    client_id: Some(&grant.client_id),
+                    source: adm.source,
+                    grant: Some(&grant.id),
+                    access_digest: Some(hex(&grant.access_digest)),
+                    refresh_digest: grant.refresh_digest.as_ref().map(hex),
+                    ..Event::default()
+                })?;
+                metrics::counter!("vedauth_refresh_repeats_total").increment(1);
+                tracing::info!(client_id = %grant.client_id, grant = %grant.id, "refresh repeated within the grace window");
+                let grant = *grant;
+                Ok(IssuedTokens {
+                    access_token: pair.access,
+                    refresh_token: Some(pair.refresh),
+                    expires: grant.access_expires_at,
+                    expires_in: grant.access_expires_at - now,
+                    scope: grant.scope,
+                    identity: grant.identity,
+                    refresh_until: grant.expires_at,
+                    state: adm.state,
+                    grant_id: grant.id,
+                    client_id: grant.client_id,
+                })
+            }
+            Admitted::Rotate {
+                grant,
+                presented,
+                presented_token,
+            } => {
                 let now = self.now();
                 let access = token::generate();
                 let refresh = token::generate();
@@ -156,6 +188,17 @@ impl Engine {
                     }
                 }
                 self.invalidate(&[grant.access_digest]).await;
+                if self.opts.refresh_grace_secs > 0 {
+                    self.keep_for_grace(
+                        &grant.id,
+                        &presented,
+                        &presented_token,
+                        &access,
+                        &refresh,
+                        now,
+                    )
+                    .await;
+                }
                 metrics::counter!("vedauth_grants_refreshed_total", "client_id" => grant.client_id.to_string())
                     .increment(1);
                 tracing::info!(client_id = %grant.client_id, identity = %grant.identity, grant = %grant.id, "grant refreshed");
@@ -173,6 +216,36 @@ impl Engine {
                     client_id: grant.client_id,
                 })
             }
+        }
+    }
+
+    /// Keeps this refresh's answer sealed for the grace window. Best effort: without it a retry
+    /// gets `invalid_grant`, as it would with the window off.
+    async fn keep_for_grace(
+        &self,
+        grant_id: &GrantId,
+        presented: &crate::token::TokenDigest,
+        presented_token: &crate::secret::Secret,
+        access: &token::IssuedToken,
+        refresh: &token::IssuedToken,
+        now: crate::clock::UnixTime,
+    ) {
+        let pair = grace::Pair {
+            access: access.value.clone(),
+            refresh: refresh.value.clone(),
+        };
+        let Some(sealed) = grace::seal(presented_token, grant_id.as_str(), &pair) else {
+            tracing::warn!(grant = %grant_id, "refresh answer not kept for the grace window: sealing failed");
+            return;
+        };
+        let kept = Successor {
+            digest: *presented,
+            grant_id: grant_id.clone(),
+            sealed,
+            until: grace::until(now, self.opts.refresh_grace_secs),
+        };
+        if let Err(e) = self.store.put_successor(&kept).await {
+            tracing::warn!(grant = %grant_id, error = %e, "refresh answer not kept for the grace window");
         }
     }
 

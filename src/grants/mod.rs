@@ -6,6 +6,7 @@
 mod cache;
 mod error;
 mod flows;
+mod grace;
 mod issue;
 pub mod policy;
 mod request;
@@ -29,6 +30,8 @@ pub use request::{GrantRequest, GrantType, IssuedTokens, PasswordRequest, Refres
 pub struct EngineOptions {
     /// Revoke the whole grant when a rotated refresh token is presented again.
     pub refresh_reuse_detection: bool,
+    /// Seconds a rotated refresh token still gets its answer again (0 = off).
+    pub refresh_grace_secs: u64,
     pub verify_cache_capacity: u64,
     pub verify_cache_ttl: Duration,
 }
@@ -37,6 +40,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         Self {
             refresh_reuse_detection: false,
+            refresh_grace_secs: 0,
             verify_cache_capacity: 100_000,
             verify_cache_ttl: Duration::from_secs(30),
         }

@@ -105,5 +105,12 @@ pub(crate) enum Admitted {
     Rotate {
         grant: Box<Grant>,
         presented: TokenDigest,
+        /// The presented refresh token itself: the key of the answer kept for the grace window.
+        presented_token: Secret,
+    },
+    /// A rotated refresh token presented again within the grace window: the answer it got.
+    Repeat {
+        grant: Box<Grant>,
+        pair: super::grace::Pair,
     },
 }

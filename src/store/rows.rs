@@ -146,3 +146,15 @@ pub fn retired_from(row: &impl Columns) -> StoreResult<RetiredRefresh> {
         expires_at: row.opt_int("expires_at")?,
     })
 }
+
+pub fn successor_from(row: &impl Columns) -> StoreResult<Successor> {
+    Ok(Successor {
+        digest: digest_of(row, "digest")?
+            .ok_or_else(|| StoreError::Corrupt("refresh successor without digest".into()))?,
+        grant_id: row.text("grant_id")?.into(),
+        sealed: row
+            .opt_bytes("sealed")?
+            .ok_or_else(|| StoreError::Corrupt("refresh successor without content".into()))?,
+        until: row.int("until")?,
+    })
+}

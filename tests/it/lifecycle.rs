@@ -550,3 +550,97 @@ async fn a_grant_left_unused_past_the_unused_expiration_cannot_be_refreshed() {
         .assert_error(400, "invalid_grant", INVALID_GRANT);
     assert_eq!(s.refresh("never", &n).await.status, StatusCode::OK);
 }
+
+async fn with_grace(secs: u64, reuse_detection: bool) -> TestServer {
+    let mut o = Options::default();
+    o.config.tokens.refresh_grace_secs = secs;
+    o.config.tokens.refresh_reuse_detection = reuse_detection;
+    let s = TestServer::start_with(o).await;
+    s.setup_basic("alice", "alice-pw", "vcert-sdk", "certificate:manage")
+        .await;
+    s
+}
+
+/// `tokens.refresh_grace_secs`: the old refresh token presented again within the window gets
+/// the same new pair (also after a restart: the answer is kept in the store, sealed); after
+/// the window it is refused, and reuse detection fires as before.
+#[tokio::test]
+async fn a_refresh_retried_within_the_grace_window_gets_the_same_pair() {
+    let s = with_grace(30, true).await;
+    let first = s
+        .password_grant("vcert-sdk", "alice", "alice-pw", "certificate:manage")
+        .await;
+    let r1 = first.str("refresh_token");
+    s.clock.advance(5);
+    let second = s.refresh("vcert-sdk", &r1).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.text);
+    let (a2, r2) = (second.str("access_token"), second.str("refresh_token"));
+    s.clock.advance(10);
+    let again = s.refresh("vcert-sdk", &r1).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(again.str("access_token"), a2);
+    assert_eq!(again.str("refresh_token"), r2);
+    assert_eq!(again.json["expires"], second.json["expires"]);
+    // The answer is in the store, not in this process.
+    let s = s.restart().await;
+    let after_restart = s.refresh("vcert-sdk", &r1).await;
+    assert_eq!(after_restart.str("access_token"), a2);
+    assert_eq!(s.verify(&a2).await.status, StatusCode::OK);
+    // Past the window (30 s after the refresh at +5 s): refused, and (reuse detection on) the
+    // grant is revoked.
+    s.clock.advance(20);
+    s.refresh("vcert-sdk", &r1)
+        .await
+        .assert_error(400, "invalid_grant", INVALID_GRANT);
+    assert_invalid_token(&s.verify(&a2).await);
+}
+
+/// The window answers only while its pair is still the grant's: once the new refresh token was
+/// used in turn, or the grant revoked, the old token is refused even within the window; and
+/// with the window off (the default) a retry is refused at once.
+#[tokio::test]
+async fn the_grace_window_gives_nothing_once_the_pair_moved_on() {
+    let s = with_grace(60, false).await;
+    let r1 = s
+        .password_grant("vcert-sdk", "alice", "alice-pw", "certificate:manage")
+        .await
+        .str("refresh_token");
+    let second = s.refresh("vcert-sdk", &r1).await;
+    let r2 = second.str("refresh_token");
+    // Another application cannot use the window.
+    s.add_app("other", "certificate:manage").await;
+    s.allow("other", "everyone", None).await;
+    assert_eq!(
+        s.refresh("other", &r1).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let third = s.refresh("vcert-sdk", &r2).await;
+    assert_eq!(third.status, StatusCode::OK);
+    s.refresh("vcert-sdk", &r1)
+        .await
+        .assert_error(400, "invalid_grant", INVALID_GRANT);
+    // r2 is now in its own window: it repeats the third answer, until the grant is revoked.
+    let again = s.refresh("vcert-sdk", &r2).await;
+    assert_eq!(again.str("access_token"), third.str("access_token"));
+    let revoked = s
+        .client
+        .get(s.url("/vedauth/revoke/token"))
+        .bearer_auth(third.str("access_token"))
+        .send()
+        .await
+        .expect("revoke");
+    assert!(revoked.status().is_success(), "{}", revoked.status());
+    s.refresh("vcert-sdk", &r2)
+        .await
+        .assert_error(400, "invalid_grant", INVALID_GRANT);
+
+    let off = basic().await;
+    let r1 = off
+        .password_grant("vcert-sdk", "alice", "alice-pw", "certificate:manage")
+        .await
+        .str("refresh_token");
+    assert_eq!(off.refresh("vcert-sdk", &r1).await.status, StatusCode::OK);
+    off.refresh("vcert-sdk", &r1)
+        .await
+        .assert_error(400, "invalid_grant", INVALID_GRANT);
+}

@@ -9,8 +9,8 @@ use vedauth::store::postgres::PostgresStore;
 use vedauth::store::sqlite::SqliteStore;
 use vedauth::store::{
     Application, ApplicationStore, Grant, GrantCounts, GrantFilter, GrantStore, Lifetime,
-    LockoutRecord, RoleAssignment, Rotation, Rule, Settings, SharedStore, Store, StoreError, User,
-    Window,
+    LockoutRecord, RoleAssignment, Rotation, Rule, Settings, SharedStore, Store, StoreError,
+    Successor, User, Window,
 };
 use vedauth::token::TokenDigest;
 
@@ -373,6 +373,39 @@ pub async fn paging_and_counts(s: &SharedStore) {
     assert!(s.grant_counts(&[]).await.expect("none").is_empty());
 }
 
+/// The refresh grace window's sealed answers: kept until `until`, replaced on a second put,
+/// removed by the sweep.
+pub async fn successors(s: &SharedStore) {
+    let kept = Successor {
+        digest: digest("old"),
+        grant_id: "g1".into(),
+        sealed: vec![1, 2, 3],
+        until: 1100,
+    };
+    s.put_successor(&kept).await.expect("put");
+    assert_eq!(
+        s.successor(&digest("old"), 1000).await.expect("get"),
+        Some(kept.clone())
+    );
+    assert_eq!(s.successor(&digest("old"), 1100).await.expect("get"), None);
+    assert_eq!(
+        s.successor(&digest("other"), 1000).await.expect("get"),
+        None
+    );
+    let replaced = Successor {
+        sealed: vec![9],
+        until: 1200,
+        ..kept
+    };
+    s.put_successor(&replaced).await.expect("replace");
+    assert_eq!(
+        s.successor(&digest("old"), 1150).await.expect("get"),
+        Some(replaced.clone())
+    );
+    s.sweep_expired(1200, 100).await.expect("sweep");
+    assert_eq!(s.successor(&digest("old"), 0).await.expect("get"), None);
+}
+
 /// Writes that arrive together (and so may share one group commit) each get their own
 /// answer: a duplicate fails alone, of two rotations with one token exactly one wins, of two
 /// revocations of one grant exactly one finds it.
@@ -614,6 +647,7 @@ where
     settings(&open().await).await;
     grants(&open().await).await;
     paging_and_counts(&open().await).await;
+    successors(&open().await).await;
     concurrent_writes(&open().await).await;
     roles(&open().await).await;
     lockout(&open().await).await;

@@ -2,11 +2,12 @@
 //! client. Rotation itself is `issue`'s.
 
 use crate::audit::{hex, Event};
+use crate::secret::Secret;
 use crate::token::{self, TokenDigest};
 
 use super::super::error::GrantError;
 use super::super::request::{Admission, Admitted, GrantType, RefreshRequest};
-use super::super::Engine;
+use super::super::{grace, Engine};
 
 pub(crate) async fn admit(e: &Engine, req: RefreshRequest) -> Result<Admission, GrantError> {
     let client_id = req.client_id.ok_or(GrantError::MissingClientId)?;
@@ -27,6 +28,16 @@ pub(crate) async fn admit(e: &Engine, req: RefreshRequest) -> Result<Admission, 
         return Err(GrantError::InvalidGrant);
     };
     let Some(grant) = found else {
+        if e.opts.refresh_grace_secs > 0 {
+            if let Some(repeat) = repeat(e, &client_id, &presented, &old).await? {
+                return Ok(Admission {
+                    grant_type: GrantType::Refresh,
+                    source: req.source,
+                    state: None,
+                    admitted: repeat,
+                });
+            }
+        }
         if e.opts.refresh_reuse_detection {
             if let Some(grant_id) = e.store.grant_by_retired_refresh(&old).await? {
                 e.audit.record(&Event {
@@ -74,6 +85,39 @@ pub(crate) async fn admit(e: &Engine, req: RefreshRequest) -> Result<Admission, 
         admitted: Admitted::Rotate {
             grant: Box::new(grant),
             presented: old,
+            presented_token: presented,
         },
     })
+}
+
+/// Within the grace window, a rotated refresh token gets the answer its refresh got, as long as
+/// that answer is still the grant's current pair (not rotated again, not revoked) and the client
+/// is the grant's.
+async fn repeat(
+    e: &Engine,
+    client_id: &str,
+    presented: &Secret,
+    old: &TokenDigest,
+) -> Result<Option<Admitted>, GrantError> {
+    let Some(kept) = e.store.successor(old, e.now()).await? else {
+        return Ok(None);
+    };
+    let Some(pair) = grace::open(presented, kept.grant_id.as_str(), &kept.sealed) else {
+        return Ok(None);
+    };
+    let current = e
+        .store
+        .grant_by_access(&TokenDigest::of(pair.access.expose()))
+        .await?;
+    let still_current = current.filter(|g| {
+        g.id == kept.grant_id
+            && g.client_id.as_str() == client_id
+            && g.refresh_digest
+                .as_ref()
+                .is_some_and(|d| d.ct_eq(&TokenDigest::of(pair.refresh.expose())))
+    });
+    Ok(still_current.map(|g| Admitted::Repeat {
+        grant: Box::new(g),
+        pair,
+    }))
 }

@@ -6,7 +6,7 @@ use tokio::sync::broadcast;
 
 use super::super::rows::{
     app_from, digests, grant_from, lockout_entry_from, lockout_from, retired_from, role_from,
-    rule_from, user_from, Columns,
+    rule_from, successor_from, user_from, Columns,
 };
 use super::{Backend, Dialect, SqlStore, Stmt};
 use crate::clock::UnixTime;
@@ -756,6 +756,42 @@ impl<B: Backend> GrantStore for SqlStore<B> {
             .await
     }
 
+    async fn put_successor(&self, x: &Successor) -> StoreResult<()> {
+        self.sql
+            .run("put_successor", async {
+                let s = Stmt::new(
+                    "INSERT INTO refresh_successors (digest, grant_id, sealed, until) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO UPDATE SET \
+                     grant_id = excluded.grant_id, sealed = excluded.sealed, until = excluded.until",
+                )
+                .arg(&x.digest)
+                .arg(&x.grant_id)
+                .arg(x.sealed.as_slice())
+                .arg(x.until);
+                self.sql.exec(s).await?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn successor(
+        &self,
+        digest: &TokenDigest,
+        now: UnixTime,
+    ) -> StoreResult<Option<Successor>> {
+        self.sql
+            .run("successor", async {
+                let s = Stmt::new(
+                    "SELECT digest, grant_id, sealed, until FROM refresh_successors \
+                     WHERE digest = $1 AND until > $2",
+                )
+                .arg(digest)
+                .arg(now);
+                self.sql.one_as(s, successor_from).await
+            })
+            .await
+    }
+
     async fn list_retired_refresh(&self) -> StoreResult<Vec<RetiredRefresh>> {
         self.sql
             .run("list_retired_refresh", async {
@@ -773,6 +809,10 @@ impl<B: Backend> GrantStore for SqlStore<B> {
                 let gone = self
                     .sql
                     .exec(Stmt::new(B::Db::SWEEP_GRANTS).arg(now).arg(batch))
+                    .await?;
+                // Sealed refresh answers live only for the grace window.
+                self.sql
+                    .exec(Stmt::new("DELETE FROM refresh_successors WHERE until <= $1").arg(now))
                     .await?;
                 // Retired refresh digests are only useful while their grant could be alive.
                 self.sql
