@@ -303,7 +303,7 @@ async fn a_grant_whose_commit_fails_after_its_event_is_corrected_in_the_trail() 
     use vedauth::password::{HashParams, HashPool};
     use vedauth::secret::Secret;
     use vedauth::store::sqlite::{SqliteOptions, SqliteStore};
-    use vedauth::store::{Application, Grant, Rule, SharedStore, User};
+    use vedauth::store::{Grant, Rule, SharedStore, User};
     use vedauth::token::TokenDigest;
 
     let tmp = tempfile::tempdir().expect("tmp");
@@ -331,20 +331,7 @@ async fn a_grant_whose_commit_fails_after_its_event_is_corrected_in_the_trail() 
         .await
         .expect("user");
     store
-        .create_application(&Application {
-            client_id: "app".into(),
-            name: "app".into(),
-            vendor: String::new(),
-            description: String::new(),
-            url: String::new(),
-            scope: "certificate".into(),
-            max_scope: crate::common::canon("certificate"),
-            access_validity: None,
-            grant_validity: None,
-            renewable: None,
-            unused_expiration: None,
-            created_at: 0,
-        })
+        .create_application(&crate::common::app_record("app", "certificate", 0))
         .await
         .expect("app");
     store

@@ -144,20 +144,7 @@ impl TestServer {
     }
 
     pub async fn add_app(&self, client_id: &str, scope: &str) -> Application {
-        let a = Application {
-            client_id: client_id.into(),
-            name: client_id.into(),
-            vendor: "tests".into(),
-            description: String::new(),
-            url: String::new(),
-            scope: scope.into(),
-            max_scope: canon(scope),
-            access_validity: None,
-            grant_validity: None,
-            renewable: None,
-            unused_expiration: None,
-            created_at: self.clock.now_secs(),
-        };
+        let a = app_record(client_id, scope, self.clock.now_secs());
         self.app
             .store
             .create_application(&a)
@@ -379,4 +366,22 @@ pub fn wall_now() -> i64 {
 /// A scope in its canonical form, for records the tests write straight into a store.
 pub fn canon(s: &str) -> vedauth::domain::CanonicalScope {
     vedauth::domain::CanonicalScope::parse(s).expect("a valid scope")
+}
+
+/// An application with this scope and nothing else set, as the tests store one.
+pub fn app_record(client_id: &str, scope: &str, created_at: i64) -> Application {
+    Application {
+        client_id: client_id.into(),
+        name: client_id.into(),
+        vendor: "tests".into(),
+        description: String::new(),
+        url: String::new(),
+        scope: scope.into(),
+        max_scope: canon(scope),
+        access_validity: None,
+        grant_validity: None,
+        renewable: None,
+        unused_expiration: None,
+        created_at,
+    }
 }

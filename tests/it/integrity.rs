@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use vedauth::store::sqlite::{SqliteOptions, SqliteStore};
 use vedauth::store::{
-    Application, ApplicationStore, Grant, GrantFilter, GrantStore, Store, StoreError, User,
-    UserStore,
+    ApplicationStore, Grant, GrantFilter, GrantStore, Store, StoreError, User, UserStore,
 };
 use vedauth::token::TokenDigest;
 
@@ -125,22 +124,9 @@ async fn readiness_is_honest_while_writes_fail_for_a_full_database() {
     let mut o = SqliteOptions::new(2);
     o.max_page_count = Some(64);
     let s = SqliteStore::open_with(&path, &o).await.expect("open");
-    s.create_application(&Application {
-        client_id: "a".into(),
-        name: String::new(),
-        vendor: String::new(),
-        description: String::new(),
-        url: String::new(),
-        scope: "certificate".into(),
-        max_scope: crate::common::canon("certificate"),
-        access_validity: None,
-        grant_validity: None,
-        renewable: None,
-        unused_expiration: None,
-        created_at: 0,
-    })
-    .await
-    .expect("app");
+    s.create_application(&crate::common::app_record("a", "certificate", 0))
+        .await
+        .expect("app");
     s.ready().await.expect("ready at first");
 
     // Fill it (bounded: 64 pages hold far fewer than 20,000 grants).
