@@ -35,6 +35,8 @@ pub enum Change {
     EnableUser,
     RemoveUser,
     UnlockUser,
+    SetClientSecret,
+    RemoveClientSecret,
 }
 
 impl Change {
@@ -56,6 +58,8 @@ impl Change {
             Change::EnableUser => "enable_user",
             Change::RemoveUser => "remove_user",
             Change::UnlockUser => "unlock",
+            Change::SetClientSecret => "set_client_secret",
+            Change::RemoveClientSecret => "remove_client_secret",
         }
     }
 }
@@ -167,6 +171,12 @@ impl Reads {
     }
     pub(super) async fn list_grants(&self, filter: &GrantFilter) -> AdminResult<Vec<Grant>> {
         Ok(self.0.list_grants(filter).await?)
+    }
+    pub(super) async fn client_secret(
+        &self,
+        client_id: &str,
+    ) -> AdminResult<Option<crate::domain::ClientSecret>> {
+        Ok(self.0.client_secret(client_id).await?)
     }
 }
 

@@ -164,6 +164,16 @@ pub enum AppCmd {
         /// The application's client_id.
         client_id: String,
     },
+    /// Give the application a new client secret (for the OAuth 2.0 face: client_credentials,
+    /// introspection, confidential clients), replacing any earlier one at once. The secret is
+    /// printed this once and never again; only its argon2id hash is stored.
+    Secret {
+        /// The application's client_id.
+        client_id: String,
+        /// Remove the secret instead: the application becomes a public client again.
+        #[arg(long)]
+        remove: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -739,6 +749,39 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
                 }
                 s
             });
+        }
+        AppCmd::Secret { client_id, remove } => {
+            if remove {
+                let had = admin_op(admin.remove_client_secret(me, &client_id).await)?;
+                print(
+                    g.json,
+                    &serde_json::json!({"client_id": client_id, "removed": had}),
+                    || match had {
+                        true => {
+                            format!("{client_id}: client secret removed; it is a public client now")
+                        }
+                        false => format!("{client_id} had no client secret"),
+                    },
+                );
+            } else {
+                let s = admin_op(admin.set_client_secret(me, &client_id).await)?;
+                print(
+                    g.json,
+                    &serde_json::json!({
+                        "client_id": s.client_id,
+                        "client_secret": s.secret.expose(),
+                        "created_at": s.created_at,
+                        "rotated": s.rotated,
+                    }),
+                    || {
+                        format!(
+                            "client secret for {} (shown this once; store it now):\n{}",
+                            s.client_id,
+                            s.secret.expose()
+                        )
+                    },
+                );
+            }
         }
         AppCmd::Remove { client_id } => {
             let n = admin_op(admin.delete_application(me, &client_id).await)?;

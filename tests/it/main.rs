@@ -20,6 +20,7 @@ mod lifecycle;
 mod lockout;
 mod multinode;
 mod names;
+mod oauth2;
 mod old_schema;
 mod openapi;
 mod ops;

@@ -20,7 +20,7 @@ use crate::common::{Options, TestServer};
 use crate::{old_schema, pg};
 
 /// The newest schema version.
-const LATEST: i64 = 6;
+const LATEST: i64 = 10;
 
 /// Tables only one database has, and why.
 const SQLITE_ONLY: &[&str] = &[
@@ -32,6 +32,7 @@ const SQLITE_ONLY: &[&str] = &[
 const AGGREGATE_TABLES: &[(&str, &[&str])] = &[
     ("Users", &["users"]),
     ("Applications", &["applications", "rules"]),
+    ("ClientSecrets", &["client_secrets"]),
     ("Roles", &["roles"]),
     ("Lockout", &["lockout"]),
     ("Settings", &["settings"]),
