@@ -11,6 +11,7 @@ mod clients;
 mod common;
 mod crash;
 mod dirsrv;
+mod gateway;
 mod hostile;
 mod identities;
 mod integrity;
