@@ -812,7 +812,8 @@ impl Config {
             if !r.prefix.starts_with('/') {
                 return Err(bad(format!("prefix '{}' must start with '/'", r.prefix)));
             }
-            if !r.scope.trim().is_empty() {
+            // `:priv` (that privilege on any scope name) is checked when the routes are built.
+            if !r.scope.trim().is_empty() && !r.scope.trim().starts_with(':') {
                 crate::scope::Scope::parse(&r.scope.replace(' ', ";"))
                     .map_err(|e| bad(format!("scope of '{}': {e}", r.prefix)))?;
             }

@@ -75,6 +75,11 @@ pub struct Engine {
     opts: EngineOptions,
     audit: Arc<Audit>,
     cache: VerifyCache,
+    /// Client secrets already checked: (client_id, SHA-256 of the secret) to the stored hash
+    /// they matched. A gateway introspecting every request would otherwise pay an argon2id
+    /// verification per call. A hit counts only while the store still holds that very hash,
+    /// so a rotation or removal takes effect at once.
+    secrets_seen: moka::sync::Cache<(String, TokenDigest), Arc<str>>,
 }
 
 impl Engine {
@@ -86,6 +91,10 @@ impl Engine {
         audit: Arc<Audit>,
     ) -> Self {
         let cache = VerifyCache::new(opts.verify_cache_capacity, opts.verify_cache_ttl);
+        let secrets_seen = moka::sync::Cache::builder()
+            .max_capacity(10_000)
+            .time_to_live(Duration::from_secs(300))
+            .build();
         Self {
             store,
             identities,
@@ -93,6 +102,7 @@ impl Engine {
             opts,
             audit,
             cache,
+            secrets_seen,
         }
     }
 
@@ -161,10 +171,18 @@ impl Engine {
         let hash = stored.as_ref().map(|s| s.secret_hash.as_str());
         let (ok, cause) = match (&app, hash, presented) {
             (Some(_), None, None) => (true, ""),
-            (Some(_), Some(h), Some(s)) => (
-                self.identities.check_secret(Some(h), s).await?,
-                "wrong_secret",
-            ),
+            (Some(_), Some(h), Some(s)) => {
+                let key = (client_id.to_string(), TokenDigest::of(s.expose()));
+                let seen = self
+                    .secrets_seen
+                    .get(&key)
+                    .is_some_and(|matched| *matched == *h);
+                let ok = seen || self.identities.check_secret(Some(h), s).await?;
+                if ok && !seen {
+                    self.secrets_seen.insert(key, Arc::from(h));
+                }
+                (ok, "wrong_secret")
+            }
             (Some(_), Some(_), None) => (false, "missing_secret"),
             (app, _, Some(s)) => {
                 self.identities.check_secret(None, s).await?;

@@ -627,6 +627,7 @@ async fn client_secrets_are_hashed_rotated_and_removed_through_the_audited_core(
         .await
         .ok();
     assert_eq!(r.json["Rotated"], true);
+    assert_eq!(r.headers["cache-control"], "no-store");
     let second = r.str("ClientSecret");
     assert_ne!(second, first);
     assert_eq!(cc(first.clone()).await, StatusCode::UNAUTHORIZED);
@@ -673,4 +674,69 @@ async fn client_secrets_are_hashed_rotated_and_removed_through_the_audited_core(
         .await
         .unwrap();
     assert!(s.app.store.client_secret(APP).await.unwrap().is_none());
+}
+
+/// A gateway introspects on every request: a client secret already checked against the stored
+/// hash is not hashed again, until the stored hash changes (rotation) or goes (removal).
+#[tokio::test]
+async fn a_checked_client_secret_is_not_hashed_again_until_it_changes() {
+    let (s, secret) = server_with_secret(Options::default()).await;
+    let (token, _) = s.tokens(APP, "alice", PW, "certificate").await;
+    let introspect = |secret: String| {
+        let s = &s;
+        let token = token.clone();
+        async move {
+            form(
+                s,
+                "/oauth2/introspect",
+                Some((APP, &secret)),
+                &[("token", &token)],
+            )
+            .await
+        }
+    };
+    // Hashing-pool jobs finish on the pool's own threads; wait (bounded) until it is idle.
+    let settled = || async {
+        for _ in 0..200 {
+            if s.app.pool.in_flight() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        s.app.pool.completed()
+    };
+    let before = settled().await;
+    assert_eq!(introspect(secret.clone()).await.json["active"], true);
+    let after_first = settled().await;
+    assert_eq!(after_first, before + 1, "the first check hashes");
+    for _ in 0..5 {
+        assert_eq!(introspect(secret.clone()).await.json["active"], true);
+    }
+    assert_eq!(settled().await, after_first, "later checks do not");
+    // A wrong secret is always hashed, and refused.
+    let r = introspect("wrong".into()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(settled().await, after_first + 1);
+    // Rotation: the remembered secret no longer counts.
+    let new = s
+        .app
+        .admin
+        .set_client_secret(&Caller::Operator, APP)
+        .await
+        .unwrap()
+        .secret;
+    let r = introspect(secret.clone()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    assert_eq!(
+        introspect(new.expose().to_string()).await.json["active"],
+        true
+    );
+    // Removal: a public client, which may not introspect.
+    s.app
+        .admin
+        .remove_client_secret(&Caller::Operator, APP)
+        .await
+        .unwrap();
+    let r = introspect(new.expose().to_string()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
 }

@@ -9,7 +9,7 @@ use super::super::common::{bearer, json_response, no_store, Client, CommonError,
 use super::super::ApiState;
 use super::client::presented;
 use super::{tpp_scope, OAuthError};
-use crate::grants::TokenUse;
+use crate::grants::{GrantError, TokenUse};
 use crate::scope::Scope;
 
 /// The token parameter. Tokens hold `+`, `/` and `=`: a caller that did not percent-encode
@@ -34,11 +34,11 @@ async fn introspection_caller(
     source: std::net::IpAddr,
 ) -> Result<Option<String>, OAuthError> {
     if let Some(t) = bearer(headers) {
-        let grant = app
-            .services
-            .verify(t)
-            .await
-            .map_err(|_| OAuthError::invalid_client())?;
+        let grant = match app.services.verify(t).await {
+            Ok(g) => g,
+            Err(GrantError::InvalidToken) => return Err(OAuthError::invalid_client()),
+            Err(e) => return Err(e.into()),
+        };
         let admin = Scope::parse(&grant.scope).is_ok_and(|s| s.allows("admin", None));
         return if admin {
             Ok(None)

@@ -847,7 +847,14 @@ pub async fn dispatch(
         Err(Reject::Domain(e)) => return Ok(refusal(e)),
     };
     // Layer 2: the caller's OAuth role, checked by each operation.
-    Ok(envelope(run(admin, &caller, op).await))
+    let shows_secret = op.kind() == OpKind::SetClientSecret;
+    let res = envelope(run(admin, &caller, op).await);
+    // A new client secret is in this answer: nothing in between may keep it.
+    Ok(if shows_secret {
+        super::super::common::no_store(res)
+    } else {
+        res
+    })
 }
 
 #[cfg(test)]
