@@ -141,6 +141,15 @@ async fn each_proxy_dialect_gets_allow_deny_and_the_identity_headers() {
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
     let r = check(&s, "/gateway/check/api/things", Some(&token), &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // There the query is the client's own: it sets no requirement.
+    let r = check(
+        &s,
+        "/gateway/check/api/things?scope=nonsense",
+        Some(&token),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let r = s
         .client
         .delete(s.url("/gateway/check/vedsdk/certificates/abc"))
@@ -512,4 +521,40 @@ async fn caddy_forward_auth_in_front_of_an_upstream() {
     exercise(&proxy, &s, "caddy").await;
     drop(proxy);
     task.abort();
+}
+
+/// Two nodes on one PostgreSQL store: a token revoked on one is refused by the other's gateway
+/// check through the invalidation feed, well before its verify cache (30 s) would let it go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_on_one_node_is_refused_by_the_others_gateway_check() {
+    let db = crate::pg::fresh_database().await;
+    let a = TestServer::start_with(Options::on_database(&db)).await;
+    let b = TestServer::start_with(Options::on_database(&db)).await;
+    crate::pg::wait_for_listeners(&db, 2).await;
+    a.setup_basic("alice", PW, APP, "certificate").await;
+    let (token, _) = a.tokens(APP, "alice", PW, "certificate").await;
+    let at_b = || {
+        check(
+            &b,
+            "/gateway/check/vedsdk/certificates/x",
+            Some(&token),
+            &[],
+        )
+    };
+    assert_eq!(at_b().await.status, StatusCode::OK, "now cached on B");
+    let r = a.get_bearer("/vedauth/revoke/token", Some(&token)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = at_b().await;
+        if r.status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert!(
+            Instant::now() < deadline,
+            "B's gateway check still accepts the revoked token"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -111,7 +111,13 @@ fn forbidden(required: &str) -> Response {
 /// that sends the header itself can make its own check stricter, never weaker.
 fn extra_needs(uri: &Uri, h: &HeaderMap) -> Result<Vec<Need>, String> {
     let mut out = Vec::new();
-    if let Some(q) = uri.query() {
+    // Behind Envoy (a path after the check's own) the query is the client's, not the proxy's.
+    let query = if uri.path() == PREFIX {
+        uri.query()
+    } else {
+        None
+    };
+    if let Some(q) = query {
         for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
             if k == "scope" {
                 out.push(Need::parse(&v)?);
