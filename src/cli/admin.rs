@@ -418,6 +418,9 @@ struct AppView {
     grant_validity: Option<String>,
     renewable: Option<bool>,
     rules: Vec<RuleView>,
+    /// When its client secret was set (`app show` only; never the secret itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret_set_at: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -464,6 +467,7 @@ fn app_view(a: &Application, rules: &[Rule], names: &BTreeMap<String, Named>) ->
         grant_validity: a.grant_validity.map(|l| l.to_string()),
         renewable: a.renewable,
         rules: rules.iter().map(|r| RuleView::new(r, names)).collect(),
+        client_secret_set_at: None,
     }
 }
 
@@ -728,10 +732,11 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
             let names = admin
                 .names(&rules.iter().map(|r| r.trustee.as_str()).collect::<Vec<_>>())
                 .await;
-            let v = app_view(&a, &rules, &names);
+            let mut v = app_view(&a, &rules, &names);
+            v.client_secret_set_at = admin_op(admin.client_secret_set_at(me, &client_id).await)?;
             print(g.json, &v, || {
                 let mut s = format!(
-                    "client_id: {}\nname: {}\nvendor: {}\nscope: {}\naccess validity: {}\ngrant validity: {}\nrenewable: {}\nrules:",
+                    "client_id: {}\nname: {}\nvendor: {}\nscope: {}\naccess validity: {}\ngrant validity: {}\nrenewable: {}\nclient secret: {}\nrules:",
                     v.client_id,
                     v.name,
                     v.vendor,
@@ -739,6 +744,13 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
                     v.access_validity.map(|x| x.to_string()).unwrap_or_else(|| "default".into()),
                     v.grant_validity.clone().unwrap_or_else(|| "default".into()),
                     v.renewable.map(|x| x.to_string()).unwrap_or_else(|| "default".into()),
+                    match v.client_secret_set_at {
+                        Some(at) => format!(
+                            "set {} ({at})",
+                            crate::wire_time::iso8601(at)
+                        ),
+                        None => "none (a public client)".into(),
+                    },
                 );
                 for r in &v.rules {
                     s.push_str(&format!(

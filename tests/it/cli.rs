@@ -827,13 +827,18 @@ async fn app_secret_sets_rotates_and_removes_a_client_secret() {
     assert_ne!(second, first);
     assert_eq!(cc(first.clone()).await, StatusCode::UNAUTHORIZED);
     assert_eq!(cc(second.clone()).await, StatusCode::OK);
-    // Nowhere else: not in the listings, not in the database file.
+    // Nowhere else: not in the listings, not in the database file. `app show` says when it
+    // was set.
     let shown = admin(&dir, &["app", "show", "svc", "--json"], None);
     assert!(!shown.contains(&second), "{shown}");
+    let v: Value = serde_json::from_str(&shown).expect("json");
+    assert!(v["client_secret_set_at"].as_i64().is_some(), "{shown}");
+    assert!(admin(&dir, &["app", "show", "svc"], None).contains("client secret: set "));
     let db = std::fs::read(dir.join("vedauth.db")).expect("db");
     assert!(!String::from_utf8_lossy(&db).contains(&second));
     let out = admin(&dir, &["app", "secret", "svc", "--remove"], None);
     assert!(out.contains("public client"), "{out}");
+    assert!(admin(&dir, &["app", "show", "svc"], None).contains("client secret: none"));
     assert_eq!(cc(second).await, StatusCode::UNAUTHORIZED);
     let (code, _, err) = run(&["--data-dir", data(&dir), "app", "secret", "nope"]);
     assert_ne!(code, 0);
