@@ -740,3 +740,95 @@ async fn a_checked_client_secret_is_not_hashed_again_until_it_changes() {
     let r = introspect(new.expose().to_string()).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
 }
+
+/// The OAuth 2.0 face shares the VEDauth face's lockout, per-address rate limit and metrics.
+#[tokio::test]
+async fn the_face_shares_the_lockout_the_rate_limit_and_the_metrics() {
+    const LOCK_APP: &str = "lockout-face-app";
+    let mut opts = Options::default();
+    opts.config.metrics.public = true;
+    let s = TestServer::start_with(opts).await;
+    // The process-wide recorder is installed by the first scrape; counts before it are lost.
+    assert_eq!(s.get_bearer("/metrics", None).await.status, StatusCode::OK);
+    s.setup_basic("lou", PW, LOCK_APP, "certificate").await;
+    let secret = s
+        .app
+        .admin
+        .set_client_secret(&Caller::Operator, LOCK_APP)
+        .await
+        .unwrap()
+        .secret;
+    // Five wrong passwords on this face lock the user out on the VEDauth face too.
+    for _ in 0..5 {
+        let r = form(
+            &s,
+            "/oauth2/token",
+            Some((LOCK_APP, secret.expose())),
+            &[
+                ("grant_type", "password"),
+                ("username", "lou"),
+                ("password", "wrong-password"),
+                ("scope", "certificate"),
+            ],
+        )
+        .await;
+        assert_oauth_error(&r, 400, "invalid_grant", None);
+    }
+    let r = s.password_grant(LOCK_APP, "lou", PW, "certificate").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "locked out: {}", r.text);
+    let audit = std::fs::read_to_string(s.dir.join("audit.log")).expect("audit");
+    assert!(audit.contains("\"event\":\"lockout\""), "{audit}");
+
+    // Metrics: grants by grant type, failed client authentications.
+    let r = form(
+        &s,
+        "/oauth2/token",
+        Some((LOCK_APP, secret.expose())),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    form(
+        &s,
+        "/oauth2/token",
+        Some((LOCK_APP, "wrong")),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    let text = s.get_bearer("/metrics", None).await.text;
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("vedauth_grants_issued_total")
+                && l.contains(&format!("client_id=\"{LOCK_APP}\""))
+                && l.contains("grant_type=\"client_credentials\"")),
+        "{text}"
+    );
+    assert!(
+        text.contains("vedauth_client_auth_failures_total"),
+        "{text}"
+    );
+
+    // The per-address rate limit, answered in this face's shape.
+    let mut opts = Options::default();
+    opts.config.rate_limit.enabled = true;
+    opts.config.rate_limit.per_second = 1;
+    opts.config.rate_limit.burst = 2;
+    let s = TestServer::start_with(opts).await;
+    let mut limited = None;
+    for _ in 0..10 {
+        let r = form(
+            &s,
+            "/oauth2/token",
+            None,
+            &[("grant_type", "client_credentials"), ("client_id", "x")],
+        )
+        .await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("rate limited within 10 requests");
+    assert_eq!(r.json["error"], "temporarily_unavailable", "{}", r.text);
+    assert!(r.headers.contains_key("retry-after"));
+}
