@@ -33,6 +33,10 @@ use vedauth::store::{Application, Grant, Rule, User};
 const LOAD_PASSWORD: &str = "bench-Password-1";
 const SCOPE: &str = "certificate:manage,revoke";
 const APPS: usize = 4;
+/// The original path of the gateway-check phase (Envoy's form): `GET /vedsdk/certificates/{guid}`
+/// needs `certificate`, which the seeded grants hold.
+const GATEWAY_PATH: &str =
+    "/gateway/check/vedsdk/certificates/0b5a4c3e-1f2d-4e6a-9b8c-7d6e5f4a3b2c";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -83,7 +87,7 @@ struct RunArgs {
     #[arg(long)]
     markdown: Option<PathBuf>,
     /// Phases to run (comma-separated): bare, password, burst, refresh, verify, cold, revoke,
-    /// mixed, or all. Targets are judged only for the phases that ran.
+    /// mixed, gateway, introspect, or all. Targets are judged only for the phases that ran.
     #[arg(long, default_value = "all")]
     phases: String,
 }
@@ -555,6 +559,54 @@ impl Work for HotVerify {
     }
 }
 
+/// The gateway check round-robin over the hot tokens, as Envoy sends it (the original path
+/// after the check's own: a `/vedsdk` path of the scope map).
+struct HotGateway {
+    tokens: Arc<Vec<String>>,
+    i: usize,
+}
+impl Work for HotGateway {
+    fn next(&mut self) -> Option<Req> {
+        self.i = (self.i + 1) % self.tokens.len().max(1);
+        Some(Req {
+            method: Method::GET,
+            path: GATEWAY_PATH,
+            bearer: self.tokens.get(self.i).cloned(),
+            body: None,
+        })
+    }
+    fn done(&mut self, status: StatusCode, _: &[u8]) -> bool {
+        status == StatusCode::OK
+    }
+}
+
+/// RFC 7662 introspection of the hot tokens round-robin by a confidential application
+/// (client_secret_post), as a gateway that introspects every request would.
+struct HotIntrospect {
+    tokens: Arc<Vec<String>>,
+    secret: Arc<str>,
+    i: usize,
+}
+impl Work for HotIntrospect {
+    fn next(&mut self) -> Option<Req> {
+        self.i = (self.i + 1) % self.tokens.len().max(1);
+        let body = serde_json::json!({
+            "client_id": app_id(0),
+            "client_secret": &*self.secret,
+            "token": self.tokens.get(self.i)?,
+        });
+        Some(Req {
+            method: Method::POST,
+            path: "/oauth2/introspect",
+            bearer: None,
+            body: Some(Bytes::from(body.to_string())),
+        })
+    }
+    fn done(&mut self, status: StatusCode, body: &[u8]) -> bool {
+        status == StatusCode::OK && body.starts_with(b"{\"active\":true")
+    }
+}
+
 /// Each token of a shared list once, across all connections (cold verify, revoke).
 struct Once {
     tokens: Arc<Vec<String>>,
@@ -863,6 +915,45 @@ fn bare_req_post(path: &'static str) -> Req {
     }
 }
 
+/// The introspection request's shape, for the bare handler.
+fn bare_req_introspect() -> Req {
+    let body = serde_json::json!({
+        "client_id": app_id(0),
+        "client_secret": "x".repeat(43),
+        "token": "AAAAAAAAAAAAAAAAAAAAAA==",
+    });
+    Req {
+        method: Method::POST,
+        path: "/oauth2/introspect",
+        bearer: None,
+        body: Some(Bytes::from(body.to_string())),
+    }
+}
+
+/// Gives the first application a client secret (for the introspection phase), through the
+/// command line on the seeded data directory, before any server runs on it.
+fn client_secret(a: &RunArgs) -> anyhow::Result<String> {
+    let out = Command::new(&a.vedauth)
+        .arg("--data-dir")
+        .arg(a.work.join("data"))
+        .arg("--config")
+        .arg(a.work.join("vedauth.toml"))
+        .args(["app", "secret", &app_id(0), "--json"])
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "vedauth app secret failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    v["client_secret"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("no client_secret in {v}"))
+}
+
 fn argon2_ceiling(seconds: u64) -> anyhow::Result<(f64, usize)> {
     let params = HashParams::default();
     let phc = hash_now(&params, LOAD_PASSWORD)?;
@@ -967,6 +1058,12 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     ));
 
+    let secret: Arc<str> = if want("introspect") {
+        client_secret(&a)?.into()
+    } else {
+        Arc::from("")
+    };
+
     let l0 = loadavg();
     let cpu = CpuMeter::start(None);
     let (argon2_rate, threads) = argon2_ceiling(a.duration.min(5))?;
@@ -1057,6 +1154,8 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
                 16,
                 bare_req_get("/vedauth/revoke/token"),
             ),
+            ("bare GET (gateway shape)", 64, bare_req_get(GATEWAY_PATH)),
+            ("bare POST (introspect shape)", 64, bare_req_introspect()),
         ] {
             if !want("bare") {
                 continue;
@@ -1095,6 +1194,14 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
             .unwrap_or(f64::NAN);
         let bare_revoke = bare_rates
             .get("bare GET (revoke shape)")
+            .copied()
+            .unwrap_or(f64::NAN);
+        let bare_gateway = bare_rates
+            .get("bare GET (gateway shape)")
+            .copied()
+            .unwrap_or(f64::NAN);
+        let bare_introspect = bare_rates
+            .get("bare POST (introspect shape)")
             .copied()
             .unwrap_or(f64::NAN);
 
@@ -1279,6 +1386,69 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
             });
         }
 
+        // 3a. The gateway check and introspection, cached, each beside its bare handler. The
+        // hot tokens are warmed first (again, should the verify phase not have run).
+        let mut gateway_hot = Stats::default();
+        let mut introspect_hot = Stats::default();
+        if want("gateway") || want("introspect") {
+            let hot_next = Arc::new(AtomicUsize::new(0));
+            let _ = drive(&target, &phase(16, hot.len() as u64), None, |_| {
+                Box::new(Once {
+                    tokens: hot.clone(),
+                    next: hot_next.clone(),
+                    path: "/vedauth/authorize/verify",
+                })
+            })
+            .await;
+        }
+        if want("gateway") {
+            let l0 = loadavg();
+            let st = drive(&target, &phase(64, 10_000_000), Some(pid), |w| {
+                Box::new(HotGateway {
+                    tokens: hot.clone(),
+                    i: w * 13,
+                })
+            })
+            .await;
+            log(&format!(
+                "{transport} gateway check (cached): {:.0}/s",
+                st.rate()
+            ));
+            gateway_hot = st.clone();
+            rows.push(Row {
+                transport,
+                name: "gateway check, cached".into(),
+                conc: 64,
+                stats: st,
+                baseline: Some(bare_gateway),
+                load: (l0, loadavg()),
+            });
+        }
+        if want("introspect") {
+            let l0 = loadavg();
+            let st = drive(&target, &phase(64, 10_000_000), Some(pid), |w| {
+                Box::new(HotIntrospect {
+                    tokens: hot.clone(),
+                    secret: secret.clone(),
+                    i: w * 13,
+                })
+            })
+            .await;
+            log(&format!(
+                "{transport} introspection (cached): {:.0}/s",
+                st.rate()
+            ));
+            introspect_hot = st.clone();
+            rows.push(Row {
+                transport,
+                name: "introspection, cached".into(),
+                conc: 64,
+                stats: st,
+                baseline: Some(bare_introspect),
+                load: (l0, loadavg()),
+            });
+        }
+
         // 3b. Verify, cold: distinct tokens, each verified once.
         let mut verify_cold = Stats::default();
         if want("cold") {
@@ -1425,6 +1595,32 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
                 detail: format!(
                     "{:.0}/s = {:.0}% of {bare_get:.0}/s ({})",
                     verify_hot.rate(),
+                    r * 100.0,
+                    by(r, 0.8)
+                ),
+            });
+        }
+        let r = ratio(gateway_hot.rate(), bare_gateway);
+        if want("gateway") && want("bare") {
+            targets.push(Goal {
+                name: format!("{transport}: gateway check (cached) >= 80% of the bare handler"),
+                met: r >= 0.8,
+                detail: format!(
+                    "{:.0}/s = {:.0}% of {bare_gateway:.0}/s ({})",
+                    gateway_hot.rate(),
+                    r * 100.0,
+                    by(r, 0.8)
+                ),
+            });
+        }
+        let r = ratio(introspect_hot.rate(), bare_introspect);
+        if want("introspect") && want("bare") {
+            targets.push(Goal {
+                name: format!("{transport}: introspection (cached) >= 80% of the bare handler"),
+                met: r >= 0.8,
+                detail: format!(
+                    "{:.0}/s = {:.0}% of {bare_introspect:.0}/s ({})",
+                    introspect_hot.rate(),
                     r * 100.0,
                     by(r, 0.8)
                 ),

@@ -57,6 +57,9 @@ pub struct Config {
     pub database_url: Option<String>,
     /// The four-part version `GET /vedsdk/SystemStatus/Version` reports.
     pub tpp_version: String,
+    /// The URL clients reach this server at (`https://auth.example:8443`): the OAuth 2.0
+    /// issuer and the base of the metadata's endpoint URLs. Empty = this listener's own URL.
+    pub public_url: String,
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
     pub shutdown_grace_secs: u64,
     pub password_hash: PasswordHashConfig,
@@ -71,6 +74,30 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Directory identity providers (LDAP, Active Directory), tried in this order after local users.
     pub ldap: Vec<crate::identity::ldap::LdapConfig>,
+    /// The gateway check (`/gateway/check`) for reverse proxies.
+    pub gateway: GatewayConfig,
+}
+
+/// The gateway check's rules: which scope a path of the operator's own APIs needs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Refuse (403) a request that matches no route rule and no `/vedsdk` endpoint; false:
+    /// any valid token passes there.
+    pub require_route: bool,
+    /// Path prefix to scope rules, `[[gateway.route]]` in the file; the longest matching
+    /// prefix wins, and they are checked before the `/vedsdk` scope map.
+    pub route: Vec<GatewayRoute>,
+}
+
+/// One `[[gateway.route]]`: requests whose path starts with `prefix` (at a `/` boundary) and
+/// whose method is in `methods` (empty = any) need `scope` (empty = any valid token).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayRoute {
+    pub prefix: String,
+    pub scope: String,
+    pub methods: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -285,6 +312,7 @@ impl Default for Config {
             tls_key_file: None,
             database_url: None,
             tpp_version: "25.3.0.2740".into(),
+            public_url: String::new(),
             shutdown_grace_secs: 30,
             password_hash: PasswordHashConfig::default(),
             tokens: TokenConfig::default(),
@@ -296,6 +324,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             database: DatabaseConfig::default(),
             ldap: Vec::new(),
+            gateway: GatewayConfig::default(),
         }
     }
 }
@@ -327,6 +356,7 @@ pub const KEYS: &[Key] = &[
     Key { path: "tls_key_file", kind: Kind::Str, doc: "PEM private key for tls_cert_file; empty = the generated one." },
     Key { path: "database_url", kind: Kind::Str, doc: "PostgreSQL URL (postgres://...); empty = the embedded SQLite file <data-dir>/vedauth.db. A secret: VEDAUTH_DATABASE_URL_FILE reads it from a file." },
     Key { path: "tpp_version", kind: Kind::Str, doc: "The four-part version GET /vedsdk/SystemStatus/Version reports." },
+    Key { path: "public_url", kind: Kind::Str, doc: "The URL clients reach this server at (https://host:port): the OAuth 2.0 issuer and the base of the endpoint URLs in /.well-known/oauth-authorization-server; empty = this listener's own URL." },
     Key { path: "shutdown_grace_secs", kind: Kind::Int, doc: "Seconds in-flight requests get to finish after SIGINT/SIGTERM." },
     Key { path: "password_hash.memory_kib", kind: Kind::Int, doc: "argon2id memory cost in KiB; hashes made with other parameters are upgraded at the next login." },
     Key { path: "password_hash.iterations", kind: Kind::Int, doc: "argon2id passes." },
@@ -368,6 +398,7 @@ pub const KEYS: &[Key] = &[
     Key { path: "metrics.enabled", kind: Kind::Bool, doc: "Serve Prometheus metrics at /metrics." },
     Key { path: "metrics.listen", kind: Kind::Str, doc: "Serve /metrics on this separate address (plain HTTP, without a token, e.g. 127.0.0.1:9464); empty = on the main listener." },
     Key { path: "metrics.public", kind: Kind::Bool, doc: "On the main listener, serve /metrics without a token (false: a bearer token with the admin scope is needed)." },
+    Key { path: "gateway.require_route", kind: Kind::Bool, doc: "Gateway check: refuse (403) a request whose path matches no [[gateway.route]] rule and no /vedsdk endpoint (false: any valid token passes there)." },
 ];
 
 impl Key {
@@ -668,6 +699,7 @@ impl Config {
             ));
         }
         out.push_str(DIRECTORY_EXAMPLE);
+        out.push_str(GATEWAY_EXAMPLE);
         out
     }
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
@@ -760,6 +792,42 @@ impl Config {
                 message: e.to_string(),
             })?;
         }
+        if !self.public_url.is_empty() {
+            let ok = url::Url::parse(&self.public_url).is_ok_and(|u| {
+                matches!(u.scheme(), "https" | "http")
+                    && u.host().is_some()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            });
+            if !ok {
+                return Err(ConfigError::Invalid {
+                    key: "public_url",
+                    message: format!(
+                        "'{}' is not an https:// (or http://) URL without query or fragment",
+                        self.public_url
+                    ),
+                });
+            }
+        }
+        for r in &self.gateway.route {
+            let bad = |message: String| ConfigError::Invalid {
+                key: "gateway.route",
+                message,
+            };
+            if !r.prefix.starts_with('/') {
+                return Err(bad(format!("prefix '{}' must start with '/'", r.prefix)));
+            }
+            // `:priv` (that privilege on any scope name) is checked when the routes are built.
+            if !r.scope.trim().is_empty() && !r.scope.trim().starts_with(':') {
+                crate::scope::Scope::parse(&r.scope.replace(' ', ";"))
+                    .map_err(|e| bad(format!("scope of '{}': {e}", r.prefix)))?;
+            }
+            for m in &r.methods {
+                if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    return Err(bad(format!("'{m}' is not an HTTP method")));
+                }
+            }
+        }
         if self.tokens.sweep_batch == 0 {
             return Err(ConfigError::Invalid {
                 key: "tokens.sweep_batch",
@@ -769,6 +837,16 @@ impl Config {
         Ok(())
     }
 }
+
+/// Gateway routes are a list, so they are shown as a commented example.
+const GATEWAY_EXAMPLE: &str = "
+# Gateway check rules (/gateway/check) for your own APIs: the longest matching prefix wins.
+# Only in the file (not the environment); see docs/gateway.md. For example:
+# [[gateway.route]]
+# prefix = \"/api/orders\"
+# scope = \"certificate:manage\"
+# methods = [\"POST\", \"PUT\"]
+";
 
 /// Directory providers are a list, so they are shown as a commented example.
 const DIRECTORY_EXAMPLE: &str = "
@@ -816,6 +894,7 @@ mod tests {
             &mut fields,
         );
         fields.remove("ldap");
+        fields.remove("gateway.route");
         let keys: BTreeSet<String> = KEYS.iter().map(|k| k.path.to_string()).collect();
         assert_eq!(keys, fields);
     }

@@ -113,6 +113,20 @@ pub async fn start(asm: Arc<Assembly>, listen: SocketAddr) -> anyhow::Result<Run
     )
     .await?;
     let limiter = Limiter::new(&cfg.rate_limit);
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let issuer = if cfg.public_url.is_empty() {
+        let scheme = if tls_config.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", listener.local_addr()?)
+    } else {
+        cfg.public_url.trim_end_matches('/').to_string()
+    };
+    let gateway = crate::http::gateway::Routes::new(&cfg.gateway).map_err(anyhow::Error::msg)?;
     let state = HttpState {
         services: Arc::new(asm.services()),
         limiter: limiter.clone(),
@@ -120,10 +134,9 @@ pub async fn start(asm: Arc<Assembly>, listen: SocketAddr) -> anyhow::Result<Run
             served_here: cfg.metrics.enabled && cfg.metrics.listen.is_empty(),
             public: cfg.metrics.public,
         },
+        issuer: issuer.into(),
+        gateway: Arc::new(gateway),
     };
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
     let handle = server::start(
         listener,
         tls_config,

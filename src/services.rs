@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use crate::admin::Admin;
 use crate::domain::{Grant, SharedStore};
-use crate::grants::{Engine, GrantError, GrantRequest, IssuedTokens};
+use crate::grants::{ClientAuth, Engine, GrantError, GrantRequest, IssuedTokens, TokenUse};
 use crate::identity::{Identities, IdpError, Principal};
+use crate::secret::Secret;
 
 /// What `/readyz` reports.
 #[derive(Debug, Clone)]
@@ -75,6 +76,41 @@ impl Services {
         source: Option<IpAddr>,
     ) -> Result<Grant, GrantError> {
         self.engine.revoke(access_token, source).await
+    }
+
+    /// Client authentication (the OAuth 2.0 face): the application, if the secret (or, for a
+    /// public client, its absence) is right.
+    pub async fn authenticate_client(
+        &self,
+        client_id: &str,
+        secret: Option<&Secret>,
+        source: Option<IpAddr>,
+    ) -> Result<ClientAuth, GrantError> {
+        self.engine
+            .authenticate_client(client_id, secret, source)
+            .await
+    }
+
+    /// The live grant behind an access or refresh token (introspection).
+    pub async fn find_token(
+        &self,
+        token: &str,
+        refresh_first: bool,
+    ) -> Result<Option<(Arc<Grant>, TokenUse)>, GrantError> {
+        self.engine.find_token(token, refresh_first).await
+    }
+
+    /// Revokes the grant behind an access or refresh token of `client_id` (RFC 7009).
+    pub async fn revoke_token(
+        &self,
+        token: &str,
+        refresh_first: bool,
+        client_id: &str,
+        source: Option<IpAddr>,
+    ) -> Result<bool, GrantError> {
+        self.engine
+            .revoke_token(token, refresh_first, client_id, source)
+            .await
     }
 
     /// The administration core, as the API and the console call it.

@@ -36,6 +36,8 @@ pub enum Change {
     EnableUser,
     RemoveUser,
     UnlockUser,
+    SetClientSecret,
+    RemoveClientSecret,
 }
 
 impl Change {
@@ -57,6 +59,8 @@ impl Change {
             Change::EnableUser => "enable_user",
             Change::RemoveUser => "remove_user",
             Change::UnlockUser => "unlock",
+            Change::SetClientSecret => "set_client_secret",
+            Change::RemoveClientSecret => "remove_client_secret",
         }
     }
 }
@@ -178,6 +182,12 @@ impl Reads {
         client_ids: &[ClientId],
     ) -> AdminResult<Vec<(ClientId, GrantCounts)>> {
         Ok(self.0.grant_counts(client_ids).await?)
+    }
+    pub(super) async fn client_secret(
+        &self,
+        client_id: &str,
+    ) -> AdminResult<Option<crate::domain::ClientSecret>> {
+        Ok(self.0.client_secret(client_id).await?)
     }
 }
 

@@ -14,6 +14,7 @@ mod grants;
 pub mod policy;
 mod roles;
 mod rules;
+mod secrets;
 mod settings;
 mod users;
 
@@ -38,6 +39,7 @@ pub use self::audited::Change;
 pub use self::policy::{Caller, HeldRole, Role};
 pub use self::roles::{RoleGrant, RoleInfo};
 pub use self::rules::RuleInput;
+pub use self::secrets::NewClientSecret;
 pub use self::users::{validate_new_password, validate_new_user_name, NewUser, UserInfo};
 
 /// The longest access-token or grant validity: 100 years of 365.25 days. Longer values would

@@ -164,6 +164,16 @@ pub enum AppCmd {
         /// The application's client_id.
         client_id: String,
     },
+    /// Give the application a new client secret (for the OAuth 2.0 face: client_credentials,
+    /// introspection, confidential clients), replacing any earlier one at once. The secret is
+    /// printed this once and never again; only its argon2id hash is stored.
+    Secret {
+        /// The application's client_id.
+        client_id: String,
+        /// Remove the secret instead: the application becomes a public client again.
+        #[arg(long)]
+        remove: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -408,6 +418,9 @@ struct AppView {
     grant_validity: Option<String>,
     renewable: Option<bool>,
     rules: Vec<RuleView>,
+    /// When its client secret was set (`app show` only; never the secret itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret_set_at: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -454,6 +467,7 @@ fn app_view(a: &Application, rules: &[Rule], names: &BTreeMap<String, Named>) ->
         grant_validity: a.grant_validity.map(|l| l.to_string()),
         renewable: a.renewable,
         rules: rules.iter().map(|r| RuleView::new(r, names)).collect(),
+        client_secret_set_at: None,
     }
 }
 
@@ -718,10 +732,11 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
             let names = admin
                 .names(&rules.iter().map(|r| r.trustee.as_str()).collect::<Vec<_>>())
                 .await;
-            let v = app_view(&a, &rules, &names);
+            let mut v = app_view(&a, &rules, &names);
+            v.client_secret_set_at = admin_op(admin.client_secret_set_at(me, &client_id).await)?;
             print(g.json, &v, || {
                 let mut s = format!(
-                    "client_id: {}\nname: {}\nvendor: {}\nscope: {}\naccess validity: {}\ngrant validity: {}\nrenewable: {}\nrules:",
+                    "client_id: {}\nname: {}\nvendor: {}\nscope: {}\naccess validity: {}\ngrant validity: {}\nrenewable: {}\nclient secret: {}\nrules:",
                     v.client_id,
                     v.name,
                     v.vendor,
@@ -729,6 +744,13 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
                     v.access_validity.map(|x| x.to_string()).unwrap_or_else(|| "default".into()),
                     v.grant_validity.clone().unwrap_or_else(|| "default".into()),
                     v.renewable.map(|x| x.to_string()).unwrap_or_else(|| "default".into()),
+                    match v.client_secret_set_at {
+                        Some(at) => format!(
+                            "set {} ({at})",
+                            crate::wire_time::iso8601(at)
+                        ),
+                        None => "none (a public client)".into(),
+                    },
                 );
                 for r in &v.rules {
                     s.push_str(&format!(
@@ -739,6 +761,39 @@ pub async fn app(g: &GlobalOpts, cmd: AppCmd) -> anyhow::Result<()> {
                 }
                 s
             });
+        }
+        AppCmd::Secret { client_id, remove } => {
+            if remove {
+                let had = admin_op(admin.remove_client_secret(me, &client_id).await)?;
+                print(
+                    g.json,
+                    &serde_json::json!({"client_id": client_id, "removed": had}),
+                    || match had {
+                        true => {
+                            format!("{client_id}: client secret removed; it is a public client now")
+                        }
+                        false => format!("{client_id} had no client secret"),
+                    },
+                );
+            } else {
+                let s = admin_op(admin.set_client_secret(me, &client_id).await)?;
+                print(
+                    g.json,
+                    &serde_json::json!({
+                        "client_id": s.client_id,
+                        "client_secret": s.secret.expose(),
+                        "created_at": s.created_at,
+                        "rotated": s.rotated,
+                    }),
+                    || {
+                        format!(
+                            "client secret for {} (shown this once; store it now):\n{}",
+                            s.client_id,
+                            s.secret.expose()
+                        )
+                    },
+                );
+            }
         }
         AppCmd::Remove { client_id } => {
             let n = admin_op(admin.delete_application(me, &client_id).await)?;

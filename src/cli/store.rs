@@ -13,8 +13,8 @@ use crate::store::{Aggregate, Rows, Store, Tally};
 
 #[derive(Debug, Subcommand)]
 pub enum StoreCmd {
-    /// Copy everything (users, applications and rules, role assignments, lockout records,
-    /// settings, grants and retired refresh tokens) from one store to another.
+    /// Copy everything (users, applications and rules, client secrets, role assignments,
+    /// lockout records, settings, grants and retired refresh tokens) from one store to another.
     Copy {
         /// The source: `sqlite:PATH` or `postgres://USER:PASSWORD@HOST:PORT/DB`.
         #[arg(long)]
@@ -44,6 +44,7 @@ pub struct Kinds {
     pub users: u64,
     pub applications: u64,
     pub rules: u64,
+    pub client_secrets: u64,
     pub roles: u64,
     pub lockout: u64,
     pub grants: u64,
@@ -56,6 +57,7 @@ impl Kinds {
             Rows::Users => &mut self.users,
             Rows::Applications => &mut self.applications,
             Rows::Rules => &mut self.rules,
+            Rows::ClientSecrets => &mut self.client_secrets,
             Rows::Roles => &mut self.roles,
             Rows::Lockout => &mut self.lockout,
             Rows::Grants => &mut self.grants,
@@ -68,6 +70,7 @@ impl Kinds {
         self.users
             + self.applications
             + self.rules
+            + self.client_secrets
             + self.roles
             + self.lockout
             + self.grants
@@ -77,14 +80,15 @@ impl Kinds {
     fn line(&self) -> String {
         format!(
             "{} users, {} applications, {} rules, {} grants, {} role assignments, {} lockout \
-             records, {} retired refresh tokens",
+             records, {} retired refresh tokens, {} client secrets",
             self.users,
             self.applications,
             self.rules,
             self.grants,
             self.roles,
             self.lockout,
-            self.retired_refresh
+            self.retired_refresh,
+            self.client_secrets
         )
     }
 }

@@ -101,6 +101,16 @@ pub struct Application {
     pub created_at: UnixTime,
 }
 
+/// The secret of a confidential application (OAuth 2.0 client authentication), only ever held
+/// as an argon2id PHC string. An application without one is a public client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSecret {
+    pub client_id: ClientId,
+    pub secret_hash: String,
+    /// When this secret was set (a rotation replaces the row).
+    pub created_at: UnixTime,
+}
+
 /// Who may obtain grants for an application, and with what limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {

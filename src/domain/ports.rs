@@ -119,6 +119,20 @@ pub trait ApplicationStore: Send + Sync {
     ) -> StoreResult<(Tally, Tally)>;
 }
 
+/// The secrets of confidential applications (at most one per application; removed with it).
+#[async_trait]
+pub trait ClientSecretStore: Send + Sync {
+    /// Sets or replaces the application's secret; `Missing("application")` if there is none.
+    async fn put_client_secret(&self, secret: &ClientSecret) -> StoreResult<()>;
+    async fn client_secret(&self, client_id: &str) -> StoreResult<Option<ClientSecret>>;
+    /// False if the application had no secret.
+    async fn delete_client_secret(&self, client_id: &str) -> StoreResult<bool>;
+    /// Every secret, by client_id.
+    async fn list_client_secrets(&self) -> StoreResult<Vec<ClientSecret>>;
+    /// Writes the secrets in one transaction; existing keys are skipped.
+    async fn import_client_secrets(&self, secrets: &[ClientSecret]) -> StoreResult<Tally>;
+}
+
 /// OAuth roles (docs/protocol.md §13).
 #[async_trait]
 pub trait RoleStore: Send + Sync {
@@ -234,6 +248,7 @@ pub trait InvalidationFeed: Send + Sync {
 pub enum Aggregate {
     Users,
     Applications,
+    ClientSecrets,
     Roles,
     Lockout,
     Settings,
@@ -241,9 +256,10 @@ pub enum Aggregate {
 }
 
 impl Aggregate {
-    pub const ALL: [Aggregate; 6] = [
+    pub const ALL: [Aggregate; 7] = [
         Aggregate::Users,
         Aggregate::Applications,
+        Aggregate::ClientSecrets,
         Aggregate::Roles,
         Aggregate::Lockout,
         Aggregate::Settings,
@@ -259,6 +275,7 @@ pub enum Dump {
         apps: Vec<Application>,
         rules: Vec<Rule>,
     },
+    ClientSecrets(Vec<ClientSecret>),
     Roles(Vec<RoleAssignment>),
     Lockout(Vec<LockoutEntry>),
     Settings(Settings),
@@ -274,6 +291,7 @@ pub enum Rows {
     Users,
     Applications,
     Rules,
+    ClientSecrets,
     Roles,
     Lockout,
     Settings,
@@ -287,6 +305,7 @@ impl Dump {
         match self {
             Dump::Users(v) => v.is_empty(),
             Dump::Applications { apps, rules } => apps.is_empty() && rules.is_empty(),
+            Dump::ClientSecrets(v) => v.is_empty(),
             Dump::Roles(v) => v.is_empty(),
             Dump::Lockout(v) => v.is_empty(),
             Dump::Settings(_) => false,
@@ -300,6 +319,7 @@ impl Dump {
 pub trait Store:
     UserStore
     + ApplicationStore
+    + ClientSecretStore
     + RoleStore
     + LockoutStore
     + SettingsStore
@@ -335,6 +355,7 @@ pub trait Store:
                 apps: self.list_applications().await?,
                 rules: self.rules(None).await?,
             },
+            Aggregate::ClientSecrets => Dump::ClientSecrets(self.list_client_secrets().await?),
             Aggregate::Roles => Dump::Roles(self.roles(None).await?),
             Aggregate::Lockout => Dump::Lockout(self.list_lockouts().await?),
             Aggregate::Settings => Dump::Settings(self.settings().await?),
@@ -352,6 +373,9 @@ pub trait Store:
             Dump::Applications { apps, rules } => {
                 let (a, r) = self.import_applications(apps, rules).await?;
                 vec![(Rows::Applications, a), (Rows::Rules, r)]
+            }
+            Dump::ClientSecrets(v) => {
+                vec![(Rows::ClientSecrets, self.import_client_secrets(v).await?)]
             }
             Dump::Roles(v) => vec![(Rows::Roles, self.import_roles(v).await?)],
             Dump::Lockout(v) => vec![(Rows::Lockout, self.import_lockouts(v).await?)],

@@ -20,6 +20,12 @@ pub enum GrantError {
     InvalidScope(String),
     #[error("application {0:?} not registered")]
     UnknownClient(String),
+    /// Client authentication failed (wrong, missing or unexpected secret).
+    #[error("client authentication failed")]
+    ClientAuthFailed,
+    /// A grant type only confidential clients (with a secret) may use.
+    #[error("client has no secret")]
+    PublicClient,
     #[error("login rejected: {0:?}")]
     BadCredentials(RejectCause),
     #[error("no rule admits the identity")]
@@ -78,6 +84,8 @@ impl GrantError {
             PasswordAuthDisabled | RefreshDisabled => "flow_disabled",
             InvalidScope(_) => "invalid_scope",
             UnknownClient(_) => "unknown_client",
+            ClientAuthFailed => "client_auth_failed",
+            PublicClient => "public_client",
             BadCredentials(c) => reject_word(*c),
             NotAdmitted => "not_admitted",
             ScopeNotAuthorized(limit) => limit.cause(),

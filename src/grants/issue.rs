@@ -3,14 +3,32 @@
 //! every flow.
 
 use crate::audit::{hex, Event};
-use crate::domain::{CanonicalScope, GrantId};
+use crate::domain::{CanonicalScope, ClientId, GrantId, Identity, Lifetime};
 use crate::domain::{Grant, Rotation, Successor};
+use crate::scope::Scope;
 use crate::token;
 
-use super::error::GrantError;
+use super::error::{GrantError, ScopeLimit};
 use super::policy::{cap, lifetimes, matching_rule, scope_limit};
 use super::request::{Admission, Admitted, IssuedTokens};
 use super::{grace, Engine};
+
+/// The prefix of the identity a client-credentials grant is issued to: `client:<client_id>`.
+pub const CLIENT_PREFIX: &str = "client";
+
+/// A new grant whose policy is decided: what `mint` writes.
+struct Mint {
+    client_id: ClientId,
+    identity: Identity,
+    granted_to: Identity,
+    scope: CanonicalScope,
+    access_validity: i64,
+    grant_lifetime: Lifetime,
+    renewable: bool,
+    source: Option<std::net::IpAddr>,
+    state: Option<String>,
+    grant_type: &'static str,
+}
 
 impl Engine {
     pub(crate) async fn issue(&self, adm: Admission) -> Result<IssuedTokens, GrantError> {
@@ -55,61 +73,65 @@ impl Engine {
                     );
                 }
                 let (access_validity, grant_lifetime, renewable) = lifetimes(rule, &app, &settings);
-                let now = self.now();
-                let expires_at = grant_lifetime.expiry_from(now);
-                let access = token::generate();
-                let refresh = renewable.then(token::generate);
-                let access_expires_at = cap(now.saturating_add(access_validity), expires_at);
-                let grant = Grant {
-                    id: GrantId::new_random(),
-                    client_id: client_id.clone(),
+                self.mint(Mint {
+                    client_id,
                     identity,
                     granted_to: rule.trustee.clone(),
                     scope: CanonicalScope::of(&scope),
-                    issued_at: now,
-                    expires_at,
-                    renewable,
                     access_validity,
-                    access_digest: access.digest,
-                    access_issued_at: now,
-                    access_expires_at,
-                    refresh_digest: refresh.as_ref().map(|r| r.digest),
-                };
-                // The event is written before the grant is committed: if it cannot be written
-                // (and the trail fails closed) nothing was issued, and the client can simply
-                // try again.
-                self.audit.record(&Event {
-                    event: "grant_issued",
-                    identity: Some(&grant.identity),
-                    client_id: Some(&client_id),
+                    grant_lifetime,
+                    renewable,
                     source: adm.source,
-                    grant: Some(&grant.id),
-                    access_digest: Some(hex(&grant.access_digest)),
-                    refresh_digest: grant.refresh_digest.as_ref().map(hex),
-                    detail: Some(
-                        serde_json::json!({ "scope": grant.scope, "grant_type": grant_type }),
-                    ),
-                    ..Event::default()
-                })?;
-                if let Err(e) = self.store.insert_grant(&grant).await {
-                    self.not_committed("grant_issued", &grant.id, &e);
-                    return Err(e.into());
-                }
-                metrics::counter!("vedauth_grants_issued_total", "client_id" => client_id.to_string(), "grant_type" => grant_type)
-                    .increment(1);
-                tracing::info!(client_id = %client_id, identity = %grant.identity, grant = %grant.id, grant_type, "grant issued");
-                Ok(IssuedTokens {
-                    access_token: access.value,
-                    refresh_token: refresh.map(|r| r.value),
-                    expires: access_expires_at,
-                    expires_in: access_expires_at - now,
-                    scope: grant.scope,
-                    identity: grant.identity,
-                    refresh_until: if renewable { expires_at } else { None },
                     state: adm.state,
-                    grant_id: grant.id,
-                    client_id,
+                    grant_type,
                 })
+                .await
+            }
+            Admitted::Client {
+                app,
+                settings,
+                scope,
+            } => {
+                let client_id = app.client_id.clone();
+                let identity = Identity::of(CLIENT_PREFIX, &client_id);
+                let app_scope = Scope::parse(&app.max_scope).unwrap_or_default();
+                if !scope.is_subset_of(&app_scope) {
+                    let error = GrantError::ScopeNotAuthorized(ScopeLimit::Application);
+                    self.audit.record(&Event {
+                        event: "grant_refused",
+                        cause: error.cause(),
+                        identity: Some(&identity),
+                        client_id: Some(&client_id),
+                        source: adm.source,
+                        detail: Some(serde_json::json!({
+                            "requested": scope.to_string(),
+                            "allowed": app.max_scope,
+                        })),
+                        ..Event::default()
+                    })?;
+                    return Err(error);
+                }
+                let access_validity = app
+                    .access_validity
+                    .filter(|v| *v > 0)
+                    .unwrap_or(settings.default_access_token_validity);
+                let grant_lifetime = app
+                    .grant_validity
+                    .unwrap_or(Lifetime::from_db(settings.default_grant_validity));
+                self.mint(Mint {
+                    client_id,
+                    granted_to: identity.clone(),
+                    identity,
+                    scope: CanonicalScope::of(&scope),
+                    access_validity,
+                    grant_lifetime,
+                    // RFC 6749 §4.4.3: the client can simply ask again; no refresh token.
+                    renewable: false,
+                    source: adm.source,
+                    state: None,
+                    grant_type,
+                })
+                .await
             }
             Admitted::Repeat { grant, pair } => {
                 let now = self.now();
@@ -247,6 +269,74 @@ impl Engine {
         if let Err(e) = self.store.put_successor(&kept).await {
             tracing::warn!(grant = %grant_id, error = %e, "refresh answer not kept for the grace window");
         }
+    }
+
+    /// Mints, persists, audits and counts a new grant whose policy was decided.
+    async fn mint(&self, m: Mint) -> Result<IssuedTokens, GrantError> {
+        let Mint {
+            client_id,
+            identity,
+            granted_to,
+            scope,
+            access_validity,
+            grant_lifetime,
+            renewable,
+            source,
+            state,
+            grant_type,
+        } = m;
+        let now = self.now();
+        let expires_at = grant_lifetime.expiry_from(now);
+        let access = token::generate();
+        let refresh = renewable.then(token::generate);
+        let access_expires_at = cap(now.saturating_add(access_validity), expires_at);
+        let grant = Grant {
+            id: GrantId::new_random(),
+            client_id: client_id.clone(),
+            identity,
+            granted_to,
+            scope,
+            issued_at: now,
+            expires_at,
+            renewable,
+            access_validity,
+            access_digest: access.digest,
+            access_issued_at: now,
+            access_expires_at,
+            refresh_digest: refresh.as_ref().map(|r| r.digest),
+        };
+        // The event is written before the grant is committed: if it cannot be written (and
+        // the trail fails closed) nothing was issued, and the client can simply try again.
+        self.audit.record(&Event {
+            event: "grant_issued",
+            identity: Some(&grant.identity),
+            client_id: Some(&client_id),
+            source,
+            grant: Some(&grant.id),
+            access_digest: Some(hex(&grant.access_digest)),
+            refresh_digest: grant.refresh_digest.as_ref().map(hex),
+            detail: Some(serde_json::json!({ "scope": grant.scope, "grant_type": grant_type })),
+            ..Event::default()
+        })?;
+        if let Err(e) = self.store.insert_grant(&grant).await {
+            self.not_committed("grant_issued", &grant.id, &e);
+            return Err(e.into());
+        }
+        metrics::counter!("vedauth_grants_issued_total", "client_id" => client_id.to_string(), "grant_type" => grant_type)
+            .increment(1);
+        tracing::info!(client_id = %client_id, identity = %grant.identity, grant = %grant.id, grant_type, "grant issued");
+        Ok(IssuedTokens {
+            access_token: access.value,
+            refresh_token: refresh.map(|r| r.value),
+            expires: access_expires_at,
+            expires_in: access_expires_at - now,
+            scope: grant.scope,
+            identity: grant.identity,
+            refresh_until: if renewable { expires_at } else { None },
+            state,
+            grant_id: grant.id,
+            client_id,
+        })
     }
 
     /// Records that a change already audited did not happen after all (its commit failed). Best

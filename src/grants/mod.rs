@@ -19,12 +19,35 @@ use crate::audit::{hex, Audit, Event};
 use crate::clock::{SharedClock, UnixTime};
 use crate::domain::{Grant, GrantFilter, SharedStore};
 use crate::identity::Identities;
+use crate::secret::Secret;
 use crate::token::{self, TokenDigest};
 
 pub use cache::VerifyCache;
 pub use error::{reject_word, GrantError, ScopeLimit};
+pub use issue::CLIENT_PREFIX;
 pub use policy::matching_rule;
-pub use request::{GrantRequest, GrantType, IssuedTokens, PasswordRequest, RefreshRequest};
+
+pub use request::{
+    ClientAuth, ClientCredentialsRequest, GrantRequest, GrantType, IssuedTokens, PasswordRequest,
+    RefreshRequest,
+};
+
+/// Which of a grant's two tokens a presented token is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    Access,
+    Refresh,
+}
+
+impl TokenUse {
+    /// RFC 7662's `token_type_hint` words (also oathkeeper's `token_use`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenUse::Access => "access_token",
+            TokenUse::Refresh => "refresh_token",
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -56,6 +79,11 @@ pub struct Engine {
     opts: EngineOptions,
     audit: Arc<Audit>,
     cache: VerifyCache,
+    /// Client secrets already checked: (client_id, SHA-256 of the secret) to the stored hash
+    /// they matched. A gateway introspecting every request would otherwise pay an argon2id
+    /// verification per call. A hit counts only while the store still holds that very hash,
+    /// so a rotation or removal takes effect at once.
+    secrets_seen: moka::sync::Cache<(String, TokenDigest), Arc<str>>,
 }
 
 impl Engine {
@@ -67,6 +95,10 @@ impl Engine {
         audit: Arc<Audit>,
     ) -> Self {
         let cache = VerifyCache::new(opts.verify_cache_capacity, opts.verify_cache_ttl);
+        let secrets_seen = moka::sync::Cache::builder()
+            .max_capacity(10_000)
+            .time_to_live(Duration::from_secs(300))
+            .build();
         Self {
             store,
             identities,
@@ -74,6 +106,7 @@ impl Engine {
             opts,
             audit,
             cache,
+            secrets_seen,
         }
     }
 
@@ -89,6 +122,7 @@ impl Engine {
         let admission = match req {
             GrantRequest::Password(r) => flows::password::admit(self, r).await?,
             GrantRequest::Refresh(r) => flows::refresh::admit(self, r).await?,
+            GrantRequest::ClientCredentials(r) => flows::client_credentials::admit(self, r).await?,
         };
         self.issue(admission).await
     }
@@ -123,6 +157,121 @@ impl Engine {
         Ok(grant)
     }
 
+    /// Authenticates a client (RFC 6749 §2.3.1): an application with a secret must present it;
+    /// one without (a public client) must present none. Secrets are checked on the hashing
+    /// pool; an unknown client or a secret where none is expected costs the same work. Every
+    /// failure is audited with its real cause and answered alike.
+    pub async fn authenticate_client(
+        &self,
+        client_id: &str,
+        secret: Option<&Secret>,
+        source: Option<IpAddr>,
+    ) -> Result<ClientAuth, GrantError> {
+        let (app, stored) = tokio::try_join!(
+            self.store.application(client_id),
+            self.store.client_secret(client_id)
+        )?;
+        let presented = secret.filter(|s| !s.is_empty());
+        let hash = stored.as_ref().map(|s| s.secret_hash.as_str());
+        let (ok, cause) = match (&app, hash, presented) {
+            (Some(_), None, None) => (true, ""),
+            (Some(_), Some(h), Some(s)) => {
+                let key = (client_id.to_string(), TokenDigest::of(s.expose()));
+                let seen = self
+                    .secrets_seen
+                    .get(&key)
+                    .is_some_and(|matched| *matched == *h);
+                let ok = seen || self.identities.check_secret(Some(h), s).await?;
+                if ok && !seen {
+                    self.secrets_seen.insert(key, Arc::from(h));
+                }
+                (ok, "wrong_secret")
+            }
+            (Some(_), Some(_), None) => (false, "missing_secret"),
+            (app, _, Some(s)) => {
+                self.identities.check_secret(None, s).await?;
+                let cause = if app.is_some() {
+                    "unexpected_secret"
+                } else {
+                    "unknown_client"
+                };
+                (false, cause)
+            }
+            (None, _, None) => (false, "unknown_client"),
+        };
+        match app {
+            Some(app) if ok => Ok(ClientAuth {
+                app,
+                confidential: stored.is_some(),
+            }),
+            _ => {
+                metrics::counter!("vedauth_client_auth_failures_total").increment(1);
+                self.audit.record(&Event {
+                    event: "client_auth_failed",
+                    cause: Some(cause),
+                    client_id: Some(client_id),
+                    source,
+                    ..Event::default()
+                })?;
+                Err(GrantError::ClientAuthFailed)
+            }
+        }
+    }
+
+    /// The live grant behind a token of either kind (RFC 7662, RFC 7009), the hinted kind
+    /// first; None if it is neither a live access token nor a live refresh token.
+    pub async fn find_token(
+        &self,
+        token: &str,
+        refresh_first: bool,
+    ) -> Result<Option<(Arc<Grant>, TokenUse)>, GrantError> {
+        if !token::looks_like_token(token) {
+            return Ok(None);
+        }
+        for kind in if refresh_first {
+            [TokenUse::Refresh, TokenUse::Access]
+        } else {
+            [TokenUse::Access, TokenUse::Refresh]
+        } {
+            let found = match kind {
+                TokenUse::Access => match self.verify(token).await {
+                    Ok(g) => Some(g),
+                    Err(GrantError::InvalidToken) => None,
+                    Err(e) => return Err(e),
+                },
+                TokenUse::Refresh => self
+                    .store
+                    .grant_by_refresh(&TokenDigest::of(token))
+                    .await?
+                    .filter(|g| !g.grant_expired(self.now()))
+                    .map(Arc::new),
+            };
+            if let Some(g) = found {
+                return Ok(Some((g, kind)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Revokes the grant behind a token of either kind, if it is `client_id`'s (RFC 7009 §2.1:
+    /// a token of another client is left alone). Whether a grant was revoked.
+    pub async fn revoke_token(
+        &self,
+        token: &str,
+        refresh_first: bool,
+        client_id: &str,
+        source: Option<IpAddr>,
+    ) -> Result<bool, GrantError> {
+        let Some((grant, _)) = self.find_token(token, refresh_first).await? else {
+            return Ok(false);
+        };
+        if grant.client_id.as_str() != client_id {
+            return Ok(false);
+        }
+        self.revoke_found(&grant, source).await?;
+        Ok(true)
+    }
+
     /// Revokes the grant behind an access token. `InvalidToken` if there is none.
     pub async fn revoke(
         &self,
@@ -130,6 +279,11 @@ impl Engine {
         source: Option<IpAddr>,
     ) -> Result<Grant, GrantError> {
         let grant = self.verify(access_token).await?;
+        self.revoke_found(&grant, source).await?;
+        Ok((*grant).clone())
+    }
+
+    async fn revoke_found(&self, grant: &Grant, source: Option<IpAddr>) -> Result<(), GrantError> {
         // Audited first, like every change: if the trail refuses, the grant stays as it was.
         self.audit.record(&Event {
             event: "grant_revoked",
@@ -141,11 +295,11 @@ impl Engine {
             refresh_digest: grant.refresh_digest.as_ref().map(hex),
             ..Event::default()
         })?;
-        if let Err(e) = self.revoke_grant(&grant).await {
+        if let Err(e) = self.revoke_grant(grant).await {
             self.not_committed("grant_revoked", &grant.id, &e);
             return Err(e);
         }
-        Ok((*grant).clone())
+        Ok(())
     }
 
     async fn revoke_grant(&self, grant: &Grant) -> Result<(), GrantError> {

@@ -18,6 +18,8 @@ pub enum GrantRequest {
     Password(PasswordRequest),
     /// Refresh token (VEDauth `authorize/token`).
     Refresh(RefreshRequest),
+    /// Client credentials (the OAuth 2.0 face): a confidential application on its own behalf.
+    ClientCredentials(ClientCredentialsRequest),
 }
 
 impl GrantRequest {
@@ -26,6 +28,7 @@ impl GrantRequest {
         match self {
             GrantRequest::Password(_) => GrantType::Password,
             GrantRequest::Refresh(_) => GrantType::Refresh,
+            GrantRequest::ClientCredentials(_) => GrantType::ClientCredentials,
         }
     }
 }
@@ -34,6 +37,7 @@ impl GrantRequest {
 pub enum GrantType {
     Password,
     Refresh,
+    ClientCredentials,
 }
 
 impl GrantType {
@@ -42,6 +46,7 @@ impl GrantType {
         match self {
             GrantType::Password => "password",
             GrantType::Refresh => "refresh_token",
+            GrantType::ClientCredentials => "client_credentials",
         }
     }
 }
@@ -63,6 +68,24 @@ pub struct RefreshRequest {
     pub client_id: Option<String>,
     pub refresh_token: Option<Secret>,
     pub source: Option<IpAddr>,
+}
+
+/// A client-credentials request; the secret is checked by the flow (on the hashing pool).
+#[derive(Debug, Default, Clone)]
+pub struct ClientCredentialsRequest {
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret>,
+    /// None: the application's whole scope.
+    pub scope: Option<String>,
+    pub source: Option<IpAddr>,
+}
+
+/// A client that proved who it is: its application, and whether it has a secret (a
+/// confidential client) or not (a public one, which only named itself).
+#[derive(Debug, Clone)]
+pub struct ClientAuth {
+    pub app: Application,
+    pub confidential: bool,
 }
 
 /// What a successful grant request hands back.
@@ -100,6 +123,13 @@ pub(crate) enum Admitted {
         scope: Scope,
         /// The name the identity was given as, for the audit trail.
         username: Option<String>,
+    },
+    /// A new grant for an application on its own behalf (client credentials): identity
+    /// `client:<client_id>`, no rule, no refresh token.
+    Client {
+        app: Box<Application>,
+        settings: Box<Settings>,
+        scope: Scope,
     },
     /// The next token pair of an existing grant, in exchange for its refresh token.
     Rotate {

@@ -4,6 +4,8 @@
 //! endpoints (health, readiness, metrics).
 
 pub mod common;
+pub mod gateway;
+pub mod oauth2;
 pub mod ops;
 pub mod vedauth;
 
@@ -26,6 +28,10 @@ pub struct HttpState {
     /// Per-address rate limits and the client-address rule (trusted proxies).
     pub limiter: Limiter,
     pub metrics: MetricsAccess,
+    /// The OAuth 2.0 issuer (`public_url`, or this listener's own URL).
+    pub issuer: Arc<str>,
+    /// The gateway check's routing.
+    pub gateway: Arc<gateway::Routes>,
 }
 
 /// Where `/metrics` is served and to whom.
@@ -44,6 +50,8 @@ pub type ApiState = HttpState;
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .merge(vedauth::router(state.clone()))
+        .merge(oauth2::router(state.clone()))
+        .merge(gateway::router())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

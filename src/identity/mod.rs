@@ -510,6 +510,19 @@ impl Identities {
             .await
     }
 
+    /// Checks a client secret against its stored argon2id hash on the hashing pool. With no
+    /// stored hash (unknown or public client) it spends the same work and fails, so that the
+    /// answer's timing does not tell which.
+    pub async fn check_secret(&self, phc: Option<&str>, secret: &Secret) -> Result<bool, IdpError> {
+        match phc {
+            Some(phc) => Ok(self.pool.verify(phc, secret.clone()).await?.ok),
+            None => {
+                self.pool.verify_dummy(secret.clone()).await?;
+                Ok(false)
+            }
+        }
+    }
+
     /// The identity behind a prefixed universal (`local:{uuid}`, `AD+N:hex`).
     pub async fn resolve(&self, prefixed_universal: &str) -> Result<Option<Principal>, IdpError> {
         let Some((prefix, universal)) = prefixed_universal.split_once(':') else {

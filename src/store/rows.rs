@@ -63,6 +63,14 @@ pub fn app_from(row: &impl Columns) -> StoreResult<Application> {
     })
 }
 
+pub fn client_secret_from(row: &impl Columns) -> StoreResult<ClientSecret> {
+    Ok(ClientSecret {
+        client_id: row.text("client_id")?.into(),
+        secret_hash: row.text("secret_hash")?,
+        created_at: row.int("created_at")?,
+    })
+}
+
 pub fn rule_from(row: &impl Columns) -> StoreResult<Rule> {
     Ok(Rule {
         client_id: row.text("client_id")?.into(),

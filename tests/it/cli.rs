@@ -786,3 +786,63 @@ fn status_gives_up_on_a_server_that_accepts_and_never_answers() {
         "{out}"
     );
 }
+
+/// `vedauth app secret`: a new client secret printed once (on a running server's store), the
+/// old one dead at once on rotation, none after `--remove`; only its hash in the store.
+#[tokio::test]
+async fn app_secret_sets_rotates_and_removes_a_client_secret() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let s = Served::start(&dir, &[]);
+    admin(&dir, &["app", "add", "svc", "--scope", "certificate"], None);
+    let cc = |secret: String| {
+        let client = s.client();
+        let url = format!("{}/oauth2/token", s.base);
+        async move {
+            client
+                .post(url)
+                .basic_auth("svc", Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .expect("send")
+                .status()
+        }
+    };
+    let out: Value = serde_json::from_str(&admin(&dir, &["app", "secret", "svc", "--json"], None))
+        .expect("json");
+    assert_eq!(out["rotated"], false, "{out}");
+    let first = out["client_secret"].as_str().expect("secret").to_string();
+    assert_eq!(first.len(), 43, "{first}");
+    assert_eq!(cc(first.clone()).await, StatusCode::OK);
+    // The human form shows the secret once, with a warning to keep it.
+    let human = admin(&dir, &["app", "secret", "svc"], None);
+    let second = human
+        .lines()
+        .last()
+        .expect("secret line")
+        .trim()
+        .to_string();
+    assert!(human.contains("shown this once"), "{human}");
+    assert_ne!(second, first);
+    assert_eq!(cc(first.clone()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(cc(second.clone()).await, StatusCode::OK);
+    // Nowhere else: not in the listings, not in the database file. `app show` says when it
+    // was set.
+    let shown = admin(&dir, &["app", "show", "svc", "--json"], None);
+    assert!(!shown.contains(&second), "{shown}");
+    let v: Value = serde_json::from_str(&shown).expect("json");
+    assert!(v["client_secret_set_at"].as_i64().is_some(), "{shown}");
+    assert!(admin(&dir, &["app", "show", "svc"], None).contains("client secret: set "));
+    let db = std::fs::read(dir.join("vedauth.db")).expect("db");
+    assert!(!String::from_utf8_lossy(&db).contains(&second));
+    let out = admin(&dir, &["app", "secret", "svc", "--remove"], None);
+    assert!(out.contains("public client"), "{out}");
+    assert!(admin(&dir, &["app", "show", "svc"], None).contains("client secret: none"));
+    assert_eq!(cc(second).await, StatusCode::UNAUTHORIZED);
+    let (code, _, err) = run(&["--data-dir", data(&dir), "app", "secret", "nope"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("nope"), "{err}");
+    s.sigterm();
+    assert!(s.wait().0.success());
+}

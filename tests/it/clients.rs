@@ -1,4 +1,5 @@
-//! Real clients from PyPI against a running vedauth: the vcert package's own token connection.
+//! Real clients from PyPI against a running vedauth: the vcert package's own token connection,
+//! and two generic OAuth 2.0 libraries (authlib, requests-oauthlib) on the OAuth 2.0 face.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -69,4 +70,53 @@ async fn vcert_python_token_lifecycle() {
         out.status
     );
     assert!(stdout.contains("0 failed"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_oauth2_clients_from_pypi() {
+    let s = TestServer::start().await;
+    s.setup_basic(
+        "alice",
+        "Alice-S3cret",
+        "generic-client",
+        "certificate:manage,revoke;configuration",
+    )
+    .await;
+    let secret = s
+        .app
+        .admin
+        .set_client_secret(&vedauth::admin::Caller::Operator, "generic-client")
+        .await
+        .expect("client secret")
+        .secret;
+    let pw = s.dir.join("alice.pw");
+    std::fs::write(&pw, "Alice-S3cret\n").expect("write password file");
+    let sec = s.dir.join("client.secret");
+    std::fs::write(&sec, secret.expose()).expect("write secret file");
+    let ca = s.launched.ca_file.clone().expect("generated CA");
+    let base = s.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(client_python())
+            .arg(repo().join("tests/clients/oauth2_clients.py"))
+            .args(["--url", &base, "--ca"])
+            .arg(&ca)
+            .args(["--client-id", "generic-client", "--secret-file"])
+            .arg(&sec)
+            .args(["--user", "alice", "--password-file"])
+            .arg(&pw)
+            .output()
+            .expect("run the OAuth 2.0 client script")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "OAuth 2.0 clients failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains(", 0 failed"), "{stdout}");
+    assert!(stdout.contains("oauth2_clients: 11 passed"), "{stdout}");
 }

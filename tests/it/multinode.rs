@@ -357,6 +357,14 @@ async fn store_copy_moves_everything_between_sqlite_and_postgres_and_tokens_keep
         .put_settings(&settings)
         .await
         .expect("settings");
+    // A confidential application: its client secret (a hash) is copied too.
+    let client_secret = src
+        .app
+        .admin
+        .set_client_secret(&vedauth::admin::Caller::Operator, APP)
+        .await
+        .expect("client secret")
+        .secret;
     let (kept, _) = src.tokens(APP, "alice", PW, SCOPE).await;
     let (rotated, refresh) = src.tokens(APP, "alice", PW, SCOPE).await;
     let r = src.refresh(APP, &refresh).await;
@@ -399,10 +407,10 @@ async fn store_copy_moves_everything_between_sqlite_and_postgres_and_tokens_keep
     // refreshed (so one retired refresh token).
     assert_eq!(
         counts,
-        json!({"users": 3, "applications": 3, "rules": 3, "roles": 1, "lockout": 2,
-               "settings": 1, "grants": 3, "retired_refresh": 1,
-               "skipped": {"users": 0, "applications": 0, "rules": 0, "roles": 0, "lockout": 0,
-                           "grants": 0, "retired_refresh": 0}})
+        json!({"users": 3, "applications": 3, "rules": 3, "client_secrets": 1, "roles": 1,
+               "lockout": 2, "settings": 1, "grants": 3, "retired_refresh": 1,
+               "skipped": {"users": 0, "applications": 0, "rules": 0, "client_secrets": 0,
+                           "roles": 0, "lockout": 0, "grants": 0, "retired_refresh": 0}})
     );
     // A destination with data is refused, unless told otherwise.
     let (ok, _, err) = vedauth(&["store", "copy", "--from", &sqlite_url, "--to", &db], work);
@@ -431,8 +439,8 @@ async fn store_copy_moves_everything_between_sqlite_and_postgres_and_tokens_keep
     assert_eq!(counts["users"], 0);
     assert_eq!(
         counts["skipped"],
-        json!({"users": 3, "applications": 3, "rules": 3, "roles": 1, "lockout": 2,
-               "grants": 3, "retired_refresh": 1})
+        json!({"users": 3, "applications": 3, "rules": 3, "client_secrets": 1, "roles": 1,
+               "lockout": 2, "grants": 3, "retired_refresh": 1})
     );
 
     // And back, to a new SQLite file.
@@ -485,6 +493,16 @@ async fn store_copy_moves_everything_between_sqlite_and_postgres_and_tokens_keep
             node.refresh(APP, &fresh_refresh).await.status,
             StatusCode::OK
         );
+        // The copied client secret authenticates the application there.
+        let r = node
+            .client
+            .post(node.url("/oauth2/token"))
+            .basic_auth(APP, Some(client_secret.expose()))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::OK, "{url}");
         // The bootstrap administrator kept its role: the administration API answers it.
         let admin = node
             .tokens("vedauth-admin", "admin", &admin_password, "admin")

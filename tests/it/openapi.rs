@@ -25,6 +25,12 @@ const SERVED: &[(&str, &str)] = &[
     ("get", "/vedsdk/systemstatus/version"),
     ("get", "/vedsdk/identity/self"),
     ("post", "/vedsdk/authorize/"),
+    ("post", "/oauth2/token"),
+    ("post", "/oauth2/introspect"),
+    ("post", "/oauth2/revoke"),
+    ("get", "/.well-known/oauth-authorization-server"),
+    ("get", "/gateway/check"),
+    ("post", "/gateway/check"),
 ];
 
 #[tokio::test]

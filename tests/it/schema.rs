@@ -32,6 +32,7 @@ const SQLITE_ONLY: &[&str] = &[
 const AGGREGATE_TABLES: &[(&str, &[&str])] = &[
     ("Users", &["users"]),
     ("Applications", &["applications", "rules"]),
+    ("ClientSecrets", &["client_secrets"]),
     ("Roles", &["roles"]),
     ("Lockout", &["lockout"]),
     ("Settings", &["settings"]),

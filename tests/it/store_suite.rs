@@ -629,6 +629,72 @@ pub async fn sweep(s: &SharedStore) {
     assert_eq!(left, vec!["forever".to_string(), "live".to_string()]);
 }
 
+/// Client secrets: set, replace (a rotation), read, list, delete, import; none for a missing
+/// application; gone with their application.
+pub async fn client_secrets(s: &SharedStore) {
+    use vedauth::store::{ClientSecret, Tally};
+    let secret = |id: &str, hash: &str, at: i64| ClientSecret {
+        client_id: id.into(),
+        secret_hash: hash.into(),
+        created_at: at,
+    };
+    assert!(matches!(
+        s.put_client_secret(&secret("ghost", "$argon2id$x", 1))
+            .await,
+        Err(StoreError::Missing("application"))
+    ));
+    s.create_application(&app("a1")).await.expect("app");
+    s.create_application(&app("a2")).await.expect("app");
+    assert_eq!(s.client_secret("a1").await.expect("get"), None);
+    s.put_client_secret(&secret("a1", "$argon2id$one", 10))
+        .await
+        .expect("put");
+    s.put_client_secret(&secret("a1", "$argon2id$two", 20))
+        .await
+        .expect("rotate");
+    assert_eq!(
+        s.client_secret("a1").await.expect("get"),
+        Some(secret("a1", "$argon2id$two", 20))
+    );
+    // client_id is case-sensitive.
+    assert_eq!(s.client_secret("A1").await.expect("get"), None);
+    s.put_client_secret(&secret("a2", "$argon2id$b", 30))
+        .await
+        .expect("put");
+    assert_eq!(
+        s.list_client_secrets().await.expect("list"),
+        vec![
+            secret("a1", "$argon2id$two", 20),
+            secret("a2", "$argon2id$b", 30)
+        ]
+    );
+    assert!(s.delete_client_secret("a2").await.expect("delete"));
+    assert!(!s.delete_client_secret("a2").await.expect("delete again"));
+    // Import skips existing keys.
+    let t = s
+        .import_client_secrets(&[
+            secret("a1", "$argon2id$other", 1),
+            secret("a2", "$argon2id$imported", 2),
+        ])
+        .await
+        .expect("import");
+    assert_eq!(
+        t,
+        Tally {
+            copied: 1,
+            skipped: 1
+        }
+    );
+    assert_eq!(
+        s.client_secret("a1").await.expect("get"),
+        Some(secret("a1", "$argon2id$two", 20))
+    );
+    // Gone with the application.
+    s.delete_application("a1").await.expect("delete app");
+    assert_eq!(s.client_secret("a1").await.expect("get"), None);
+    assert_eq!(s.list_client_secrets().await.expect("list").len(), 1);
+}
+
 /// A store that answers and can write is ready; its kind is named.
 pub async fn readiness(s: &SharedStore) {
     s.ready().await.expect("ready");
@@ -653,6 +719,7 @@ where
     lockout(&open().await).await;
     sweep(&open().await).await;
     readiness(&open().await).await;
+    client_secrets(&open().await).await;
 }
 
 #[tokio::test]

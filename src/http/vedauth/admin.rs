@@ -163,6 +163,10 @@ operations! {
     DeleteRule { client_id: String, trustee: String } => "deleterule",
     /// At least one of the two.
     DeleteRules { client_id: Option<String>, trustee: Option<String> } => "deleterules",
+    /// vedauth's own: a new client secret for the OAuth 2.0 face, returned this once.
+    SetClientSecret { client_id: String } => "setclientsecret",
+    /// vedauth's own: the application becomes a public client again.
+    RemoveClientSecret { client_id: String } => "removeclientsecret",
 }
 
 /// The request body: a JSON object (absent or `null` bodies count as `{}`).
@@ -422,6 +426,12 @@ impl AdminOp {
                 }
                 AdminOp::DeleteRules { client_id, trustee }
             }
+            OpKind::SetClientSecret => AdminOp::SetClientSecret {
+                client_id: b.required("ApplicationId")?,
+            },
+            OpKind::RemoveClientSecret => AdminOp::RemoveClientSecret {
+                client_id: b.required("ApplicationId")?,
+            },
         })
     }
 }
@@ -718,6 +728,17 @@ async fn run(
                 .await?;
             empty()
         }
+        AdminOp::SetClientSecret { client_id } => {
+            let s = admin.set_client_secret(caller, &client_id).await?;
+            let mut m = one("ClientSecret", json!(s.secret.expose()));
+            m.insert("ApplicationId".into(), json!(s.client_id));
+            m.insert("Rotated".into(), json!(s.rotated));
+            m
+        }
+        AdminOp::RemoveClientSecret { client_id } => {
+            let had = admin.remove_client_secret(caller, &client_id).await?;
+            one("Removed", json!(had))
+        }
     })
 }
 
@@ -826,7 +847,14 @@ pub async fn dispatch(
         Err(Reject::Domain(e)) => return Ok(refusal(e)),
     };
     // Layer 2: the caller's OAuth role, checked by each operation.
-    Ok(envelope(run(admin, &caller, op).await))
+    let shows_secret = op.kind() == OpKind::SetClientSecret;
+    let res = envelope(run(admin, &caller, op).await);
+    // A new client secret is in this answer: nothing in between may keep it.
+    Ok(if shows_secret {
+        super::super::common::no_store(res)
+    } else {
+        res
+    })
 }
 
 #[cfg(test)]
@@ -836,7 +864,7 @@ mod tests {
     #[test]
     fn every_operation_has_a_unique_lower_case_name() {
         assert_eq!(OPERATIONS.len(), OpKind::ALL.len());
-        assert_eq!(OPERATIONS.len(), 24);
+        assert_eq!(OPERATIONS.len(), 26);
         let mut seen = std::collections::BTreeSet::new();
         for k in OpKind::ALL {
             let n = k.name();

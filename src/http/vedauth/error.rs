@@ -154,6 +154,13 @@ impl From<GrantError> for VedauthError {
                 "invalid_client",
                 format!("Failed to issue grant: application '{id}' is not registered"),
             ),
+            // Only the OAuth 2.0 face authenticates clients; answered in this face's terms should
+            // one ever reach it.
+            ClientAuthFailed | PublicClient => Self::new(
+                S::UNAUTHORIZED,
+                "invalid_client",
+                "Client authentication failed",
+            ),
             BadCredentials(_) => Self::new(
                 S::UNAUTHORIZED,
                 "invalid_grant",

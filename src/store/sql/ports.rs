@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::super::rows::{
-    app_from, digests, grant_from, lockout_entry_from, lockout_from, retired_from, role_from,
-    rule_from, successor_from, user_from, Columns,
+    app_from, client_secret_from, digests, grant_from, lockout_entry_from, lockout_from,
+    retired_from, role_from, rule_from, successor_from, user_from, Columns,
 };
 use super::{Backend, Dialect, SqlStore, Stmt};
 use crate::clock::UnixTime;
@@ -49,6 +49,13 @@ const INSERT_RULE: &str =
     "INSERT INTO rules (client_id, trustee, description, max_scope, access_validity,
          grant_validity, renewable, created_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+const INSERT_CLIENT_SECRET: &str =
+    "INSERT INTO client_secrets (client_id, secret_hash, created_at) VALUES ($1, $2, $3)";
+/// A rotation replaces the row.
+const UPSERT_CLIENT_SECRET: &str =
+    "INSERT INTO client_secrets (client_id, secret_hash, created_at) VALUES ($1, $2, $3)
+     ON CONFLICT (client_id) DO UPDATE SET secret_hash = excluded.secret_hash,
+         created_at = excluded.created_at";
 const INSERT_ROLE: &str = "INSERT INTO roles (grantee, role, client_id) VALUES ($1, $2, $3)";
 const INSERT_LOCKOUT: &str = "INSERT INTO lockout (identity, failures, window_start, pending, pending_since, locked_until, version)
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
@@ -100,6 +107,10 @@ fn bind_rule_fields<'q, D: Dialect>(s: Stmt<'q, D>, r: &'q Rule) -> Stmt<'q, D> 
 
 fn bind_rule<'q, D: Dialect>(s: Stmt<'q, D>, r: &'q Rule) -> Stmt<'q, D> {
     bind_rule_fields(s.arg(&r.client_id).arg(&r.trustee), r).arg(r.created_at)
+}
+
+fn bind_client_secret<'q, D: Dialect>(s: Stmt<'q, D>, c: &'q ClientSecret) -> Stmt<'q, D> {
+    s.arg(&c.client_id).arg(&c.secret_hash).arg(c.created_at)
 }
 
 fn bind_role<'q, D: Dialect>(s: Stmt<'q, D>, r: &'q RoleAssignment) -> Stmt<'q, D> {
@@ -328,6 +339,7 @@ impl<B: Backend> ApplicationStore for SqlStore<B> {
                 for sql in [
                     "DELETE FROM rules WHERE client_id = $1",
                     "DELETE FROM roles WHERE client_id = $1",
+                    "DELETE FROM client_secrets WHERE client_id = $1",
                 ] {
                     B::Db::execute_on(&mut *tx, on(sql).query)
                         .await
@@ -418,6 +430,71 @@ impl<B: Backend> ApplicationStore for SqlStore<B> {
                     .await?;
                 self.sql.commit(tx).await?;
                 Ok((a, r))
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl<B: Backend> ClientSecretStore for SqlStore<B> {
+    async fn put_client_secret(&self, c: &ClientSecret) -> StoreResult<()> {
+        self.sql
+            .run("put_client_secret", async {
+                let s = bind_client_secret(Stmt::<B::Db>::new(UPSERT_CLIENT_SECRET), c);
+                match B::Db::execute(&self.sql.pool, s.query).await {
+                    Ok(_) => Ok(()),
+                    Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
+                        Err(StoreError::Missing("application"))
+                    }
+                    Err(e) => Err(self.sql.fail(e)),
+                }
+            })
+            .await
+    }
+
+    async fn client_secret(&self, client_id: &str) -> StoreResult<Option<ClientSecret>> {
+        self.sql
+            .run("client_secret", async {
+                let s =
+                    Stmt::new("SELECT * FROM client_secrets WHERE client_id = $1").arg(client_id);
+                self.sql.one_as(s, client_secret_from).await
+            })
+            .await
+    }
+
+    async fn delete_client_secret(&self, client_id: &str) -> StoreResult<bool> {
+        self.sql
+            .run("delete_client_secret", async {
+                let s = Stmt::new("DELETE FROM client_secrets WHERE client_id = $1").arg(client_id);
+                Ok(self.sql.exec(s).await? == 1)
+            })
+            .await
+    }
+
+    async fn list_client_secrets(&self) -> StoreResult<Vec<ClientSecret>> {
+        self.sql
+            .run("list_client_secrets", async {
+                let s = Stmt::new("SELECT * FROM client_secrets ORDER BY client_id");
+                self.sql.all_as(s, client_secret_from).await
+            })
+            .await
+    }
+
+    async fn import_client_secrets(&self, secrets: &[ClientSecret]) -> StoreResult<Tally> {
+        self.sql
+            .run("import_client_secrets", async {
+                let mut tx = self.sql.begin().await?;
+                let t = self
+                    .sql
+                    .import_rows(
+                        &mut *tx,
+                        &or_skip(INSERT_CLIENT_SECRET),
+                        secrets,
+                        bind_client_secret,
+                    )
+                    .await?;
+                self.sql.commit(tx).await?;
+                Ok(t)
             })
             .await
     }

@@ -1,0 +1,285 @@
+//! Which scope a proxied request needs: the operator's `[[gateway.route]]` rules (longest
+//! prefix first), then the `/vedsdk` scope map (`vedsdk_scopes.tsv`). Paths are normalized
+//! (percent-decoding, `.`/`..` and empty segments) and matched case-insensitively, so that a
+//! spelling the upstream treats as the same path cannot dodge a rule.
+
+use crate::config::GatewayConfig;
+use crate::scope::{Scope, CATALOGUE};
+
+/// What a request needs of its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    /// Any valid token.
+    Any,
+    /// Every item of this scope.
+    Scope(Scope),
+    /// This privilege on any scope name (the map's `:approve`, `:manage`).
+    Privilege(&'static str),
+}
+
+impl Need {
+    /// Parses a rule's or the map's scope column: empty or `-` = any valid token.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        if t.is_empty() || t == "-" {
+            return Ok(Need::Any);
+        }
+        if let Some(p) = t.strip_prefix(':') {
+            return CATALOGUE
+                .iter()
+                .flat_map(|(_, privs)| privs.iter())
+                .find(|known| known.eq_ignore_ascii_case(p))
+                .map(|known| Need::Privilege(known))
+                .ok_or_else(|| format!("'{t}' names no privilege"));
+        }
+        Scope::parse(&t.replace(' ', ";"))
+            .map(Need::Scope)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Whether a grant's scope meets it.
+    pub fn met_by(&self, held: &Scope) -> bool {
+        match self {
+            Need::Any => true,
+            Need::Scope(s) => s.is_subset_of(held),
+            Need::Privilege(p) => CATALOGUE.iter().any(|(name, _)| held.allows(name, Some(p))),
+        }
+    }
+
+    /// For `WWW-Authenticate: Bearer error="insufficient_scope", scope="..."`.
+    pub fn describe(&self) -> String {
+        match self {
+            Need::Any => String::new(),
+            Need::Scope(s) => s.to_string(),
+            Need::Privilege(p) => format!(":{p}"),
+        }
+    }
+}
+
+/// A path segment of the scope map: literal (lower case) or `{placeholder}`.
+#[derive(Debug, Clone)]
+enum Seg {
+    Lit(String),
+    Any,
+}
+
+#[derive(Debug, Clone)]
+struct MapEntry {
+    method: String,
+    segs: Vec<Seg>,
+    need: Need,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    /// Normalized segments of the prefix.
+    segs: Vec<String>,
+    /// Upper case; empty = every method.
+    methods: Vec<String>,
+    need: Need,
+}
+
+/// The gateway's routing, built once at start.
+#[derive(Debug, Clone, Default)]
+pub struct Routes {
+    rules: Vec<Rule>,
+    map: Vec<MapEntry>,
+    pub require_route: bool,
+}
+
+const VEDSDK_SCOPES: &str = include_str!("vedsdk_scopes.tsv");
+
+/// Percent-decodes, drops empty and `.` segments, resolves `..`, lower-cases. The query is
+/// not part of it.
+pub fn normalize(path: &str) -> Vec<String> {
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let mut out: Vec<String> = Vec::new();
+    // A decoded `%2F` is a separator too: the upstream may well decode it into one.
+    for seg in decoded.split(['/', '\\']) {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s.to_lowercase()),
+        }
+    }
+    out
+}
+
+impl Routes {
+    pub fn new(cfg: &GatewayConfig) -> Result<Self, String> {
+        let mut rules = Vec::new();
+        for r in &cfg.route {
+            rules.push(Rule {
+                segs: normalize(&r.prefix),
+                methods: r.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
+                need: Need::parse(&r.scope)
+                    .map_err(|e| format!("[[gateway.route]] {}: {e}", r.prefix))?,
+            });
+        }
+        // Longest prefix first: the first rule that matches is the most specific.
+        rules.sort_by_key(|r| std::cmp::Reverse(r.segs.len()));
+        let mut map = Vec::new();
+        for line in VEDSDK_SCOPES.lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let mut cols = line.split('\t');
+            let (Some(method), Some(path), Some(scope)) = (cols.next(), cols.next(), cols.next())
+            else {
+                return Err(format!("scope map line '{line}' has not three columns"));
+            };
+            let segs = path
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    if s.starts_with('{') && s.ends_with('}') {
+                        Seg::Any
+                    } else {
+                        Seg::Lit(s.to_lowercase())
+                    }
+                })
+                .collect();
+            map.push(MapEntry {
+                method: method.to_ascii_uppercase(),
+                segs,
+                need: Need::parse(scope).map_err(|e| format!("scope map {path}: {e}"))?,
+            });
+        }
+        Ok(Self {
+            rules,
+            map,
+            require_route: cfg.require_route,
+        })
+    }
+
+    /// What a request with this method and (raw) path needs; None when nothing matches.
+    pub fn need(&self, method: &str, path: &str) -> Option<&Need> {
+        let segs = normalize(path);
+        let method = method.to_ascii_uppercase();
+        let rule = self.rules.iter().find(|r| {
+            segs.len() >= r.segs.len()
+                && segs[..r.segs.len()] == r.segs[..]
+                && (r.methods.is_empty() || r.methods.contains(&method))
+        });
+        if let Some(r) = rule {
+            return Some(&r.need);
+        }
+        // HEAD is answered like GET by the upstream, so it needs what GET needs.
+        let method = if method == "HEAD" { "GET" } else { &method };
+        self.map
+            .iter()
+            .filter(|e| {
+                e.method == method
+                    && e.segs.len() == segs.len()
+                    && e.segs.iter().zip(&segs).all(|(p, s)| match p {
+                        Seg::Lit(l) => l == s,
+                        Seg::Any => true,
+                    })
+            })
+            // A literal segment beats a placeholder (`certificates/retrieve` over `{guid}`).
+            .max_by_key(|e| e.segs.iter().filter(|s| matches!(s, Seg::Lit(_))).count())
+            .map(|e| &e.need)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::GatewayRoute;
+
+    fn routes() -> Routes {
+        Routes::new(&GatewayConfig {
+            require_route: false,
+            route: vec![
+                GatewayRoute {
+                    prefix: "/api".into(),
+                    scope: "".into(),
+                    methods: vec![],
+                },
+                GatewayRoute {
+                    prefix: "/api/orders".into(),
+                    scope: "certificate:manage".into(),
+                    methods: vec!["post".into()],
+                },
+                GatewayRoute {
+                    prefix: "/api/orders".into(),
+                    scope: "certificate".into(),
+                    methods: vec![],
+                },
+            ],
+        })
+        .unwrap()
+    }
+
+    fn scope(s: &str) -> Need {
+        Need::Scope(Scope::parse(s).unwrap())
+    }
+
+    #[test]
+    fn longest_prefix_and_method_decide() {
+        let r = routes();
+        assert_eq!(
+            r.need("POST", "/api/orders/7"),
+            Some(&scope("certificate:manage"))
+        );
+        assert_eq!(
+            r.need("GET", "/api/orders/7?x=1"),
+            Some(&scope("certificate"))
+        );
+        assert_eq!(r.need("GET", "/api/other"), Some(&Need::Any));
+        // Not at a segment boundary: /api/ordersX is under /api only.
+        assert_eq!(r.need("GET", "/api/ordersX"), Some(&Need::Any));
+        assert_eq!(r.need("GET", "/elsewhere"), None);
+    }
+
+    #[test]
+    fn spellings_cannot_dodge_a_rule() {
+        let r = routes();
+        for p in [
+            "/API/Orders/7",
+            "//api//orders/7",
+            "/api/./orders/7",
+            "/x/../api/orders/7",
+            "/api/%6frders/7",
+            "/api%2forders/7",
+        ] {
+            assert_eq!(r.need("GET", p), Some(&scope("certificate")), "{p}");
+        }
+    }
+
+    #[test]
+    fn the_vedsdk_map_applies_with_placeholders_and_literal_preference() {
+        let r = routes();
+        assert_eq!(
+            r.need("GET", "/vedsdk/certificates/{abc-123}"),
+            Some(&scope("certificate"))
+        );
+        assert_eq!(
+            r.need("DELETE", "/vedsdk/Certificates/abc"),
+            Some(&scope("certificate:delete"))
+        );
+        assert_eq!(
+            r.need("POST", "/vedsdk/certificates/checkpolicy"),
+            Some(&scope("certificate:manage"))
+        );
+        assert_eq!(
+            r.need("POST", "/vedsdk/metadata/set"),
+            Some(&Need::Privilege("manage"))
+        );
+        assert_eq!(r.need("GET", "/vedsdk/nothing/here"), None);
+    }
+
+    #[test]
+    fn needs_are_met_by_scopes() {
+        let held = Scope::parse("certificate:manage;ssh").unwrap();
+        assert!(scope("certificate").met_by(&held));
+        assert!(scope("certificate:manage").met_by(&held));
+        assert!(!scope("certificate:delete").met_by(&held));
+        assert!(Need::Privilege("manage").met_by(&held));
+        assert!(!Need::Privilege("approve").met_by(&held));
+        assert!(Need::Any.met_by(&held));
+    }
+}

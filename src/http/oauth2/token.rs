@@ -1,0 +1,126 @@
+//! `POST /oauth2/token` (RFC 6749 §4.3, §4.4, §6): client authentication, then the grant
+//! pipeline with the grant type's request.
+
+use axum::extract::State;
+use axum::response::Response;
+use http::{HeaderMap, StatusCode};
+use serde::Serialize;
+
+use super::super::common::{json_response, no_store, Client, CommonError, Params};
+use super::super::ApiState;
+use super::client::presented;
+use super::{rfc_scope, tpp_scope, OAuthError};
+use crate::grants::{
+    ClientCredentialsRequest, GrantRequest, IssuedTokens, PasswordRequest, RefreshRequest,
+};
+
+/// RFC 6749 §5.1, with vedauth's extras after the standard keys.
+#[derive(Serialize)]
+struct TokenBody<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+    scope: String,
+    /// The scope in TPP's canonical form, as the VEDauth face reports it.
+    vedauth_scope: &'a str,
+    expires: i64,
+    identity: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_until: Option<i64>,
+}
+
+fn token_response(t: &IssuedTokens) -> Response {
+    no_store(json_response(
+        StatusCode::OK,
+        &TokenBody {
+            access_token: t.access_token.expose(),
+            token_type: "Bearer",
+            expires_in: t.expires_in,
+            refresh_token: t.refresh_token.as_ref().map(|r| r.expose()),
+            scope: rfc_scope(&t.scope),
+            vedauth_scope: &t.scope,
+            expires: t.expires,
+            identity: &t.identity,
+            refresh_until: t.refresh_until,
+        },
+    ))
+}
+
+/// Grant types this server knows but does not serve on this face yet.
+const NOT_YET: &[&str] = &[
+    "urn:ietf:params:oauth:grant-type:device_code",
+    "urn:ietf:params:oauth:grant-type:jwt-bearer",
+];
+
+pub async fn token(
+    State(app): State<ApiState>,
+    Client(source): Client,
+    headers: HeaderMap,
+    params: Result<Params, CommonError>,
+) -> Result<Response, OAuthError> {
+    let p = params?;
+    p.require_strings(&[
+        "grant_type",
+        "client_id",
+        "client_secret",
+        "username",
+        "password",
+        "scope",
+        "refresh_token",
+    ])?;
+    let grant_type = p
+        .get("grant_type")
+        .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
+    if !matches!(
+        grant_type.as_str(),
+        "password" | "refresh_token" | "client_credentials"
+    ) {
+        if NOT_YET.contains(&grant_type.as_str()) {
+            tracing::debug!(%grant_type, "grant type not served on the OAuth 2.0 face yet");
+        }
+        return Err(OAuthError::unsupported_grant_type(&grant_type));
+    }
+    let client = presented(&headers, &p)?;
+    let scope = p.get("scope").map(|s| tpp_scope(&s));
+    let req = match grant_type.as_str() {
+        "client_credentials" => GrantRequest::ClientCredentials(ClientCredentialsRequest {
+            client_id: Some(client.client_id),
+            client_secret: client.secret,
+            scope,
+            source: Some(source),
+        }),
+        other => {
+            // The client proves itself first; the grant's own credential comes after.
+            app.services
+                .authenticate_client(&client.client_id, client.secret.as_ref(), Some(source))
+                .await?;
+            if other == "password" {
+                GrantRequest::Password(PasswordRequest {
+                    client_id: Some(client.client_id),
+                    username: p.get("username"),
+                    password: p.secret("password"),
+                    // RFC 6749 lets the server require it; TPP grants always name their scope.
+                    scope: Some(scope.ok_or_else(|| {
+                        OAuthError::new(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_scope",
+                            "scope is required",
+                        )
+                    })?),
+                    state: None,
+                    source: Some(source),
+                })
+            } else {
+                GrantRequest::Refresh(RefreshRequest {
+                    client_id: Some(client.client_id),
+                    refresh_token: p.secret("refresh_token"),
+                    source: Some(source),
+                })
+            }
+        }
+    };
+    let issued = app.services.token(req).await?;
+    Ok(token_response(&issued))
+}
