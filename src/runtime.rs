@@ -120,6 +120,7 @@ pub async fn start(asm: Arc<Assembly>, listen: SocketAddr) -> anyhow::Result<Run
             served_here: cfg.metrics.enabled && cfg.metrics.listen.is_empty(),
             public: cfg.metrics.public,
         },
+        tls: cfg.tls,
     };
     let listener = TcpListener::bind(listen)
         .await

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::admin::Admin;
+use crate::domain::Identity;
 use crate::domain::{Grant, SharedStore};
+use crate::grants::{DeviceDecision, DevicePending, DeviceStart, DeviceStarted};
 use crate::grants::{Engine, GrantError, GrantRequest, IssuedTokens};
 use crate::identity::{Identities, IdpError, Principal};
 
@@ -75,6 +77,33 @@ impl Services {
         source: Option<IpAddr>,
     ) -> Result<Grant, GrantError> {
         self.engine.revoke(access_token, source).await
+    }
+
+    /// A device's request for codes (RFC 8628).
+    pub async fn start_device(&self, req: DeviceStart) -> Result<DeviceStarted, GrantError> {
+        self.engine.start_device(req).await
+    }
+
+    /// The pending device request behind a user code that `who` typed.
+    pub async fn pending_device(
+        &self,
+        user_code: &str,
+        who: &Identity,
+    ) -> Result<DevicePending, GrantError> {
+        self.engine.pending_device(user_code, who).await
+    }
+
+    /// Approves or denies a device request as `who` (signed in on the console).
+    pub async fn decide_device(
+        &self,
+        user_code: &str,
+        who: &Principal,
+        approve: bool,
+        source: Option<IpAddr>,
+    ) -> Result<DeviceDecision, GrantError> {
+        self.engine
+            .decide_device(user_code, who, approve, source)
+            .await
     }
 
     /// The administration core, as the API and the console call it.

@@ -4,6 +4,7 @@
 //! It knows nothing of HTTP: faces hand it parsed requests and map its errors to their wire.
 
 mod cache;
+pub mod device;
 mod error;
 mod flows;
 mod issue;
@@ -21,9 +22,13 @@ use crate::identity::Identities;
 use crate::token::{self, TokenDigest};
 
 pub use cache::VerifyCache;
+pub use device::{DeviceDecision, DevicePending, DeviceStart, DeviceStarted};
 pub use error::{reject_word, GrantError, ScopeLimit};
 pub use policy::matching_rule;
-pub use request::{GrantRequest, GrantType, IssuedTokens, PasswordRequest, RefreshRequest};
+pub use request::{
+    DeviceTokenRequest, GrantRequest, GrantType, IssuedTokens, PasswordRequest, RefreshRequest,
+    DEVICE_CODE_GRANT,
+};
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -52,6 +57,8 @@ pub struct Engine {
     opts: EngineOptions,
     audit: Arc<Audit>,
     cache: VerifyCache,
+    /// Wrong user codes per person (the device flow's approval page).
+    device_guesses: Arc<device::GuessLimit>,
 }
 
 impl Engine {
@@ -70,6 +77,7 @@ impl Engine {
             opts,
             audit,
             cache,
+            device_guesses: Arc::default(),
         }
     }
 
@@ -85,6 +93,7 @@ impl Engine {
         let admission = match req {
             GrantRequest::Password(r) => flows::password::admit(self, r).await?,
             GrantRequest::Refresh(r) => flows::refresh::admit(self, r).await?,
+            GrantRequest::Device(r) => flows::device::admit(self, r).await?,
         };
         self.issue(admission).await
     }
@@ -224,6 +233,10 @@ impl Engine {
         }
         if total > 0 {
             tracing::info!(count = total, "expired grants swept");
+        }
+        let devices = self.sweep_devices().await?;
+        if devices > 0 {
+            tracing::info!(count = devices, "expired device requests swept");
         }
         Ok(total)
     }

@@ -18,6 +18,8 @@ pub enum GrantRequest {
     Password(PasswordRequest),
     /// Refresh token (VEDauth `authorize/token`).
     Refresh(RefreshRequest),
+    /// A device's poll with its device code (RFC 8628, on VEDauth `authorize/token`).
+    Device(DeviceTokenRequest),
 }
 
 impl GrantRequest {
@@ -26,6 +28,7 @@ impl GrantRequest {
         match self {
             GrantRequest::Password(_) => GrantType::Password,
             GrantRequest::Refresh(_) => GrantType::Refresh,
+            GrantRequest::Device(_) => GrantType::Device,
         }
     }
 }
@@ -34,6 +37,7 @@ impl GrantRequest {
 pub enum GrantType {
     Password,
     Refresh,
+    Device,
 }
 
 impl GrantType {
@@ -42,6 +46,7 @@ impl GrantType {
         match self {
             GrantType::Password => "password",
             GrantType::Refresh => "refresh_token",
+            GrantType::Device => DEVICE_CODE_GRANT,
         }
     }
 }
@@ -55,6 +60,17 @@ pub struct PasswordRequest {
     pub scope: Option<String>,
     pub state: Option<String>,
     /// The client's address, for the audit trail.
+    pub source: Option<IpAddr>,
+}
+
+/// RFC 8628's grant type name.
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// A device's poll; `None` = missing.
+#[derive(Debug, Default, Clone)]
+pub struct DeviceTokenRequest {
+    pub client_id: Option<String>,
+    pub device_code: Option<Secret>,
     pub source: Option<IpAddr>,
 }
 

@@ -26,6 +26,8 @@ pub struct HttpState {
     /// Per-address rate limits and the client-address rule (trusted proxies).
     pub limiter: Limiter,
     pub metrics: MetricsAccess,
+    /// Whether the listener speaks TLS (the scheme of the URLs the server hands out).
+    pub tls: bool,
 }
 
 /// Where `/metrics` is served and to whom.

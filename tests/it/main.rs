@@ -10,6 +10,7 @@ mod cli;
 mod clients;
 mod common;
 mod crash;
+mod device;
 mod dirsrv;
 mod hostile;
 mod identities;
