@@ -60,6 +60,11 @@ impl Services {
         }
     }
 
+    /// The engine's clock.
+    pub fn now(&self) -> crate::clock::UnixTime {
+        self.engine.now()
+    }
+
     /// Tokens, for any grant flow.
     pub async fn token(&self, req: GrantRequest) -> Result<IssuedTokens, GrantError> {
         self.engine.token(req).await

@@ -4,6 +4,7 @@
 //! endpoints (health, readiness, metrics).
 
 pub mod common;
+pub mod console;
 pub mod ops;
 pub mod vedauth;
 
@@ -46,6 +47,7 @@ pub type ApiState = HttpState;
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .merge(vedauth::router(state.clone()))
+        .merge(console::router(state.clone()))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -9,6 +9,7 @@ mod certauth;
 mod cli;
 mod clients;
 mod common;
+mod console;
 mod crash;
 mod device;
 mod dirsrv;
