@@ -5,6 +5,7 @@ mod admin_api;
 mod audit;
 mod authorize;
 mod binary;
+mod browser;
 mod certauth;
 mod cli;
 mod clients;
