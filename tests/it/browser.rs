@@ -295,6 +295,62 @@ impl Drop for Browser {
     }
 }
 
+/// pyVenafi's device calls in a child process (tests/clients/pyvenafi_device.py), one poll per
+/// line asked.
+struct PyDevice {
+    child: Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl PyDevice {
+    fn start(s: &TestServer, client_id: &str, scope: &str) -> Self {
+        let host = s.base.trim_start_matches("https://").to_string();
+        let mut child = Command::new(crate::clients::client_python())
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/pyvenafi_device.py"))
+            .args([
+                "--host",
+                &host,
+                "--client-id",
+                client_id,
+                "--scope",
+                scope,
+                "--ca",
+            ])
+            .arg(s.launched.ca_file.as_ref().expect("ca"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run pyvenafi_device.py");
+        let out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        Self { child, out }
+    }
+
+    /// The child's next line, as JSON (the server answers it on other threads meanwhile).
+    fn read(&mut self) -> Value {
+        use std::io::BufRead;
+        let mut line = String::new();
+        tokio::task::block_in_place(|| self.out.read_line(&mut line)).expect("read");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+    }
+
+    fn poll(&mut self) -> Value {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        stdin
+            .write_all(b"poll\n")
+            .and_then(|_| stdin.flush())
+            .expect("write");
+        self.read()
+    }
+}
+
+impl Drop for PyDevice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 async fn sign_in(b: &Browser, s: &TestServer, user: &str, pw: &str) {
     b.go(&s.url("/console")).await;
     assert!(
@@ -422,20 +478,21 @@ async fn the_console_in_a_real_browser() {
     let html = b.page("users").await;
     assert!(notice(&html).contains("Added dave"), "{html}");
 
-    // The device flow: the device polls while the browser approves.
-    let r = ok(start(&s, "browser-app", "certificate").await);
-    let (device_code, user_code) = (r.str("device_code"), r.str("user_code"));
-    assert_eq!(
-        poll(&s, "browser-app", &device_code).await.json["error"],
-        "authorization_pending"
-    );
+    // The device flow: pyVenafi's device calls poll while the browser approves.
+    let mut device = PyDevice::start(&s, "browser-app", "certificate");
+    let started = device.read();
+    let user_code = started["user_code"]
+        .as_str()
+        .expect("user code")
+        .to_string();
+    assert_eq!(device.poll()["error"], "authorization_pending");
     // Polling again at once: slow_down.
-    assert_eq!(
-        poll(&s, "browser-app", &device_code).await.json["error"],
-        "slow_down"
-    );
+    assert_eq!(device.poll()["error"], "slow_down");
     // The verification URI the device shows, as the person opens it.
-    let complete = r.str("verification_uri_complete");
+    let complete = started["verification_uri_complete"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let path = complete
         .split_once("/device")
         .map(|(_, rest)| rest)
@@ -447,21 +504,22 @@ async fn the_console_in_a_real_browser() {
     }
     b.click("#approve").await;
     assert!(notice(&b.source().await).contains("Approved"));
-    s.clock.advance(10);
-    let got = ok(poll(&s, "browser-app", &device_code).await);
-    assert_eq!(
-        got.str("identity"),
-        s.verify(&got.str("access_token")).await.json["identity"]
-            .as_str()
-            .unwrap_or_default()
-    );
-    assert_eq!(got.json["scope"], "certificate");
+    s.clock.advance(20);
+    let got = device.poll();
+    let token = got["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{got}"))
+        .to_string();
+    assert_eq!(got["scope"], "certificate");
+    let v = s.verify(&token).await;
+    assert_eq!(v.json["application"], "browser-app");
+    assert!(v.json["identity"]
+        .as_str()
+        .is_some_and(|i| i.starts_with("local:{")));
     // Used once.
-    s.clock.advance(10);
-    assert_eq!(
-        poll(&s, "browser-app", &device_code).await.json["error"],
-        "invalid_grant"
-    );
+    s.clock.advance(20);
+    assert_eq!(device.poll()["error"], "invalid_grant");
+    drop(device);
 
     // Denied, with the code typed in.
     let r = ok(start(&s, "browser-app", "certificate").await);

@@ -125,6 +125,12 @@ impl IntoResponse for ConsoleError {
     }
 }
 
+impl From<ConsoleError> for Response {
+    fn from(e: ConsoleError) -> Self {
+        e.into_response()
+    }
+}
+
 /// A page, or a plain 500 if the template cannot render (it is checked when compiled; this is
 /// a write into a `String`).
 pub fn render(status: StatusCode, page: &impl askama::Template) -> Response {

@@ -53,14 +53,16 @@ fn said(e: &AdminError) -> String {
 }
 
 /// A POSTed form, checked: the session's CSRF token must be in it.
-fn form(s: &Session, body: &Bytes) -> Result<Query, Response> {
+fn form(s: &Session, body: &Bytes) -> Result<Query, ConsoleError> {
     if body.len() > MAX_BODY {
-        return Err(ConsoleError::from(crate::http::common::CommonError::TooLarge).into_response());
+        return Err(ConsoleError::from(
+            crate::http::common::CommonError::TooLarge,
+        ));
     }
     let q = Query::parse(body);
     if !same_token(q.raw("csrf"), &s.csrf) {
         tracing::warn!(identity = %s.identity, "console form without a valid CSRF token refused");
-        return Err(ConsoleError::bad_csrf().into_response());
+        return Err(ConsoleError::bad_csrf());
     }
     Ok(q)
 }
