@@ -346,3 +346,231 @@ async fn the_grants_page_makes_no_store_call_per_row() {
         1000
     );
 }
+
+/// The users page's actions and the integration page's edit, rule removal and delete, each
+/// through the administration core and its audit trail.
+#[tokio::test]
+async fn users_and_integrations_are_changed_through_the_core() {
+    let s = TestServer::start().await;
+    let mut b = Form::new(&s);
+    let pw = admin_password(&s);
+    assert_eq!(b.sign_in("admin", &pw).await, "/console");
+    let csrf = b.csrf().await;
+
+    // Add a user, who then gets a token.
+    let r = b
+        .post(
+            "/console/users",
+            &[
+                ("csrf", &csrf),
+                ("name", "erin"),
+                ("full_name", "Erin E"),
+                ("password", "erin-password-12"),
+            ],
+        )
+        .await;
+    assert!(
+        location(&r).contains("notice=Added%20erin"),
+        "{}",
+        location(&r)
+    );
+    s.add_app("edit-me", "certificate:manage").await;
+    s.allow("edit-me", "everyone", None).await;
+    let (token, _) = s
+        .tokens("edit-me", "erin", "erin-password-12", "certificate")
+        .await;
+    // A short password is refused with the policy's words.
+    let r = b
+        .post(
+            "/console/users/action",
+            &[
+                ("csrf", &csrf),
+                ("name", "erin"),
+                ("action", "password"),
+                ("password", "short"),
+            ],
+        )
+        .await;
+    assert!(location(&r).contains("error="), "{}", location(&r));
+    // Disabling revokes her grants.
+    let r = b
+        .post(
+            "/console/users/action",
+            &[("csrf", &csrf), ("name", "erin"), ("action", "disable")],
+        )
+        .await;
+    assert!(
+        location(&r).contains("notice=Disabled%20erin"),
+        "{}",
+        location(&r)
+    );
+    assert_eq!(s.verify(&token).await.status, StatusCode::UNAUTHORIZED);
+    let (_, _, html) = b.get("/console/users").await;
+    assert!(html.contains("disabled"), "{html}");
+    for action in ["enable", "unlock"] {
+        let r = b
+            .post(
+                "/console/users/action",
+                &[("csrf", &csrf), ("name", "erin"), ("action", action)],
+            )
+            .await;
+        assert!(
+            location(&r).contains("notice="),
+            "{action}: {}",
+            location(&r)
+        );
+    }
+    let r = b
+        .post(
+            "/console/users/action",
+            &[
+                ("csrf", &csrf),
+                ("name", "erin"),
+                ("action", "password"),
+                ("password", "erin-password-new"),
+            ],
+        )
+        .await;
+    assert!(
+        location(&r).contains("notice=New%20password"),
+        "{}",
+        location(&r)
+    );
+    s.tokens("edit-me", "erin", "erin-password-new", "certificate")
+        .await;
+
+    // Edit the integration: its scope narrows.
+    let r = b
+        .post(
+            "/console/integrations/edit-me",
+            &[
+                ("csrf", &csrf),
+                ("name", "Edited"),
+                ("vendor", "V"),
+                ("scope", "certificate"),
+                ("grant_validity", "never"),
+            ],
+        )
+        .await;
+    assert!(location(&r).contains("notice=Saved"), "{}", location(&r));
+    let app = s
+        .app
+        .store
+        .application("edit-me")
+        .await
+        .expect("read")
+        .expect("there");
+    assert_eq!(
+        (app.name.as_str(), app.max_scope.as_str()),
+        ("Edited", "certificate")
+    );
+    assert_eq!(app.grant_validity, Some(vedauth::store::Lifetime::Never));
+    // A bad lifetime is refused with its reason.
+    let r = b
+        .post(
+            "/console/integrations/edit-me",
+            &[
+                ("csrf", &csrf),
+                ("scope", "certificate"),
+                ("access_validity", "soon"),
+            ],
+        )
+        .await;
+    assert!(location(&r).contains("error="), "{}", location(&r));
+    // Rules: an unknown name is refused; the rule for everyone is removed.
+    let r = b
+        .post(
+            "/console/integrations/edit-me/rules",
+            &[("csrf", &csrf), ("trustee", "nobody-here")],
+        )
+        .await;
+    assert!(location(&r).contains("error=Identity"), "{}", location(&r));
+    let r = b
+        .post(
+            "/console/integrations/edit-me/rules/delete",
+            &[("csrf", &csrf), ("trustee", "everyone")],
+        )
+        .await;
+    assert!(
+        location(&r).contains("notice=Rule%20removed"),
+        "{}",
+        location(&r)
+    );
+    assert!(s
+        .app
+        .store
+        .rules(Some("edit-me"))
+        .await
+        .expect("rules")
+        .is_empty());
+    // Delete it: its grants go.
+    let r = b
+        .post("/console/integrations/edit-me/delete", &[("csrf", &csrf)])
+        .await;
+    assert!(
+        location(&r).contains("notice=Deleted%20edit%2Dme%3B%201%20grants"),
+        "{}",
+        location(&r)
+    );
+    assert!(s
+        .app
+        .store
+        .application("edit-me")
+        .await
+        .expect("read")
+        .is_none());
+    let trail = std::fs::read_to_string(s.dir.join("audit.log")).expect("trail");
+    for change in [
+        "\"add_user\"",
+        "\"disable_user\"",
+        "\"enable_user\"",
+        "\"change_password\"",
+        "\"update_application\"",
+        "\"delete_rule\"",
+        "\"delete_application\"",
+    ] {
+        assert!(trail.contains(change), "{change} not audited");
+    }
+}
+
+/// Sign-in is the password grant: the per-address rate limit answers first, and the lockout
+/// refuses a locked account even with its right password.
+#[tokio::test]
+async fn sign_in_has_the_rate_limit_and_the_lockout() {
+    let mut opts = crate::common::Options::default();
+    opts.config.rate_limit.enabled = true;
+    opts.config.rate_limit.per_second = 1;
+    opts.config.rate_limit.burst = 3;
+    let s = TestServer::start_with(opts).await;
+    let b = Form::new(&s);
+    let mut limited = 0;
+    for _ in 0..12 {
+        let r = b
+            .post(
+                "/console/signin",
+                &[("username", "admin"), ("password", "x")],
+            )
+            .await;
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(r.headers().contains_key("retry-after"));
+            let html = r.text().await.expect("body");
+            assert!(html.contains("Too many attempts"), "{html}");
+            limited += 1;
+        }
+    }
+    assert!(limited > 0, "no sign-in was rate limited");
+
+    let s = TestServer::start().await;
+    let mut b = Form::new(&s);
+    for _ in 0..5 {
+        b.sign_in("admin", "wrong-password").await;
+    }
+    let pw = admin_password(&s);
+    let back = b.sign_in("admin", &pw).await;
+    assert!(
+        back.contains("error="),
+        "a locked account signed in: {back}"
+    );
+    let trail = std::fs::read_to_string(s.dir.join("audit.log")).expect("trail");
+    assert!(trail.contains("\"lockout\""), "{trail}");
+}
