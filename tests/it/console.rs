@@ -145,6 +145,11 @@ async fn sign_in_session_csrf_headers_and_sign_out() {
     assert!(back.starts_with("/console/signin?next="), "{back}");
     assert!(back.contains("error="), "{back}");
     assert!(b.session().is_empty());
+    let (_, _, html) = b.get(&back).await;
+    assert!(
+        html.contains("The user name or password is not valid."),
+        "{html}"
+    );
     // The right one: a session cookie that is a grant of vedauth-admin.
     let pw = admin_password(&s);
     assert_eq!(b.sign_in("admin", &pw).await, "/console");
@@ -214,6 +219,17 @@ async fn sign_in_session_csrf_headers_and_sign_out() {
         .is_some());
     let trail = std::fs::read_to_string(s.dir.join("audit.log")).expect("trail");
     assert!(trail.contains("\"create_application\""), "{trail}");
+
+    // The notice of our own redirect shows; words put in a link made elsewhere do not.
+    let (_, _, html) = b.get(&location(&r)).await;
+    assert!(html.contains("Created made-here"), "{html}");
+    let (_, _, html) = b
+        .get("/console/integrations?notice=Your%20session%20expired%2C%20sign%20in%20at%20evil.example&error=Call%20us&sig=00")
+        .await;
+    assert!(
+        !html.contains("evil.example") && !html.contains("Call us"),
+        "{html}"
+    );
 
     // A session ends after 8 hours whatever the grant's lifetime.
     s.clock.advance(8 * 3600);

@@ -32,13 +32,27 @@ fn enc(s: &str) -> String {
 }
 
 /// Back to `path` with a notice (or an error) to show.
-fn back(path: &str, result: Result<String, String>) -> Response {
+/// Back to `path` with a notice (or an error) to show, signed with `key` (the session's CSRF
+/// token, or the sign-in form's) so that a link made elsewhere cannot put words on our pages.
+fn back(key: &str, path: &str, result: Result<String, String>) -> Response {
     let sep = if path.contains('?') { '&' } else { '?' };
     let (k, v) = match result {
         Ok(m) => ("notice", m),
         Err(m) => ("error", m),
     };
-    Redirect::to(&format!("{path}{sep}{k}={}", enc(&v))).into_response()
+    let sig = message_sig(key, k, &v);
+    Redirect::to(&format!("{path}{sep}{k}={}&sig={sig}", enc(&v))).into_response()
+}
+
+/// The signature of a message on a redirect: a digest under the key, shortened.
+pub(super) fn message_sig(key: &str, kind: &str, text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in ["vedauth console message", key, kind, text] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..16])
 }
 
 /// What a refusal of the administration core says to a person.
@@ -76,14 +90,20 @@ fn date(t: Option<i64>) -> String {
 
 // ---- sign-in and sign-out ----
 
-pub async fn signin_page(uri: Uri) -> Response {
+pub async fn signin_page(uri: Uri, headers: HeaderMap) -> Response {
     let q = Query::of_uri(&uri);
     let pre = crate::token::generate()
         .value
         .expose()
         .replace(['+', '/', '='], "");
+    // Messages of the last attempt are signed with the form token that attempt sent.
+    let mut f = Frame::anonymous("Sign in")
+        .with_messages(&q, cookie(&headers, SIGNIN_COOKIE).unwrap_or(""));
+    if q.get("signed_out") == "1" {
+        f.notice = "Signed out.".into();
+    }
     let page = SigninPage {
-        f: Frame::anonymous("Sign in").with_messages(&q),
+        f,
         pre: pre.clone(),
         next: safe_next(q.opt("next").as_deref()),
     };
@@ -111,6 +131,7 @@ pub async fn signin(
     let next = safe_next(q.opt("next").as_deref());
     let again = |msg: &str| {
         back(
+            expected,
             &format!("/console/signin?next={}", enc(&next)),
             Err(msg.into()),
         )
@@ -153,9 +174,13 @@ pub async fn signout(
     // Sign-out is the grant's revocation: the cookie stops working everywhere at once.
     if let Err(e) = app.services.revoke(&s.token, Some(source)).await {
         tracing::warn!(error = %e, "console sign-out could not revoke the session grant");
-        return Ok(back("/console", Err("Sign-out failed; try again.".into())));
+        return Ok(back(
+            &s.csrf,
+            "/console",
+            Err("Sign-out failed; try again.".into()),
+        ));
     }
-    let mut res = back("/console/signin", Ok("Signed out.".into()));
+    let mut res = Redirect::to("/console/signin?signed_out=1").into_response();
     res.headers_mut()
         .append(header::SET_COOKIE, set_cookie(COOKIE, None));
     Ok(res)
@@ -167,7 +192,7 @@ pub async fn home(State(app): State<ApiState>, headers: HeaderMap, uri: Uri) -> 
     Ok(render(
         StatusCode::OK,
         &HomePage {
-            f: Frame::of(&s, "Console", "home").with_messages(&q),
+            f: Frame::of(&s, "Console", "home").with_messages(&q, &s.csrf),
         },
     ))
 }
@@ -199,7 +224,7 @@ pub async fn device_page(State(app): State<ApiState>, headers: HeaderMap, uri: U
     };
     let s = session(&app, &headers, &here).await?;
     let q = Query::of_uri(&uri);
-    let mut f = Frame::of(&s, "Approve a device", "device").with_messages(&q);
+    let mut f = Frame::of(&s, "Approve a device", "device").with_messages(&q, &s.csrf);
     let typed = q.get("user_code");
     let mut pending = None;
     if !typed.is_empty() {
@@ -247,6 +272,7 @@ pub async fn device_post(
         Ok(Some(p)) => p,
         _ => {
             return Ok(back(
+                &s.csrf,
                 "/console/device",
                 Err("Your identity cannot be found now; try again.".into()),
             ))
@@ -259,11 +285,14 @@ pub async fn device_post(
             .await
         {
             Ok(DeviceDecision::Approved) => back(
+                &s.csrf,
                 "/console/device",
                 Ok(format!("Approved {code}. Your device now gets its token.")),
             ),
-            Ok(DeviceDecision::Denied) => back("/console/device", Ok(format!("Denied {code}."))),
-            Err(e) => back("/console/device", Err(device_said(&e))),
+            Ok(DeviceDecision::Denied) => {
+                back(&s.csrf, "/console/device", Ok(format!("Denied {code}.")))
+            }
+            Err(e) => back(&s.csrf, "/console/device", Err(device_said(&e))),
         },
     )
 }
@@ -336,7 +365,7 @@ pub async fn integrations(State(app): State<ApiState>, headers: HeaderMap, uri: 
     Ok(render(
         StatusCode::OK,
         &IntegrationsPage {
-            f: Frame::of(&s, "Integrations", "integrations").with_messages(&q),
+            f: Frame::of(&s, "Integrations", "integrations").with_messages(&q, &s.csrf),
             rows,
         },
     ))
@@ -384,7 +413,7 @@ pub async fn create_integration(
     let client_id = q.get("client_id");
     let input = match app_input(client_id.clone(), &q) {
         Ok(i) => i,
-        Err(m) => return Ok(back("/console/integrations", Err(m))),
+        Err(m) => return Ok(back(&s.csrf, "/console/integrations", Err(m))),
     };
     Ok(
         match app
@@ -394,13 +423,14 @@ pub async fn create_integration(
             .await
         {
             Ok(a) => back(
+                &s.csrf,
                 &format!("/console/integrations/{}", enc(&a.client_id)),
                 Ok(format!(
                     "Created {}. Add a rule to say who may get tokens.",
                     a.client_id
                 )),
             ),
-            Err(e) => back("/console/integrations", Err(said(&e))),
+            Err(e) => back(&s.csrf, "/console/integrations", Err(said(&e))),
         },
     )
 }
@@ -446,7 +476,7 @@ pub async fn integration(
     Ok(render(
         StatusCode::OK,
         &IntegrationPage {
-            f: Frame::of(&s, &a.name, "integrations").with_messages(&q),
+            f: Frame::of(&s, &a.name, "integrations").with_messages(&q, &s.csrf),
             client_id: a.client_id.to_string(),
             name: a.name.clone(),
             vendor: a.vendor.clone(),
@@ -474,7 +504,7 @@ pub async fn update_integration(
     let q = form(&s, &body)?;
     let input = match app_input(client_id, &q) {
         Ok(i) => i,
-        Err(m) => return Ok(back(&here, Err(m))),
+        Err(m) => return Ok(back(&s.csrf, &here, Err(m))),
     };
     Ok(
         match app
@@ -484,13 +514,14 @@ pub async fn update_integration(
             .await
         {
             Ok(_) => back(
+                &s.csrf,
                 &here,
                 Ok(
                     "Saved. Existing grants keep their scope until they are renewed or revoked."
                         .into(),
                 ),
             ),
-            Err(e) => back(&here, Err(said(&e))),
+            Err(e) => back(&s.csrf, &here, Err(said(&e))),
         },
     )
 }
@@ -512,10 +543,11 @@ pub async fn delete_integration(
             .await
         {
             Ok(n) => back(
+                &s.csrf,
                 "/console/integrations",
                 Ok(format!("Deleted {client_id}; {n} grants revoked.")),
             ),
-            Err(e) => back(&here, Err(said(&e))),
+            Err(e) => back(&s.csrf, &here, Err(said(&e))),
         },
     )
 }
@@ -544,6 +576,7 @@ pub async fn add_rule(
                 .map(|n| n.name.clone())
                 .unwrap_or_else(|| r.trustee.to_string());
             back(
+                &s.csrf,
                 &here,
                 Ok(format!(
                     "Rule added: {name} ({}) may get tokens.",
@@ -551,7 +584,7 @@ pub async fn add_rule(
                 )),
             )
         }
-        Err(e) => back(&here, Err(said(&e))),
+        Err(e) => back(&s.csrf, &here, Err(said(&e))),
     })
 }
 
@@ -573,10 +606,11 @@ pub async fn delete_rule(
             .await
         {
             Ok(_) => back(
+                &s.csrf,
                 &here,
                 Ok("Rule removed. Existing grants live on until revoked or expired.".into()),
             ),
-            Err(e) => back(&here, Err(said(&e))),
+            Err(e) => back(&s.csrf, &here, Err(said(&e))),
         },
     )
 }
@@ -647,7 +681,7 @@ pub async fn grants(State(app): State<ApiState>, headers: HeaderMap, uri: Uri) -
     Ok(render(
         StatusCode::OK,
         &GrantsPage {
-            f: Frame::of(&s, "Grants", "grants").with_messages(&q),
+            f: Frame::of(&s, "Grants", "grants").with_messages(&q, &s.csrf),
             client_id: client_id.unwrap_or_default(),
             identity: identity.unwrap_or_default(),
             rows,
@@ -667,8 +701,12 @@ pub async fn revoke(State(app): State<ApiState>, headers: HeaderMap, body: Bytes
             .revoke_grants(&s.caller, identity.as_deref(), client_id.as_deref())
             .await
         {
-            Ok(n) => back("/console/grants", Ok(format!("Revoked {n} grants."))),
-            Err(e) => back("/console/grants", Err(said(&e))),
+            Ok(n) => back(
+                &s.csrf,
+                "/console/grants",
+                Ok(format!("Revoked {n} grants.")),
+            ),
+            Err(e) => back(&s.csrf, "/console/grants", Err(said(&e))),
         },
     )
 }
@@ -695,7 +733,7 @@ pub async fn users(State(app): State<ApiState>, headers: HeaderMap, uri: Uri) ->
     Ok(render(
         StatusCode::OK,
         &UsersPage {
-            f: Frame::of(&s, "Local users", "users").with_messages(&q),
+            f: Frame::of(&s, "Local users", "users").with_messages(&q, &s.csrf),
             rows,
         },
     ))
@@ -711,8 +749,8 @@ pub async fn add_user(State(app): State<ApiState>, headers: HeaderMap, body: Byt
         email: None,
     };
     Ok(match app.services.admin().add_user(&s.caller, new).await {
-        Ok(u) => back("/console/users", Ok(format!("Added {}.", u.name))),
-        Err(e) => back("/console/users", Err(said(&e))),
+        Ok(u) => back(&s.csrf, "/console/users", Ok(format!("Added {}.", u.name))),
+        Err(e) => back(&s.csrf, "/console/users", Err(said(&e))),
     })
 }
 
@@ -751,7 +789,7 @@ pub async fn user_action(State(app): State<ApiState>, headers: HeaderMap, body: 
             )
         }
     };
-    Ok(back("/console/users", done.map_err(|e| said(&e))))
+    Ok(back(&s.csrf, "/console/users", done.map_err(|e| said(&e))))
 }
 
 // ---- settings ----
@@ -801,7 +839,7 @@ pub async fn settings(State(app): State<ApiState>, headers: HeaderMap, uri: Uri)
     Ok(render(
         StatusCode::OK,
         &SettingsPage {
-            f: Frame::of(&s, "Settings", "settings").with_messages(&q),
+            f: Frame::of(&s, "Settings", "settings").with_messages(&q, &s.csrf),
             switches: switches(&st),
             access: st.default_access_token_validity,
             grant: st.default_grant_validity,
@@ -830,6 +868,7 @@ pub async fn save_settings(State(app): State<ApiState>, headers: HeaderMap, body
             Ok(v) => *field = v,
             Err(_) => {
                 return Ok(back(
+                    &s.csrf,
                     "/console/settings",
                     Err(format!("'{}' is not a number of seconds.", q.get(key))),
                 ))
@@ -837,8 +876,8 @@ pub async fn save_settings(State(app): State<ApiState>, headers: HeaderMap, body
         }
     }
     Ok(match admin.set_settings(&s.caller, st).await {
-        Ok(()) => back("/console/settings", Ok("Settings saved.".into())),
-        Err(e) => back("/console/settings", Err(said(&e))),
+        Ok(()) => back(&s.csrf, "/console/settings", Ok("Settings saved.".into())),
+        Err(e) => back(&s.csrf, "/console/settings", Err(said(&e))),
     })
 }
 
@@ -857,7 +896,7 @@ pub async fn audit(State(app): State<ApiState>, headers: HeaderMap, uri: Uri) ->
     Ok(render(
         StatusCode::OK,
         &AuditPage {
-            f: Frame::of(&s, "Audit trail", "audit").with_messages(&q),
+            f: Frame::of(&s, "Audit trail", "audit").with_messages(&q, &s.csrf),
             q: filter,
             off: found.is_none(),
             rows: found.unwrap_or_default(),

@@ -41,10 +41,19 @@ impl Frame {
             ..Self::default()
         }
     }
-    /// The notice and error a redirect carried (`?notice=`, `?error=`).
-    pub fn with_messages(mut self, q: &super::Query) -> Self {
-        self.notice = q.get("notice");
-        self.error = q.get("error");
+    /// The notice or error a redirect of ours carried (`?notice=`, `?error=`, with its
+    /// signature under `key`); anything else in the address is not shown.
+    pub fn with_messages(mut self, q: &super::Query, key: &str) -> Self {
+        let sig = q.get("sig");
+        for (k, slot) in [("notice", &mut self.notice), ("error", &mut self.error)] {
+            let v = q.raw(k).unwrap_or("");
+            if !v.is_empty()
+                && !key.is_empty()
+                && super::session::same_token(Some(&sig), &super::pages::message_sig(key, k, v))
+            {
+                *slot = v.to_string();
+            }
+        }
         self
     }
 }
