@@ -260,10 +260,14 @@ impl Engine {
     ) -> Result<DeviceDecision, GrantError> {
         let identity = who.prefixed_universal();
         let d = self.live_device(typed, &identity).await?;
-        let refusal = if approve {
-            self.device_refusal(&d, who).await?
-        } else {
+        let refusal = if !approve {
             None
+        } else if !self.still_allowed(&identity).await? {
+            Some(GrantError::BadCredentials(
+                crate::identity::RejectCause::Disabled,
+            ))
+        } else {
+            self.device_refusal(&d, who).await?
         };
         let approved = approve && refusal.is_none();
         self.audit.record(&Event {
@@ -316,6 +320,27 @@ impl Engine {
             return Ok(Some(GrantError::NotAdmitted));
         };
         Ok(scope_limit(&scope, &app, rule).map(|(limit, _)| GrantError::ScopeNotAuthorized(limit)))
+    }
+
+    /// Whether `identity` may still get tokens: a local user that was disabled or removed, or an
+    /// identity locked out, may not (decisions.md §12: the lockout of a disabled or locked
+    /// identity applies to every grant).
+    pub(crate) async fn still_allowed(&self, identity: &str) -> Result<bool, GrantError> {
+        if let Some((prefix, universal)) = identity.split_once(':') {
+            if prefix.eq_ignore_ascii_case("local") {
+                let id = universal.trim_start_matches('{').trim_end_matches('}');
+                let enabled = matches!(self.store.user_by_id(id).await?, Some(u) if !u.disabled);
+                if !enabled {
+                    return Ok(false);
+                }
+            }
+        }
+        if let Some(lockout) = self.identities.lockout() {
+            if lockout.state(identity).await?.locked_until.is_some() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Removes device requests long past their expiry.

@@ -340,6 +340,56 @@ async fn deny_expiry_slow_down_and_approval_the_rules_refuse() {
         .assert_error(400, "access_denied", "The request was denied");
 }
 
+/// An approver disabled between the approval and the poll gets nothing; a locked one cannot
+/// approve.
+#[tokio::test]
+async fn a_disabled_or_locked_approver_gives_no_tokens() {
+    let s = TestServer::start().await;
+    enable_device(&s).await;
+    let erin = s.add_user("erin", "erin-password-12").await;
+    s.add_app("dev-app", "certificate").await;
+    s.allow("dev-app", "everyone", None).await;
+    let services = s.app.services();
+    let who = principal(&s, &erin.identity()).await;
+    let r = start(&s, "dev-app", "certificate").await.ok200();
+    let (code, user) = (r.str("device_code"), r.str("user_code"));
+    assert_eq!(
+        services
+            .decide_device(&user, &who, true, None)
+            .await
+            .expect("approve"),
+        DeviceDecision::Approved
+    );
+    s.app
+        .store
+        .set_user_disabled(&erin.id, true)
+        .await
+        .expect("disable");
+    poll(&s, "dev-app", &code)
+        .await
+        .assert_error(400, "access_denied", "The request was denied");
+    s.app
+        .store
+        .set_user_disabled(&erin.id, false)
+        .await
+        .expect("enable");
+
+    // Five wrong passwords lock erin; her approval is refused and denies the request.
+    for _ in 0..5 {
+        s.password_grant("dev-app", "erin", "wrong-password-1", "certificate")
+            .await;
+    }
+    let r = start(&s, "dev-app", "certificate").await.ok200();
+    let (code, user) = (r.str("device_code"), r.str("user_code"));
+    assert!(matches!(
+        services.decide_device(&user, &who, true, None).await,
+        Err(GrantError::BadCredentials(_))
+    ));
+    poll(&s, "dev-app", &code)
+        .await
+        .assert_error(400, "access_denied", "The request was denied");
+}
+
 #[tokio::test]
 async fn wrong_user_codes_are_limited_per_person() {
     let s = TestServer::start().await;

@@ -43,7 +43,11 @@ pub(crate) async fn admit(e: &Engine, req: DeviceTokenRequest) -> Result<Admissi
     if !e.store.consume_device(&digest).await? {
         return Err(GrantError::DeviceCodeInvalid);
     }
-    // The approver as their provider knows them now (removed or disabled since: refused).
+    // The approver as their provider knows them now: removed, disabled or locked out since
+    // the approval, they get nothing.
+    if !e.still_allowed(&identity).await? {
+        return Err(GrantError::DeviceAccessDenied);
+    }
     let principal = e
         .identities
         .resolve(&identity)

@@ -213,6 +213,7 @@ fn device_said(e: &GrantError) -> String {
         GrantError::NotAdmitted => "You are not allowed to use this application, so the request was denied.".into(),
         GrantError::ScopeNotAuthorized(_) => "You may not grant the scope this request asks for, so it was denied.".into(),
         GrantError::UnknownClient(_) => "The application no longer exists, so the request was denied.".into(),
+        GrantError::BadCredentials(_) => "Your account is disabled or locked, so the request was denied.".into(),
         _ => "The service is unavailable now; try again shortly.".into(),
     }
 }
