@@ -390,6 +390,48 @@ async fn a_disabled_or_locked_approver_gives_no_tokens() {
         .assert_error(400, "access_denied", "The request was denied");
 }
 
+/// Polls racing after the approval: exactly one gets the tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_polls_at_once_exactly_one_gets_the_tokens() {
+    let s = TestServer::start().await;
+    enable_device(&s).await;
+    let fay = s.add_user("fay", "fay-password-123").await;
+    s.add_app("dev-app", "certificate").await;
+    s.allow("dev-app", "everyone", None).await;
+    let r = start(&s, "dev-app", "certificate").await.ok200();
+    let (code, user) = (r.str("device_code"), r.str("user_code"));
+    let who = principal(&s, &fay.identity()).await;
+    s.app
+        .services()
+        .decide_device(&user, &who, true, None)
+        .await
+        .expect("approve");
+    let polls = (0..8).map(|_| poll(&s, "dev-app", &code));
+    let answers = futures_util::future::join_all(polls).await;
+    let won = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::OK)
+        .count();
+    assert_eq!(won, 1, "{answers:?}");
+    for a in answers.iter().filter(|a| a.status != StatusCode::OK) {
+        let e = a.json["error"].as_str().unwrap_or_default();
+        assert!(e == "slow_down" || e == "invalid_grant", "{}", a.text);
+    }
+    let grants = s
+        .app
+        .store
+        .list_grants(&vedauth::store::GrantFilter::default())
+        .await
+        .expect("list");
+    assert_eq!(
+        grants
+            .iter()
+            .filter(|g| g.client_id.as_str() == "dev-app")
+            .count(),
+        1
+    );
+}
+
 #[tokio::test]
 async fn wrong_user_codes_are_limited_per_person() {
     let s = TestServer::start().await;
