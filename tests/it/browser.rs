@@ -271,6 +271,20 @@ impl Browser {
         std::fs::write(self.shots.join(format!("{name}.png")), png).expect("write shot");
     }
 
+    /// Presses a key (WebDriver actions), as a keyboard user would.
+    async fn press(&self, key: &str) {
+        self.cmd(
+            reqwest::Method::POST,
+            "/actions",
+            Some(
+                json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+                    {"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}
+                ]}]}),
+            ),
+        )
+        .await;
+    }
+
     async fn window(&self, width: u32, height: u32) {
         self.cmd(
             reqwest::Method::POST,
@@ -586,6 +600,23 @@ async fn the_console_in_a_real_browser() {
         .await
         .expect("read")
         .is_none());
+
+    // The keyboard: Tab reaches the skip link first, and Enter on it moves to the content.
+    b.go(&s.url("/console/grants")).await;
+    b.press("\u{E004}").await;
+    let focused = b.script("return document.activeElement.textContent;").await;
+    assert_eq!(focused, json!("Skip to content"));
+    b.press("\u{E007}").await;
+    assert!(
+        b.current().await.ends_with("#main"),
+        "{}",
+        b.current().await
+    );
+    b.press("\u{E004}").await;
+    let focused = b
+        .script("return document.activeElement.id || document.activeElement.tagName;")
+        .await;
+    assert_eq!(focused, json!("client_id"), "the first control of the page");
 
     // A phone-sized window.
     b.window(390, 844).await;
