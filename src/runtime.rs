@@ -136,6 +136,7 @@ pub async fn start(asm: Arc<Assembly>, listen: SocketAddr) -> anyhow::Result<Run
         },
         issuer: issuer.into(),
         gateway: Arc::new(gateway),
+        tls: cfg.tls,
     };
     let handle = server::start(
         listener,

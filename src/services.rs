@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::admin::Admin;
+use crate::domain::Identity;
 use crate::domain::{Grant, SharedStore};
 use crate::grants::{ClientAuth, Engine, GrantError, GrantRequest, IssuedTokens, TokenUse};
+use crate::grants::{DeviceDecision, DevicePending, DeviceStart, DeviceStarted};
 use crate::identity::{Identities, IdpError, Principal};
 use crate::secret::Secret;
 
@@ -57,6 +59,11 @@ impl Services {
             store,
             tpp_version: tpp_version.into(),
         }
+    }
+
+    /// The engine's clock.
+    pub fn now(&self) -> crate::clock::UnixTime {
+        self.engine.now()
     }
 
     /// Tokens, for any grant flow.
@@ -110,6 +117,33 @@ impl Services {
     ) -> Result<bool, GrantError> {
         self.engine
             .revoke_token(token, refresh_first, client_id, source)
+            .await
+    }
+
+    /// A device's request for codes (RFC 8628).
+    pub async fn start_device(&self, req: DeviceStart) -> Result<DeviceStarted, GrantError> {
+        self.engine.start_device(req).await
+    }
+
+    /// The pending device request behind a user code that `who` typed.
+    pub async fn pending_device(
+        &self,
+        user_code: &str,
+        who: &Identity,
+    ) -> Result<DevicePending, GrantError> {
+        self.engine.pending_device(user_code, who).await
+    }
+
+    /// Approves or denies a device request as `who` (signed in on the console).
+    pub async fn decide_device(
+        &self,
+        user_code: &str,
+        who: &Principal,
+        approve: bool,
+        source: Option<IpAddr>,
+    ) -> Result<DeviceDecision, GrantError> {
+        self.engine
+            .decide_device(user_code, who, approve, source)
             .await
     }
 

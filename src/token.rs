@@ -55,6 +55,14 @@ pub fn generate() -> IssuedToken {
     }
 }
 
+/// 16 random bytes as URL-safe text: a one-off value (a form's nonce) that is no grant's token.
+/// Grant tokens are minted by the grant pipeline alone, with `generate`.
+pub fn nonce() -> String {
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// Whether a presented string has the shape of a vedauth token. Anything else cannot be one,
 /// so callers reject it without touching the store.
 pub fn looks_like_token(s: &str) -> bool {

@@ -223,6 +223,11 @@ impl Gate {
         }
     }
 
+    /// The trail's file, for reading it back (None: off or standard output).
+    pub(super) fn trail_path(&self) -> Option<std::path::PathBuf> {
+        self.audit.path().map(std::path::Path::to_path_buf)
+    }
+
     /// Runs one change for `caller` and audits its outcome: `admin_change` (with `detail` and
     /// what the change reports) when done, `admin_refused` when refused. A refusal because the
     /// store is unavailable is not audited (nothing was decided). With a trail that fails

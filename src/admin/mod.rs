@@ -16,6 +16,7 @@ mod roles;
 mod rules;
 mod secrets;
 mod settings;
+mod trail;
 mod users;
 
 use std::collections::BTreeMap;
@@ -40,6 +41,7 @@ pub use self::policy::{Caller, HeldRole, Role};
 pub use self::roles::{RoleGrant, RoleInfo};
 pub use self::rules::RuleInput;
 pub use self::secrets::NewClientSecret;
+pub use self::trail::TrailEntry;
 pub use self::users::{validate_new_password, validate_new_user_name, NewUser, UserInfo};
 
 /// The longest access-token or grant validity: 100 years of 365.25 days. Longer values would
@@ -293,8 +295,43 @@ impl Admin {
     /// directory does not answer now) is left out; listings still show the identity itself.
     pub async fn names(&self, identities: &[&str]) -> BTreeMap<String, Named> {
         let mut out = BTreeMap::new();
+        // Many local identities (a listing of grants) are named from one read of the users,
+        // not one read each.
+        let local = |id: &str| {
+            id.get(..6)
+                .is_some_and(|p| p.eq_ignore_ascii_case("local:"))
+        };
+        let batched = identities.iter().filter(|id| local(id)).count() > 1;
+        if batched {
+            match self.reads.list_users().await {
+                Ok(users) => {
+                    let wanted: std::collections::BTreeSet<&str> =
+                        identities.iter().copied().filter(|id| local(id)).collect();
+                    for u in users {
+                        let identity = u.identity();
+                        if wanted.contains(identity.as_str()) {
+                            out.insert(
+                                identity.to_string(),
+                                Named {
+                                    identity,
+                                    name: format!("local:{}", u.name),
+                                    full_name: u
+                                        .full_name
+                                        .clone()
+                                        .unwrap_or_else(|| u.name.clone()),
+                                    kind: crate::identity::lookup::Kind::User,
+                                },
+                            );
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot list users to name identities"),
+            }
+        }
         for &id in identities {
-            if id.eq_ignore_ascii_case("everyone") || out.contains_key(id) {
+            // Local identities the one read did not find are removed users: left nameless.
+            if id.eq_ignore_ascii_case("everyone") || out.contains_key(id) || (batched && local(id))
+            {
                 continue;
             }
             match self.identities.name_of(id).await {

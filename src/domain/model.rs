@@ -303,3 +303,49 @@ pub struct Counts {
     pub applications: u64,
     pub grants: u64,
 }
+
+/// Where a device authorization request stands (RFC 8628).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceState {
+    /// Waiting for a person to approve or deny it.
+    Pending,
+    /// Approved by this identity; the next poll gets the tokens.
+    Approved(Identity),
+    Denied,
+    /// The tokens were handed out: the code is spent.
+    Used,
+}
+
+impl DeviceState {
+    /// The storage word.
+    pub fn word(&self) -> &'static str {
+        match self {
+            DeviceState::Pending => "pending",
+            DeviceState::Approved(_) => "approved",
+            DeviceState::Denied => "denied",
+            DeviceState::Used => "used",
+        }
+    }
+}
+
+/// A device authorization request (decisions.md §12): the device code is held only as its
+/// SHA-256, the user code as the 8 letters people type (no dash, upper case).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceAuthorization {
+    pub digest: TokenDigest,
+    pub user_code: String,
+    pub client_id: ClientId,
+    pub scope: CanonicalScope,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    /// Seconds the client must wait between polls (raised by each `slow_down`).
+    pub interval: i64,
+    pub last_poll: Option<UnixTime>,
+    pub state: DeviceState,
+}
+
+impl DeviceAuthorization {
+    pub fn expired(&self, now: UnixTime) -> bool {
+        self.expires_at <= now
+    }
+}

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::model::*;
-use super::words::{ClientId, Role};
+use super::words::{ClientId, Identity, Role};
 use crate::clock::UnixTime;
 use crate::token::TokenDigest;
 
@@ -230,6 +230,42 @@ pub trait GrantStore: Send + Sync {
     ) -> StoreResult<(Tally, Tally)>;
 }
 
+/// Device authorization requests (RFC 8628). Short-lived: not an [`Aggregate`] (`store copy`
+/// leaves them behind; a copy is made with the server stopped, longer than their 5 minutes).
+#[async_trait]
+pub trait DeviceStore: Send + Sync {
+    /// `Conflict` if the user code (or the digest) is taken; the caller draws another.
+    async fn insert_device(&self, d: &DeviceAuthorization) -> StoreResult<()>;
+    async fn device_by_digest(
+        &self,
+        digest: &TokenDigest,
+    ) -> StoreResult<Option<DeviceAuthorization>>;
+    /// By the 8 letters, upper case, no dash.
+    async fn device_by_user_code(
+        &self,
+        user_code: &str,
+    ) -> StoreResult<Option<DeviceAuthorization>>;
+    /// Compare-and-swap from pending to approved (by `identity`) or denied (None). True if it
+    /// was still pending.
+    async fn decide_device(
+        &self,
+        digest: &TokenDigest,
+        approved_by: Option<&Identity>,
+    ) -> StoreResult<bool>;
+    /// Records a poll at `now` if the previous one was at least the interval ago (true);
+    /// otherwise raises the interval by `penalty` seconds, records the poll and answers false.
+    async fn poll_device(
+        &self,
+        digest: &TokenDigest,
+        now: UnixTime,
+        penalty: i64,
+    ) -> StoreResult<bool>;
+    /// Compare-and-swap from approved to used: exactly one poll gets the tokens.
+    async fn consume_device(&self, digest: &TokenDigest) -> StoreResult<bool>;
+    /// Deletes requests that expired before `before`; how many.
+    async fn sweep_devices(&self, before: UnixTime) -> StoreResult<u64>;
+}
+
 /// Messaging, not persistence: how processes sharing a store tell each other that access
 /// tokens stopped being valid, so that their verify caches drop them.
 #[async_trait]
@@ -324,6 +360,7 @@ pub trait Store:
     + LockoutStore
     + SettingsStore
     + GrantStore
+    + DeviceStore
     + InvalidationFeed
     + Send
     + Sync

@@ -38,6 +38,24 @@ pub enum GrantError {
     InvalidGrant,
     #[error("token invalid")]
     InvalidToken,
+    #[error("device_code missing")]
+    MissingDeviceCode,
+    #[error("device authentication disabled")]
+    DeviceAuthDisabled,
+    #[error("device request not yet approved")]
+    AuthorizationPending,
+    #[error("device polled faster than its interval")]
+    SlowDown,
+    #[error("device request denied")]
+    DeviceAccessDenied,
+    #[error("device code expired")]
+    DeviceCodeExpired,
+    #[error("device code unknown, used or another client's")]
+    DeviceCodeInvalid,
+    #[error("no pending device request has this user code")]
+    UnknownUserCode,
+    #[error("too many wrong user codes")]
+    TooManyGuesses,
     #[error("overloaded")]
     Overloaded,
     #[error("unavailable: {0}")]
@@ -80,8 +98,17 @@ impl GrantError {
     pub fn cause(&self) -> Option<&'static str> {
         use GrantError::*;
         Some(match self {
-            MissingClientId | MissingCredentials | MissingRefreshToken => "malformed",
-            PasswordAuthDisabled | RefreshDisabled => "flow_disabled",
+            MissingClientId | MissingCredentials | MissingRefreshToken | MissingDeviceCode => {
+                "malformed"
+            }
+            PasswordAuthDisabled | RefreshDisabled | DeviceAuthDisabled => "flow_disabled",
+            AuthorizationPending => "authorization_pending",
+            SlowDown => "slow_down",
+            DeviceAccessDenied => "access_denied",
+            DeviceCodeExpired => "expired_token",
+            DeviceCodeInvalid => "invalid_device_code",
+            UnknownUserCode => "unknown_user_code",
+            TooManyGuesses => "too_many_user_code_guesses",
             InvalidScope(_) => "invalid_scope",
             UnknownClient(_) => "unknown_client",
             ClientAuthFailed => "client_auth_failed",

@@ -4,6 +4,7 @@
 //! It knows nothing of HTTP: faces hand it parsed requests and map its errors to their wire.
 
 mod cache;
+pub mod device;
 mod error;
 mod flows;
 mod grace;
@@ -23,13 +24,14 @@ use crate::secret::Secret;
 use crate::token::{self, TokenDigest};
 
 pub use cache::VerifyCache;
+pub use device::{DeviceDecision, DevicePending, DeviceStart, DeviceStarted};
 pub use error::{reject_word, GrantError, ScopeLimit};
 pub use issue::CLIENT_PREFIX;
 pub use policy::matching_rule;
 
 pub use request::{
-    ClientAuth, ClientCredentialsRequest, GrantRequest, GrantType, IssuedTokens, PasswordRequest,
-    RefreshRequest,
+    ClientAuth, ClientCredentialsRequest, DeviceTokenRequest, GrantRequest, GrantType,
+    IssuedTokens, PasswordRequest, RefreshRequest, DEVICE_CODE_GRANT,
 };
 
 /// Which of a grant's two tokens a presented token is.
@@ -84,6 +86,8 @@ pub struct Engine {
     /// verification per call. A hit counts only while the store still holds that very hash,
     /// so a rotation or removal takes effect at once.
     secrets_seen: moka::sync::Cache<(String, TokenDigest), Arc<str>>,
+    /// Wrong user codes per person (the device flow's approval page).
+    device_guesses: Arc<device::GuessLimit>,
 }
 
 impl Engine {
@@ -107,6 +111,7 @@ impl Engine {
             audit,
             cache,
             secrets_seen,
+            device_guesses: Arc::default(),
         }
     }
 
@@ -123,6 +128,7 @@ impl Engine {
             GrantRequest::Password(r) => flows::password::admit(self, r).await?,
             GrantRequest::Refresh(r) => flows::refresh::admit(self, r).await?,
             GrantRequest::ClientCredentials(r) => flows::client_credentials::admit(self, r).await?,
+            GrantRequest::Device(r) => flows::device::admit(self, r).await?,
         };
         self.issue(admission).await
     }
@@ -382,6 +388,10 @@ impl Engine {
         }
         if total > 0 {
             tracing::info!(count = total, "expired grants swept");
+        }
+        let devices = self.sweep_devices().await?;
+        if devices > 0 {
+            tracing::info!(count = devices, "expired device requests swept");
         }
         Ok(total)
     }

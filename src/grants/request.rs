@@ -20,6 +20,8 @@ pub enum GrantRequest {
     Refresh(RefreshRequest),
     /// Client credentials (the OAuth 2.0 face): a confidential application on its own behalf.
     ClientCredentials(ClientCredentialsRequest),
+    /// A device's poll with its device code (RFC 8628, on VEDauth `authorize/token`).
+    Device(DeviceTokenRequest),
 }
 
 impl GrantRequest {
@@ -29,6 +31,7 @@ impl GrantRequest {
             GrantRequest::Password(_) => GrantType::Password,
             GrantRequest::Refresh(_) => GrantType::Refresh,
             GrantRequest::ClientCredentials(_) => GrantType::ClientCredentials,
+            GrantRequest::Device(_) => GrantType::Device,
         }
     }
 }
@@ -38,6 +41,7 @@ pub enum GrantType {
     Password,
     Refresh,
     ClientCredentials,
+    Device,
 }
 
 impl GrantType {
@@ -47,6 +51,7 @@ impl GrantType {
             GrantType::Password => "password",
             GrantType::Refresh => "refresh_token",
             GrantType::ClientCredentials => "client_credentials",
+            GrantType::Device => DEVICE_CODE_GRANT,
         }
     }
 }
@@ -60,6 +65,17 @@ pub struct PasswordRequest {
     pub scope: Option<String>,
     pub state: Option<String>,
     /// The client's address, for the audit trail.
+    pub source: Option<IpAddr>,
+}
+
+/// RFC 8628's grant type name.
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// A device's poll; `None` = missing.
+#[derive(Debug, Default, Clone)]
+pub struct DeviceTokenRequest {
+    pub client_id: Option<String>,
+    pub device_code: Option<Secret>,
     pub source: Option<IpAddr>,
 }
 

@@ -4,6 +4,7 @@
 //! endpoints (health, readiness, metrics).
 
 pub mod common;
+pub mod console;
 pub mod gateway;
 pub mod oauth2;
 pub mod ops;
@@ -32,6 +33,8 @@ pub struct HttpState {
     pub issuer: Arc<str>,
     /// The gateway check's routing.
     pub gateway: Arc<gateway::Routes>,
+    /// Whether the listener speaks TLS (the scheme of the URLs the server hands out).
+    pub tls: bool,
 }
 
 /// Where `/metrics` is served and to whom.
@@ -52,6 +55,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(vedauth::router(state.clone()))
         .merge(oauth2::router(state.clone()))
         .merge(gateway::router())
+        .merge(console::router(state.clone()))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

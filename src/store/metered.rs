@@ -16,6 +16,7 @@ pub async fn observe<T>(
     timeout: Option<Duration>,
     f: impl Future<Output = StoreResult<T>>,
 ) -> StoreResult<T> {
+    let _ = CALLS.try_with(|n| n.set(n.get() + 1));
     let start = Instant::now();
     let r = match timeout {
         None => f.await,
@@ -33,4 +34,19 @@ pub async fn observe<T>(
             .increment(1);
     }
     r
+}
+
+tokio::task_local! {
+    static CALLS: std::cell::Cell<usize>;
+}
+
+/// Runs `f` and counts the store operations it made on its own task (what a page costs in
+/// round trips; tests use it to show that listings make no call per row).
+pub async fn counting<T>(f: impl Future<Output = T>) -> (T, usize) {
+    CALLS
+        .scope(std::cell::Cell::new(0), async move {
+            let out = f.await;
+            (out, CALLS.with(|n| n.get()))
+        })
+        .await
 }

@@ -166,3 +166,30 @@ pub fn successor_from(row: &impl Columns) -> StoreResult<Successor> {
         until: row.int("until")?,
     })
 }
+
+pub fn device_from(row: &impl Columns) -> StoreResult<DeviceAuthorization> {
+    let identity = row.opt_text("identity")?;
+    let state = match (row.text("state")?.as_str(), identity) {
+        ("pending", _) => DeviceState::Pending,
+        ("approved", Some(i)) => DeviceState::Approved(i.into()),
+        ("denied", _) => DeviceState::Denied,
+        ("used", _) => DeviceState::Used,
+        (other, _) => {
+            return Err(StoreError::Corrupt(format!(
+                "device code in state '{other}' (without an identity?)"
+            )))
+        }
+    };
+    Ok(DeviceAuthorization {
+        digest: digest_of(row, "digest")?
+            .ok_or_else(|| StoreError::Corrupt("device code without digest".into()))?,
+        user_code: row.text("user_code")?,
+        client_id: row.text("client_id")?.into(),
+        scope: CanonicalScope::from_stored(row.text("scope")?),
+        created_at: row.int("created_at")?,
+        expires_at: row.int("expires_at")?,
+        interval: row.int("poll_interval")?,
+        last_poll: row.opt_int("last_poll")?,
+        state,
+    })
+}

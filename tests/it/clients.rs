@@ -12,7 +12,7 @@ fn repo() -> PathBuf {
 
 /// The Python of the clients' virtual environment: `VEDAUTH_CLIENT_PYTHON` (set by
 /// `scripts/test`), else made (or reused) by `scripts/client-venv`.
-fn client_python() -> String {
+pub fn client_python() -> String {
     if let Ok(p) = std::env::var("VEDAUTH_CLIENT_PYTHON") {
         if !p.is_empty() {
             return p;

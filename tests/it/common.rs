@@ -143,6 +143,21 @@ impl TestServer {
         u
     }
 
+    /// A user with a password nobody knows (no hashing): for listings of many users.
+    pub async fn add_user_fast(&self, name: &str) -> User {
+        let u = User {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: name.into(),
+            full_name: None,
+            email: None,
+            password_hash: "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+            disabled: false,
+            created_at: self.clock.now_secs(),
+        };
+        self.app.store.create_user(&u).await.expect("create user");
+        u
+    }
+
     pub async fn add_app(&self, client_id: &str, scope: &str) -> Application {
         let a = app_record(client_id, scope, self.clock.now_secs());
         self.app

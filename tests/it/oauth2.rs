@@ -116,10 +116,9 @@ async fn every_rfc6749_error_case_has_its_status_error_and_challenge() {
     )
     .await;
     assert_oauth_error(&r, 400, "invalid_grant", None);
-    // Unsupported grant types, the two still to come on this face among them.
+    // Unsupported grant types, the one still to come on this face among them.
     for gt in [
         "authorization_code",
-        "urn:ietf:params:oauth:grant-type:device_code",
         "urn:ietf:params:oauth:grant-type:jwt-bearer",
     ] {
         let r = form(
@@ -577,7 +576,19 @@ async fn the_metadata_document_names_the_configured_issuer() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert_eq!(grants, ["password", "refresh_token", "client_credentials"]);
+    assert_eq!(
+        grants,
+        [
+            "password",
+            "refresh_token",
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:device_code"
+        ]
+    );
+    assert_eq!(
+        j["device_authorization_endpoint"],
+        "https://auth.example.test:9443/oauth2/device_authorization"
+    );
     assert!(j["scopes_supported"]
         .as_array()
         .unwrap()

@@ -42,6 +42,9 @@ const AGGREGATE_TABLES: &[(&str, &[&str])] = &[
         &["grants", "retired_refresh", "refresh_successors"],
     ),
     ("(schema version)", &["vedauth_schema"]),
+    // Device authorization requests live 5 minutes: `store copy`, run with the server
+    // stopped, leaves them behind (docs/console.md).
+    ("(short-lived, not copied)", &["device_codes"]),
 ];
 
 #[derive(Debug, Default, PartialEq, Eq)]

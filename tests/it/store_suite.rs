@@ -2,7 +2,7 @@
 //! database. Each backend gets a test that opens one and runs them all.
 
 use std::sync::Arc;
-use vedauth::domain::{ClientId, Role};
+use vedauth::domain::{ClientId, DeviceAuthorization, DeviceState, Role};
 
 use vedauth::config::DatabaseConfig;
 use vedauth::store::postgres::PostgresStore;
@@ -695,6 +695,80 @@ pub async fn client_secrets(s: &SharedStore) {
     assert_eq!(s.list_client_secrets().await.expect("list").len(), 1);
 }
 
+/// Device requests: found by digest and by user code, a user code taken once, decided and
+/// spent by compare-and-swap, polls on time or slowed down, swept after expiry.
+pub async fn device_codes(s: &SharedStore) {
+    let d = |tag: &str, code: &str| DeviceAuthorization {
+        digest: digest(tag),
+        user_code: code.into(),
+        client_id: "a".into(),
+        scope: crate::common::canon("certificate"),
+        created_at: 1000,
+        expires_at: 1300,
+        interval: 5,
+        last_poll: None,
+        state: DeviceState::Pending,
+    };
+    s.insert_device(&d("one", "BCDFGHJK"))
+        .await
+        .expect("insert");
+    assert!(matches!(
+        s.insert_device(&d("two", "BCDFGHJK")).await,
+        Err(StoreError::Conflict)
+    ));
+    s.insert_device(&d("two", "ZZZZZZZZ"))
+        .await
+        .expect("insert");
+    assert_eq!(
+        s.device_by_user_code("BCDFGHJK").await.expect("get"),
+        Some(d("one", "BCDFGHJK"))
+    );
+    assert_eq!(s.device_by_user_code("bcdfghjk").await.expect("get"), None);
+    assert_eq!(
+        s.device_by_digest(&digest("none")).await.expect("get"),
+        None
+    );
+    // Polls: the first is on time; one within the interval slows the device down by 5 s.
+    assert!(s.poll_device(&digest("one"), 1010, 5).await.expect("poll"));
+    assert!(!s.poll_device(&digest("one"), 1012, 5).await.expect("poll"));
+    let got = s
+        .device_by_digest(&digest("one"))
+        .await
+        .expect("get")
+        .expect("there");
+    assert_eq!((got.interval, got.last_poll), (10, Some(1012)));
+    assert!(!s.poll_device(&digest("one"), 1021, 5).await.expect("poll"));
+    assert!(s.poll_device(&digest("one"), 1036, 5).await.expect("poll"));
+    // Decided once; spent once; a pending one cannot be spent.
+    let who: vedauth::domain::Identity = "local:{u}".into();
+    assert!(!s.consume_device(&digest("one")).await.expect("consume"));
+    assert!(s
+        .decide_device(&digest("one"), Some(&who))
+        .await
+        .expect("decide"));
+    assert!(!s.decide_device(&digest("one"), None).await.expect("decide"));
+    assert_eq!(
+        s.device_by_digest(&digest("one"))
+            .await
+            .expect("get")
+            .map(|d| d.state),
+        Some(DeviceState::Approved(who))
+    );
+    assert!(s.consume_device(&digest("one")).await.expect("consume"));
+    assert!(!s.consume_device(&digest("one")).await.expect("consume"));
+    assert!(s.decide_device(&digest("two"), None).await.expect("decide"));
+    assert_eq!(
+        s.device_by_digest(&digest("two"))
+            .await
+            .expect("get")
+            .map(|d| d.state),
+        Some(DeviceState::Denied)
+    );
+    assert_eq!(s.sweep_devices(1300).await.expect("sweep"), 0);
+    assert_eq!(s.sweep_devices(1301).await.expect("sweep"), 2);
+    assert_eq!(s.device_by_user_code("ZZZZZZZZ").await.expect("get"), None);
+}
+
 /// A store that answers and can write is ready; its kind is named.
 pub async fn readiness(s: &SharedStore) {
     s.ready().await.expect("ready");
@@ -718,6 +792,7 @@ where
     roles(&open().await).await;
     lockout(&open().await).await;
     sweep(&open().await).await;
+    device_codes(&open().await).await;
     readiness(&open().await).await;
     client_secrets(&open().await).await;
 }

@@ -2,5 +2,6 @@
 //! asks for what. What they get is decided in `issue`, the same for every flow.
 
 pub(crate) mod client_credentials;
+pub(crate) mod device;
 pub(crate) mod password;
 pub(crate) mod refresh;

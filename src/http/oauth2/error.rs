@@ -164,6 +164,35 @@ impl From<GrantError> for OAuthError {
                 "invalid_token",
                 "The access token provided is expired, revoked, malformed, or invalid for other reasons",
             ),
+            // RFC 8628 §3.5's answers to a device's poll.
+            MissingDeviceCode => Self::invalid_request("device_code is required"),
+            DeviceAuthDisabled => Self::new(
+                S::BAD_REQUEST,
+                "unauthorized_client",
+                "Device authentication not enabled",
+            ),
+            AuthorizationPending => Self::new(
+                S::BAD_REQUEST,
+                "authorization_pending",
+                "The user has not yet approved the request",
+            ),
+            SlowDown => Self::new(S::BAD_REQUEST, "slow_down", "Polling too fast; slow down"),
+            DeviceAccessDenied => {
+                Self::new(S::BAD_REQUEST, "access_denied", "The user denied the request")
+            }
+            DeviceCodeExpired => {
+                Self::new(S::BAD_REQUEST, "expired_token", "The device code has expired")
+            }
+            DeviceCodeInvalid => Self::new(
+                S::BAD_REQUEST,
+                "invalid_grant",
+                "The device code is unknown, used, or another client's",
+            ),
+            UnknownUserCode | TooManyGuesses => Self::new(
+                S::BAD_REQUEST,
+                "invalid_request",
+                "The user code is not valid",
+            ),
             Overloaded => Self::unavailable(1, "The server is busy; retry shortly"),
             Unavailable(detail) => {
                 tracing::warn!(%detail, "request failed: backend unavailable");

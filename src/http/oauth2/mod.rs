@@ -25,6 +25,10 @@ pub fn router(state: ApiState) -> Router<ApiState> {
     let limited = Router::new()
         .route("/oauth2/token", post(token::token))
         .route("/oauth2/revoke", post(introspect::revoke))
+        .route(
+            "/oauth2/device_authorization",
+            post(token::device_authorization),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.limiter.clone(),
             rate_limit::<OAuthError>,

@@ -11,7 +11,8 @@ use super::super::ApiState;
 use super::client::presented;
 use super::{rfc_scope, tpp_scope, OAuthError};
 use crate::grants::{
-    ClientCredentialsRequest, GrantRequest, IssuedTokens, PasswordRequest, RefreshRequest,
+    ClientCredentialsRequest, DeviceStart, DeviceTokenRequest, GrantRequest, IssuedTokens,
+    PasswordRequest, RefreshRequest, DEVICE_CODE_GRANT,
 };
 
 /// RFC 6749 §5.1, with vedauth's extras after the standard keys.
@@ -49,10 +50,7 @@ fn token_response(t: &IssuedTokens) -> Response {
 }
 
 /// Grant types this server knows but does not serve on this face yet.
-const NOT_YET: &[&str] = &[
-    "urn:ietf:params:oauth:grant-type:device_code",
-    "urn:ietf:params:oauth:grant-type:jwt-bearer",
-];
+const NOT_YET: &[&str] = &["urn:ietf:params:oauth:grant-type:jwt-bearer"];
 
 pub async fn token(
     State(app): State<ApiState>,
@@ -69,13 +67,14 @@ pub async fn token(
         "password",
         "scope",
         "refresh_token",
+        "device_code",
     ])?;
     let grant_type = p
         .get("grant_type")
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
     if !matches!(
         grant_type.as_str(),
-        "password" | "refresh_token" | "client_credentials"
+        "password" | "refresh_token" | "client_credentials" | DEVICE_CODE_GRANT
     ) {
         if NOT_YET.contains(&grant_type.as_str()) {
             tracing::debug!(%grant_type, "grant type not served on the OAuth 2.0 face yet");
@@ -112,6 +111,12 @@ pub async fn token(
                     state: None,
                     source: Some(source),
                 })
+            } else if other == DEVICE_CODE_GRANT {
+                GrantRequest::Device(DeviceTokenRequest {
+                    client_id: Some(client.client_id),
+                    device_code: p.secret("device_code"),
+                    source: Some(source),
+                })
             } else {
                 GrantRequest::Refresh(RefreshRequest {
                     client_id: Some(client.client_id),
@@ -123,4 +128,54 @@ pub async fn token(
     };
     let issued = app.services.token(req).await?;
     Ok(token_response(&issued))
+}
+
+/// RFC 8628 §3.2, with `expires` as the VEDauth face also gives it.
+#[derive(Serialize)]
+struct DeviceBody<'a> {
+    device_code: &'a str,
+    user_code: &'a str,
+    verification_uri: String,
+    verification_uri_complete: String,
+    expires_in: i64,
+    expires: i64,
+    interval: i64,
+}
+
+/// `POST /oauth2/device_authorization` (RFC 8628 §3.1): the client authenticates as on the token
+/// endpoint; the user approves at `<issuer>/device`.
+pub async fn device_authorization(
+    State(app): State<ApiState>,
+    Client(source): Client,
+    headers: HeaderMap,
+    params: Result<Params, CommonError>,
+) -> Result<Response, OAuthError> {
+    let p = params?;
+    p.require_strings(&["client_id", "client_secret", "scope"])?;
+    let client = presented(&headers, &p)?;
+    app.services
+        .authenticate_client(&client.client_id, client.secret.as_ref(), Some(source))
+        .await?;
+    let started = app
+        .services
+        .start_device(DeviceStart {
+            client_id: Some(client.client_id),
+            scope: p.get("scope").map(|s| tpp_scope(&s)),
+            source: Some(source),
+        })
+        .await?;
+    let uri = format!("{}/device", app.issuer.trim_end_matches('/'));
+    let complete = format!("{uri}?user_code={}", started.user_code);
+    Ok(no_store(json_response(
+        StatusCode::OK,
+        &DeviceBody {
+            device_code: started.device_code.expose(),
+            user_code: &started.user_code,
+            verification_uri: uri,
+            verification_uri_complete: complete,
+            expires_in: started.expires_in,
+            expires: started.expires,
+            interval: started.interval,
+        },
+    )))
 }

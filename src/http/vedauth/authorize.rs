@@ -10,6 +10,7 @@ use super::super::ApiState;
 use super::error::reason_phrase;
 use super::VedauthError;
 use crate::domain::Grant;
+use crate::grants::{DeviceStart, DeviceTokenRequest, DEVICE_CODE_GRANT};
 use crate::grants::{GrantError, GrantRequest, IssuedTokens, PasswordRequest, RefreshRequest};
 use crate::wire_time::{DotnetDate, Iso8601};
 
@@ -70,7 +71,18 @@ pub async fn authorize_token(
     params: Result<Params, CommonError>,
 ) -> Result<Response, VedauthError> {
     let p = params?;
-    p.require_strings(&["client_id", "refresh_token"])?;
+    p.require_strings(&["client_id", "refresh_token", "grant_type", "device_code"])?;
+    // A device's poll names its grant type (RFC 8628 §3.4); anything else is a refresh, as
+    // TPP's clients send none.
+    if p.get("grant_type").as_deref() == Some(DEVICE_CODE_GRANT) {
+        let req = DeviceTokenRequest {
+            client_id: p.get("client_id"),
+            device_code: p.secret("device_code"),
+            source: Some(source),
+        };
+        let issued = app.services.token(GrantRequest::Device(req)).await?;
+        return Ok(token_response(&issued));
+    }
     let req = RefreshRequest {
         client_id: p.get("client_id"),
         refresh_token: p.secret("refresh_token"),
@@ -78,6 +90,73 @@ pub async fn authorize_token(
     };
     let issued = app.services.token(GrantRequest::Refresh(req)).await?;
     Ok(token_response(&issued))
+}
+
+/// The device authorization response (RFC 8628 §3.2, plus `expires` as pyVenafi reads it).
+#[derive(Serialize)]
+struct DeviceBody<'a> {
+    device_code: &'a str,
+    user_code: &'a str,
+    verification_uri: String,
+    verification_uri_complete: String,
+    expires_in: i64,
+    expires: i64,
+    interval: i64,
+}
+
+pub async fn authorize_device(
+    State(app): State<ApiState>,
+    Client(source): Client,
+    uri: http::Uri,
+    headers: HeaderMap,
+    params: Result<Params, CommonError>,
+) -> Result<Response, VedauthError> {
+    let p = params?;
+    p.require_strings(&["client_id", "scope"])?;
+    let started = app
+        .services
+        .start_device(DeviceStart {
+            client_id: p.get("client_id"),
+            scope: p.get("scope"),
+            source: Some(source),
+        })
+        .await?;
+    let uri = verification_uri(&uri, &headers, app.tls);
+    let complete = format!("{uri}?user_code={}", started.user_code);
+    Ok(no_store(json_response(
+        StatusCode::OK,
+        &DeviceBody {
+            device_code: started.device_code.expose(),
+            user_code: &started.user_code,
+            verification_uri: uri,
+            verification_uri_complete: complete,
+            expires_in: started.expires_in,
+            expires: started.expires,
+            interval: started.interval,
+        },
+    )))
+}
+
+/// The console's approval page as the device's user reaches this server: the host the device
+/// used (it reached us by that name), on the console's `/device` path.
+fn verification_uri(uri: &http::Uri, headers: &HeaderMap, tls: bool) -> String {
+    // HTTP/2 carries the host in the URI (`:authority`), HTTP/1.1 in `Host`.
+    let host = uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .unwrap_or("localhost");
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{host}/device")
 }
 
 /// The 13 fields of docs/protocol.md §8, in the observed order; borrowed from the grant, so a

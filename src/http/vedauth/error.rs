@@ -187,6 +187,45 @@ impl From<GrantError> for VedauthError {
                 "Grant has been revoked, has expired, or the refresh token is invalid",
             ),
             InvalidToken => Self::invalid_token(),
+            MissingDeviceCode => Self::new(S::BAD_REQUEST, "invalid_request", "Missing device code"),
+            DeviceAuthDisabled => Self::new(
+                S::BAD_REQUEST,
+                "unauthorized_client",
+                "Device authentication not enabled",
+            ),
+            // RFC 8628 §3.5: every poll refusal is a 400.
+            AuthorizationPending => Self::new(
+                S::BAD_REQUEST,
+                "authorization_pending",
+                "The request has not been approved yet",
+            ),
+            SlowDown => Self::new(
+                S::BAD_REQUEST,
+                "slow_down",
+                "Polling too fast; wait 5 seconds longer between requests",
+            ),
+            DeviceAccessDenied => {
+                Self::new(S::BAD_REQUEST, "access_denied", "The request was denied")
+            }
+            DeviceCodeExpired => {
+                Self::new(S::BAD_REQUEST, "expired_token", "The device code has expired")
+            }
+            DeviceCodeInvalid => Self::new(
+                S::BAD_REQUEST,
+                "invalid_grant",
+                "The device code is invalid, already used, or was issued to another client",
+            ),
+            // Only the console meets these; an API answer is still an answer.
+            UnknownUserCode => Self::new(
+                S::BAD_REQUEST,
+                "invalid_grant",
+                "No pending request has this user code",
+            ),
+            TooManyGuesses => Self::new(
+                S::TOO_MANY_REQUESTS,
+                "slow_down",
+                "Too many wrong user codes; try again later",
+            ),
             Overloaded => Self::unavailable(1, "The server is busy; retry shortly"),
             Unavailable(detail) => {
                 tracing::warn!(%detail, "request failed: backend unavailable");

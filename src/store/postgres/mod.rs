@@ -80,6 +80,7 @@ impl Dialect for Postgres {
         migration!(5, "common/0005_trustees_by_identity.sql"),
         migration!(6, "postgres/0006_invalidation_feed.sql"),
         migration!(10, "postgres/0010_client_secrets.sql"),
+        migration!(11, "postgres/0011_device_codes.sql"),
         migration!(13, "postgres/0013_refresh_successors.sql"),
     ];
 

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::super::rows::{
-    app_from, client_secret_from, digests, grant_from, lockout_entry_from, lockout_from,
-    retired_from, role_from, rule_from, successor_from, user_from, Columns,
+    app_from, client_secret_from, device_from, digests, grant_from, lockout_entry_from,
+    lockout_from, retired_from, role_from, rule_from, successor_from, user_from, Columns,
 };
 use super::{Backend, Dialect, SqlStore, Stmt};
 use crate::clock::UnixTime;
@@ -919,6 +919,129 @@ impl<B: Backend> GrantStore for SqlStore<B> {
                     .await?;
                 self.sql.commit(tx).await?;
                 Ok((g, r))
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl<B: Backend> DeviceStore for SqlStore<B> {
+    async fn insert_device(&self, d: &DeviceAuthorization) -> StoreResult<()> {
+        let identity = match &d.state {
+            DeviceState::Approved(i) => Some(i.as_str()),
+            _ => None,
+        };
+        self.sql
+            .run("insert_device", async {
+                let s = Stmt::new(
+                    "INSERT INTO device_codes (digest, user_code, client_id, scope, created_at,
+                         expires_at, poll_interval, last_poll, state, identity)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .arg(&d.digest)
+                .arg(&d.user_code)
+                .arg(&d.client_id)
+                .arg(&d.scope)
+                .arg(d.created_at)
+                .arg(d.expires_at)
+                .arg(d.interval)
+                .arg(d.last_poll)
+                .arg(d.state.word())
+                .arg(identity);
+                self.sql.exec(s).await?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn device_by_digest(&self, d: &TokenDigest) -> StoreResult<Option<DeviceAuthorization>> {
+        self.sql
+            .run("device_by_digest", async {
+                let s = Stmt::new("SELECT * FROM device_codes WHERE digest = $1").arg(d);
+                self.sql.one_as(s, device_from).await
+            })
+            .await
+    }
+
+    async fn device_by_user_code(
+        &self,
+        user_code: &str,
+    ) -> StoreResult<Option<DeviceAuthorization>> {
+        self.sql
+            .run("device_by_user_code", async {
+                let s = Stmt::new("SELECT * FROM device_codes WHERE user_code = $1").arg(user_code);
+                self.sql.one_as(s, device_from).await
+            })
+            .await
+    }
+
+    async fn decide_device(
+        &self,
+        d: &TokenDigest,
+        approved_by: Option<&Identity>,
+    ) -> StoreResult<bool> {
+        let state = if approved_by.is_some() {
+            "approved"
+        } else {
+            "denied"
+        };
+        self.sql
+            .run("decide_device", async {
+                let s = Stmt::new(
+                    "UPDATE device_codes SET state = $1, identity = $2
+                     WHERE digest = $3 AND state = 'pending'",
+                )
+                .arg(state)
+                .arg(approved_by.map(|i| i.as_str()))
+                .arg(d);
+                Ok(self.sql.exec(s).await? == 1)
+            })
+            .await
+    }
+
+    async fn poll_device(&self, d: &TokenDigest, now: UnixTime, penalty: i64) -> StoreResult<bool> {
+        self.sql
+            .run("poll_device", async {
+                // On time: the last poll was at least the interval ago.
+                let s = Stmt::new(
+                    "UPDATE device_codes SET last_poll = $1
+                     WHERE digest = $2 AND (last_poll IS NULL OR last_poll + poll_interval <= $1)",
+                )
+                .arg(now)
+                .arg(d);
+                if self.sql.exec(s).await? == 1 {
+                    return Ok(true);
+                }
+                let s = Stmt::new(
+                    "UPDATE device_codes SET last_poll = $1, poll_interval = poll_interval + $2
+                     WHERE digest = $3",
+                )
+                .arg(now)
+                .arg(penalty)
+                .arg(d);
+                self.sql.exec(s).await?;
+                Ok(false)
+            })
+            .await
+    }
+
+    async fn consume_device(&self, d: &TokenDigest) -> StoreResult<bool> {
+        self.sql
+            .run("consume_device", async {
+                let s = Stmt::new(
+                    "UPDATE device_codes SET state = 'used' WHERE digest = $1 AND state = 'approved'",
+                )
+                .arg(d);
+                Ok(self.sql.exec(s).await? == 1)
+            })
+            .await
+    }
+
+    async fn sweep_devices(&self, before: UnixTime) -> StoreResult<u64> {
+        self.sql
+            .run("sweep_devices", async {
+                let s = Stmt::new("DELETE FROM device_codes WHERE expires_at < $1").arg(before);
+                self.sql.exec(s).await
             })
             .await
     }

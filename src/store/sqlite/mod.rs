@@ -75,6 +75,7 @@ impl Dialect for Sqlite {
         migration!(5, "common/0005_trustees_by_identity.sql"),
         migration!(6, "sqlite/0006_invalidation_feed.sql"),
         migration!(10, "sqlite/0010_client_secrets.sql"),
+        migration!(11, "sqlite/0011_device_codes.sql"),
         migration!(13, "sqlite/0013_refresh_successors.sql"),
     ];
 
