@@ -48,6 +48,8 @@ pub struct Kinds {
     pub lockout: u64,
     pub grants: u64,
     pub retired_refresh: u64,
+    pub jwt_mappings: u64,
+    pub jwt_uses: u64,
 }
 
 impl Kinds {
@@ -60,6 +62,8 @@ impl Kinds {
             Rows::Lockout => &mut self.lockout,
             Rows::Grants => &mut self.grants,
             Rows::RetiredRefresh => &mut self.retired_refresh,
+            Rows::JwtMappings => &mut self.jwt_mappings,
+            Rows::JwtUses => &mut self.jwt_uses,
             Rows::Settings => return None,
         })
     }
@@ -72,19 +76,23 @@ impl Kinds {
             + self.lockout
             + self.grants
             + self.retired_refresh
+            + self.jwt_mappings
+            + self.jwt_uses
     }
 
     fn line(&self) -> String {
         format!(
             "{} users, {} applications, {} rules, {} grants, {} role assignments, {} lockout \
-             records, {} retired refresh tokens",
+             records, {} retired refresh tokens, {} JWT mappings, {} used JWTs",
             self.users,
             self.applications,
             self.rules,
             self.grants,
             self.roles,
             self.lockout,
-            self.retired_refresh
+            self.retired_refresh,
+            self.jwt_mappings,
+            self.jwt_uses
         )
     }
 }

@@ -225,6 +225,19 @@ impl Engine {
         if total > 0 {
             tracing::info!(count = total, "expired grants swept");
         }
+        // Used JWTs past the time they could be accepted anyway.
+        let mut jwts = 0;
+        loop {
+            let n = self.store.sweep_jwt_uses(now, batch).await?;
+            jwts += n;
+            if n < batch as u64 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        if jwts > 0 {
+            tracing::debug!(count = jwts, "used JWT records swept");
+        }
         Ok(total)
     }
 }

@@ -10,29 +10,8 @@ use url::Url;
 
 use super::jws::clip;
 
-/// One JWT mapping: which issuer to trust, which tokens of it to accept and whom they name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct JwtMapping {
-    /// Unique; mappings of one issuer are tried in `Name` order (ordinal, byte by byte).
-    pub name: String,
-    /// Compared exactly with the token's `iss`.
-    pub issuer_uri: String,
-    /// Where the issuer's JWK Set lives; absent or empty: OIDC discovery on `IssuerUri`.
-    #[serde(default)]
-    pub jwks_uri: Option<String>,
-    /// The claim that states the token's purpose (usually `aud`).
-    pub purpose_field: String,
-    /// The value `PurposeField` must have (or, for an array claim, contain).
-    pub purpose_match: String,
-    /// The claim that names the token's owner (usually `sub`).
-    pub id_field: String,
-    /// A regular expression that must match the whole `IdField` value.
-    pub id_match: String,
-    /// A fixed identity (a name or a prefixed universal) instead of `IdMatch`'s first group.
-    #[serde(default)]
-    pub grantee_prefixed_universal: Option<String>,
-}
+/// The mapping record is the domain's (it is stored); its checks are here.
+pub use crate::domain::JwtMapping;
 
 impl JwtMapping {
     /// `JwksUri` with an empty string read as absent.

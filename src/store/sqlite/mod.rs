@@ -74,6 +74,8 @@ impl Dialect for Sqlite {
         migration!(4, "common/0004_sweep_index.sql"),
         migration!(5, "common/0005_trustees_by_identity.sql"),
         migration!(6, "sqlite/0006_invalidation_feed.sql"),
+        migration!(7, "sqlite/0007_jwt_mappings.sql"),
+        migration!(8, "sqlite/0008_jwt_uses.sql"),
     ];
 
     fn error(e: sqlx::Error) -> StoreError {
