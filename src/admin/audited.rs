@@ -13,7 +13,8 @@ use serde_json::{json, Map, Value};
 use super::{AdminError, AdminResult, Caller, Revocations};
 use crate::audit::{Audit, Event};
 use crate::domain::{
-    Application, Grant, GrantFilter, RoleAssignment, Rule, Settings, SharedStore, Store, User,
+    Application, Grant, GrantFilter, JwtMapping, RoleAssignment, Rule, Settings, SharedStore,
+    Store, User,
 };
 
 /// Every kind of change, named as the audit trail names it (the event's `cause`).
@@ -35,6 +36,9 @@ pub enum Change {
     EnableUser,
     RemoveUser,
     UnlockUser,
+    CreateJwtMapping,
+    UpdateJwtMapping,
+    DeleteJwtMapping,
 }
 
 impl Change {
@@ -56,6 +60,9 @@ impl Change {
             Change::EnableUser => "enable_user",
             Change::RemoveUser => "remove_user",
             Change::UnlockUser => "unlock",
+            Change::CreateJwtMapping => "create_jwt_mapping",
+            Change::UpdateJwtMapping => "update_jwt_mapping",
+            Change::DeleteJwtMapping => "delete_jwt_mapping",
         }
     }
 }
@@ -133,6 +140,13 @@ impl Summary for super::users::Removal {
     }
 }
 
+impl Summary for JwtMapping {
+    fn summarize(&self, d: &mut Map<String, Value>) {
+        d.insert("mapping".into(), json!(self.name));
+        d.insert("issuer".into(), json!(self.issuer_uri));
+    }
+}
+
 /// Read access to the store, for everything that only looks.
 #[derive(Debug, Clone)]
 pub(super) struct Reads(SharedStore);
@@ -164,6 +178,12 @@ impl Reads {
     }
     pub(super) async fn settings(&self) -> AdminResult<Settings> {
         Ok(self.0.settings().await?)
+    }
+    pub(super) async fn jwt_mapping(&self, name: &str) -> AdminResult<Option<JwtMapping>> {
+        Ok(self.0.jwt_mapping(name).await?)
+    }
+    pub(super) async fn list_jwt_mappings(&self) -> AdminResult<Vec<JwtMapping>> {
+        Ok(self.0.list_jwt_mappings().await?)
     }
     pub(super) async fn list_grants(&self, filter: &GrantFilter) -> AdminResult<Vec<Grant>> {
         Ok(self.0.list_grants(filter).await?)

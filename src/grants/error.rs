@@ -2,6 +2,7 @@
 
 use crate::domain::StoreError;
 use crate::identity::{IdpError, RejectCause};
+use crate::jwt::JwtErrorClass;
 
 /// The failures of the grant flows (protocol.md: authorize, refresh, verify, revoke).
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,16 @@ pub enum GrantError {
     InvalidGrant,
     #[error("token invalid")]
     InvalidToken,
+    #[error("JWT authentication disabled")]
+    JwtAuthDisabled,
+    #[error("jwt missing")]
+    MissingJwt,
+    /// A JWT refused (the audit trail has the reason); `class` says how to answer.
+    #[error("JWT refused: {cause}")]
+    JwtRefused {
+        class: JwtErrorClass,
+        cause: &'static str,
+    },
     #[error("overloaded")]
     Overloaded,
     #[error("unavailable: {0}")]
@@ -74,8 +85,13 @@ impl GrantError {
     pub fn cause(&self) -> Option<&'static str> {
         use GrantError::*;
         Some(match self {
-            MissingClientId | MissingCredentials | MissingRefreshToken => "malformed",
-            PasswordAuthDisabled | RefreshDisabled => "flow_disabled",
+            MissingClientId | MissingCredentials | MissingRefreshToken | MissingJwt => "malformed",
+            PasswordAuthDisabled | RefreshDisabled | JwtAuthDisabled => "flow_disabled",
+            JwtRefused {
+                class: JwtErrorClass::Unavailable,
+                ..
+            } => return None,
+            JwtRefused { cause, .. } => cause,
             InvalidScope(_) => "invalid_scope",
             UnknownClient(_) => "unknown_client",
             BadCredentials(c) => reject_word(*c),

@@ -22,8 +22,11 @@ use crate::token::{self, TokenDigest};
 
 pub use cache::VerifyCache;
 pub use error::{reject_word, GrantError, ScopeLimit};
+pub use flows::jwt::{JwtExplanation, JwtGrant};
 pub use policy::matching_rule;
-pub use request::{GrantRequest, GrantType, IssuedTokens, PasswordRequest, RefreshRequest};
+pub use request::{
+    GrantRequest, GrantType, IssuedTokens, JwtRequest, PasswordRequest, RefreshRequest,
+};
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -52,6 +55,8 @@ pub struct Engine {
     opts: EngineOptions,
     audit: Arc<Audit>,
     cache: VerifyCache,
+    /// The JWT grant's verifier and key cache; None: `authorize/jwt` cannot be served.
+    jwt: Option<Arc<JwtGrant>>,
 }
 
 impl Engine {
@@ -70,7 +75,15 @@ impl Engine {
             opts,
             audit,
             cache,
+            jwt: None,
         }
+    }
+
+    /// The engine with the JWT grant's verifier (the composition root builds it: it needs
+    /// the key fetches' trust).
+    pub fn with_jwt(mut self, jwt: Arc<JwtGrant>) -> Self {
+        self.jwt = Some(jwt);
+        self
     }
 
     pub fn now(&self) -> UnixTime {
@@ -85,6 +98,7 @@ impl Engine {
         let admission = match req {
             GrantRequest::Password(r) => flows::password::admit(self, r).await?,
             GrantRequest::Refresh(r) => flows::refresh::admit(self, r).await?,
+            GrantRequest::Jwt(r) => flows::jwt::admit(self, r).await?,
         };
         self.issue(admission).await
     }

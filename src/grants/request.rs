@@ -18,6 +18,8 @@ pub enum GrantRequest {
     Password(PasswordRequest),
     /// Refresh token (VEDauth `authorize/token`).
     Refresh(RefreshRequest),
+    /// A JWT from a trusted issuer (VEDauth `authorize/jwt`).
+    Jwt(JwtRequest),
 }
 
 impl GrantRequest {
@@ -26,6 +28,7 @@ impl GrantRequest {
         match self {
             GrantRequest::Password(_) => GrantType::Password,
             GrantRequest::Refresh(_) => GrantType::Refresh,
+            GrantRequest::Jwt(_) => GrantType::Jwt,
         }
     }
 }
@@ -34,6 +37,7 @@ impl GrantRequest {
 pub enum GrantType {
     Password,
     Refresh,
+    Jwt,
 }
 
 impl GrantType {
@@ -42,6 +46,7 @@ impl GrantType {
         match self {
             GrantType::Password => "password",
             GrantType::Refresh => "refresh_token",
+            GrantType::Jwt => "jwt",
         }
     }
 }
@@ -62,6 +67,16 @@ pub struct PasswordRequest {
 pub struct RefreshRequest {
     pub client_id: Option<String>,
     pub refresh_token: Option<Secret>,
+    pub source: Option<IpAddr>,
+}
+
+/// A JWT-grant request after body parsing; `None` = missing.
+#[derive(Debug, Default, Clone)]
+pub struct JwtRequest {
+    pub client_id: Option<String>,
+    /// The compact JWS (a bearer credential: never logged).
+    pub jwt: Option<Secret>,
+    pub scope: Option<String>,
     pub source: Option<IpAddr>,
 }
 

@@ -449,6 +449,41 @@ pub struct JwtConfigError {
 
 const DAY: i32 = 86_400;
 
+/// Where `JwtConfiguration` sits in the global configuration document.
+pub const SETTINGS_KEY: &str = "JwtConfiguration";
+
+impl JwtConfiguration {
+    /// The settings' `JwtConfiguration` (defaults for what is absent). One that does not read
+    /// or is out of range (the admin API refuses those, so only a hand-edited store holds one)
+    /// gives the defaults, with a warning.
+    pub fn from_settings(settings: &crate::domain::Settings) -> Self {
+        let Some(v) = settings.other.get(SETTINGS_KEY) else {
+            return Self::default();
+        };
+        match Self::from_value(v) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "stored JwtConfiguration ignored; the defaults apply");
+                Self::default()
+            }
+        }
+    }
+
+    /// Reads and checks a `JwtConfiguration` object (null: the defaults).
+    pub fn from_value(v: &Value) -> Result<Self, JwtConfigError> {
+        let c: Self = if v.is_null() {
+            Self::default()
+        } else {
+            serde_json::from_value(v.clone()).map_err(|e| JwtConfigError {
+                field: "JwtConfiguration",
+                reason: e.to_string(),
+            })?
+        };
+        c.validate()?;
+        Ok(c)
+    }
+}
+
 impl JwtConfiguration {
     pub fn validate(&self) -> Result<(), JwtConfigError> {
         let c = &self.cache_configuration;

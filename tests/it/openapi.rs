@@ -17,6 +17,7 @@ fn spec() -> Value {
 const SERVED: &[(&str, &str)] = &[
     ("post", "/vedauth/authorize/oauth"),
     ("post", "/vedauth/authorize/token"),
+    ("post", "/vedauth/authorize/jwt"),
     ("get", "/vedauth/authorize/verify"),
     ("get", "/vedauth/revoke/token"),
     ("delete", "/vedauth/revoke/token"),

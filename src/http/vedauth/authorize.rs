@@ -10,7 +10,9 @@ use super::super::ApiState;
 use super::error::reason_phrase;
 use super::VedauthError;
 use crate::domain::Grant;
-use crate::grants::{GrantError, GrantRequest, IssuedTokens, PasswordRequest, RefreshRequest};
+use crate::grants::{
+    GrantError, GrantRequest, IssuedTokens, JwtRequest, PasswordRequest, RefreshRequest,
+};
 use crate::wire_time::{DotnetDate, Iso8601};
 
 /// The success body of authorize and refresh; field order as decisions.md §4.
@@ -77,6 +79,24 @@ pub async fn authorize_token(
         source: Some(source),
     };
     let issued = app.services.token(GrantRequest::Refresh(req)).await?;
+    Ok(token_response(&issued))
+}
+
+/// `authorize/jwt`: `{client_id, jwt, scope}` (next-ring.md §A.2).
+pub async fn authorize_jwt(
+    State(app): State<ApiState>,
+    Client(source): Client,
+    params: Result<Params, CommonError>,
+) -> Result<Response, VedauthError> {
+    let p = params?;
+    p.require_strings(&["client_id", "jwt", "scope"])?;
+    let req = JwtRequest {
+        client_id: p.get("client_id"),
+        jwt: p.secret("jwt"),
+        scope: p.get("scope"),
+        source: Some(source),
+    };
+    let issued = app.services.token(GrantRequest::Jwt(req)).await?;
     Ok(token_response(&issued))
 }
 
