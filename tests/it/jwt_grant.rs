@@ -490,3 +490,155 @@ async fn jwt_mappings_through_the_admin_api() {
         ]
     );
 }
+
+/// Runs the binary on the server's data directory (it trusts the key server's CA through the
+/// environment); returns (success, stdout, stderr).
+fn cli(s: &TestServer, args: &[&str]) -> (bool, String, String) {
+    let ca = s.app.config.tokens.jwt_ca_file.clone().expect("CA file");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vedauth"))
+        .arg("--data-dir")
+        .arg(&s.dir)
+        .args(args)
+        .env("VEDAUTH_TOKENS_JWT_CA_FILE", ca)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run vedauth");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_manages_mappings_and_explains_refusals() {
+    let (w, _ca) = world(Options::default()).await;
+    let s = &w.s;
+    let ed = ed_key("d1");
+    w.keys.set_keys(&[&ed]);
+    let jwks = w.keys.url("/jwks");
+    let (ok, out, err) = cli(
+        s,
+        &[
+            "jwt",
+            "add",
+            "k8s",
+            "--issuer",
+            &w.iss,
+            "--jwks-uri",
+            &jwks,
+            "--purpose-match",
+            "vedauth",
+            "--id-match",
+            "system:serviceaccount:ci:(.+)",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("added k8s"), "{out}");
+    let (ok, _, err) = cli(
+        s,
+        &[
+            "jwt",
+            "add",
+            "k8s",
+            "--issuer",
+            &w.iss,
+            "--jwks-uri",
+            &jwks,
+            "--purpose-match",
+            "x",
+            "--id-match",
+            "(.+)",
+            "--json",
+        ],
+    );
+    assert!(!ok);
+    let e: Value = serde_json::from_str(err.trim()).expect("json error");
+    assert_eq!(e["result"], 22, "{err}");
+    let (ok, out, err) = cli(s, &["jwt", "list", "--json"]);
+    assert!(ok, "{err}");
+    let list: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(list[0]["Name"], "k8s");
+    assert_eq!(list[0]["JwksUri"], jwks);
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = |name: &str, jwt: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("{jwt}\n")).expect("write");
+        p.to_string_lossy().to_string()
+    };
+    let good = ed.sign(
+        "EdDSA",
+        &claims(s, &w.iss, "system:serviceaccount:ci:deployer"),
+    );
+    let good_file = file("good", &good);
+
+    // The switch is off: explained as the first refusal; the rest is still checked.
+    let (ok, out, _) = cli(s, &["jwt", "explain", "--jwt", &good_file]);
+    assert!(!ok);
+    assert!(
+        out.contains("REFUSED  switch: AuthorizeByJwt is off"),
+        "{out}"
+    );
+    assert!(out.contains("ok       token: signed by"), "{out}");
+    let (ok, _, err) = cli(s, &["config", "set", "AuthorizeByJwt", "true"]);
+    assert!(ok, "{err}");
+
+    let (ok, out, err) = cli(s, &["jwt", "explain", "--jwt", &good_file, "--json"]);
+    assert!(ok, "{out}{err}");
+    let x: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(x["accepted"], true);
+    assert_eq!(x["identity"], w.user_identity);
+
+    // Expired, and a name nobody has: each says which step refused.
+    let mut c = claims(s, &w.iss, "system:serviceaccount:ci:deployer");
+    c["exp"] = json!(crate::common::wall_now() - 3600);
+    let (ok, out, _) = cli(
+        s,
+        &[
+            "jwt",
+            "explain",
+            "--jwt",
+            &file("old", &ed.sign("EdDSA", &c)),
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        out.contains("REFUSED  token (expired): expired at"),
+        "{out}"
+    );
+    let nobody = ed.sign(
+        "EdDSA",
+        &claims(s, &w.iss, "system:serviceaccount:ci:nobody"),
+    );
+    let (ok, out, err) = cli(
+        s,
+        &[
+            "jwt",
+            "explain",
+            "--jwt",
+            &file("nobody", &nobody),
+            "--json",
+        ],
+    );
+    assert!(!ok);
+    let x: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(x["refused_at"], "identity (unknown_identity)", "{out}");
+    assert!(
+        err.contains("would refuse this token at step identity"),
+        "{err}"
+    );
+
+    // The dry run used nothing up: the token still gets a grant, once.
+    granted(jwt_grant(s, &good).await);
+    jwt_grant(s, &good)
+        .await
+        .assert_error(401, "invalid_grant", NOT_VALID);
+
+    let (ok, _, err) = cli(s, &["jwt", "remove", "k8s"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(s, &["jwt", "show", "k8s", "--json"]);
+    assert!(!ok);
+    let e: Value = serde_json::from_str(err.trim()).expect("json error");
+    assert_eq!(e["result"], 21, "{err}");
+}
