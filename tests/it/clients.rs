@@ -5,13 +5,13 @@ use std::process::Command;
 
 use crate::common::TestServer;
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The Python of the clients' virtual environment: `VEDAUTH_CLIENT_PYTHON` (set by
 /// `scripts/test`), else made (or reused) by `scripts/client-venv`.
-fn client_python() -> String {
+pub(crate) fn client_python() -> String {
     if let Ok(p) = std::env::var("VEDAUTH_CLIENT_PYTHON") {
         if !p.is_empty() {
             return p;

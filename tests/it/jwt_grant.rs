@@ -642,3 +642,50 @@ async fn the_command_line_manages_mappings_and_explains_refusals() {
     let e: Value = serde_json::from_str(err.trim()).expect("json error");
     assert_eq!(e["result"], 21, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyvenafi_logs_in_with_a_jwt_and_calls_identity_self() {
+    let (w, _ca) = world(Options::default()).await;
+    let s = &w.s;
+    switch(s, &w.admin, true, 60).await;
+    s.oauth(
+        "CreateJwtMapping",
+        &w.admin,
+        &mapping("k8s", &w.iss, Some(w.keys.url("/jwks"))),
+    )
+    .await
+    .ok();
+    let rsa = rsa_key("r1");
+    w.keys.set_keys(&[&rsa]);
+    let jwt = rsa.sign(
+        "RS256",
+        &claims(s, &w.iss, "system:serviceaccount:ci:deployer"),
+    );
+    let jwt_file = s.dir.join("login.jwt");
+    std::fs::write(&jwt_file, &jwt).expect("write JWT");
+    let ca = s.launched.ca_file.clone().expect("generated CA");
+    let host = s.base.trim_start_matches("https://").to_string();
+    let identity = w.user_identity.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(crate::clients::client_python())
+            .arg(crate::clients::repo().join("tests/clients/pyvenafi_jwt.py"))
+            .args(["--host", &host, "--ca"])
+            .arg(&ca)
+            .args(["--client-id", APP, "--scope", SCOPE, "--jwt-file"])
+            .arg(&jwt_file)
+            .args(["--expect-identity", &identity])
+            .output()
+            .expect("run the pyVenafi script")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "pyVenafi JWT login failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("8 passed, 0 failed"), "{stdout}");
+}
