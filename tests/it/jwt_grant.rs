@@ -689,3 +689,53 @@ async fn pyvenafi_logs_in_with_a_jwt_and_calls_identity_self() {
     );
     assert!(stdout.contains("8 passed, 0 failed"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_refresh_fetches_keys_ahead_of_tokens_when_due() {
+    let (w, _ca) = world(Options::default()).await;
+    let s = &w.s;
+    s.oauth(
+        "CreateJwtMapping",
+        &w.admin,
+        &mapping("k8s", &w.iss, Some(w.keys.url("/jwks"))),
+    )
+    .await
+    .ok();
+    let ed = ed_key("d1");
+    w.keys.set_keys(&[&ed]);
+    // Off: nothing fetched.
+    assert!(s
+        .app
+        .engine
+        .refresh_jwt_keys()
+        .await
+        .expect("pass")
+        .is_none());
+    switch(s, &w.admin, true, 60).await;
+    let ran = s.app.engine.refresh_jwt_keys().await.expect("pass");
+    assert_eq!(ran, Some(vec![(w.iss.clone(), Ok(1))]));
+    assert_eq!(w.keys.hits("/jwks"), 1);
+    // Not due again before AutoRefresh (300 s).
+    assert!(s
+        .app
+        .engine
+        .refresh_jwt_keys()
+        .await
+        .expect("pass")
+        .is_none());
+    // A token finds its keys without a fetch.
+    let jwt = ed.sign(
+        "EdDSA",
+        &claims(s, &w.iss, "system:serviceaccount:ci:deployer"),
+    );
+    granted(jwt_grant(s, &jwt).await);
+    assert_eq!(w.keys.hits("/jwks"), 1);
+    s.clock.advance(301);
+    assert!(s
+        .app
+        .engine
+        .refresh_jwt_keys()
+        .await
+        .expect("pass")
+        .is_some());
+}

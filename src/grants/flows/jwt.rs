@@ -7,6 +7,7 @@
 //! applies at once; the verifier recompiles them only when they changed. Every refusal is
 //! audited (`login_failed`, cause and real reason); the client sees only the documented text.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 
 use serde_json::{json, Value};
@@ -32,6 +33,8 @@ pub struct JwtGrant {
     verifier: JwtVerifier,
     /// The stored mappings and settings the verifier holds, to notice a change.
     seen: Mutex<Option<(Vec<JwtMapping>, JwtConfiguration)>>,
+    /// When the background refresh last ran (`AutoRefresh`).
+    last_refresh: AtomicI64,
 }
 
 impl JwtGrant {
@@ -40,6 +43,7 @@ impl JwtGrant {
         Ok(Self {
             verifier: JwtVerifier::new(JwtConfiguration::default(), MappingSet::default(), trust)?,
             seen: Mutex::new(None),
+            last_refresh: AtomicI64::new(i64::MIN),
         })
     }
 
@@ -161,6 +165,41 @@ impl Engine {
             }
         }
         Ok(Ok(principal))
+    }
+
+    /// The background refresh (`JwtConfiguration.CacheConfiguration.AutoRefresh`): when the
+    /// grant is on and `AutoRefresh` seconds passed since the last pass, reloads the mappings
+    /// and fetches the keys of every issuer whose keys are missing or due, so that tokens
+    /// seldom wait for a fetch. Called often (the server ticks it); returns each issuer's key
+    /// count or failure when it ran, None when it was not due.
+    pub async fn refresh_jwt_keys(
+        &self,
+    ) -> Result<Option<Vec<(String, Result<usize, String>)>>, GrantError> {
+        let (grant, settings) = self.jwt_synced().await?;
+        let every = i64::from(
+            grant
+                .verifier
+                .configuration()
+                .cache_configuration
+                .auto_refresh,
+        );
+        let now = self.now();
+        let last = grant.last_refresh.load(Ordering::Relaxed);
+        if !settings.authorize_by_jwt
+            || every <= 0
+            || now.saturating_sub(last) < every
+            || grant.verifier.mappings().is_empty()
+        {
+            return Ok(None);
+        }
+        grant.last_refresh.store(now, Ordering::Relaxed);
+        let results = grant.verifier.refresh_all(now).await;
+        for (issuer, r) in &results {
+            if let Err(e) = r {
+                tracing::warn!(%issuer, error = %e, "JWT key refresh failed; keys in hand stay in use");
+            }
+        }
+        Ok(Some(results))
     }
 
     /// A dry run of the JWT grant for one token: every step up to the grant, without
