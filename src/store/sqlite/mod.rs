@@ -368,6 +368,12 @@ impl BulkLoad {
     pub fn grants(&self) -> &dyn GrantStore {
         &self.0
     }
+    pub fn jwt(&self) -> &dyn JwtStore {
+        &self.0
+    }
+    pub fn settings(&self) -> &dyn SettingsStore {
+        &self.0
+    }
     /// Commits what is queued and closes the file.
     pub async fn close(self) {
         self.0.close().await
