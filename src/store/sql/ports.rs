@@ -58,6 +58,20 @@ const INSERT_JWT_MAPPING: &str = "INSERT INTO jwt_mappings (name, issuer_uri, jw
          purpose_field, purpose_match, id_field, id_match, grantee)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 const INSERT_JWT_USE: &str = "INSERT INTO jwt_uses (digest, used_until) VALUES ($1, $2)";
+/// Records a used JWT: a new digest is inserted; a known one is taken over only if its record
+/// has ended (a row the sweep has not reached yet). One row changed = the first use.
+pub const RECORD_JWT_USE: &str = "INSERT INTO jwt_uses (digest, used_until) VALUES ($1, $2)
+     ON CONFLICT (digest) DO UPDATE SET used_until = excluded.used_until
+     WHERE jwt_uses.used_until <= $3";
+
+/// [`RECORD_JWT_USE`]'s values.
+pub fn bind_record_jwt_use<'q, D: Dialect>(
+    s: Stmt<'q, D>,
+    u: &'q JwtUse,
+    now: UnixTime,
+) -> Stmt<'q, D> {
+    s.arg(&u.digest).arg(u.used_until).arg(now)
+}
 /// For imports: a row whose key exists is left alone.
 const OR_SKIP: &str = " ON CONFLICT DO NOTHING";
 
@@ -830,20 +844,12 @@ impl<B: Backend> JwtStore for SqlStore<B> {
     }
 
     async fn record_jwt_use(&self, u: &JwtUse, now: UnixTime) -> StoreResult<bool> {
+        // A write on the grant path: SQLite's goes into the group commit.
         self.sql
-            .run("record_jwt_use", async {
-                // One statement is the compare-and-swap: a new digest is inserted; a known one
-                // is taken over only if its record has ended (a row the sweep has not reached).
-                let s = Stmt::new(
-                    "INSERT INTO jwt_uses (digest, used_until) VALUES ($1, $2)
-                     ON CONFLICT (digest) DO UPDATE SET used_until = excluded.used_until
-                     WHERE jwt_uses.used_until <= $3",
-                )
-                .arg(&u.digest)
-                .arg(u.used_until)
-                .arg(now);
-                Ok(self.sql.exec(s).await? == 1)
-            })
+            .run(
+                "record_jwt_use",
+                self.backend.record_jwt_use(&self.sql, u, now),
+            )
             .await
     }
 

@@ -301,6 +301,15 @@ impl Backend for SqliteBackend {
         self.writer.insert_grant(grant).await
     }
 
+    async fn record_jwt_use(
+        &self,
+        _sql: &Sql<Sqlite>,
+        u: &JwtUse,
+        now: crate::clock::UnixTime,
+    ) -> StoreResult<bool> {
+        self.writer.record_jwt_use(u, now).await
+    }
+
     async fn rotate_tokens(
         &self,
         _sql: &Sql<Sqlite>,
