@@ -37,6 +37,12 @@ pub enum JwtCmd {
         /// A file holding the JWT, or `-` for standard input.
         #[arg(long)]
         jwt: PathBuf,
+        /// Check the application and its rules for the identity too.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// With --client-id: check that this scope would be granted.
+        #[arg(long, requires = "client_id")]
+        scope: Option<String>,
     },
 }
 
@@ -147,11 +153,15 @@ pub async fn run(g: &GlobalOpts, cmd: JwtCmd) -> anyhow::Result<()> {
                 || format!("{name} removed"),
             );
         }
-        JwtCmd::Explain { jwt } => {
+        JwtCmd::Explain {
+            jwt,
+            client_id,
+            scope,
+        } => {
             let token = read_jwt(&jwt)?;
             let x = asm
                 .engine
-                .explain_jwt(&token)
+                .explain_jwt(&token, client_id.as_deref(), scope.as_deref())
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let refused = x.refused_at().map(str::to_string);

@@ -589,6 +589,56 @@ async fn the_command_line_manages_mappings_and_explains_refusals() {
     let x: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(x["accepted"], true);
     assert_eq!(x["identity"], w.user_identity);
+    // On through the application, its rule and the scope.
+    let (ok, out, err) = cli(
+        s,
+        &[
+            "jwt",
+            "explain",
+            "--jwt",
+            &good_file,
+            "--client-id",
+            APP,
+            "--scope",
+            SCOPE,
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("ok       rule: admitted by the rule for everyone"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ok       scope: certificate:manage is allowed"),
+        "{out}"
+    );
+    let (ok, out, _) = cli(
+        s,
+        &[
+            "jwt",
+            "explain",
+            "--jwt",
+            &good_file,
+            "--client-id",
+            APP,
+            "--scope",
+            "ssh:approve",
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        out.contains("REFUSED  scope: ssh:approve exceeds the application's maximum"),
+        "{out}"
+    );
+    let (ok, out, _) = cli(
+        s,
+        &["jwt", "explain", "--jwt", &good_file, "--client-id", "nope"],
+    );
+    assert!(!ok);
+    assert!(
+        out.contains("REFUSED  application: \"nope\" is not registered"),
+        "{out}"
+    );
 
     // Expired, and a name nobody has: each says which step refused.
     let mut c = claims(s, &w.iss, "system:serviceaccount:ci:deployer");

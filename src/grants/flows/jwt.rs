@@ -205,7 +205,15 @@ impl Engine {
     /// A dry run of the JWT grant for one token: every step up to the grant, without
     /// recording the token as used and without issuing anything. For the operator
     /// (`vedauth jwt explain`); may fetch the issuer's keys.
-    pub async fn explain_jwt(&self, jwt: &str) -> Result<JwtExplanation, GrantError> {
+    ///
+    /// With `client_id`, it goes on as the grant would: the application, the rule that admits
+    /// the identity, and (with `scope`) whether the scope is within what they allow.
+    pub async fn explain_jwt(
+        &self,
+        jwt: &str,
+        client_id: Option<&str>,
+        scope: Option<&str>,
+    ) -> Result<JwtExplanation, GrantError> {
         let mut steps = Vec::new();
         let (grant, settings) = self.jwt_synced().await?;
         steps.push((
@@ -250,20 +258,27 @@ impl Engine {
                 accepted.identity
             )),
         ));
-        let identity = match self.jwt_principal(&accepted.identity).await? {
+        let principal = match self.jwt_principal(&accepted.identity).await? {
             Ok(p) => {
-                let id = p.prefixed_universal();
                 steps.push((
                     "identity".to_string(),
-                    Ok(format!("{} ({})", id, p.prefixed_name())),
+                    Ok(format!(
+                        "{} ({})",
+                        p.prefixed_universal(),
+                        p.prefixed_name()
+                    )),
                 ));
-                Some(id.to_string())
+                Some(p)
             }
             Err(r) => {
                 steps.push((format!("identity ({})", r.cause), Err(r.reason)));
                 None
             }
         };
+        if let (Some(p), Some(client_id)) = (&principal, client_id) {
+            self.explain_rules(&mut steps, p, client_id, scope).await?;
+        }
+        let identity = principal.map(|p| p.prefixed_universal().to_string());
         if identity.is_some() {
             steps.push((
                 "once only".to_string(),
@@ -274,6 +289,58 @@ impl Engine {
             ));
         }
         Ok(JwtExplanation { steps, identity })
+    }
+}
+
+impl Engine {
+    /// The steps after the identity: the application, its rule for the identity, the scope.
+    async fn explain_rules(
+        &self,
+        steps: &mut Vec<(String, Result<String, String>)>,
+        p: &Principal,
+        client_id: &str,
+        scope: Option<&str>,
+    ) -> Result<(), GrantError> {
+        let Some(app) = self.store.application(client_id).await? else {
+            steps.push((
+                "application".into(),
+                Err(format!("{client_id:?} is not registered")),
+            ));
+            return Ok(());
+        };
+        steps.push(("application".into(), Ok(format!("{client_id:?} exists"))));
+        let rules = self.store.rules(Some(client_id)).await?;
+        let Some(rule) = crate::grants::policy::matching_rule(&rules, p) else {
+            steps.push((
+                "rule".into(),
+                Err(format!(
+                    "no rule of {client_id:?} admits {} or a group of it",
+                    p.prefixed_universal()
+                )),
+            ));
+            return Ok(());
+        };
+        steps.push((
+            "rule".into(),
+            Ok(format!("admitted by the rule for {}", rule.trustee)),
+        ));
+        if let Some(text) = scope {
+            let step = match Scope::parse(text) {
+                Err(e) => Err(format!("scope item {:?} is not valid", e.item())),
+                Ok(asked) => match crate::grants::policy::scope_limit(&asked, &app, rule) {
+                    None => Ok(format!("{asked} is allowed")),
+                    Some((limit, allowed)) => Err(format!(
+                        "{asked} exceeds the {} maximum {allowed:?}",
+                        match limit {
+                            crate::grants::ScopeLimit::Application => "application's",
+                            crate::grants::ScopeLimit::Rule => "rule's",
+                        }
+                    )),
+                },
+            };
+            steps.push(("scope".into(), step));
+        }
+        Ok(())
     }
 }
 
