@@ -304,6 +304,34 @@ async fn grants_on(opts: Options) -> World {
             "keys_unreachable",
         ]
     );
+    // With the real reason, which the client never sees.
+    let reason = |cause: &str| -> String {
+        events(&s.dir)
+            .into_iter()
+            .find(|e| e["event"] == "login_failed" && e["cause"] == cause)
+            .and_then(|e| e["detail"]["reason"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    assert!(
+        reason("expired").contains("expired at"),
+        "{}",
+        reason("expired")
+    );
+    assert!(
+        reason("no_mapping").contains("aud is \"someone-else\", not \"vedauth\""),
+        "{}",
+        reason("no_mapping")
+    );
+    assert!(
+        reason("replayed").contains("used before"),
+        "{}",
+        reason("replayed")
+    );
+    assert!(
+        reason("keys_unreachable").contains(&format!("keys of {} unreachable", w.far)),
+        "{}",
+        reason("keys_unreachable")
+    );
     let accepted = events(&s.dir)
         .into_iter()
         .filter(|e| e["event"] == "jwt_accepted")
