@@ -37,6 +37,10 @@ const APPS: usize = 4;
 /// needs `certificate`, which the seeded grants hold.
 const GATEWAY_PATH: &str =
     "/gateway/check/vedsdk/certificates/0b5a4c3e-1f2d-4e6a-9b8c-7d6e5f4a3b2c";
+/// The JWT grant phase's issuer (its keys come from the driver's JWKS server).
+const JWT_ISSUER: &str = "https://bench-issuer.vedauth.invalid";
+/// JWTs signed per transport for the JWT grant phase (each is used once): its count bound.
+const JWT_TOKENS: usize = 20_000;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -87,7 +91,7 @@ struct RunArgs {
     #[arg(long)]
     markdown: Option<PathBuf>,
     /// Phases to run (comma-separated): bare, password, burst, refresh, verify, cold, revoke,
-    /// mixed, gateway, introspect, or all. Targets are judged only for the phases that ran.
+    /// mixed, gateway, introspect, jwt, or all. Targets are judged only for the phases that ran.
     #[arg(long, default_value = "all")]
     phases: String,
 }
@@ -460,6 +464,144 @@ async fn spawn_ready(
     }
     let _ = server.child.kill();
     bail!("server not ready after 30 s")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The JWT grant phase: an issuer key, its JWKS server, the mapping, the tokens.
+
+fn b64(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// The bench issuer's ES256 key.
+struct IssuerKey {
+    kp: ring::signature::EcdsaKeyPair,
+    jwks: serde_json::Value,
+}
+
+impl IssuerKey {
+    fn new() -> anyhow::Result<Self> {
+        use ring::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let pt = kp.public_key().as_ref().to_vec();
+        let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "bench-es256",
+            "use": "sig", "x": b64(&pt[1..33]), "y": b64(&pt[33..])}]});
+        Ok(Self { kp, jwks })
+    }
+
+    /// `n` JWTs for `sub`s among the seeded users, each with its own `jti`, valid an hour.
+    fn tokens(&self, n: usize, users: usize, tag: &str) -> anyhow::Result<Vec<Bytes>> {
+        let rng = ring::rand::SystemRandom::new();
+        let now: UnixTime = vedauth::clock::Clock::now(&vedauth::clock::SystemClock);
+        let header = b64(br#"{"alg":"ES256","kid":"bench-es256","typ":"JWT"}"#);
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let claims = serde_json::json!({"iss": JWT_ISSUER, "aud": "vedauth",
+                "sub": format!("bench-user-{:05}", i % users.max(1)), "iat": now,
+                "exp": now + 3600, "jti": format!("{tag}-{i}")});
+            let input = format!("{header}.{}", b64(claims.to_string().as_bytes()));
+            let sig = self
+                .kp
+                .sign(&rng, input.as_bytes())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let body = serde_json::json!({"client_id": app_id(i % APPS),
+                "jwt": format!("{input}.{}", b64(sig.as_ref())), "scope": "certificate:manage"});
+            out.push(Bytes::from(body.to_string()));
+        }
+        Ok(out)
+    }
+}
+
+/// Serves the issuer's JWK Set over HTTPS with the data directory's certificate (the server
+/// trusts its CA through `tokens.jwt_ca_file`). Fetched once per server: keys are then cached.
+fn jwks_server(
+    data: &Path,
+    jwks: &serde_json::Value,
+) -> anyhow::Result<(SocketAddr, vedauth::server::ServerHandle)> {
+    let paths = vedauth::tls::TlsPaths::in_dir(data);
+    let certs = Arc::new(vedauth::tls::CertStore::load(&paths.cert, &paths.key)?);
+    let tls = Some(Arc::new(vedauth::tls::server_config(certs)?));
+    let body = Bytes::from(jwks.to_string());
+    let svc = tower::service_fn(move |_req: Request<axum::body::Body>| {
+        let body = body.clone();
+        async move {
+            let res = axum::response::Response::builder()
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap_or_default();
+            Ok::<_, Infallible>(res)
+        }
+    });
+    let addr = free_port()?;
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let handle = vedauth::server::start_service(
+        listener,
+        tls,
+        svc,
+        vedauth::server::ServerOptions::from_config(&vedauth::config::Config::default()),
+    )?;
+    Ok((addr, handle))
+}
+
+/// The mapping for the bench issuer (identity: the `sub`, a seeded user's name) and the grant
+/// switched on, written into the seeded store.
+async fn seed_jwt(data: &Path, jwks_url: &str) -> anyhow::Result<()> {
+    let store = BulkLoad::open_unsynced(&data.join(vedauth::assembly::DB_FILE)).await?;
+    store
+        .jwt()
+        .create_jwt_mapping(&vedauth::store::JwtMapping {
+            name: "bench".into(),
+            issuer_uri: JWT_ISSUER.into(),
+            jwks_uri: Some(jwks_url.into()),
+            purpose_field: "aud".into(),
+            purpose_match: "vedauth".into(),
+            id_field: "sub".into(),
+            id_match: "(bench-user-[0-9]+)".into(),
+            grantee_prefixed_universal: None,
+        })
+        .await?;
+    let mut settings = store.settings().settings().await?;
+    settings.authorize_by_jwt = true;
+    store.settings().put_settings(&settings).await?;
+    store.close().await;
+    Ok(())
+}
+
+/// Each request body of a shared list once, across all connections (JWT grants).
+struct OnceBody {
+    bodies: Arc<Vec<Bytes>>,
+    next: Arc<AtomicUsize>,
+    path: &'static str,
+}
+impl Work for OnceBody {
+    fn next(&mut self) -> Option<Req> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        Some(Req {
+            method: Method::POST,
+            path: self.path,
+            bearer: None,
+            body: Some(self.bodies.get(i)?.clone()),
+        })
+    }
+    fn done(&mut self, status: StatusCode, _: &[u8]) -> bool {
+        status == StatusCode::OK
+    }
+}
+
+/// A measured loop as a table row's numbers (no latencies: one thread, back to back).
+fn rate_stats(r: vedauth::jwt::Rate) -> Stats {
+    Stats {
+        ok: r.count,
+        elapsed: r.elapsed,
+        ..Stats::default()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1027,9 +1169,15 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
     // Rate limits and lockout are off: every request takes the path being measured. The burst
     // phase opens hundreds of connections from loopback: no per-address cap. The driver scrapes
     // /metrics for its diagnosis lines, without a token.
+    // The JWT phase's key server uses the data directory's certificate, whose CA the server
+    // trusts for key fetches.
+    let work = std::path::absolute(&a.work)?;
     std::fs::write(
         a.work.join("vedauth.toml"),
-        "[rate_limit]\nenabled = false\n[lockout]\nenabled = false\n[http]\nmax_connections_per_address = 0\n[metrics]\npublic = true\n",
+        format!(
+            "[rate_limit]\nenabled = false\n[lockout]\nenabled = false\n[http]\nmax_connections_per_address = 0\n[metrics]\npublic = true\n[tokens]\njwt_ca_file = {:?}\n",
+            work.join("data/tls/ca.crt").display().to_string()
+        ),
     )?;
     let transports: Vec<&'static str> = ["http", "tls"]
         .into_iter()
@@ -1062,6 +1210,19 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         client_secret(&a)?.into()
     } else {
         Arc::from("")
+    };
+    // The JWT grant's issuer: its key server runs for the whole run.
+    let issuer = if want("jwt") {
+        let key = IssuerKey::new()?;
+        let (addr, handle) = jwks_server(&a.work.join("data"), &key.jwks)?;
+        seed_jwt(
+            &a.work.join("data"),
+            &format!("https://127.0.0.1:{}/jwks", addr.port()),
+        )
+        .await?;
+        Some((key, handle))
+    } else {
+        None
     };
 
     let l0 = loadavg();
@@ -1506,7 +1667,90 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
             });
         }
 
-        // 5. Mixed: cached verify at full speed while password grants saturate the pool.
+        // 5. JWT grants (ES256), keys cached, each token once; next to a bare ring signature
+        //    check and the full verification (keys cached) measured in this run, one thread.
+        if let (true, Some((key, _))) = (want("jwt"), issuer.as_ref()) {
+            let bench = vedauth::jwt::JwtBench::new().map_err(|e| anyhow::anyhow!(e))?;
+            let (bare_sig, full) = tokio::task::spawn_blocking(move || {
+                let alg = vedauth::jwt::Algorithm::ES256;
+                let cap = Duration::from_secs(2);
+                (
+                    bench.measure(alg, true, cap, 2_000_000),
+                    bench.measure(alg, false, cap, 2_000_000),
+                )
+            })
+            .await?;
+            log(&format!(
+                "{transport} ES256: bare signature check {:.0}/s, full verification (keys cached) {:.0}/s, one thread",
+                bare_sig.per_second(),
+                full.per_second()
+            ));
+            let bodies = Arc::new(key.tokens(JWT_TOKENS, a.users, transport)?);
+            // The first grant fetches the issuer's keys; the phase runs with them cached.
+            let next = Arc::new(AtomicUsize::new(1));
+            let warm = drive(&target, &phase(1, 1), None, |_| {
+                Box::new(OnceBody {
+                    bodies: bodies.clone(),
+                    next: Arc::new(AtomicUsize::new(0)),
+                    path: "/vedauth/authorize/jwt",
+                })
+            })
+            .await;
+            if warm.ok != 1 {
+                bail!(
+                    "{transport}: the first JWT grant failed: {:?}",
+                    warm.statuses
+                );
+            }
+            let m0 = scrape(&target).await;
+            let l0 = loadavg();
+            let st = drive(
+                &target,
+                &phase(16, (bodies.len() - 1) as u64),
+                Some(pid),
+                |_| {
+                    Box::new(OnceBody {
+                        bodies: bodies.clone(),
+                        next: next.clone(),
+                        path: "/vedauth/authorize/jwt",
+                    })
+                },
+            )
+            .await;
+            let m1 = scrape(&target).await;
+            log(&format!("{transport} JWT grant: {:.0}/s", st.rate()));
+            diagnosis.push(format!(
+                "{transport} JWT grant: {}",
+                store_summary(&m0, &m1)
+            ));
+            let bare_rate = bare_sig.per_second();
+            rows.push(Row {
+                transport,
+                name: "JWT: bare ES256 signature check (ring, 1 thread)".into(),
+                conc: 1,
+                stats: rate_stats(bare_sig),
+                baseline: None,
+                load: (l0.clone(), l0.clone()),
+            });
+            rows.push(Row {
+                transport,
+                name: "JWT: full verification, keys cached (1 thread)".into(),
+                conc: 1,
+                stats: rate_stats(full),
+                baseline: Some(bare_rate),
+                load: (l0.clone(), l0.clone()),
+            });
+            rows.push(Row {
+                transport,
+                name: "JWT grant (ES256, keys cached, each token once)".into(),
+                conc: 16,
+                stats: st,
+                baseline: Some(bare_rate),
+                load: (l0, loadavg()),
+            });
+        }
+
+        // 6. Mixed: cached verify at full speed while password grants saturate the pool.
         let mut mixed_verify = Stats::default();
         if want("mixed") {
             let l0 = loadavg();

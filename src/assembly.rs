@@ -10,9 +10,10 @@ use crate::admin::{Admin, Ports};
 use crate::audit::Audit;
 use crate::clock::SharedClock;
 use crate::config::{Config, DatabaseConfig};
-use crate::grants::Engine;
+use crate::grants::{Engine, JwtGrant};
 use crate::identity::local::LocalProvider;
 use crate::identity::{Identities, IdentityProvider};
+use crate::jwt::FetchTrust;
 use crate::lockout::Lockout;
 use crate::password::{HashParams, HashPool, PasswordError};
 use crate::services::Services;
@@ -42,6 +43,8 @@ pub enum AssemblyError {
     Audit(String),
     #[error(transparent)]
     Providers(#[from] crate::identity::ldap::DirectoryConfigError),
+    #[error("tokens.jwt_ca_file {path}: {reason}")]
+    JwtTrust { path: PathBuf, reason: String },
 }
 
 /// Everything a running vedauth (server or admin command) is made of. Only the runtime, the
@@ -93,6 +96,24 @@ impl From<&DatabaseConfig> for PgOptions {
             operation_timeout: c.operation_timeout(),
         }
     }
+}
+
+/// The JWT grant's verifier, trusting the system's CAs and `tokens.jwt_ca_file`'s.
+fn jwt_grant(config: &Config) -> Result<JwtGrant, AssemblyError> {
+    let trust = match &config.tokens.jwt_ca_file {
+        None => FetchTrust::default(),
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| AssemblyError::JwtTrust {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            FetchTrust::system_plus(pem)
+        }
+    };
+    JwtGrant::new(&trust).map_err(|e| AssemblyError::JwtTrust {
+        path: config.tokens.jwt_ca_file.clone().unwrap_or_default(),
+        reason: e.to_string(),
+    })
 }
 
 impl Assembly {
@@ -148,7 +169,8 @@ impl Assembly {
             clock.clone(),
             config.tokens.engine_options(),
             audit.clone(),
-        );
+        )
+        .with_jwt(Arc::new(jwt_grant(&config)?));
         let admin = Admin::new(Ports {
             store: store.clone(),
             identities: identities.clone(),

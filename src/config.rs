@@ -185,6 +185,9 @@ pub struct TokenConfig {
     pub sweep_interval_secs: u64,
     /// Grants deleted per sweep statement.
     pub sweep_batch: u32,
+    /// Extra CA certificates (PEM) trusted, besides the system's, when fetching JWT issuers' keys.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub jwt_ca_file: Option<PathBuf>,
 }
 
 impl Default for TokenConfig {
@@ -197,6 +200,7 @@ impl Default for TokenConfig {
             verify_cache_capacity: e.verify_cache_capacity,
             sweep_interval_secs: 60,
             sweep_batch: 1000,
+            jwt_ca_file: None,
         }
     }
 }
@@ -370,6 +374,7 @@ pub const KEYS: &[Key] = &[
     Key { path: "tokens.verify_cache_capacity", kind: Kind::Int, doc: "Entries in the verify cache." },
     Key { path: "tokens.sweep_interval_secs", kind: Kind::Int, doc: "Seconds between sweeps of expired grants." },
     Key { path: "tokens.sweep_batch", kind: Kind::Int, doc: "Grants deleted per sweep statement." },
+    Key { path: "tokens.jwt_ca_file", kind: Kind::Str, doc: "PEM file of CA certificates trusted, besides the system's, for fetching JWT issuers' keys (an issuer with a private CA); empty = the system's only." },
     Key { path: "database.max_connections", kind: Kind::Int, doc: "PostgreSQL only: most connections this node keeps open (one more serves the invalidation feed)." },
     Key { path: "database.acquire_timeout_secs", kind: Kind::Int, doc: "PostgreSQL only: seconds a request waits for a connection, connecting included, before it gets 503." },
     Key { path: "database.operation_timeout_secs", kind: Kind::Int, doc: "PostgreSQL only: seconds one store operation may take in all before it is abandoned with 503." },
@@ -886,6 +891,10 @@ mod tests {
             tls_cert_file: Some("c".into()),
             tls_key_file: Some("k".into()),
             database_url: Some("u".into()),
+            tokens: TokenConfig {
+                jwt_ca_file: Some("j".into()),
+                ..TokenConfig::default()
+            },
             ..Config::default()
         };
         leaves(

@@ -202,6 +202,21 @@ pub async fn start(asm: Arc<Assembly>, listen: SocketAddr) -> anyhow::Result<Run
             })
         }),
     );
+    // JWT issuers' keys fetched ahead of tokens; the pass itself decides (AutoRefresh) whether
+    // it is due, so that a change of the setting applies without a restart.
+    let engine = asm.engine.clone();
+    periodic(
+        "JWT key refresh",
+        Duration::from_secs(15),
+        Box::new(move || {
+            let engine = engine.clone();
+            Box::pin(async move {
+                if let Err(e) = engine.refresh_jwt_keys().await {
+                    tracing::warn!(error = %e, "JWT key refresh failed");
+                }
+            })
+        }),
+    );
     if cfg.metrics.enabled && !cfg.metrics.listen.is_empty() {
         let addr: SocketAddr = cfg.metrics.listen.parse()?;
         let l = TcpListener::bind(addr)

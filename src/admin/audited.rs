@@ -13,8 +13,8 @@ use serde_json::{json, Map, Value};
 use super::{AdminError, AdminResult, Caller, Revocations};
 use crate::audit::{Audit, Event};
 use crate::domain::{
-    Application, ClientId, Grant, GrantCounts, GrantFilter, RoleAssignment, Rule, Settings,
-    SharedStore, Store, User, Window,
+    Application, ClientId, Grant, GrantCounts, GrantFilter, JwtMapping, RoleAssignment, Rule,
+    Settings, SharedStore, Store, User, Window,
 };
 
 /// Every kind of change, named as the audit trail names it (the event's `cause`).
@@ -38,6 +38,9 @@ pub enum Change {
     UnlockUser,
     SetClientSecret,
     RemoveClientSecret,
+    CreateJwtMapping,
+    UpdateJwtMapping,
+    DeleteJwtMapping,
 }
 
 impl Change {
@@ -61,6 +64,9 @@ impl Change {
             Change::UnlockUser => "unlock",
             Change::SetClientSecret => "set_client_secret",
             Change::RemoveClientSecret => "remove_client_secret",
+            Change::CreateJwtMapping => "create_jwt_mapping",
+            Change::UpdateJwtMapping => "update_jwt_mapping",
+            Change::DeleteJwtMapping => "delete_jwt_mapping",
         }
     }
 }
@@ -138,6 +144,13 @@ impl Summary for super::users::Removal {
     }
 }
 
+impl Summary for JwtMapping {
+    fn summarize(&self, d: &mut Map<String, Value>) {
+        d.insert("mapping".into(), json!(self.name));
+        d.insert("issuer".into(), json!(self.issuer_uri));
+    }
+}
+
 /// Read access to the store, for everything that only looks.
 #[derive(Debug, Clone)]
 pub(super) struct Reads(SharedStore);
@@ -188,6 +201,12 @@ impl Reads {
         client_id: &str,
     ) -> AdminResult<Option<crate::domain::ClientSecret>> {
         Ok(self.0.client_secret(client_id).await?)
+    }
+    pub(super) async fn jwt_mapping(&self, name: &str) -> AdminResult<Option<JwtMapping>> {
+        Ok(self.0.jwt_mapping(name).await?)
+    }
+    pub(super) async fn list_jwt_mappings(&self) -> AdminResult<Vec<JwtMapping>> {
+        Ok(self.0.list_jwt_mappings().await?)
     }
 }
 

@@ -11,6 +11,7 @@
 mod applications;
 mod audited;
 mod grants;
+mod jwt;
 pub mod policy;
 mod roles;
 mod rules;
@@ -63,6 +64,7 @@ pub enum Entity {
     User(String),
     /// A trustee or grantee as the caller wrote it.
     Identity(String),
+    JwtMapping(String),
 }
 
 impl std::fmt::Display for Entity {
@@ -77,6 +79,7 @@ impl std::fmt::Display for Entity {
             }
             Entity::User(name) => write!(f, "User '{name}'"),
             Entity::Identity(who) => write!(f, "Identity '{who}'"),
+            Entity::JwtMapping(name) => write!(f, "JWT mapping '{name}'"),
         }
     }
 }

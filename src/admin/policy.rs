@@ -77,6 +77,8 @@ pub(super) enum Need<'a> {
     Admin,
     /// Admin, GrantAdmin or Auditor.
     ReadAll,
+    /// Admin or Auditor (reading JWT mappings).
+    AdminOrAuditor,
     /// Admin, GrantAdmin, Auditor, or Owner/Maintainer of this application.
     ReadApp(&'a str),
     /// Admin, or Owner/Maintainer of this application.
@@ -175,6 +177,7 @@ impl Caller {
             Need::Anyone => true,
             Need::Admin => any_of(&[Admin]),
             Need::ReadAll => any_of(&[Admin, GrantAdmin, Auditor]),
+            Need::AdminOrAuditor => any_of(&[Admin, Auditor]),
             Need::ReadApp(c) => {
                 any_of(&[Admin, GrantAdmin, Auditor]) || self.app_role(c, &[Owner, Maintainer])
             }

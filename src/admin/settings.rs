@@ -4,6 +4,18 @@ use super::audited::Change;
 use super::policy::Need;
 use super::{validity, Admin, AdminError, AdminResult, Caller, MAX_VALIDITY_SECS};
 use crate::domain::Settings;
+use crate::jwt::{JwtConfiguration, SETTINGS_KEY};
+
+/// `JwtConfiguration` checked and written out whole (absent fields take their defaults), so
+/// that what is stored and shown is what applies.
+fn normalize_jwt(s: &mut Settings) -> AdminResult<()> {
+    let given = s.other.get(SETTINGS_KEY).cloned().unwrap_or_default();
+    let c = JwtConfiguration::from_value(&given)
+        .map_err(|e| AdminError::invalid("JwtConfiguration", e.to_string()))?;
+    let v = serde_json::to_value(c).map_err(AdminError::unavailable)?;
+    s.other.insert(SETTINGS_KEY.into(), v);
+    Ok(())
+}
 
 fn check(s: &Settings) -> AdminResult<()> {
     validity(
@@ -33,16 +45,23 @@ fn check(s: &Settings) -> AdminResult<()> {
 impl Admin {
     pub async fn get_settings(&self, caller: &Caller) -> AdminResult<Settings> {
         caller.check(Need::Anyone)?;
-        self.reads.settings().await
+        let mut s = self.reads.settings().await?;
+        if !s.other.contains_key(SETTINGS_KEY) {
+            // The defaults in force, shown as such.
+            normalize_jwt(&mut s)?;
+        }
+        Ok(s)
     }
 
     /// Replaces the whole configuration (absent fields take their defaults).
-    pub async fn set_settings(&self, caller: &Caller, s: Settings) -> AdminResult<()> {
+    pub async fn set_settings(&self, caller: &Caller, mut s: Settings) -> AdminResult<()> {
+        let jwt = normalize_jwt(&mut s);
         let detail = serde_json::to_value(&s)
             .unwrap_or_else(|e| serde_json::json!({"unrenderable": e.to_string()}));
         self.gate
             .run(caller, Change::SetConfiguration, detail, |w| async move {
                 caller.check(Need::Admin)?;
+                jwt?;
                 check(&s)?;
                 w.store().put_settings(&s).await?;
                 Ok(())

@@ -230,7 +230,7 @@ pub enum GrantCmd {
     },
 }
 
-fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) {
+pub(super) fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) {
     if json {
         println!(
             "{}",

@@ -2,6 +2,7 @@
 
 mod admin;
 mod config;
+mod jwt;
 mod prompt;
 pub mod serve;
 mod status;
@@ -85,6 +86,9 @@ pub enum Command {
     /// Whole-store operations: copy between SQLite and PostgreSQL.
     #[command(subcommand)]
     Store(store::StoreCmd),
+    /// JWT mappings for the JWT grant, and a dry run that explains a token's refusal.
+    #[command(subcommand)]
+    Jwt(jwt::JwtCmd),
 }
 
 impl GlobalOpts {
@@ -203,6 +207,7 @@ pub fn main() -> ExitCode {
             Command::Config(cmd) => config::run(&cli.global, cmd).await,
             Command::Status(args) => status::run(&cli.global, args).await,
             Command::Store(cmd) => store::store(&cli.global, cmd).await,
+            Command::Jwt(cmd) => jwt::run(&cli.global, cmd).await,
         }
     });
     match result {

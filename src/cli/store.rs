@@ -49,6 +49,8 @@ pub struct Kinds {
     pub lockout: u64,
     pub grants: u64,
     pub retired_refresh: u64,
+    pub jwt_mappings: u64,
+    pub jwt_uses: u64,
 }
 
 impl Kinds {
@@ -62,6 +64,8 @@ impl Kinds {
             Rows::Lockout => &mut self.lockout,
             Rows::Grants => &mut self.grants,
             Rows::RetiredRefresh => &mut self.retired_refresh,
+            Rows::JwtMappings => &mut self.jwt_mappings,
+            Rows::JwtUses => &mut self.jwt_uses,
             Rows::Settings => return None,
         })
     }
@@ -75,12 +79,14 @@ impl Kinds {
             + self.lockout
             + self.grants
             + self.retired_refresh
+            + self.jwt_mappings
+            + self.jwt_uses
     }
 
     fn line(&self) -> String {
         format!(
             "{} users, {} applications, {} rules, {} grants, {} role assignments, {} lockout \
-             records, {} retired refresh tokens, {} client secrets",
+             records, {} retired refresh tokens, {} client secrets, {} JWT mappings, {} used JWTs",
             self.users,
             self.applications,
             self.rules,
@@ -88,7 +94,9 @@ impl Kinds {
             self.roles,
             self.lockout,
             self.retired_refresh,
-            self.client_secrets
+            self.client_secrets,
+            self.jwt_mappings,
+            self.jwt_uses
         )
     }
 }

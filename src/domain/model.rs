@@ -349,3 +349,38 @@ impl DeviceAuthorization {
         self.expires_at <= now
     }
 }
+
+/// A JWT mapping (admin-api.md §3.4): which issuer's tokens the JWT grant trusts, which of them
+/// it accepts and whom they name. Its checks and compiled form live in `crate::jwt`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct JwtMapping {
+    /// Unique (exact, case-sensitive); mappings of one issuer are tried in `Name` order
+    /// (ordinal, byte by byte).
+    pub name: String,
+    /// Compared exactly with the token's `iss`.
+    pub issuer_uri: String,
+    /// Where the issuer's JWK Set lives; absent or empty: OIDC discovery on `IssuerUri`.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// The claim that states the token's purpose (usually `aud`).
+    pub purpose_field: String,
+    /// The value `PurposeField` must have (or, for an array claim, contain).
+    pub purpose_match: String,
+    /// The claim that names the token's owner (usually `sub`).
+    pub id_field: String,
+    /// A regular expression that must match the whole `IdField` value.
+    pub id_match: String,
+    /// A fixed identity (a name or a prefixed universal) instead of `IdMatch`'s first group.
+    #[serde(default)]
+    pub grantee_prefixed_universal: Option<String>,
+}
+
+/// A JWT the JWT grant accepted, remembered so that it cannot be presented again while it is
+/// still acceptable (its `exp` plus the clock skew).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtUse {
+    /// SHA-256 over the issuer and the `jti` (or the signature): no token text is kept.
+    pub digest: TokenDigest,
+    pub used_until: UnixTime,
+}

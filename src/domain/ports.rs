@@ -266,6 +266,34 @@ pub trait DeviceStore: Send + Sync {
     async fn sweep_devices(&self, before: UnixTime) -> StoreResult<u64>;
 }
 
+/// JWT mappings (admin-api.md §4.6) and the JWTs the JWT grant has accepted (so that none
+/// is accepted twice, on any node sharing the store).
+#[async_trait]
+pub trait JwtStore: Send + Sync {
+    /// `Conflict` if a mapping of that name exists.
+    async fn create_jwt_mapping(&self, mapping: &JwtMapping) -> StoreResult<()>;
+    async fn jwt_mapping(&self, name: &str) -> StoreResult<Option<JwtMapping>>;
+    /// Every mapping, by name (ordinal).
+    async fn list_jwt_mappings(&self) -> StoreResult<Vec<JwtMapping>>;
+    /// Full replacement of the mapping of that name; false if there is none.
+    async fn update_jwt_mapping(&self, mapping: &JwtMapping) -> StoreResult<bool>;
+    async fn delete_jwt_mapping(&self, name: &str) -> StoreResult<bool>;
+    /// Records a JWT as used until `used_until`, unless it is recorded already with a
+    /// `used_until` after `now`: true if recorded (first use), false if that is a replay. Atomic:
+    /// of concurrent calls with one digest, exactly one gets true.
+    async fn record_jwt_use(&self, use_: &JwtUse, now: UnixTime) -> StoreResult<bool>;
+    /// Every recorded use, by digest.
+    async fn list_jwt_uses(&self) -> StoreResult<Vec<JwtUse>>;
+    /// Deletes up to `batch` uses that ended by `now`; returns how many.
+    async fn sweep_jwt_uses(&self, now: UnixTime, batch: u32) -> StoreResult<u64>;
+    /// Writes mappings, then uses, in one transaction; existing keys are skipped.
+    async fn import_jwt(
+        &self,
+        mappings: &[JwtMapping],
+        uses: &[JwtUse],
+    ) -> StoreResult<(Tally, Tally)>;
+}
+
 /// Messaging, not persistence: how processes sharing a store tell each other that access
 /// tokens stopped being valid, so that their verify caches drop them.
 #[async_trait]
@@ -289,10 +317,11 @@ pub enum Aggregate {
     Lockout,
     Settings,
     Grants,
+    Jwt,
 }
 
 impl Aggregate {
-    pub const ALL: [Aggregate; 7] = [
+    pub const ALL: [Aggregate; 8] = [
         Aggregate::Users,
         Aggregate::Applications,
         Aggregate::ClientSecrets,
@@ -300,6 +329,7 @@ impl Aggregate {
         Aggregate::Lockout,
         Aggregate::Settings,
         Aggregate::Grants,
+        Aggregate::Jwt,
     ];
 }
 
@@ -319,6 +349,10 @@ pub enum Dump {
         grants: Vec<Grant>,
         retired: Vec<RetiredRefresh>,
     },
+    Jwt {
+        mappings: Vec<JwtMapping>,
+        uses: Vec<JwtUse>,
+    },
 }
 
 /// The kinds of rows a dump holds, for counting what an import did.
@@ -333,6 +367,8 @@ pub enum Rows {
     Settings,
     Grants,
     RetiredRefresh,
+    JwtMappings,
+    JwtUses,
 }
 
 impl Dump {
@@ -346,6 +382,7 @@ impl Dump {
             Dump::Lockout(v) => v.is_empty(),
             Dump::Settings(_) => false,
             Dump::Grants { grants, retired } => grants.is_empty() && retired.is_empty(),
+            Dump::Jwt { mappings, uses } => mappings.is_empty() && uses.is_empty(),
         }
     }
 }
@@ -361,6 +398,7 @@ pub trait Store:
     + SettingsStore
     + GrantStore
     + DeviceStore
+    + JwtStore
     + InvalidationFeed
     + Send
     + Sync
@@ -400,6 +438,10 @@ pub trait Store:
                 grants: self.list_grants(&GrantFilter::default()).await?,
                 retired: self.list_retired_refresh().await?,
             },
+            Aggregate::Jwt => Dump::Jwt {
+                mappings: self.list_jwt_mappings().await?,
+                uses: self.list_jwt_uses().await?,
+            },
         })
     }
 
@@ -429,6 +471,10 @@ pub trait Store:
             Dump::Grants { grants, retired } => {
                 let (g, r) = self.import_grants(grants, retired).await?;
                 vec![(Rows::Grants, g), (Rows::RetiredRefresh, r)]
+            }
+            Dump::Jwt { mappings, uses } => {
+                let (m, u) = self.import_jwt(mappings, uses).await?;
+                vec![(Rows::JwtMappings, m), (Rows::JwtUses, u)]
             }
         })
     }

@@ -2,6 +2,7 @@
 
 use crate::domain::StoreError;
 use crate::identity::{IdpError, RejectCause};
+use crate::jwt::JwtErrorClass;
 
 /// The failures of the grant flows (protocol.md: authorize, refresh, verify, revoke).
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +57,16 @@ pub enum GrantError {
     UnknownUserCode,
     #[error("too many wrong user codes")]
     TooManyGuesses,
+    #[error("JWT authentication disabled")]
+    JwtAuthDisabled,
+    #[error("jwt missing")]
+    MissingJwt,
+    /// A JWT refused (the audit trail has the reason); `class` says how to answer.
+    #[error("JWT refused: {cause}")]
+    JwtRefused {
+        class: JwtErrorClass,
+        cause: &'static str,
+    },
     #[error("overloaded")]
     Overloaded,
     #[error("unavailable: {0}")]
@@ -98,10 +109,16 @@ impl GrantError {
     pub fn cause(&self) -> Option<&'static str> {
         use GrantError::*;
         Some(match self {
-            MissingClientId | MissingCredentials | MissingRefreshToken | MissingDeviceCode => {
-                "malformed"
+            MissingClientId | MissingCredentials | MissingRefreshToken | MissingDeviceCode
+            | MissingJwt => "malformed",
+            PasswordAuthDisabled | RefreshDisabled | DeviceAuthDisabled | JwtAuthDisabled => {
+                "flow_disabled"
             }
-            PasswordAuthDisabled | RefreshDisabled | DeviceAuthDisabled => "flow_disabled",
+            JwtRefused {
+                class: JwtErrorClass::Unavailable,
+                ..
+            } => return None,
+            JwtRefused { cause, .. } => cause,
             AuthorizationPending => "authorization_pending",
             SlowDown => "slow_down",
             DeviceAccessDenied => "access_denied",

@@ -29,9 +29,10 @@ pub use error::{reject_word, GrantError, ScopeLimit};
 pub use issue::CLIENT_PREFIX;
 pub use policy::matching_rule;
 
+pub use flows::jwt::{JwtExplanation, JwtGrant};
 pub use request::{
     ClientAuth, ClientCredentialsRequest, DeviceTokenRequest, GrantRequest, GrantType,
-    IssuedTokens, PasswordRequest, RefreshRequest, DEVICE_CODE_GRANT,
+    IssuedTokens, JwtRequest, PasswordRequest, RefreshRequest, DEVICE_CODE_GRANT,
 };
 
 /// Which of a grant's two tokens a presented token is.
@@ -88,6 +89,8 @@ pub struct Engine {
     secrets_seen: moka::sync::Cache<(String, TokenDigest), Arc<str>>,
     /// Wrong user codes per person (the device flow's approval page).
     device_guesses: Arc<device::GuessLimit>,
+    /// The JWT grant's verifier and key cache; None: `authorize/jwt` cannot be served.
+    jwt: Option<Arc<JwtGrant>>,
 }
 
 impl Engine {
@@ -112,7 +115,15 @@ impl Engine {
             cache,
             secrets_seen,
             device_guesses: Arc::default(),
+            jwt: None,
         }
+    }
+
+    /// The engine with the JWT grant's verifier (the composition root builds it: it needs
+    /// the key fetches' trust).
+    pub fn with_jwt(mut self, jwt: Arc<JwtGrant>) -> Self {
+        self.jwt = Some(jwt);
+        self
     }
 
     pub fn now(&self) -> UnixTime {
@@ -129,6 +140,7 @@ impl Engine {
             GrantRequest::Refresh(r) => flows::refresh::admit(self, r).await?,
             GrantRequest::ClientCredentials(r) => flows::client_credentials::admit(self, r).await?,
             GrantRequest::Device(r) => flows::device::admit(self, r).await?,
+            GrantRequest::Jwt(r) => flows::jwt::admit(self, r).await?,
         };
         self.issue(admission).await
     }
@@ -392,6 +404,19 @@ impl Engine {
         let devices = self.sweep_devices().await?;
         if devices > 0 {
             tracing::info!(count = devices, "expired device requests swept");
+        }
+        // Used JWTs past the time they could be accepted anyway.
+        let mut jwts = 0;
+        loop {
+            let n = self.store.sweep_jwt_uses(now, batch).await?;
+            jwts += n;
+            if n < batch as u64 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        if jwts > 0 {
+            tracing::debug!(count = jwts, "used JWT records swept");
         }
         Ok(total)
     }

@@ -22,6 +22,8 @@ pub enum GrantRequest {
     ClientCredentials(ClientCredentialsRequest),
     /// A device's poll with its device code (RFC 8628, on VEDauth `authorize/token`).
     Device(DeviceTokenRequest),
+    /// A JWT from a trusted issuer (VEDauth `authorize/jwt`).
+    Jwt(JwtRequest),
 }
 
 impl GrantRequest {
@@ -32,6 +34,7 @@ impl GrantRequest {
             GrantRequest::Refresh(_) => GrantType::Refresh,
             GrantRequest::ClientCredentials(_) => GrantType::ClientCredentials,
             GrantRequest::Device(_) => GrantType::Device,
+            GrantRequest::Jwt(_) => GrantType::Jwt,
         }
     }
 }
@@ -42,6 +45,7 @@ pub enum GrantType {
     Refresh,
     ClientCredentials,
     Device,
+    Jwt,
 }
 
 impl GrantType {
@@ -52,6 +56,7 @@ impl GrantType {
             GrantType::Refresh => "refresh_token",
             GrantType::ClientCredentials => "client_credentials",
             GrantType::Device => DEVICE_CODE_GRANT,
+            GrantType::Jwt => "jwt",
         }
     }
 }
@@ -92,6 +97,16 @@ pub struct ClientCredentialsRequest {
     pub client_id: Option<String>,
     pub client_secret: Option<Secret>,
     /// None: the application's whole scope.
+    pub scope: Option<String>,
+    pub source: Option<IpAddr>,
+}
+
+/// A JWT-grant request after body parsing; `None` = missing.
+#[derive(Debug, Default, Clone)]
+pub struct JwtRequest {
+    pub client_id: Option<String>,
+    /// The compact JWS (a bearer credential: never logged).
+    pub jwt: Option<Secret>,
     pub scope: Option<String>,
     pub source: Option<IpAddr>,
 }

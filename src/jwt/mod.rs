@@ -27,7 +27,7 @@ pub use fetch::{FetchSetupError, FetchTrust};
 pub use jws::Algorithm;
 pub use model::{
     check_issuer_agreement, CacheConfiguration, IdentitySource, JwtConfigError, JwtConfiguration,
-    JwtMapping, KeySource, MappingError, MappingSet, MAX_PATTERN_LEN,
+    JwtMapping, KeySource, MappingError, MappingSet, MAX_PATTERN_LEN, SETTINGS_KEY,
 };
 pub use replay::{MemoryReplayGuard, ReplayError, ReplayGuard, ReplayKey};
 

@@ -10,29 +10,8 @@ use url::Url;
 
 use super::jws::clip;
 
-/// One JWT mapping: which issuer to trust, which tokens of it to accept and whom they name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct JwtMapping {
-    /// Unique; mappings of one issuer are tried in `Name` order (ordinal, byte by byte).
-    pub name: String,
-    /// Compared exactly with the token's `iss`.
-    pub issuer_uri: String,
-    /// Where the issuer's JWK Set lives; absent or empty: OIDC discovery on `IssuerUri`.
-    #[serde(default)]
-    pub jwks_uri: Option<String>,
-    /// The claim that states the token's purpose (usually `aud`).
-    pub purpose_field: String,
-    /// The value `PurposeField` must have (or, for an array claim, contain).
-    pub purpose_match: String,
-    /// The claim that names the token's owner (usually `sub`).
-    pub id_field: String,
-    /// A regular expression that must match the whole `IdField` value.
-    pub id_match: String,
-    /// A fixed identity (a name or a prefixed universal) instead of `IdMatch`'s first group.
-    #[serde(default)]
-    pub grantee_prefixed_universal: Option<String>,
-}
+/// The mapping record is the domain's (it is stored); its checks are here.
+pub use crate::domain::JwtMapping;
 
 impl JwtMapping {
     /// `JwksUri` with an empty string read as absent.
@@ -469,6 +448,41 @@ pub struct JwtConfigError {
 }
 
 const DAY: i32 = 86_400;
+
+/// Where `JwtConfiguration` sits in the global configuration document.
+pub const SETTINGS_KEY: &str = "JwtConfiguration";
+
+impl JwtConfiguration {
+    /// The settings' `JwtConfiguration` (defaults for what is absent). One that does not read
+    /// or is out of range (the admin API refuses those, so only a hand-edited store holds one)
+    /// gives the defaults, with a warning.
+    pub fn from_settings(settings: &crate::domain::Settings) -> Self {
+        let Some(v) = settings.other.get(SETTINGS_KEY) else {
+            return Self::default();
+        };
+        match Self::from_value(v) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "stored JwtConfiguration ignored; the defaults apply");
+                Self::default()
+            }
+        }
+    }
+
+    /// Reads and checks a `JwtConfiguration` object (null: the defaults).
+    pub fn from_value(v: &Value) -> Result<Self, JwtConfigError> {
+        let c: Self = if v.is_null() {
+            Self::default()
+        } else {
+            serde_json::from_value(v.clone()).map_err(|e| JwtConfigError {
+                field: "JwtConfiguration",
+                reason: e.to_string(),
+            })?
+        };
+        c.validate()?;
+        Ok(c)
+    }
+}
 
 impl JwtConfiguration {
     pub fn validate(&self) -> Result<(), JwtConfigError> {

@@ -3,8 +3,9 @@
 //! The verifier gives every accepted token a [`ReplayKey`] (SHA-256 over the issuer and the
 //! `jti`, or over the signature when the token has no `jti`) and the time it stops being
 //! acceptable. The grant flow records the key with a [`ReplayGuard`] just before it issues, and
-//! refuses when the key is already there. [`MemoryReplayGuard`] does that for one node; a
-//! cluster needs the shared store behind the same trait (see [`ReplayGuard`]).
+//! refuses when the key is already there. The server records it in the store
+//! (`JwtStore::record_jwt_use`, table `jwt_uses`), so that every node sharing the store sees it;
+//! [`MemoryReplayGuard`] does the same within one process, for embedding and tests.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

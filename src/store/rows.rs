@@ -193,3 +193,24 @@ pub fn device_from(row: &impl Columns) -> StoreResult<DeviceAuthorization> {
         state,
     })
 }
+
+pub fn jwt_mapping_from(row: &impl Columns) -> StoreResult<JwtMapping> {
+    Ok(JwtMapping {
+        name: row.text("name")?,
+        issuer_uri: row.text("issuer_uri")?,
+        jwks_uri: row.opt_text("jwks_uri")?,
+        purpose_field: row.text("purpose_field")?,
+        purpose_match: row.text("purpose_match")?,
+        id_field: row.text("id_field")?,
+        id_match: row.text("id_match")?,
+        grantee_prefixed_universal: row.opt_text("grantee")?,
+    })
+}
+
+pub fn jwt_use_from(row: &impl Columns) -> StoreResult<JwtUse> {
+    Ok(JwtUse {
+        digest: digest_of(row, "digest")?
+            .ok_or_else(|| StoreError::Corrupt("JWT use without digest".into()))?,
+        used_until: row.int("used_until")?,
+    })
+}

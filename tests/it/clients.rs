@@ -6,7 +6,7 @@ use std::process::Command;
 
 use crate::common::TestServer;
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 

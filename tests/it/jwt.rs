@@ -38,13 +38,13 @@ const TEST_RSA_KEY: &str = include_str!("fixtures/jwt-test-rsa.pem");
 
 // ---------------------------------------------------------------- certificates
 
-struct TestCa {
-    pem: String,
+pub(crate) struct TestCa {
+    pub(crate) pem: String,
     cert: rcgen::Certificate,
     key: KeyPair,
 }
 
-fn test_ca(name: &str) -> TestCa {
+pub(crate) fn test_ca(name: &str) -> TestCa {
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     p.distinguished_name.push(DnType::CommonName, name);
@@ -84,25 +84,25 @@ fn server_tls(ca: &TestCa) -> Arc<rustls::ServerConfig> {
 // ---------------------------------------------------------------- the key server
 
 #[derive(Default)]
-struct ServerState {
-    jwks: Value,
+pub(crate) struct ServerState {
+    pub(crate) jwks: Value,
     /// The `issuer` the discovery document claims (None: the one asked about).
-    discovery_issuer: Option<String>,
+    pub(crate) discovery_issuer: Option<String>,
     cache_control: Option<String>,
     hits: HashMap<String, u64>,
 }
 
 /// A JWKS/OIDC server on 127.0.0.1: `/jwks`, `/moved` (302 to `/jwks`) and
 /// `<issuer path>/.well-known/openid-configuration` (pointing at `/jwks`).
-struct KeyServer {
+pub(crate) struct KeyServer {
     addr: SocketAddr,
     tls: Option<Arc<rustls::ServerConfig>>,
-    state: Arc<Mutex<ServerState>>,
+    pub(crate) state: Arc<Mutex<ServerState>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl KeyServer {
-    async fn start(ca: &TestCa) -> Self {
+    pub(crate) async fn start(ca: &TestCa) -> Self {
         Self::start_on("127.0.0.1:0".parse().unwrap(), Some(server_tls(ca))).await
     }
 
@@ -164,21 +164,21 @@ impl KeyServer {
         }));
     }
 
-    fn base(&self) -> String {
+    pub(crate) fn base(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         format!("{scheme}://127.0.0.1:{}", self.addr.port())
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base())
     }
 
-    fn set_keys(&self, keys: &[&TestKey]) {
+    pub(crate) fn set_keys(&self, keys: &[&TestKey]) {
         self.state.lock().unwrap().jwks =
             json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()});
     }
 
-    fn hits(&self, path: &str) -> u64 {
+    pub(crate) fn hits(&self, path: &str) -> u64 {
         self.state
             .lock()
             .unwrap()
@@ -189,7 +189,7 @@ impl KeyServer {
     }
 
     /// Closes the listener and every connection: connections are refused until `restart`.
-    async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         if let Some(t) = self.task.take() {
             t.abort();
             let _ = t.await;
@@ -197,7 +197,7 @@ impl KeyServer {
     }
 
     /// Listens again on the same port.
-    async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         self.listen().await;
     }
 }
@@ -250,19 +250,19 @@ enum Signer {
     Ed(Ed25519KeyPair),
 }
 
-struct TestKey {
-    kid: String,
+pub(crate) struct TestKey {
+    pub(crate) kid: String,
     signer: Signer,
     jwk: Value,
     /// The public key's DER (for the HMAC-with-the-public-key attack).
-    public_der: Vec<u8>,
+    pub(crate) public_der: Vec<u8>,
 }
 
-fn enc(b: &[u8]) -> String {
+pub(crate) fn enc(b: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(b)
 }
 
-fn rsa_key(kid: &str) -> TestKey {
+pub(crate) fn rsa_key(kid: &str) -> TestKey {
     let der = PrivateKeyDer::from_pem_slice(TEST_RSA_KEY.as_bytes()).unwrap();
     let kp = RsaKeyPair::from_pkcs8(der.secret_der()).unwrap();
     let c = sig::RsaPublicKeyComponents::<Vec<u8>>::from(kp.public());
@@ -275,7 +275,7 @@ fn rsa_key(kid: &str) -> TestKey {
     }
 }
 
-fn ec_key(kid: &str) -> TestKey {
+pub(crate) fn ec_key(kid: &str) -> TestKey {
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
     let kp = EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
@@ -290,7 +290,7 @@ fn ec_key(kid: &str) -> TestKey {
     }
 }
 
-fn ed_key(kid: &str) -> TestKey {
+pub(crate) fn ed_key(kid: &str) -> TestKey {
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
     let kp = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
     let x = kp.public_key().as_ref().to_vec();
@@ -303,7 +303,11 @@ fn ed_key(kid: &str) -> TestKey {
     }
 }
 
-fn compact(header: &Value, claims: &Value, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> String {
+pub(crate) fn compact(
+    header: &Value,
+    claims: &Value,
+    sign: impl FnOnce(&[u8]) -> Vec<u8>,
+) -> String {
     let input = format!(
         "{}.{}",
         enc(header.to_string().as_bytes()),
@@ -315,11 +319,11 @@ fn compact(header: &Value, claims: &Value, sign: impl FnOnce(&[u8]) -> Vec<u8>) 
 
 impl TestKey {
     /// A token signed with this key, its kid in the header.
-    fn sign(&self, alg: &str, claims: &Value) -> String {
+    pub(crate) fn sign(&self, alg: &str, claims: &Value) -> String {
         self.sign_header(&json!({"alg": alg, "kid": self.kid, "typ": "JWT"}), claims)
     }
 
-    fn sign_header(&self, header: &Value, claims: &Value) -> String {
+    pub(crate) fn sign_header(&self, header: &Value, claims: &Value) -> String {
         let alg = header["alg"].as_str().unwrap().to_string();
         let rng = SystemRandom::new();
         compact(header, claims, |m| match &self.signer {

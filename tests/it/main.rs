@@ -19,6 +19,7 @@ mod hostile;
 mod identities;
 mod integrity;
 mod jwt;
+mod jwt_grant;
 mod ldap;
 mod lifecycle;
 mod lockout;

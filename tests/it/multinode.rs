@@ -14,7 +14,7 @@ use vedauth::store::sqlite::SqliteStore;
 use vedauth::store::{Aggregate, Dump, Settings, SharedStore};
 
 use crate::binary::Served;
-use crate::common::{Options, Reply, TestServer};
+use crate::common::{ClockExt, Options, Reply, TestServer};
 use crate::pg;
 
 const PW: &str = "Alice-Pw-0001";
@@ -382,6 +382,33 @@ async fn store_copy_moves_everything_between_sqlite_and_postgres_and_tokens_keep
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
 
+    // A JWT mapping and a used JWT (its replay record must travel with it).
+    src.app
+        .store
+        .create_jwt_mapping(&vedauth::store::JwtMapping {
+            name: "k8s".into(),
+            issuer_uri: "https://k8s.example".into(),
+            jwks_uri: Some("https://k8s.example/jwks".into()),
+            purpose_field: "aud".into(),
+            purpose_match: "vedauth".into(),
+            id_field: "sub".into(),
+            id_match: "system:serviceaccount:ci:(.+)".into(),
+            grantee_prefixed_universal: None,
+        })
+        .await
+        .expect("mapping");
+    src.app
+        .store
+        .record_jwt_use(
+            &vedauth::store::JwtUse {
+                digest: vedauth::token::TokenDigest::of("a used JWT"),
+                used_until: src.clock.now_secs() + 3600,
+            },
+            src.clock.now_secs(),
+        )
+        .await
+        .expect("use");
+
     let tmp = tempfile::tempdir().expect("tmp");
     let work = tmp.path();
     let sqlite_url = format!("sqlite:{}", src.dir.join("vedauth.db").display());
@@ -404,13 +431,15 @@ async fn store_copy_moves_everything_between_sqlite_and_postgres_and_tokens_keep
     let counts: Value = serde_json::from_str(&out).expect("json");
     // admin, alice, Bob; vedauth-admin, vcert-sdk, other-app; their rules; the admin's Admin
     // role; the lockout records of alice and Bob (who logged in); three grants, one of them
-    // refreshed (so one retired refresh token).
+    // refreshed (so one retired refresh token); the JWT mapping and the used JWT.
     assert_eq!(
         counts,
         json!({"users": 3, "applications": 3, "rules": 3, "client_secrets": 1, "roles": 1,
-               "lockout": 2, "settings": 1, "grants": 3, "retired_refresh": 1,
+               "lockout": 2, "settings": 1, "grants": 3, "retired_refresh": 1, "jwt_mappings": 1,
+               "jwt_uses": 1,
                "skipped": {"users": 0, "applications": 0, "rules": 0, "client_secrets": 0,
-                           "roles": 0, "lockout": 0, "grants": 0, "retired_refresh": 0}})
+                           "roles": 0, "lockout": 0, "grants": 0, "retired_refresh": 0,
+                           "jwt_mappings": 0, "jwt_uses": 0}})
     );
     // A destination with data is refused, unless told otherwise.
     let (ok, _, err) = vedauth(&["store", "copy", "--from", &sqlite_url, "--to", &db], work);
@@ -440,7 +469,7 @@ async fn store_copy_moves_everything_between_sqlite_and_postgres_and_tokens_keep
     assert_eq!(
         counts["skipped"],
         json!({"users": 3, "applications": 3, "rules": 3, "client_secrets": 1, "roles": 1,
-               "lockout": 2, "grants": 3, "retired_refresh": 1})
+               "lockout": 2, "grants": 3, "retired_refresh": 1, "jwt_mappings": 1, "jwt_uses": 1})
     );
 
     // And back, to a new SQLite file.

@@ -18,6 +18,7 @@ const SERVED: &[(&str, &str)] = &[
     ("post", "/vedauth/authorize/oauth"),
     ("post", "/vedauth/authorize/token"),
     ("post", "/vedauth/authorize/device"),
+    ("post", "/vedauth/authorize/jwt"),
     ("get", "/vedauth/authorize/verify"),
     ("get", "/vedauth/revoke/token"),
     ("delete", "/vedauth/revoke/token"),

@@ -41,6 +41,7 @@ const AGGREGATE_TABLES: &[(&str, &[&str])] = &[
         "Grants",
         &["grants", "retired_refresh", "refresh_successors"],
     ),
+    ("Jwt", &["jwt_mappings", "jwt_uses"]),
     ("(schema version)", &["vedauth_schema"]),
     // Device authorization requests live 5 minutes: `store copy`, run with the server
     // stopped, leaves them behind (docs/console.md).

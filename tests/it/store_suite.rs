@@ -8,9 +8,9 @@ use vedauth::config::DatabaseConfig;
 use vedauth::store::postgres::PostgresStore;
 use vedauth::store::sqlite::SqliteStore;
 use vedauth::store::{
-    Application, ApplicationStore, Grant, GrantCounts, GrantFilter, GrantStore, Lifetime,
-    LockoutRecord, RoleAssignment, Rotation, Rule, Settings, SharedStore, Store, StoreError,
-    Successor, User, Window,
+    Application, ApplicationStore, Grant, GrantCounts, GrantFilter, GrantStore, JwtMapping, JwtUse,
+    Lifetime, LockoutRecord, RoleAssignment, Rotation, Rule, Settings, SharedStore, Store,
+    StoreError, Successor, User, Window,
 };
 use vedauth::token::TokenDigest;
 
@@ -769,6 +769,113 @@ pub async fn device_codes(s: &SharedStore) {
     assert_eq!(s.device_by_user_code("ZZZZZZZZ").await.expect("get"), None);
 }
 
+fn jwt_mapping(name: &str, issuer: &str) -> JwtMapping {
+    JwtMapping {
+        name: name.into(),
+        issuer_uri: issuer.into(),
+        jwks_uri: None,
+        purpose_field: "aud".into(),
+        purpose_match: "vedauth".into(),
+        id_field: "sub".into(),
+        id_match: "system:serviceaccount:(.+)".into(),
+        grantee_prefixed_universal: None,
+    }
+}
+
+/// JWT mappings: create, conflict, read, list in ordinal name order, replace, delete.
+pub async fn jwt_mappings(s: &SharedStore) {
+    let mut b = jwt_mapping("b", "https://one.example");
+    b.jwks_uri = Some("https://keys.example/jwks".into());
+    b.grantee_prefixed_universal = Some("local:{0000}".into());
+    s.create_jwt_mapping(&b).await.expect("create b");
+    s.create_jwt_mapping(&jwt_mapping("a", "https://two.example"))
+        .await
+        .expect("create a");
+    s.create_jwt_mapping(&jwt_mapping("B", "https://two.example"))
+        .await
+        .expect("names are case-sensitive");
+    assert!(matches!(
+        s.create_jwt_mapping(&jwt_mapping("b", "https://x.example"))
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(s.jwt_mapping("b").await.expect("get"), Some(b.clone()));
+    assert_eq!(s.jwt_mapping("nope").await.expect("get"), None);
+    let names: Vec<String> = s
+        .list_jwt_mappings()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    // Byte order on both databases: upper case first.
+    assert_eq!(names, ["B", "a", "b"]);
+
+    let mut changed = b.clone();
+    changed.jwks_uri = Some(String::new()); // empty is stored as absent
+    changed.id_match = "other".into();
+    assert!(s.update_jwt_mapping(&changed).await.expect("update"));
+    let got = s.jwt_mapping("b").await.expect("get").expect("there");
+    assert_eq!(got.jwks_uri, None);
+    assert_eq!(got.id_match, "other");
+    assert!(!s
+        .update_jwt_mapping(&jwt_mapping("nope", "https://x.example"))
+        .await
+        .expect("update"));
+    assert!(s.delete_jwt_mapping("B").await.expect("delete"));
+    assert!(!s.delete_jwt_mapping("B").await.expect("delete again"));
+    assert_eq!(s.list_jwt_mappings().await.expect("list").len(), 2);
+}
+
+/// A JWT is recorded once until its record ends; concurrent records of one: one wins; the
+/// sweep removes ended records only.
+pub async fn jwt_uses(s: &SharedStore) {
+    let first = JwtUse {
+        digest: digest("jwt-1"),
+        used_until: 2000,
+    };
+    assert!(s.record_jwt_use(&first, 1000).await.expect("record"));
+    assert!(!s.record_jwt_use(&first, 1500).await.expect("replay"));
+    // At its end the record no longer holds the token: it may be recorded again.
+    let later = JwtUse {
+        digest: first.digest,
+        used_until: 4000,
+    };
+    assert!(s.record_jwt_use(&later, 2000).await.expect("after the end"));
+    assert!(!s.record_jwt_use(&first, 3999).await.expect("replay"));
+
+    let racing = JwtUse {
+        digest: digest("jwt-race"),
+        used_until: 5000,
+    };
+    let tries = (0..16).map(|_| {
+        let s = s.clone();
+        let u = racing.clone();
+        async move { s.record_jwt_use(&u, 1000).await.expect("record") }
+    });
+    let won = futures_util::future::join_all(tries)
+        .await
+        .into_iter()
+        .filter(|w| *w)
+        .count();
+    assert_eq!(won, 1, "exactly one of the concurrent uses is the first");
+
+    assert!(s
+        .record_jwt_use(
+            &JwtUse {
+                digest: digest("jwt-old"),
+                used_until: 100
+            },
+            50
+        )
+        .await
+        .expect("record"));
+    assert_eq!(s.list_jwt_uses().await.expect("list").len(), 3);
+    assert_eq!(s.sweep_jwt_uses(4000, 10).await.expect("sweep"), 2);
+    let left = s.list_jwt_uses().await.expect("list");
+    assert_eq!(left, vec![racing]);
+}
+
 /// A store that answers and can write is ready; its kind is named.
 pub async fn readiness(s: &SharedStore) {
     s.ready().await.expect("ready");
@@ -793,6 +900,8 @@ where
     lockout(&open().await).await;
     sweep(&open().await).await;
     device_codes(&open().await).await;
+    jwt_mappings(&open().await).await;
+    jwt_uses(&open().await).await;
     readiness(&open().await).await;
     client_secrets(&open().await).await;
 }

@@ -3,5 +3,6 @@
 
 pub(crate) mod client_credentials;
 pub(crate) mod device;
+pub(crate) mod jwt;
 pub(crate) mod password;
 pub(crate) mod refresh;

@@ -164,6 +164,30 @@ impl From<GrantError> for OAuthError {
                 "invalid_token",
                 "The access token provided is expired, revoked, malformed, or invalid for other reasons",
             ),
+            // RFC 7523 §3.1's answers for an assertion.
+            JwtAuthDisabled => Self::new(
+                S::BAD_REQUEST,
+                "unauthorized_client",
+                "JWT authentication not enabled",
+            ),
+            MissingJwt => Self::invalid_request("assertion is required"),
+            JwtRefused { class, .. } => match class {
+                crate::jwt::JwtErrorClass::Unavailable => Self::unavailable(
+                    5,
+                    "The JWT issuer's keys cannot be had now; retry shortly",
+                ),
+                crate::jwt::JwtErrorClass::Malformed => {
+                    Self::new(S::BAD_REQUEST, "invalid_grant", "JWT is malformed")
+                }
+                crate::jwt::JwtErrorClass::NotValid => {
+                    Self::new(S::BAD_REQUEST, "invalid_grant", "JWT is not valid")
+                }
+                crate::jwt::JwtErrorClass::NoMapping => Self::new(
+                    S::BAD_REQUEST,
+                    "invalid_grant",
+                    "No JWT mapping accepts this token",
+                ),
+            },
             // RFC 8628 §3.5's answers to a device's poll.
             MissingDeviceCode => Self::invalid_request("device_code is required"),
             DeviceAuthDisabled => Self::new(

@@ -22,7 +22,7 @@ use crate::admin::{
     Admin, AdminError, ApplicationInfo, ApplicationInput, Caller, Entity, Page, Role, RoleGrant,
     RuleInput,
 };
-use crate::domain::{Grant, Lifetime, RoleAssignment, Rule, Settings};
+use crate::domain::{Grant, JwtMapping, Lifetime, RoleAssignment, Rule, Settings};
 use crate::identity::lookup::{Kind, Named};
 use crate::scope::CATALOGUE;
 use crate::wire_time::{dotnet_date, iso8601};
@@ -42,6 +42,8 @@ pub enum ResultCode {
     RemoteIdentityRequired = 18,
     ApplicationAlreadyExists = 19,
     RuleAlreadyExists = 20,
+    JwtMappingNotFound = 21,
+    JwtMappingAlreadyExists = 22,
     ScopeMismatch = 23,
 }
 
@@ -53,6 +55,8 @@ pub fn result_code(e: &AdminError) -> Option<ResultCode> {
         AdminError::NotFound(Entity::Application(_)) => R::ApplicationNotFound,
         AdminError::NotFound(Entity::Rule { .. }) => R::RuleNotFound,
         AdminError::NotFound(Entity::RoleAssignment { .. }) => R::Failure,
+        AdminError::NotFound(Entity::JwtMapping(_)) => R::JwtMappingNotFound,
+        AdminError::AlreadyExists(Entity::JwtMapping(_)) => R::JwtMappingAlreadyExists,
         AdminError::NotFound(Entity::Identity(_) | Entity::User(_)) => R::RemoteIdentityRequired,
         AdminError::AlreadyExists(Entity::Application(_)) => R::ApplicationAlreadyExists,
         AdminError::AlreadyExists(Entity::Rule { .. }) => R::RuleAlreadyExists,
@@ -167,6 +171,13 @@ operations! {
     SetClientSecret { client_id: String } => "setclientsecret",
     /// vedauth's own: the application becomes a public client again.
     RemoveClientSecret { client_id: String } => "removeclientsecret",
+    CreateJwtMapping { mapping: JwtMapping } => "createjwtmapping",
+    EnumerateJwtMappings { page: Page, resolve: bool } => "enumeratejwtmappings",
+    GetJwtMappings { filter: Option<String>, issuers: Vec<String>, resolve: bool } => "getjwtmappings",
+    GetJwtMapping { name: String, resolve: bool } => "getjwtmapping",
+    /// Full replacement of the mapping its `Name` names.
+    UpdateJwtMapping { mapping: JwtMapping } => "updatejwtmapping",
+    DeleteJwtMapping { name: String } => "deletejwtmapping",
 }
 
 /// The request body: a JSON object (absent or `null` bodies count as `{}`).
@@ -311,6 +322,25 @@ impl Body {
         })
     }
 
+    /// A JWT mapping (admin-api.md §3.4). Missing required fields are refused by the
+    /// mapping's checks, with their name. The 26.2 documentation spells `JwksUri` `JWKSUrii`.
+    fn jwt_mapping(&self) -> Result<JwtMapping, Reject> {
+        let text = |k: &str| -> Result<String, Reject> { Ok(self.str(k)?.unwrap_or_default()) };
+        Ok(JwtMapping {
+            name: text("Name")?,
+            issuer_uri: text("IssuerUri")?,
+            jwks_uri: match self.str("JwksUri")? {
+                Some(u) => Some(u),
+                None => self.str("JWKSUrii")?,
+            },
+            purpose_field: text("PurposeField")?,
+            purpose_match: text("PurposeMatch")?,
+            id_field: text("IdField")?,
+            id_match: text("IdMatch")?,
+            grantee_prefixed_universal: self.str("GranteePrefixedUniversal")?,
+        })
+    }
+
     /// A field the operation cannot do without: refused with InvalidParameters when absent.
     fn required(&self, k: &'static str) -> Result<String, Reject> {
         self.str(k)?.ok_or_else(|| {
@@ -432,6 +462,28 @@ impl AdminOp {
             OpKind::RemoveClientSecret => AdminOp::RemoveClientSecret {
                 client_id: b.required("ApplicationId")?,
             },
+            OpKind::CreateJwtMapping => AdminOp::CreateJwtMapping {
+                mapping: b.jwt_mapping()?,
+            },
+            OpKind::EnumerateJwtMappings => AdminOp::EnumerateJwtMappings {
+                page: b.page()?,
+                resolve: b.resolve_identities()?,
+            },
+            OpKind::GetJwtMappings => AdminOp::GetJwtMappings {
+                filter: b.str("Filter")?,
+                issuers: b.strs("IssuerUris")?,
+                resolve: b.resolve_identities()?,
+            },
+            OpKind::GetJwtMapping => AdminOp::GetJwtMapping {
+                name: b.required("Name")?,
+                resolve: b.resolve_identities()?,
+            },
+            OpKind::UpdateJwtMapping => AdminOp::UpdateJwtMapping {
+                mapping: b.object("JwtMapping")?.jwt_mapping()?,
+            },
+            OpKind::DeleteJwtMapping => AdminOp::DeleteJwtMapping {
+                name: b.required("Name")?,
+            },
         })
     }
 }
@@ -494,6 +546,47 @@ fn grant_json(g: &Grant) -> Value {
         "GranteePrefixedUniversal": g.identity,
         "GrantedToPrefixedUniversal": g.granted_to,
     })
+}
+
+fn jwt_mapping_json(m: &JwtMapping) -> Value {
+    json!({
+        "Name": m.name,
+        "IssuerUri": m.issuer_uri,
+        "JwksUri": m.jwks_uri(),
+        "PurposeField": m.purpose_field,
+        "PurposeMatch": m.purpose_match,
+        "IdField": m.id_field,
+        "IdMatch": m.id_match,
+        "GranteePrefixedUniversal": m.grantee(),
+    })
+}
+
+/// Mappings, with `IdentityEntries` for their fixed grantees when asked.
+async fn jwt_mappings_reply(
+    admin: &Admin,
+    key: &str,
+    mappings: &[JwtMapping],
+    resolve: bool,
+) -> Result<Map<String, Value>, AdminError> {
+    let body = match key {
+        "JwtMapping" => mappings
+            .first()
+            .map(jwt_mapping_json)
+            .unwrap_or(Value::Null),
+        _ => Value::Array(mappings.iter().map(jwt_mapping_json).collect()),
+    };
+    if !resolve {
+        return Ok(one(key, body));
+    }
+    // A grantee may be a name: shown by the identity it names now.
+    let mut ids = Vec::new();
+    for g in mappings.iter().filter_map(JwtMapping::grantee) {
+        if let Ok(id) = admin.identity_of(g).await {
+            ids.push(id.to_string());
+        }
+    }
+    let ids = ids.iter().map(String::as_str).collect();
+    Ok(with_identities(admin, one(key, body), true, ids).await)
 }
 
 fn role_json(r: &RoleAssignment) -> Value {
@@ -739,6 +832,36 @@ async fn run(
             let had = admin.remove_client_secret(caller, &client_id).await?;
             one("Removed", json!(had))
         }
+        AdminOp::CreateJwtMapping { mapping } => {
+            let m = admin.create_jwt_mapping(caller, mapping).await?;
+            one("JwtMapping", jwt_mapping_json(&m))
+        }
+        AdminOp::EnumerateJwtMappings { page, resolve } => {
+            let ms = admin.enumerate_jwt_mappings(caller, page).await?;
+            jwt_mappings_reply(admin, "JwtMappings", &ms, resolve).await?
+        }
+        AdminOp::GetJwtMappings {
+            filter,
+            issuers,
+            resolve,
+        } => {
+            let ms = admin
+                .find_jwt_mappings(caller, filter.as_deref(), &issuers)
+                .await?;
+            jwt_mappings_reply(admin, "JwtMappings", &ms, resolve).await?
+        }
+        AdminOp::GetJwtMapping { name, resolve } => {
+            let m = admin.get_jwt_mapping(caller, &name).await?;
+            jwt_mappings_reply(admin, "JwtMapping", &[m], resolve).await?
+        }
+        AdminOp::UpdateJwtMapping { mapping } => {
+            admin.update_jwt_mapping(caller, mapping).await?;
+            empty()
+        }
+        AdminOp::DeleteJwtMapping { name } => {
+            admin.delete_jwt_mapping(caller, &name).await?;
+            empty()
+        }
     })
 }
 
@@ -864,7 +987,7 @@ mod tests {
     #[test]
     fn every_operation_has_a_unique_lower_case_name() {
         assert_eq!(OPERATIONS.len(), OpKind::ALL.len());
-        assert_eq!(OPERATIONS.len(), 26);
+        assert_eq!(OPERATIONS.len(), 32);
         let mut seen = std::collections::BTreeSet::new();
         for k in OpKind::ALL {
             let n = k.name();
@@ -980,6 +1103,11 @@ mod tests {
                 Some(6),
             ),
             (AdminError::Forbidden, Some(9)),
+            (AdminError::NotFound(E::JwtMapping("m".into())), Some(21)),
+            (
+                AdminError::AlreadyExists(E::JwtMapping("m".into())),
+                Some(22),
+            ),
             (AdminError::NoRole, None),
             (AdminError::CallerGone, None),
         ];

@@ -11,7 +11,9 @@ use super::error::reason_phrase;
 use super::VedauthError;
 use crate::domain::Grant;
 use crate::grants::{DeviceStart, DeviceTokenRequest, DEVICE_CODE_GRANT};
-use crate::grants::{GrantError, GrantRequest, IssuedTokens, PasswordRequest, RefreshRequest};
+use crate::grants::{
+    GrantError, GrantRequest, IssuedTokens, JwtRequest, PasswordRequest, RefreshRequest,
+};
 use crate::wire_time::{DotnetDate, Iso8601};
 
 /// The success body of authorize and refresh; field order as docs/protocol.md §5.
@@ -157,6 +159,24 @@ fn verification_uri(uri: &http::Uri, headers: &HeaderMap, tls: bool) -> String {
         .unwrap_or("localhost");
     let scheme = if tls { "https" } else { "http" };
     format!("{scheme}://{host}/device")
+}
+
+/// `authorize/jwt`: `{client_id, jwt, scope}` (next-ring.md §A.2).
+pub async fn authorize_jwt(
+    State(app): State<ApiState>,
+    Client(source): Client,
+    params: Result<Params, CommonError>,
+) -> Result<Response, VedauthError> {
+    let p = params?;
+    p.require_strings(&["client_id", "jwt", "scope"])?;
+    let req = JwtRequest {
+        client_id: p.get("client_id"),
+        jwt: p.secret("jwt"),
+        scope: p.get("scope"),
+        source: Some(source),
+    };
+    let issued = app.services.token(GrantRequest::Jwt(req)).await?;
+    Ok(token_response(&issued))
 }
 
 /// The 13 fields of docs/protocol.md §8, in the observed order; borrowed from the grant, so a

@@ -8,6 +8,7 @@ use http::{header, HeaderValue, StatusCode};
 use serde::Serialize;
 
 use crate::grants::GrantError;
+use crate::jwt::JwtErrorClass;
 
 use super::super::common::{json_response, CommonError};
 
@@ -226,6 +227,28 @@ impl From<GrantError> for VedauthError {
                 "slow_down",
                 "Too many wrong user codes; try again later",
             ),
+            JwtAuthDisabled => Self::new(
+                S::BAD_REQUEST,
+                "unauthorized_client",
+                "JWT authentication not enabled",
+            ),
+            MissingJwt => Self::new(S::BAD_REQUEST, "invalid_request", "Missing jwt"),
+            JwtRefused { class, .. } => match class {
+                JwtErrorClass::Malformed => {
+                    Self::new(S::BAD_REQUEST, "invalid_request", "JWT is malformed")
+                }
+                JwtErrorClass::NotValid => {
+                    Self::new(S::UNAUTHORIZED, "invalid_grant", "JWT is not valid")
+                }
+                JwtErrorClass::NoMapping => Self::new(
+                    S::UNAUTHORIZED,
+                    "invalid_grant",
+                    "No JWT mapping accepts this token",
+                ),
+                JwtErrorClass::Unavailable => {
+                    Self::unavailable(5, "The JWT issuer's keys cannot be had now; retry shortly")
+                }
+            },
             Overloaded => Self::unavailable(1, "The server is busy; retry shortly"),
             Unavailable(detail) => {
                 tracing::warn!(%detail, "request failed: backend unavailable");

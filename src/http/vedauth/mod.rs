@@ -65,6 +65,7 @@ pub fn router(state: ApiState) -> Router<ApiState> {
     let limited = Router::new()
         .route("/vedauth/authorize/oauth", post(authorize::authorize_oauth))
         .route("/vedauth/authorize/token", post(authorize::authorize_token))
+        .route("/vedauth/authorize/jwt", post(authorize::authorize_jwt))
         .route(
             "/vedauth/authorize/device",
             post(authorize::authorize_device),

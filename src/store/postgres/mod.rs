@@ -23,7 +23,7 @@ pub use feed::CHANNEL;
 
 use super::rows::{digests, Columns};
 use super::sql::migrate::{self, migration, Migration};
-use super::sql::ports::{bind_grant, INSERT_GRANT};
+use super::sql::ports::{bind_grant, bind_record_jwt_use, INSERT_GRANT, RECORD_JWT_USE};
 use super::sql::{executor_glue, Backend, Dialect, Fault, Sql, SqlStore, Stmt};
 use crate::domain::*;
 use crate::token::TokenDigest;
@@ -79,6 +79,8 @@ impl Dialect for Postgres {
         migration!(4, "common/0004_sweep_index.sql"),
         migration!(5, "common/0005_trustees_by_identity.sql"),
         migration!(6, "postgres/0006_invalidation_feed.sql"),
+        migration!(7, "postgres/0007_jwt_mappings.sql"),
+        migration!(8, "postgres/0008_jwt_uses.sql"),
         migration!(10, "postgres/0010_client_secrets.sql"),
         migration!(11, "postgres/0011_device_codes.sql"),
         migration!(13, "postgres/0013_refresh_successors.sql"),
@@ -198,6 +200,16 @@ impl Backend for PgBackend {
     async fn insert_grant(&self, sql: &Sql<Postgres>, grant: &Grant) -> StoreResult<()> {
         sql.exec(bind_grant(Stmt::new(INSERT_GRANT), grant)).await?;
         Ok(())
+    }
+
+    async fn record_jwt_use(
+        &self,
+        sql: &Sql<Postgres>,
+        u: &JwtUse,
+        now: crate::clock::UnixTime,
+    ) -> StoreResult<bool> {
+        let s = bind_record_jwt_use(Stmt::new(RECORD_JWT_USE), u, now);
+        Ok(sql.exec(s).await? == 1)
     }
 
     async fn rotate_tokens(

@@ -46,6 +46,13 @@ pub trait Backend: Send + Sync + 'static {
         sql: &Sql<Self::Db>,
         grant_id: &str,
     ) -> StoreResult<Option<TokenDigest>>;
+    /// The JWT grant's once-only record ([`ports::RECORD_JWT_USE`]); true on the first use.
+    async fn record_jwt_use(
+        &self,
+        sql: &Sql<Self::Db>,
+        use_: &JwtUse,
+        now: crate::clock::UnixTime,
+    ) -> StoreResult<bool>;
 
     // The invalidation feed.
     async fn announce(&self, sql: &Sql<Self::Db>, digests: &[TokenDigest]) -> StoreResult<()>;

@@ -5,8 +5,9 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::super::rows::{
-    app_from, client_secret_from, device_from, digests, grant_from, lockout_entry_from,
-    lockout_from, retired_from, role_from, rule_from, successor_from, user_from, Columns,
+    app_from, client_secret_from, device_from, digests, grant_from, jwt_mapping_from, jwt_use_from,
+    lockout_entry_from, lockout_from, retired_from, role_from, rule_from, successor_from,
+    user_from, Columns,
 };
 use super::{Backend, Dialect, SqlStore, Stmt};
 use crate::clock::UnixTime;
@@ -61,6 +62,24 @@ const INSERT_LOCKOUT: &str = "INSERT INTO lockout (identity, failures, window_st
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
 const INSERT_RETIRED: &str =
     "INSERT INTO retired_refresh (digest, grant_id, expires_at) VALUES ($1, $2, $3)";
+const INSERT_JWT_MAPPING: &str = "INSERT INTO jwt_mappings (name, issuer_uri, jwks_uri,
+         purpose_field, purpose_match, id_field, id_match, grantee)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+const INSERT_JWT_USE: &str = "INSERT INTO jwt_uses (digest, used_until) VALUES ($1, $2)";
+/// Records a used JWT: a new digest is inserted; a known one is taken over only if its record
+/// has ended (a row the sweep has not reached yet). One row changed = the first use.
+pub const RECORD_JWT_USE: &str = "INSERT INTO jwt_uses (digest, used_until) VALUES ($1, $2)
+     ON CONFLICT (digest) DO UPDATE SET used_until = excluded.used_until
+     WHERE jwt_uses.used_until <= $3";
+
+/// [`RECORD_JWT_USE`]'s values.
+pub fn bind_record_jwt_use<'q, D: Dialect>(
+    s: Stmt<'q, D>,
+    u: &'q JwtUse,
+    now: UnixTime,
+) -> Stmt<'q, D> {
+    s.arg(&u.digest).arg(u.used_until).arg(now)
+}
 /// For imports: a row whose key exists is left alone.
 const OR_SKIP: &str = " ON CONFLICT DO NOTHING";
 
@@ -151,6 +170,27 @@ pub fn bind_grant<'q, D: Dialect>(s: Stmt<'q, D>, g: &'q Grant) -> Stmt<'q, D> {
 
 fn bind_retired<'q, D: Dialect>(s: Stmt<'q, D>, r: &'q RetiredRefresh) -> Stmt<'q, D> {
     s.arg(&r.digest).arg(&r.grant_id).arg(r.expires_at)
+}
+
+/// A mapping's columns from `issuer_uri` on (create and update share them).
+fn bind_jwt_mapping_fields<'q, D: Dialect>(s: Stmt<'q, D>, m: &'q JwtMapping) -> Stmt<'q, D> {
+    // An empty JwksUri or grantee is stored as absent: it means the same.
+    let some = |v: &'q Option<String>| v.as_deref().filter(|v| !v.is_empty());
+    s.arg(&m.issuer_uri)
+        .arg(some(&m.jwks_uri))
+        .arg(&m.purpose_field)
+        .arg(&m.purpose_match)
+        .arg(&m.id_field)
+        .arg(&m.id_match)
+        .arg(some(&m.grantee_prefixed_universal))
+}
+
+fn bind_jwt_mapping<'q, D: Dialect>(s: Stmt<'q, D>, m: &'q JwtMapping) -> Stmt<'q, D> {
+    bind_jwt_mapping_fields(s.arg(&m.name), m)
+}
+
+fn bind_jwt_use<'q, D: Dialect>(s: Stmt<'q, D>, u: &'q JwtUse) -> Stmt<'q, D> {
+    s.arg(&u.digest).arg(u.used_until)
 }
 
 /// The WHERE clause of a grant filter, and its values in order.
@@ -1042,6 +1082,121 @@ impl<B: Backend> DeviceStore for SqlStore<B> {
             .run("sweep_devices", async {
                 let s = Stmt::new("DELETE FROM device_codes WHERE expires_at < $1").arg(before);
                 self.sql.exec(s).await
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl<B: Backend> JwtStore for SqlStore<B> {
+    async fn create_jwt_mapping(&self, m: &JwtMapping) -> StoreResult<()> {
+        self.sql
+            .run("create_jwt_mapping", async {
+                self.sql
+                    .exec(bind_jwt_mapping(Stmt::new(INSERT_JWT_MAPPING), m))
+                    .await?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn jwt_mapping(&self, name: &str) -> StoreResult<Option<JwtMapping>> {
+        self.sql
+            .run("jwt_mapping", async {
+                let s = Stmt::new("SELECT * FROM jwt_mappings WHERE name = $1").arg(name);
+                self.sql.one_as(s, jwt_mapping_from).await
+            })
+            .await
+    }
+
+    async fn list_jwt_mappings(&self) -> StoreResult<Vec<JwtMapping>> {
+        self.sql
+            .run("list_jwt_mappings", async {
+                let s = Stmt::new("SELECT * FROM jwt_mappings ORDER BY name");
+                self.sql.all_as(s, jwt_mapping_from).await
+            })
+            .await
+    }
+
+    async fn update_jwt_mapping(&self, m: &JwtMapping) -> StoreResult<bool> {
+        self.sql
+            .run("update_jwt_mapping", async {
+                let s = Stmt::new(
+                    "UPDATE jwt_mappings SET issuer_uri = $1, jwks_uri = $2, purpose_field = $3,
+                         purpose_match = $4, id_field = $5, id_match = $6, grantee = $7
+                     WHERE name = $8",
+                );
+                let s = bind_jwt_mapping_fields(s, m).arg(&m.name);
+                Ok(self.sql.exec(s).await? == 1)
+            })
+            .await
+    }
+
+    async fn delete_jwt_mapping(&self, name: &str) -> StoreResult<bool> {
+        self.sql
+            .run("delete_jwt_mapping", async {
+                let s = Stmt::new("DELETE FROM jwt_mappings WHERE name = $1").arg(name);
+                Ok(self.sql.exec(s).await? == 1)
+            })
+            .await
+    }
+
+    async fn record_jwt_use(&self, u: &JwtUse, now: UnixTime) -> StoreResult<bool> {
+        // A write on the grant path: SQLite's goes into the group commit.
+        self.sql
+            .run(
+                "record_jwt_use",
+                self.backend.record_jwt_use(&self.sql, u, now),
+            )
+            .await
+    }
+
+    async fn list_jwt_uses(&self) -> StoreResult<Vec<JwtUse>> {
+        self.sql
+            .run("list_jwt_uses", async {
+                let s = Stmt::new("SELECT digest, used_until FROM jwt_uses ORDER BY digest");
+                self.sql.all_as(s, jwt_use_from).await
+            })
+            .await
+    }
+
+    async fn sweep_jwt_uses(&self, now: UnixTime, batch: u32) -> StoreResult<u64> {
+        self.sql
+            .run("sweep_jwt_uses", async {
+                let s = Stmt::new(
+                    "DELETE FROM jwt_uses WHERE digest IN (
+                         SELECT digest FROM jwt_uses WHERE used_until <= $1 LIMIT $2)",
+                )
+                .arg(now)
+                .arg(batch);
+                self.sql.exec(s).await
+            })
+            .await
+    }
+
+    async fn import_jwt(
+        &self,
+        mappings: &[JwtMapping],
+        uses: &[JwtUse],
+    ) -> StoreResult<(Tally, Tally)> {
+        self.sql
+            .run("import_jwt", async {
+                let mut tx = self.sql.begin().await?;
+                let m = self
+                    .sql
+                    .import_rows(
+                        &mut *tx,
+                        &or_skip(INSERT_JWT_MAPPING),
+                        mappings,
+                        bind_jwt_mapping,
+                    )
+                    .await?;
+                let u = self
+                    .sql
+                    .import_rows(&mut *tx, &or_skip(INSERT_JWT_USE), uses, bind_jwt_use)
+                    .await?;
+                self.sql.commit(tx).await?;
+                Ok((m, u))
             })
             .await
     }

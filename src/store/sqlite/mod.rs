@@ -74,6 +74,8 @@ impl Dialect for Sqlite {
         migration!(4, "common/0004_sweep_index.sql"),
         migration!(5, "common/0005_trustees_by_identity.sql"),
         migration!(6, "sqlite/0006_invalidation_feed.sql"),
+        migration!(7, "sqlite/0007_jwt_mappings.sql"),
+        migration!(8, "sqlite/0008_jwt_uses.sql"),
         migration!(10, "sqlite/0010_client_secrets.sql"),
         migration!(11, "sqlite/0011_device_codes.sql"),
         migration!(13, "sqlite/0013_refresh_successors.sql"),
@@ -302,6 +304,15 @@ impl Backend for SqliteBackend {
         self.writer.insert_grant(grant).await
     }
 
+    async fn record_jwt_use(
+        &self,
+        _sql: &Sql<Sqlite>,
+        u: &JwtUse,
+        now: crate::clock::UnixTime,
+    ) -> StoreResult<bool> {
+        self.writer.record_jwt_use(u, now).await
+    }
+
     async fn rotate_tokens(
         &self,
         _sql: &Sql<Sqlite>,
@@ -367,6 +378,12 @@ impl BulkLoad {
         &self.0
     }
     pub fn grants(&self) -> &dyn GrantStore {
+        &self.0
+    }
+    pub fn jwt(&self) -> &dyn JwtStore {
+        &self.0
+    }
+    pub fn settings(&self) -> &dyn SettingsStore {
         &self.0
     }
     /// Commits what is queued and closes the file.

@@ -1,6 +1,6 @@
 //! The group-commit writer: the one SQLite-only specialisation of the grant write path.
 //!
-//! The writes of the token hot path (issue, rotate, revoke one grant) go to one writer
+//! The writes of the token hot path (issue, rotate, revoke one grant, record a used JWT) go to one writer
 //! connection, which takes whatever is queued, runs it in one transaction and answers every
 //! request of the batch only after that transaction's commit (and so its fsync, with
 //! `synchronous = FULL`). One fsync then covers many requests instead of one each, and writers
@@ -16,7 +16,9 @@ use sqlx::{Row, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 
 use super::super::rows::digest_of;
-use super::super::sql::{ports::bind_grant, ports::GRANT_COLUMNS, Dialect, Health, Stmt};
+use super::super::sql::ports::{bind_grant, bind_record_jwt_use, GRANT_COLUMNS, RECORD_JWT_USE};
+use super::super::sql::{Dialect, Health, Stmt};
+use crate::clock::UnixTime;
 use crate::domain::*;
 use crate::token::TokenDigest;
 
@@ -33,6 +35,8 @@ enum Write {
         new: Rotation,
     },
     DeleteGrant(String),
+    /// A JWT grant's once-only record.
+    RecordJwtUse(JwtUse, UnixTime),
     /// A write that needs room on disk and changes nothing anyone reads: for readiness after
     /// a failed commit.
     Probe,
@@ -43,6 +47,8 @@ enum Written {
     Inserted,
     Rotated(bool),
     Deleted(Option<TokenDigest>),
+    /// Whether the JWT use was recorded (its first use).
+    Recorded(bool),
     Probed,
 }
 
@@ -274,6 +280,25 @@ async fn delete_many(
     Ok(())
 }
 
+/// The JWT uses of a batch, one statement each, in arrival order: of two with one digest the
+/// first records it and the second sees it (they are rare next to grants, so not grouped).
+async fn record_jwt_uses(
+    conn: &mut SqliteConnection,
+    jobs: &[&Job],
+    out: &mut [&mut Outcome],
+) -> Result<(), sqlx::Error> {
+    for (j, o) in jobs.iter().zip(out.iter_mut()) {
+        if let Write::RecordJwtUse(u, now) = &j.write {
+            let q = bind_record_jwt_use(Stmt::<Sqlite>::new(RECORD_JWT_USE), u, *now);
+            **o = Some(match q.query.execute(&mut *conn).await {
+                Ok(r) => Ok(Written::Recorded(r.rows_affected() == 1)),
+                Err(e) => own_failure(e)?,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Runs one batch in one transaction and answers each job after the commit.
 ///
 /// The batch's writes run grouped by kind, a few statements in all instead of one or two per
@@ -301,12 +326,14 @@ async fn commit_batch(conn: &mut SqliteConnection, health: &Health, jobs: Vec<Jo
         let mut ins = (Vec::new(), Vec::new());
         let mut rot = (Vec::new(), Vec::new());
         let mut del = (Vec::new(), Vec::new());
+        let mut jwt = (Vec::new(), Vec::new());
         let mut probe = (Vec::new(), Vec::new());
         for (j, o) in jobs.iter().zip(results.iter_mut()) {
             let group = match j.write {
                 Write::InsertGrant(_) => &mut ins,
                 Write::Rotate { .. } => &mut rot,
                 Write::DeleteGrant(_) => &mut del,
+                Write::RecordJwtUse(..) => &mut jwt,
                 Write::Probe => &mut probe,
             };
             group.0.push(j);
@@ -316,6 +343,7 @@ async fn commit_batch(conn: &mut SqliteConnection, health: &Health, jobs: Vec<Jo
             insert_many(conn, &ins.0, &mut ins.1).await?;
             rotate_many(conn, &rot.0, &mut rot.1).await?;
             delete_many(conn, &del.0, &mut del.1).await?;
+            record_jwt_uses(conn, &jwt.0, &mut jwt.1).await?;
             probe_once(conn, &mut probe.1).await
         }
         .await
@@ -516,6 +544,13 @@ impl Writer {
     }
 
     /// Commits a write that needs room on disk; Ok once one did.
+    pub async fn record_jwt_use(&self, u: &JwtUse, now: UnixTime) -> StoreResult<bool> {
+        match self.write(Write::RecordJwtUse(u.clone(), now)).await? {
+            Written::Recorded(first) => Ok(first),
+            _ => Err(StoreError::backend("unexpected answer to a JWT use")),
+        }
+    }
+
     pub async fn probe(&self) -> StoreResult<()> {
         self.write(Write::Probe).await.map(|_| ())
     }
