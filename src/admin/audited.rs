@@ -13,7 +13,8 @@ use serde_json::{json, Map, Value};
 use super::{AdminError, AdminResult, Caller, Revocations};
 use crate::audit::{Audit, Event};
 use crate::domain::{
-    Application, Grant, GrantFilter, RoleAssignment, Rule, Settings, SharedStore, Store, User,
+    Application, Grant, GrantFilter, IssuerRecord, RoleAssignment, Rule, Settings, SharedStore,
+    Store, User,
 };
 
 /// Every kind of change, named as the audit trail names it (the event's `cause`).
@@ -35,6 +36,8 @@ pub enum Change {
     EnableUser,
     RemoveUser,
     UnlockUser,
+    AddIssuers,
+    RemoveIssuer,
 }
 
 impl Change {
@@ -56,6 +59,8 @@ impl Change {
             Change::EnableUser => "enable_user",
             Change::RemoveUser => "remove_user",
             Change::UnlockUser => "unlock",
+            Change::AddIssuers => "add_trusted_issuers",
+            Change::RemoveIssuer => "remove_trusted_issuer",
         }
     }
 }
@@ -167,6 +172,9 @@ impl Reads {
     }
     pub(super) async fn list_grants(&self, filter: &GrantFilter) -> AdminResult<Vec<Grant>> {
         Ok(self.0.list_grants(filter).await?)
+    }
+    pub(super) async fn list_issuers(&self) -> AdminResult<Vec<IssuerRecord>> {
+        Ok(self.0.list_issuers().await?)
     }
 }
 

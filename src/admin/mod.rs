@@ -11,6 +11,7 @@
 mod applications;
 mod audited;
 mod grants;
+mod issuers;
 pub mod policy;
 mod roles;
 mod rules;
@@ -35,6 +36,7 @@ use crate::token::TokenDigest;
 
 pub use self::applications::{ApplicationInfo, ApplicationInput, Page};
 pub use self::audited::Change;
+pub use self::issuers::IssuerInfo;
 pub use self::policy::{Caller, HeldRole, Role};
 pub use self::roles::{RoleGrant, RoleInfo};
 pub use self::rules::RuleInput;
@@ -59,6 +61,8 @@ pub enum Entity {
     User(String),
     /// A trustee or grantee as the caller wrote it.
     Identity(String),
+    /// A trusted certificate issuer, by fingerprint as the caller wrote it.
+    Issuer(String),
 }
 
 impl std::fmt::Display for Entity {
@@ -73,6 +77,7 @@ impl std::fmt::Display for Entity {
             }
             Entity::User(name) => write!(f, "User '{name}'"),
             Entity::Identity(who) => write!(f, "Identity '{who}'"),
+            Entity::Issuer(fp) => write!(f, "Trusted issuer '{fp}'"),
         }
     }
 }

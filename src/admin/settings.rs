@@ -31,23 +31,39 @@ fn check(s: &Settings) -> AdminResult<()> {
 }
 
 impl Admin {
+    /// The configuration; `CertificateConfiguration.AuthorizedIssuerDns` lists the trusted
+    /// issuers' fingerprints.
     pub async fn get_settings(&self, caller: &Caller) -> AdminResult<Settings> {
         caller.check(Need::Anyone)?;
-        self.reads.settings().await
+        let (mut s, issuers) = tokio::try_join!(self.reads.settings(), self.reads.list_issuers())?;
+        s.certificate_configuration.authorized_issuer_dns =
+            issuers.into_iter().map(|i| i.fingerprint).collect();
+        Ok(s)
     }
 
-    /// Replaces the whole configuration (absent fields take their defaults).
-    pub async fn set_settings(&self, caller: &Caller, s: Settings) -> AdminResult<()> {
+    /// Replaces the whole configuration (absent fields take their defaults). The trusted
+    /// issuers left out of `AuthorizedIssuerDns` stop being trusted; a fingerprint that names
+    /// none is refused.
+    pub async fn set_settings(&self, caller: &Caller, mut s: Settings) -> AdminResult<()> {
         let detail = serde_json::to_value(&s)
             .unwrap_or_else(|e| serde_json::json!({"unrenderable": e.to_string()}));
         self.gate
             .run(caller, Change::SetConfiguration, detail, |w| async move {
                 caller.check(Need::Admin)?;
                 check(&s)?;
+                let stored = w.store().list_issuers().await?;
+                let keep = super::issuers::check_fingerprints(
+                    &s.certificate_configuration.authorized_issuer_dns,
+                    &stored,
+                )?;
+                // The issuers are their own aggregate: the document does not repeat them.
+                s.certificate_configuration.authorized_issuer_dns.clear();
                 w.store().put_settings(&s).await?;
-                Ok(())
+                let removed = super::issuers::keep_only(&w, &keep).await?;
+                Ok(removed.len())
             })
             .await
+            .map(|_| ())
     }
 }
 

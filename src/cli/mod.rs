@@ -1,6 +1,7 @@
 //! The command line of decisions.md §10 (a stable contract: extend it, don't break it).
 
 mod admin;
+mod cert;
 mod config;
 mod prompt;
 pub mod serve;
@@ -85,6 +86,9 @@ pub enum Command {
     /// Whole-store operations: copy between SQLite and PostgreSQL.
     #[command(subcommand)]
     Store(store::StoreCmd),
+    /// Client-certificate authentication: trusted issuers, and a dry run on a certificate.
+    #[command(subcommand)]
+    Cert(cert::CertCmd),
 }
 
 impl GlobalOpts {
@@ -203,6 +207,7 @@ pub fn main() -> ExitCode {
             Command::Config(cmd) => config::run(&cli.global, cmd).await,
             Command::Status(args) => status::run(&cli.global, args).await,
             Command::Store(cmd) => store::store(&cli.global, cmd).await,
+            Command::Cert(cmd) => cert::run(&cli.global, cmd).await,
         }
     });
     match result {

@@ -14,7 +14,8 @@ use crate::store::{Aggregate, Rows, Store, Tally};
 #[derive(Debug, Subcommand)]
 pub enum StoreCmd {
     /// Copy everything (users, applications and rules, role assignments, lockout records,
-    /// settings, grants and retired refresh tokens) from one store to another.
+    /// settings, grants and retired refresh tokens, trusted certificate issuers) from one store
+    /// to another.
     Copy {
         /// The source: `sqlite:PATH` or `postgres://USER:PASSWORD@HOST:PORT/DB`.
         #[arg(long)]
@@ -48,6 +49,7 @@ pub struct Kinds {
     pub lockout: u64,
     pub grants: u64,
     pub retired_refresh: u64,
+    pub trusted_issuers: u64,
 }
 
 impl Kinds {
@@ -60,6 +62,7 @@ impl Kinds {
             Rows::Lockout => &mut self.lockout,
             Rows::Grants => &mut self.grants,
             Rows::RetiredRefresh => &mut self.retired_refresh,
+            Rows::Issuers => &mut self.trusted_issuers,
             Rows::Settings => return None,
         })
     }
@@ -72,19 +75,21 @@ impl Kinds {
             + self.lockout
             + self.grants
             + self.retired_refresh
+            + self.trusted_issuers
     }
 
     fn line(&self) -> String {
         format!(
             "{} users, {} applications, {} rules, {} grants, {} role assignments, {} lockout \
-             records, {} retired refresh tokens",
+             records, {} retired refresh tokens, {} trusted issuers",
             self.users,
             self.applications,
             self.rules,
             self.grants,
             self.roles,
             self.lockout,
-            self.retired_refresh
+            self.retired_refresh,
+            self.trusted_issuers
         )
     }
 }

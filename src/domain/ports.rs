@@ -162,6 +162,19 @@ pub trait SettingsStore: Send + Sync {
     async fn put_settings(&self, settings: &Settings) -> StoreResult<()>;
 }
 
+/// The CAs trusted to issue client certificates.
+#[async_trait]
+pub trait IssuerStore: Send + Sync {
+    /// Adds an issuer; false (and nothing written) if its fingerprint is there already.
+    async fn add_issuer(&self, issuer: &IssuerRecord) -> StoreResult<bool>;
+    /// Removes an issuer by fingerprint; false if there was none.
+    async fn remove_issuer(&self, fingerprint: &str) -> StoreResult<bool>;
+    /// Every issuer, by fingerprint.
+    async fn list_issuers(&self) -> StoreResult<Vec<IssuerRecord>>;
+    /// Writes the issuers in one transaction; existing fingerprints are skipped.
+    async fn import_issuers(&self, issuers: &[IssuerRecord]) -> StoreResult<Tally>;
+}
+
 /// Grants, their live token pair, and the refresh tokens they held before.
 #[async_trait]
 pub trait GrantStore: Send + Sync {
@@ -222,16 +235,18 @@ pub enum Aggregate {
     Lockout,
     Settings,
     Grants,
+    Issuers,
 }
 
 impl Aggregate {
-    pub const ALL: [Aggregate; 6] = [
+    pub const ALL: [Aggregate; 7] = [
         Aggregate::Users,
         Aggregate::Applications,
         Aggregate::Roles,
         Aggregate::Lockout,
         Aggregate::Settings,
         Aggregate::Grants,
+        Aggregate::Issuers,
     ];
 }
 
@@ -250,6 +265,7 @@ pub enum Dump {
         grants: Vec<Grant>,
         retired: Vec<RetiredRefresh>,
     },
+    Issuers(Vec<IssuerRecord>),
 }
 
 /// The kinds of rows a dump holds, for counting what an import did.
@@ -263,6 +279,7 @@ pub enum Rows {
     Settings,
     Grants,
     RetiredRefresh,
+    Issuers,
 }
 
 impl Dump {
@@ -275,6 +292,7 @@ impl Dump {
             Dump::Lockout(v) => v.is_empty(),
             Dump::Settings(_) => false,
             Dump::Grants { grants, retired } => grants.is_empty() && retired.is_empty(),
+            Dump::Issuers(v) => v.is_empty(),
         }
     }
 }
@@ -288,6 +306,7 @@ pub trait Store:
     + LockoutStore
     + SettingsStore
     + GrantStore
+    + IssuerStore
     + InvalidationFeed
     + Send
     + Sync
@@ -326,6 +345,7 @@ pub trait Store:
                 grants: self.list_grants(&GrantFilter::default()).await?,
                 retired: self.list_retired_refresh().await?,
             },
+            Aggregate::Issuers => Dump::Issuers(self.list_issuers().await?),
         })
     }
 
@@ -353,6 +373,7 @@ pub trait Store:
                 let (g, r) = self.import_grants(grants, retired).await?;
                 vec![(Rows::Grants, g), (Rows::RetiredRefresh, r)]
             }
+            Dump::Issuers(v) => vec![(Rows::Issuers, self.import_issuers(v).await?)],
         })
     }
 }

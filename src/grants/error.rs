@@ -16,6 +16,14 @@ pub enum GrantError {
     PasswordAuthDisabled,
     #[error("refresh endpoint disabled")]
     RefreshDisabled,
+    #[error("certificate authentication disabled")]
+    CertificateAuthDisabled,
+    /// The certificate grant's refusal: what the client is told, and the audit trail's cause.
+    #[error("certificate refused: {cause}")]
+    Certificate {
+        refusal: crate::certauth::Refusal,
+        cause: &'static str,
+    },
     #[error("invalid scope {0:?}")]
     InvalidScope(String),
     #[error("application {0:?} not registered")]
@@ -75,7 +83,8 @@ impl GrantError {
         use GrantError::*;
         Some(match self {
             MissingClientId | MissingCredentials | MissingRefreshToken => "malformed",
-            PasswordAuthDisabled | RefreshDisabled => "flow_disabled",
+            PasswordAuthDisabled | RefreshDisabled | CertificateAuthDisabled => "flow_disabled",
+            Certificate { cause, .. } => cause,
             InvalidScope(_) => "invalid_scope",
             UnknownClient(_) => "unknown_client",
             BadCredentials(c) => reject_word(*c),

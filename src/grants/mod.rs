@@ -22,8 +22,11 @@ use crate::token::{self, TokenDigest};
 
 pub use cache::VerifyCache;
 pub use error::{reject_word, GrantError, ScopeLimit};
+pub use flows::certificate::Step as CertificateStep;
 pub use policy::matching_rule;
-pub use request::{GrantRequest, GrantType, IssuedTokens, PasswordRequest, RefreshRequest};
+pub use request::{
+    CertificateRequest, GrantRequest, GrantType, IssuedTokens, PasswordRequest, RefreshRequest,
+};
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -52,6 +55,8 @@ pub struct Engine {
     opts: EngineOptions,
     audit: Arc<Audit>,
     cache: VerifyCache,
+    /// The trusted issuers last read, parsed (see `flows::certificate`).
+    issuers: flows::certificate::IssuerCache,
 }
 
 impl Engine {
@@ -70,6 +75,7 @@ impl Engine {
             opts,
             audit,
             cache,
+            issuers: Default::default(),
         }
     }
 
@@ -85,6 +91,7 @@ impl Engine {
         let admission = match req {
             GrantRequest::Password(r) => flows::password::admit(self, r).await?,
             GrantRequest::Refresh(r) => flows::refresh::admit(self, r).await?,
+            GrantRequest::Certificate(r) => flows::certificate::admit(self, r).await?,
         };
         self.issue(admission).await
     }

@@ -146,3 +146,12 @@ pub fn retired_from(row: &impl Columns) -> StoreResult<RetiredRefresh> {
         expires_at: row.opt_int("expires_at")?,
     })
 }
+
+pub fn issuer_from(row: &impl Columns) -> StoreResult<IssuerRecord> {
+    Ok(IssuerRecord {
+        fingerprint: row.text("fingerprint")?,
+        subject: row.text("subject")?,
+        pem: row.text("pem")?,
+        added_at: row.int("added_at")?,
+    })
+}

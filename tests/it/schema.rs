@@ -20,7 +20,7 @@ use crate::common::{Options, TestServer};
 use crate::{old_schema, pg};
 
 /// The newest schema version.
-const LATEST: i64 = 6;
+const LATEST: i64 = 9;
 
 /// Tables only one database has, and why.
 const SQLITE_ONLY: &[&str] = &[
@@ -36,6 +36,7 @@ const AGGREGATE_TABLES: &[(&str, &[&str])] = &[
     ("Lockout", &["lockout"]),
     ("Settings", &["settings"]),
     ("Grants", &["grants", "retired_refresh"]),
+    ("Issuers", &["trusted_issuers"]),
     ("(schema version)", &["vedauth_schema"]),
 ];
 

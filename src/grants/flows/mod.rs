@@ -1,5 +1,6 @@
 //! One admission step per flow: it checks the flow's own request and credential and says who
 //! asks for what. What they get is decided in `issue`, the same for every flow.
 
+pub(crate) mod certificate;
 pub(crate) mod password;
 pub(crate) mod refresh;

@@ -66,6 +66,14 @@ pub fn router(state: ApiState) -> Router<ApiState> {
         .route("/vedauth/authorize/oauth", post(authorize::authorize_oauth))
         .route("/vedauth/authorize/token", post(authorize::authorize_token))
         .route(
+            "/vedauth/authorize/certificate",
+            post(authorize::authorize_certificate),
+        )
+        .route(
+            "/vedauth/authorize/integrated",
+            post(authorize::authorize_integrated),
+        )
+        .route(
             "/vedauth/revoke/token",
             // HEAD must have no side effect: it is refused, not routed to GET's revocation.
             get(authorize::revoke)

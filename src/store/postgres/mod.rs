@@ -79,6 +79,7 @@ impl Dialect for Postgres {
         migration!(4, "common/0004_sweep_index.sql"),
         migration!(5, "common/0005_trustees_by_identity.sql"),
         migration!(6, "postgres/0006_invalidation_feed.sql"),
+        migration!(9, "postgres/0009_trusted_issuers.sql"),
     ];
 
     fn error(e: sqlx::Error) -> StoreError {

@@ -2,6 +2,6 @@
 //! grant time, forwarded-certificate headers, and a real rustls server with real clients.
 
 mod forwarded;
-mod pki;
+pub mod pki;
 mod tls;
 mod validate;
