@@ -2,6 +2,7 @@
 //! grant time, forwarded-certificate headers, and a real rustls server with real clients.
 
 mod forwarded;
+pub mod grant;
 pub mod pki;
 mod tls;
 mod validate;
