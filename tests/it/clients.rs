@@ -1,17 +1,18 @@
-//! Real clients from PyPI against a running vedauth: the vcert package's own token connection.
+//! Real clients from PyPI against a running vedauth: the vcert package's own token connection,
+//! pyVenafi's certificate login.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use crate::common::TestServer;
 
-fn repo() -> PathBuf {
+pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The Python of the clients' virtual environment: `VEDAUTH_CLIENT_PYTHON` (set by
 /// `scripts/test`), else made (or reused) by `scripts/client-venv`.
-fn client_python() -> String {
+pub fn client_python() -> String {
     if let Ok(p) = std::env::var("VEDAUTH_CLIENT_PYTHON") {
         if !p.is_empty() {
             return p;

@@ -512,3 +512,107 @@ async fn a_forwarded_certificate_counts_from_a_trusted_proxy_only() {
     r.assert_error(401, "invalid_grant", "Client certificate is not trusted");
     assert_eq!(last_refusal(&s)["cause"], "bad_forwarded_certificate");
 }
+
+/// pyVenafi (PyPI) logs in with a certificate file and its key and calls Identity/Self; curl
+/// does the same with --cert/--key. Both are OpenSSL clients, not rustls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyvenafi_and_curl_log_in_with_a_certificate_and_key() {
+    let (s, ca) = cert_server(Options::default()).await;
+    let alice_id = s
+        .app
+        .store
+        .user_by_name("alice")
+        .await
+        .expect("read")
+        .expect("alice")
+        .identity()
+        .to_string();
+    let leaf = ca.issue(LeafSpec::cn("alice"));
+    let stranger = Ca::root("Stranger CA").issue(LeafSpec::cn("alice"));
+    for (name, l) in [("alice", &leaf), ("stranger", &stranger)] {
+        std::fs::write(s.dir.join(format!("{name}.crt")), l.presented_pem()).expect("cert");
+        std::fs::write(s.dir.join(format!("{name}.key")), &l.key_pem).expect("key");
+    }
+    let ca_file = s.launched.ca_file.clone().expect("CA");
+    let host = s.base.trim_start_matches("https://").to_string();
+    let dir = s.dir.clone();
+    let (py, curls) = tokio::task::spawn_blocking(move || {
+        let py = std::process::Command::new(crate::clients::client_python())
+            .arg(crate::clients::repo().join("tests/clients/pyvenafi_certificate.py"))
+            .args(["--host", &host, "--ca"])
+            .arg(&ca_file)
+            .arg("--cert")
+            .arg(dir.join("alice.crt"))
+            .arg("--key")
+            .arg(dir.join("alice.key"))
+            .args(["--client-id", APP, "--scope", SCOPE])
+            .output()
+            .expect("run the pyVenafi script");
+        let curl = |who: Option<&str>| {
+            let mut cmd = std::process::Command::new("curl");
+            cmd.args(["-sS", "--max-time", "20", "--cacert"])
+                .arg(&ca_file)
+                .args([
+                    "-w",
+                    "\n%{http_code}",
+                    "-H",
+                    "content-type: application/json",
+                ])
+                .args([
+                    "-d",
+                    &format!(r#"{{"client_id":"{APP}","scope":"{SCOPE}"}}"#),
+                ]);
+            if let Some(who) = who {
+                cmd.arg("--cert")
+                    .arg(dir.join(format!("{who}.crt")))
+                    .arg("--key")
+                    .arg(dir.join(format!("{who}.key")));
+            }
+            let out = cmd
+                .arg(format!("https://{host}/vedauth/authorize/certificate"))
+                .output()
+                .expect("curl must be installed (a real client of the certificate grant)");
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            assert!(
+                out.status.success(),
+                "curl: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let (body, code) = text.rsplit_once('\n').expect("status line");
+            let body: Value = serde_json::from_str(body).expect("JSON");
+            (code.trim().parse::<u16>().expect("code"), body)
+        };
+        (
+            py,
+            vec![curl(Some("alice")), curl(None), curl(Some("stranger"))],
+        )
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&py.stdout);
+    assert!(
+        py.status.success(),
+        "pyVenafi: {stdout}{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let got: Value = serde_json::from_str(stdout.trim()).expect("the script's JSON");
+    assert_eq!(got["prefixed_universal"], alice_id.as_str());
+    assert_eq!(got["prefixed_name"], "local:alice");
+    assert_eq!(got["token_prefix_ok"], true);
+
+    let (code, body) = &curls[0];
+    assert_eq!(*code, 200, "{body}");
+    assert_eq!(body["identity"], alice_id.as_str());
+    let (code, body) = &curls[1];
+    assert_eq!(*code, 400, "{body}");
+    assert_eq!(
+        body["error_description"],
+        "No client certificate was presented"
+    );
+    let (code, body) = &curls[2];
+    assert_eq!(*code, 401, "{body}");
+    assert_eq!(
+        body["error_description"],
+        "Client certificate is not trusted"
+    );
+}
