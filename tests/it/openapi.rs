@@ -17,6 +17,8 @@ fn spec() -> Value {
 const SERVED: &[(&str, &str)] = &[
     ("post", "/vedauth/authorize/oauth"),
     ("post", "/vedauth/authorize/token"),
+    ("post", "/vedauth/authorize/certificate"),
+    ("post", "/vedauth/authorize/integrated"),
     ("get", "/vedauth/authorize/verify"),
     ("get", "/vedauth/revoke/token"),
     ("delete", "/vedauth/revoke/token"),
