@@ -242,6 +242,29 @@ async fn each_certificate_gets_its_documented_answer_and_the_audit_trail_the_rea
         .await
         .expect("enable");
 
+    // Locked out after failed password logins: a certificate does not get around the lock.
+    let threshold = s.app.config.lockout.threshold;
+    for _ in 0..threshold {
+        let r = s
+            .password_grant(APP, "alice", "wrong-password-0", SCOPE)
+            .await;
+        assert_eq!(r.status, 401, "{}", r.text);
+    }
+    let r = cert_grant(&client(&s, Some(&alice), None), &s.base, &body()).await;
+    r.assert_error(
+        401,
+        "invalid_grant",
+        "Certificate does not map to a known identity",
+    );
+    assert_eq!(last_refusal(&s)["detail"]["identity_cause"], "locked");
+    s.app
+        .admin
+        .unlock_user(&Caller::Operator, "alice")
+        .await
+        .expect("unlock");
+    let r = cert_grant(&client(&s, Some(&alice), None), &s.base, &body()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
     // No certificate at all.
     let r = cert_grant(&client(&s, None, None), &s.base, &body()).await;
     r.assert_error(
