@@ -283,8 +283,14 @@ async fn refresh_client_auth(asm: &Assembly, lives: &[Arc<LiveTls>]) -> anyhow::
     if lives.is_empty() {
         return Ok(false);
     }
-    let (settings, rows) = tokio::try_join!(asm.store.settings(), asm.store.list_issuers())?;
-    let issuers = if settings.authorize_by_certificate && !rows.is_empty() {
+    // The issuers are read only while the switch is on: off (the default), one small read.
+    let settings = asm.store.settings().await?;
+    let rows = if settings.authorize_by_certificate {
+        asm.store.list_issuers().await?
+    } else {
+        Vec::new()
+    };
+    let issuers = if !rows.is_empty() {
         let bundle: String = rows.iter().map(|r| r.pem.as_str()).collect();
         Some(crate::certauth::TrustedIssuers::from_pem(
             bundle.as_bytes(),

@@ -185,6 +185,27 @@ async fn the_command_line_registers_issuers_and_explains_what_a_certificate_gets
     assert!(out.contains("AuthorizeByCertificate is off"), "{out}");
     let (code, _, err) = run(a(&["config", "set", "AuthorizeByCertificate", "true"])).await;
     assert_eq!(code, 0, "{err}");
+    // The field's value alone: the issuers stay (the list was not given), a bad field is named.
+    let (code, _, err) = run(a(&[
+        "config",
+        "set",
+        "CertificateConfiguration",
+        r#"{"SourceField": "DN"}"#,
+    ]))
+    .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown SourceField 'DN'"), "{err}");
+    let (code, _, err) = run(a(&[
+        "config",
+        "set",
+        "certificateconfiguration",
+        r#"{"SourceField": "CN"}"#,
+    ]))
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = run(a(&["--json", "cert", "issuer", "list"])).await;
+    let list: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "kept: {out}");
 
     let explain = |file: &str| {
         a(&[
