@@ -639,3 +639,37 @@ async fn pyvenafi_and_curl_log_in_with_a_certificate_and_key() {
         "Client certificate is not trusted"
     );
 }
+
+/// The same grant on a PostgreSQL store: the issuers and the switch come from there, and a
+/// second node on the same database follows an issuer added through the first.
+#[tokio::test]
+async fn two_nodes_on_postgresql_share_the_issuers_and_the_switch() {
+    let db = crate::pg::fresh_database().await;
+    let (a, ca) = cert_server(Options::on_database(&db)).await;
+    let b = TestServer::start_with(Options::on_database(&db)).await;
+    b.launched.refresh_client_auth().await.expect("refresh");
+    let alice = ca.issue(LeafSpec::cn("alice"));
+    for s in [&a, &b] {
+        let r = cert_grant(&client(s, Some(&alice), None), &s.base, &body()).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    // A second CA, added on node A, is trusted by node B's next grant.
+    let other = Ca::root("Second Client CA");
+    a.app
+        .admin
+        .add_issuers(&Caller::Operator, &other.pem())
+        .await
+        .expect("add");
+    b.launched.refresh_client_auth().await.expect("refresh");
+    let leaf = other.issue(LeafSpec::cn("alice"));
+    let r = cert_grant(&client(&b, Some(&leaf), None), &b.base, &body()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Switched off on A: B refuses too.
+    switch(&a, false).await;
+    let r = cert_grant(&client(&b, Some(&leaf), None), &b.base, &body()).await;
+    r.assert_error(
+        400,
+        "unauthorized_client",
+        "Certificate authentication not enabled",
+    );
+}
