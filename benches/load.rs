@@ -91,7 +91,9 @@ struct RunArgs {
     #[arg(long)]
     markdown: Option<PathBuf>,
     /// Phases to run (comma-separated): bare, password, burst, refresh, verify, cold, revoke,
-    /// mixed, gateway, introspect, jwt, or all. Targets are judged only for the phases that ran.
+    /// mixed, gateway, introspect, jwt, cert (TLS only: handshakes with a client certificate and
+    /// the certificate grant, next to a bare TLS handshake), or all. Targets are judged only for
+    /// the phases that ran.
     #[arg(long, default_value = "all")]
     phases: String,
 }
@@ -429,6 +431,66 @@ fn client_tls(ca: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
         .with_no_client_auth();
     // HTTP/1.1 keep-alive, like the plain runs.
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// The certificate phase's PKI: a client CA (written to `dir` for `vedauth cert issuer add`)
+/// and a client certificate naming `user` by CN.
+struct CertBench {
+    ca_file: PathBuf,
+    chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    key_der: Vec<u8>,
+}
+
+fn cert_bench(dir: &Path, user: &str) -> anyhow::Result<CertBench> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate()?;
+    let mut p = CertificateParams::new(Vec::<String>::new())?;
+    p.distinguished_name = DistinguishedName::new();
+    p.distinguished_name
+        .push(DnType::CommonName, "vedauth bench client CA");
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = p.self_signed(&ca_key)?;
+    let key = KeyPair::generate()?;
+    let mut l = CertificateParams::new(Vec::<String>::new())?;
+    l.distinguished_name = DistinguishedName::new();
+    l.distinguished_name.push(DnType::CommonName, user);
+    l.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let leaf = l.signed_by(&key, &ca, &ca_key)?;
+    let ca_file = dir.join("client-ca.pem");
+    std::fs::write(&ca_file, ca.pem())?;
+    Ok(CertBench {
+        ca_file,
+        chain: vec![leaf.der().clone()],
+        key_der: key.serialize_der(),
+    })
+}
+
+/// A client configuration for one full handshake per connection (no session resumption),
+/// presenting `cert` when the server asks.
+fn fresh_tls(ca: &Path, cert: Option<&CertBench>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(ca)? {
+        roots.add(c?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let b = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    let mut cfg = match cert {
+        Some(c) => b.with_client_auth_cert(
+            c.chain.clone(),
+            rustls_pki_types::PrivateKeyDer::Pkcs8(c.key_der.clone().into()),
+        )?,
+        None => b.with_no_client_auth(),
+    };
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(cfg))
 }
 
@@ -867,6 +929,8 @@ struct Phase {
     conc: usize,
     max_requests: u64,
     duration: Duration,
+    /// A new connection (a full TLS handshake) for every request, timed with it.
+    fresh: bool,
 }
 
 /// Runs `conc` connections, each with its own `Work`, until `max_requests` have been sent in
@@ -882,14 +946,23 @@ where
     for w in 0..p.conc {
         let mut work = make(w);
         let (target, issued, start) = (target.clone(), issued.clone(), start.clone());
-        let (max, dur) = (p.max_requests, p.duration);
+        let (max, dur, fresh) = (p.max_requests, p.duration, p.fresh);
         tasks.push(tokio::spawn(async move {
             let mut st = Stats::default();
-            let mut conn = connect(&target).await.ok();
+            let mut conn = if fresh {
+                None
+            } else {
+                connect(&target).await.ok()
+            };
             start.wait().await;
             let deadline = Instant::now() + dur;
             while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < max {
                 let Some(req) = work.next() else { break };
+                // A fresh connection per request: its handshake is part of the request's time.
+                let t = Instant::now();
+                if fresh {
+                    conn = None;
+                }
                 let c = match conn.as_mut() {
                     Some(c) => c,
                     None => match connect(&target).await {
@@ -901,7 +974,7 @@ where
                         }
                     },
                 };
-                let t = Instant::now();
+                let t = if fresh { t } else { Instant::now() };
                 match send(c, &req).await {
                     Ok((status, body)) => {
                         let us = t.elapsed().as_micros().min(u32::MAX as u128) as u32;
@@ -1328,6 +1401,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
                     conc,
                     max_requests: 10_000_000,
                     duration: dur.min(Duration::from_secs(5)),
+                    fresh: false,
                 },
                 Some(bare.pid()),
                 |_| Box::new(Fixed(req.clone())),
@@ -1339,6 +1413,40 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
                 transport,
                 name: name.into(),
                 conc,
+                stats: st,
+                baseline: None,
+                load: (l0, loadavg()),
+            });
+        }
+        // One full TLS handshake per request, for the certificate phase's comparison.
+        let mut bare_handshake = f64::NAN;
+        if tls && want("cert") {
+            let fresh_target = Target {
+                addr,
+                tls: Some(fresh_tls(&ca, None)?),
+            };
+            let l0 = loadavg();
+            let st = drive(
+                &fresh_target,
+                &Phase {
+                    conc: 8,
+                    max_requests: 10_000_000,
+                    duration: dur.min(Duration::from_secs(5)),
+                    fresh: true,
+                },
+                Some(bare.pid()),
+                |_| Box::new(Fixed(bare_req_get("/healthz"))),
+            )
+            .await;
+            log(&format!(
+                "{transport} bare TLS handshake + GET: {:.0}/s",
+                st.rate()
+            ));
+            bare_handshake = st.rate();
+            rows.push(Row {
+                transport,
+                name: "bare: TLS handshake + GET".into(),
+                conc: 8,
                 stats: st,
                 baseline: None,
                 load: (l0, loadavg()),
@@ -1392,6 +1500,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
             conc,
             max_requests: max,
             duration: dur,
+            fresh: false,
         };
 
         // The argon2id ceiling again, just before the grants it is the ceiling of: this VM's
@@ -1451,6 +1560,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
                     conc: burst,
                     max_requests: burst as u64,
                     duration: Duration::from_secs(30),
+                    fresh: false,
                 },
                 Some(pid),
                 |w| {
@@ -1774,6 +1884,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
                     conc: 64,
                     max_requests: 10_000_000,
                     duration: dur.saturating_sub(Duration::from_millis(600)),
+                    fresh: false,
                 },
                 Some(pid),
                 |w| {
@@ -1807,6 +1918,120 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
                 baseline: Some(argon2_rate),
                 load: (l0, loadavg()),
             });
+        }
+
+        // 6. Certificate grants (TLS only): the grant switched on and its CA trusted through the
+        // command line while the server runs (as an operator would), then new TLS connections
+        // with and without a client certificate, and the grant itself.
+        if tls && want("cert") {
+            let cb = cert_bench(&a.work, &users[0])?;
+            for args in [
+                vec![
+                    "cert",
+                    "issuer",
+                    "add",
+                    cb.ca_file.to_str().unwrap_or_default(),
+                ],
+                vec!["config", "set", "AuthorizeByCertificate", "true"],
+            ] {
+                let st = Command::new(&a.vedauth)
+                    .arg("--data-dir")
+                    .arg(a.work.join("data"))
+                    .arg("--config")
+                    .arg(a.work.join("vedauth.toml"))
+                    .args(&args)
+                    .stdout(Stdio::null())
+                    .status()?;
+                if !st.success() {
+                    bail!("vedauth {} failed", args.join(" "));
+                }
+            }
+            let with_cert = Target {
+                addr,
+                tls: Some(fresh_tls(&ca, Some(&cb))?),
+            };
+            let without = Target {
+                addr,
+                tls: Some(fresh_tls(&ca, None)?),
+            };
+            let grant = Req {
+                method: Method::POST,
+                path: "/vedauth/authorize/certificate",
+                bearer: None,
+                body: Some(Bytes::from(
+                    serde_json::json!({"client_id": app_id(0), "scope": "certificate:manage"})
+                        .to_string(),
+                )),
+            };
+            // The server reads the switch and the issuers every client_cert.refresh_secs.
+            let t0 = Instant::now();
+            loop {
+                let ok = match connect(&with_cert).await {
+                    Ok(mut c) => matches!(send(&mut c, &grant).await, Ok((StatusCode::OK, _))),
+                    Err(_) => false,
+                };
+                if ok {
+                    break;
+                }
+                if t0.elapsed() > Duration::from_secs(15) {
+                    bail!("the certificate grant did not start working within 15 s");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            log(&format!(
+                "{transport}: certificate grant working {:.1} s after the switch",
+                t0.elapsed().as_secs_f64()
+            ));
+            let fresh = |conc: usize| Phase {
+                conc,
+                max_requests: 1_000_000,
+                duration: dur,
+                fresh: true,
+            };
+            for (name, target, req, fresh_conn) in [
+                (
+                    "TLS handshake + GET /healthz",
+                    &without,
+                    bare_req_get("/healthz"),
+                    true,
+                ),
+                (
+                    "TLS handshake with client cert + GET /healthz",
+                    &with_cert,
+                    bare_req_get("/healthz"),
+                    true,
+                ),
+                (
+                    "certificate grant, new TLS connection each",
+                    &with_cert,
+                    grant.clone(),
+                    true,
+                ),
+                (
+                    "certificate grant, keep-alive",
+                    &with_cert,
+                    grant.clone(),
+                    false,
+                ),
+            ] {
+                let l0 = loadavg();
+                let mut p = fresh(8);
+                p.fresh = fresh_conn;
+                let st = drive(target, &p, Some(pid), |_| Box::new(Fixed(req.clone()))).await;
+                log(&format!(
+                    "{transport} {name}: {:.0}/s p99 {:.1} ms",
+                    st.rate(),
+                    st.p99()
+                ));
+                rows.push(Row {
+                    transport,
+                    name: name.into(),
+                    conc: 8,
+                    stats: st,
+                    baseline: fresh_conn.then_some(bare_handshake),
+                    load: (l0, loadavg()),
+                });
+            }
         }
 
         server.stop();

@@ -76,6 +76,8 @@ pub struct Config {
     pub ldap: Vec<crate::identity::ldap::LdapConfig>,
     /// The gateway check (`/gateway/check`) for reverse proxies.
     pub gateway: GatewayConfig,
+    /// Client certificates: where they are asked for, and who may forward them.
+    pub client_cert: ClientCertConfig,
 }
 
 /// The gateway check's rules: which scope a path of the operator's own APIs needs.
@@ -98,6 +100,86 @@ pub struct GatewayRoute {
     pub prefix: String,
     pub scope: String,
     pub methods: Vec<String>,
+}
+
+/// The listener side of the certificate grant (docs/certificate-auth.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientCertConfig {
+    /// Ask for an optional client certificate on the main listener (while the certificate grant
+    /// is on and trusted issuers are configured). Off: only on `listen`.
+    pub request_on_main_listener: bool,
+    /// A second HTTPS listener (same routes) that asks for client certificates; empty = none.
+    pub listen: String,
+    /// The proxy convention whose header carries a forwarded client certificate: `envoy`,
+    /// `traefik`, `nginx` or `nginx-ingress`; empty = none is read.
+    pub forwarded_header: String,
+    /// Peers (IP addresses or CIDR blocks) whose forwarded certificate header is believed.
+    pub trusted_proxies: Vec<String>,
+    /// Seconds between reads of the switch and the trusted issuers by the listeners.
+    pub refresh_secs: u64,
+}
+
+impl Default for ClientCertConfig {
+    fn default() -> Self {
+        Self {
+            request_on_main_listener: true,
+            listen: String::new(),
+            forwarded_header: String::new(),
+            trusted_proxies: Vec::new(),
+            refresh_secs: 2,
+        }
+    }
+}
+
+impl ClientCertConfig {
+    /// The forwarding set-up, when a header convention is configured.
+    pub fn forwarding(&self) -> Option<crate::certauth::ForwardedCertConfig> {
+        let format = self.forwarded_header.parse().ok()?;
+        Some(crate::certauth::ForwardedCertConfig {
+            format,
+            trusted_proxies: self
+                .trusted_proxies
+                .iter()
+                .filter_map(|p| crate::net::parse_cidr(p))
+                .collect(),
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid { key, message };
+        if !self.listen.is_empty() {
+            self.listen
+                .parse::<SocketAddr>()
+                .map_err(|e| invalid("client_cert.listen", e.to_string()))?;
+        }
+        if !self.forwarded_header.is_empty() {
+            self.forwarded_header
+                .parse::<crate::certauth::ForwardedFormat>()
+                .map_err(|e| invalid("client_cert.forwarded_header", e))?;
+            if self.trusted_proxies.is_empty() {
+                return Err(invalid(
+                    "client_cert.forwarded_header",
+                    "a forwarded certificate header needs client_cert.trusted_proxies: the proxies it is believed from".into(),
+                ));
+            }
+        } else if !self.trusted_proxies.is_empty() {
+            return Err(invalid(
+                "client_cert.trusted_proxies",
+                "set client_cert.forwarded_header too: the header convention these proxies follow"
+                    .into(),
+            ));
+        }
+        for p in &self.trusted_proxies {
+            crate::net::parse_cidr(p).ok_or_else(|| {
+                invalid(
+                    "client_cert.trusted_proxies",
+                    format!("'{p}' is not an IP address or CIDR block"),
+                )
+            })?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -329,6 +411,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             ldap: Vec::new(),
             gateway: GatewayConfig::default(),
+            client_cert: ClientCertConfig::default(),
         }
     }
 }
@@ -404,6 +487,11 @@ pub const KEYS: &[Key] = &[
     Key { path: "metrics.listen", kind: Kind::Str, doc: "Serve /metrics on this separate address (plain HTTP, without a token, e.g. 127.0.0.1:9464); empty = on the main listener." },
     Key { path: "metrics.public", kind: Kind::Bool, doc: "On the main listener, serve /metrics without a token (false: a bearer token with the admin scope is needed)." },
     Key { path: "gateway.require_route", kind: Kind::Bool, doc: "Gateway check: refuse (403) a request whose path matches no [[gateway.route]] rule and no /vedsdk endpoint (false: any valid token passes there)." },
+    Key { path: "client_cert.request_on_main_listener", kind: Kind::Bool, doc: "Ask for an optional client certificate on the main listener while the certificate grant is on (AuthorizeByCertificate) and trusted issuers are configured; false: only on client_cert.listen, so that browsers on the main listener never see a certificate prompt." },
+    Key { path: "client_cert.listen", kind: Kind::Str, doc: "A second HTTPS listener, with the same routes, that asks for client certificates (e.g. 0.0.0.0:8444); empty = none." },
+    Key { path: "client_cert.forwarded_header", kind: Kind::Str, doc: "Behind a TLS-terminating proxy: the convention of the header that carries the client certificate (envoy, traefik, nginx or nginx-ingress); empty = none is read." },
+    Key { path: "client_cert.trusted_proxies", kind: Kind::List, doc: "Peers (IP addresses or CIDR blocks) whose forwarded certificate header is believed; the header is removed from everyone else's requests. Comma-separated in the environment." },
+    Key { path: "client_cert.refresh_secs", kind: Kind::Int, doc: "Seconds between the listeners' reads of AuthorizeByCertificate and the trusted issuers from the store: how long a change takes to reach the TLS handshakes of every node." },
 ];
 
 impl Key {
@@ -737,6 +825,13 @@ impl Config {
                 key: "rate_limit.trusted_proxies",
                 message: format!("'{p}' is not an IP address or CIDR block"),
             })?;
+        }
+        self.client_cert.validate()?;
+        if !self.tls && !self.client_cert.listen.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "client_cert.listen",
+                message: "a client-certificate listener needs TLS; behind a TLS-terminating proxy use client_cert.forwarded_header".into(),
+            });
         }
         if self.rate_limit.enabled
             && (self.rate_limit.per_second == 0 || self.rate_limit.burst == 0)

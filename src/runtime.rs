@@ -18,7 +18,7 @@ use crate::http::common::Limiter;
 use crate::http::{HttpState, MetricsAccess};
 use crate::secret::Secret;
 use crate::server::{self, ServerHandle};
-use crate::tls::{self, CertStore, TlsPaths};
+use crate::tls::{self, CertStore, LiveTls, TlsPaths};
 
 /// A background job of the runtime.
 #[derive(Debug)]
@@ -37,6 +37,10 @@ pub struct Runtime {
     /// Set when the initial admin password file exists.
     pub password_file: Option<PathBuf>,
     pub first_start: bool,
+    /// The second listener that asks for client certificates (`client_cert.listen`).
+    pub client_cert_handle: Option<ServerHandle>,
+    /// The TLS configurations that ask for client certificates while the grant is on.
+    client_cert_tls: Vec<Arc<LiveTls>>,
     jobs: Vec<Job>,
     /// Tells the jobs to stop.
     stop_jobs: watch::Sender<bool>,
@@ -55,9 +59,19 @@ impl Runtime {
         self.jobs.iter().map(|j| j.name).collect()
     }
 
+    /// Reads the certificate switch and the trusted issuers now and sets what the listeners ask
+    /// of clients accordingly (the "client certificates" job does it every
+    /// `client_cert.refresh_secs`). True if a listener changed.
+    pub async fn refresh_client_auth(&self) -> anyhow::Result<bool> {
+        refresh_client_auth(&self.assembly, &self.client_cert_tls).await
+    }
+
     /// Stops in order: no new connections, in-flight requests finish (up to the grace period),
     /// then the jobs stop, then the store commits what is queued and closes.
     pub async fn shutdown(self) {
+        if let Some(h) = self.client_cert_handle {
+            h.shutdown().await;
+        }
         self.handle.shutdown().await;
         let _ = self.stop_jobs.send(true);
         for job in self.jobs {
@@ -93,7 +107,7 @@ pub async fn start(asm: Arc<Assembly>, listen: SocketAddr) -> anyhow::Result<Run
         };
         let certs = Arc::new(CertStore::load(&cert, &key)?);
         let sc = tls::server_config(certs.clone())?;
-        (Some(Arc::new(sc)), ca, Some(certs))
+        (Some(Arc::new(LiveTls::new(Arc::new(sc)))), ca, Some(certs))
     } else {
         tracing::warn!(
             "serving plain HTTP (--insecure-http): only run this behind a TLS-terminating proxy"
@@ -138,12 +152,36 @@ pub async fn start(asm: Arc<Assembly>, listen: SocketAddr) -> anyhow::Result<Run
         gateway: Arc::new(gateway),
         tls: cfg.tls,
     };
-    let handle = server::start(
-        listener,
-        tls_config,
-        state,
-        server::ServerOptions::from_config(cfg),
-    )?;
+    let opts = server::ServerOptions::from_config(cfg);
+    let mut client_cert_tls = Vec::new();
+    if let Some(main) = &tls_config {
+        if cfg.client_cert.request_on_main_listener {
+            client_cert_tls.push(main.clone());
+        }
+    }
+    // The second listener: its own TLS configuration over the same server certificate, so that
+    // asking for client certificates there leaves the main listener as it is.
+    let client_cert_handle = match (&certs, cfg.client_cert.listen.as_str()) {
+        (Some(certs), addr) if !addr.is_empty() => {
+            let addr: SocketAddr = addr.parse().context("client_cert.listen")?;
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the client-certificate address {addr}"))?;
+            let live = Arc::new(LiveTls::new(Arc::new(tls::server_config(certs.clone())?)));
+            client_cert_tls.push(live.clone());
+            Some(server::start_live(
+                l,
+                Some(live),
+                state.clone(),
+                opts.clone(),
+            )?)
+        }
+        _ => None,
+    };
+    refresh_client_auth(&asm, &client_cert_tls)
+        .await
+        .context("reading the certificate settings")?;
+    let handle = server::start_live(listener, tls_config, state, opts)?;
     let (stop_jobs, stop) = watch::channel(false);
     let mut jobs = Vec::new();
     if let Some(h) = asm.engine.follow_invalidations() {
@@ -188,6 +226,21 @@ pub async fn start(asm: Arc<Assembly>, listen: SocketAddr) -> anyhow::Result<Run
             })
         }),
     );
+    if !client_cert_tls.is_empty() {
+        let (asm, lives) = (asm.clone(), client_cert_tls.clone());
+        periodic(
+            "client certificates",
+            Duration::from_secs(cfg.client_cert.refresh_secs.max(1)),
+            Box::new(move || {
+                let (asm, lives) = (asm.clone(), lives.clone());
+                Box::pin(async move {
+                    if let Err(e) = refresh_client_auth(&asm, &lives).await {
+                        tracing::warn!(error = %e, "could not refresh the client-certificate settings");
+                    }
+                })
+            }),
+        );
+    }
     let engine = asm.engine.clone();
     let batch = cfg.tokens.sweep_batch;
     periodic(
@@ -245,10 +298,52 @@ pub async fn start(asm: Arc<Assembly>, listen: SocketAddr) -> anyhow::Result<Run
         certs,
         password_file: pw.exists().then_some(pw),
         first_start: created.is_some(),
+        client_cert_handle,
+        client_cert_tls,
         jobs,
         stop_jobs,
         assembly: asm,
     })
+}
+
+/// Sets what `lives` ask of clients: an optional certificate from the trusted issuers while
+/// `AuthorizeByCertificate` is on and issuers are configured, nothing otherwise.
+async fn refresh_client_auth(asm: &Assembly, lives: &[Arc<LiveTls>]) -> anyhow::Result<bool> {
+    if lives.is_empty() {
+        return Ok(false);
+    }
+    // The issuers are read only while the switch is on: off (the default), one small read.
+    let settings = asm.store.settings().await?;
+    let rows = if settings.authorize_by_certificate {
+        asm.store.list_issuers().await?
+    } else {
+        Vec::new()
+    };
+    let issuers = if !rows.is_empty() {
+        let bundle: String = rows.iter().map(|r| r.pem.as_str()).collect();
+        Some(crate::certauth::TrustedIssuers::from_pem(
+            bundle.as_bytes(),
+        )?)
+    } else {
+        None
+    };
+    let mut changed = false;
+    for live in lives {
+        changed |= live.request_client_certs(issuers.as_ref())?;
+    }
+    if changed {
+        tracing::info!(
+            requested = issuers.is_some(),
+            issuers = issuers.as_ref().map_or(0, |i| i.len()),
+            "client certificates {}",
+            if issuers.is_some() {
+                "requested"
+            } else {
+                "no longer requested"
+            }
+        );
+    }
+    Ok(changed)
 }
 
 type PeriodicFn = Box<

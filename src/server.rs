@@ -17,8 +17,10 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::http::common::PeerAddr;
+use crate::certauth::{strip_forwarded_headers, ForwardedCertConfig, PresentedChain};
+use crate::http::common::{ConnectionCert, PeerAddr};
 use crate::http::{self as web, ApiState};
+use crate::tls::LiveTls;
 
 mod limits;
 mod rewrite;
@@ -50,6 +52,9 @@ pub struct ServerOptions {
     pub max_headers: usize,
     /// `Strict-Transport-Security` value for HTTPS responses.
     pub hsts: Option<http::HeaderValue>,
+    /// Who may forward a client certificate in a header, and in which; the headers of every
+    /// convention are removed from everyone else's requests.
+    pub forwarded_cert: Option<Arc<ForwardedCertConfig>>,
 }
 
 impl ServerOptions {
@@ -80,6 +85,7 @@ impl ServerOptions {
                     http::HeaderValue::from_str(&format!("max-age={}", h.hsts_max_age_secs)).ok()
                 })
                 .flatten(),
+            forwarded_cert: cfg.client_cert.forwarding().map(Arc::new),
         }
     }
 
@@ -148,7 +154,23 @@ pub fn start(
     state: ApiState,
     opts: ServerOptions,
 ) -> std::io::Result<ServerHandle> {
-    start_service(listener, tls, web::service(state), opts)
+    start_live(
+        listener,
+        tls.map(|c| Arc::new(LiveTls::new(c))),
+        state,
+        opts,
+    )
+}
+
+/// Like [`start`], with a TLS configuration that can change while serving (client
+/// certificates asked for or not).
+pub fn start_live(
+    listener: TcpListener,
+    tls: Option<Arc<LiveTls>>,
+    state: ApiState,
+    opts: ServerOptions,
+) -> std::io::Result<ServerHandle> {
+    spawn(listener, tls, web::service(state), opts)
 }
 
 /// Serves any service on the same connection stack as [`start`] (accept loop, TLS, hyper
@@ -170,12 +192,31 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
+    spawn(listener, tls.map(|c| Arc::new(LiveTls::new(c))), svc, opts)
+}
+
+fn spawn<S>(
+    listener: TcpListener,
+    tls: Option<Arc<LiveTls>>,
+    svc: S,
+    opts: ServerOptions,
+) -> std::io::Result<ServerHandle>
+where
+    S: tower::Service<
+            http::Request<Body>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let local_addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
     let is_tls = tls.is_some();
     let shared = Arc::new(Shared {
         builder: builder(&opts),
-        acceptor: tls.map(TlsAcceptor::from),
+        tls,
         per_address: PerAddress::new(opts.max_connections_per_address, opts.uncapped.clone()),
         deadlines: opts.deadlines(),
         stop: stop_rx.clone(),
@@ -193,7 +234,7 @@ where
 /// What every connection of a listener shares.
 struct Shared {
     builder: Builder<TokioExecutor>,
-    acceptor: Option<TlsAcceptor>,
+    tls: Option<Arc<LiveTls>>,
     per_address: Arc<PerAddress>,
     deadlines: Deadlines,
     stop: watch::Receiver<bool>,
@@ -368,11 +409,16 @@ async fn serve_connection<S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    match &shared.acceptor {
-        Some(acc) => {
-            let handshake = acc.accept(tcp);
+    match &shared.tls {
+        Some(live) => {
+            // The configuration current now: whether a client certificate is asked for.
+            let handshake = TlsAcceptor::from(live.current()).accept(tcp);
             match tokio::time::timeout(shared.opts.tls_handshake_timeout, handshake).await {
-                Ok(Ok(tls)) => serve_http(&shared, svc, tls, peer).await,
+                Ok(Ok(tls)) => {
+                    // Recorded by rustls only after the client proved it holds the key.
+                    let chain = PresentedChain::from_tls(tls.get_ref().1);
+                    serve_http(&shared, svc, tls, peer, chain).await
+                }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => {
                     tracing::debug!(%peer, "TLS handshake timed out");
@@ -381,12 +427,17 @@ async fn serve_connection<S>(
                 }
             }
         }
-        None => serve_http(&shared, svc, tcp, peer).await,
+        None => serve_http(&shared, svc, tcp, peer, None).await,
     }
 }
 
-async fn serve_http<S, I>(shared: &Arc<Shared>, svc: S, io: I, peer: SocketAddr)
-where
+async fn serve_http<S, I>(
+    shared: &Arc<Shared>,
+    svc: S,
+    io: I,
+    peer: SocketAddr,
+    chain: Option<PresentedChain>,
+) where
     S: tower::Service<
             http::Request<Body>,
             Response = axum::response::Response,
@@ -398,10 +449,18 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let track = Track::new();
+    let cert = ConnectionCert {
+        tls: chain,
+        forwarding: shared.opts.forwarded_cert.clone(),
+    };
     let hyper_svc = {
         let (shared, track) = (shared.clone(), track.clone());
         hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+            // Before anything reads the request: a forwarded certificate header counts only
+            // from a trusted proxy, in its own convention.
+            strip_forwarded_headers(peer.ip(), cert.forwarding.as_deref(), req.headers_mut());
             req.extensions_mut().insert(PeerAddr(peer));
+            req.extensions_mut().insert(cert.clone());
             let guard = track.enter();
             let (svc, shared) = (svc.clone(), shared.clone());
             async move {

@@ -371,3 +371,75 @@ pub fn server_config(certs: Arc<CertStore>) -> Result<rustls::ServerConfig, TlsE
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }
+
+/// A listener's TLS configuration, swapped whole while the listener runs: it asks for an
+/// optional client certificate only while certificate authentication is on and trusted issuers
+/// are configured (docs/certificate-auth.md). Each handshake takes the configuration current at
+/// its start; a swap affects only connections that start afterwards. rustls cannot change what a
+/// configuration asks of clients, so a change is a new `ServerConfig` over the same certificate
+/// resolver (certificate reloads keep working).
+#[derive(Debug)]
+pub struct LiveTls {
+    plain: Arc<rustls::ServerConfig>,
+    /// The issuers' fingerprints the current configuration names (None: no client certificates
+    /// requested), and the configuration.
+    current: RwLock<(Option<Vec<String>>, Arc<rustls::ServerConfig>)>,
+}
+
+impl LiveTls {
+    /// Starts out as `plain`, asking for no client certificate.
+    pub fn new(plain: Arc<rustls::ServerConfig>) -> Self {
+        Self {
+            current: RwLock::new((None, plain.clone())),
+            plain,
+        }
+    }
+
+    /// The configuration a handshake starting now uses.
+    pub fn current(&self) -> Arc<rustls::ServerConfig> {
+        match self.current.read() {
+            Ok(g) => g.1.clone(),
+            // A writer never panics while holding the lock (it only swaps); if one did, the
+            // configuration without client certificates is the safe fallback.
+            Err(_) => self.plain.clone(),
+        }
+    }
+
+    /// Whether client certificates are requested now, and the fingerprints of the CAs named.
+    pub fn requested_issuers(&self) -> Option<Vec<String>> {
+        self.current.read().ok().and_then(|g| g.0.clone())
+    }
+
+    /// Asks for client certificates naming `issuers` (None or an empty set: stop asking).
+    /// Returns whether anything changed; an unchanged set builds nothing.
+    pub fn request_client_certs(
+        &self,
+        issuers: Option<&crate::certauth::TrustedIssuers>,
+    ) -> Result<bool, TlsError> {
+        let wanted = issuers
+            .filter(|i| !i.is_empty())
+            .map(|i| i.authorized_issuer_dns());
+        if self.requested_issuers() == wanted {
+            return Ok(false);
+        }
+        let cfg = match issuers.filter(|i| !i.is_empty()) {
+            None => self.plain.clone(),
+            Some(i) => {
+                let mut cfg = crate::certauth::server_config(
+                    self.plain.cert_resolver.clone(),
+                    i,
+                    crate::certauth::ChainCheck::AtGrant,
+                )
+                .map_err(|e| TlsError::Config(e.to_string()))?;
+                cfg.alpn_protocols = self.plain.alpn_protocols.clone();
+                Arc::new(cfg)
+            }
+        };
+        let mut guard = self
+            .current
+            .write()
+            .map_err(|_| TlsError::Config("TLS configuration lock poisoned".into()))?;
+        *guard = (wanted, cfg);
+        Ok(true)
+    }
+}

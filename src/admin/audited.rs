@@ -13,8 +13,8 @@ use serde_json::{json, Map, Value};
 use super::{AdminError, AdminResult, Caller, Revocations};
 use crate::audit::{Audit, Event};
 use crate::domain::{
-    Application, ClientId, Grant, GrantCounts, GrantFilter, JwtMapping, RoleAssignment, Rule,
-    Settings, SharedStore, Store, User, Window,
+    Application, ClientId, Grant, GrantCounts, GrantFilter, IssuerRecord, JwtMapping,
+    RoleAssignment, Rule, Settings, SharedStore, Store, User, Window,
 };
 
 /// Every kind of change, named as the audit trail names it (the event's `cause`).
@@ -41,6 +41,8 @@ pub enum Change {
     CreateJwtMapping,
     UpdateJwtMapping,
     DeleteJwtMapping,
+    AddIssuers,
+    RemoveIssuer,
 }
 
 impl Change {
@@ -67,6 +69,8 @@ impl Change {
             Change::CreateJwtMapping => "create_jwt_mapping",
             Change::UpdateJwtMapping => "update_jwt_mapping",
             Change::DeleteJwtMapping => "delete_jwt_mapping",
+            Change::AddIssuers => "add_trusted_issuers",
+            Change::RemoveIssuer => "remove_trusted_issuer",
         }
     }
 }
@@ -207,6 +211,9 @@ impl Reads {
     }
     pub(super) async fn list_jwt_mappings(&self) -> AdminResult<Vec<JwtMapping>> {
         Ok(self.0.list_jwt_mappings().await?)
+    }
+    pub(super) async fn list_issuers(&self) -> AdminResult<Vec<IssuerRecord>> {
+        Ok(self.0.list_issuers().await?)
     }
 }
 

@@ -11,6 +11,7 @@
 mod applications;
 mod audited;
 mod grants;
+mod issuers;
 mod jwt;
 pub mod policy;
 mod roles;
@@ -38,6 +39,7 @@ use crate::token::TokenDigest;
 
 pub use self::applications::{ApplicationInfo, ApplicationInput, Page};
 pub use self::audited::Change;
+pub use self::issuers::IssuerInfo;
 pub use self::policy::{Caller, HeldRole, Role};
 pub use self::roles::{RoleGrant, RoleInfo};
 pub use self::rules::RuleInput;
@@ -65,6 +67,8 @@ pub enum Entity {
     /// A trustee or grantee as the caller wrote it.
     Identity(String),
     JwtMapping(String),
+    /// A trusted certificate issuer, by fingerprint as the caller wrote it.
+    Issuer(String),
 }
 
 impl std::fmt::Display for Entity {
@@ -80,6 +84,7 @@ impl std::fmt::Display for Entity {
             Entity::User(name) => write!(f, "User '{name}'"),
             Entity::Identity(who) => write!(f, "Identity '{who}'"),
             Entity::JwtMapping(name) => write!(f, "JWT mapping '{name}'"),
+            Entity::Issuer(fp) => write!(f, "Trusted issuer '{fp}'"),
         }
     }
 }

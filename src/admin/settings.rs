@@ -43,17 +43,23 @@ fn check(s: &Settings) -> AdminResult<()> {
 }
 
 impl Admin {
+    /// The configuration; `CertificateConfiguration.AuthorizedIssuerDns` lists the trusted
+    /// issuers' fingerprints.
     pub async fn get_settings(&self, caller: &Caller) -> AdminResult<Settings> {
         caller.check(Need::Anyone)?;
-        let mut s = self.reads.settings().await?;
+        let (mut s, issuers) = tokio::try_join!(self.reads.settings(), self.reads.list_issuers())?;
         if !s.other.contains_key(SETTINGS_KEY) {
             // The defaults in force, shown as such.
             normalize_jwt(&mut s)?;
         }
+        s.certificate_configuration.authorized_issuer_dns =
+            issuers.into_iter().map(|i| i.fingerprint).collect();
         Ok(s)
     }
 
-    /// Replaces the whole configuration (absent fields take their defaults).
+    /// Replaces the whole configuration (absent fields take their defaults). The trusted
+    /// issuers left out of `AuthorizedIssuerDns` stop being trusted; a fingerprint that names
+    /// none is refused.
     pub async fn set_settings(&self, caller: &Caller, mut s: Settings) -> AdminResult<()> {
         let jwt = normalize_jwt(&mut s);
         let detail = serde_json::to_value(&s)
@@ -63,10 +69,19 @@ impl Admin {
                 caller.check(Need::Admin)?;
                 jwt?;
                 check(&s)?;
+                let stored = w.store().list_issuers().await?;
+                let keep = super::issuers::check_fingerprints(
+                    &s.certificate_configuration.authorized_issuer_dns,
+                    &stored,
+                )?;
+                // The issuers are their own aggregate: the document does not repeat them.
+                s.certificate_configuration.authorized_issuer_dns.clear();
                 w.store().put_settings(&s).await?;
-                Ok(())
+                let removed = super::issuers::keep_only(&w, &keep).await?;
+                Ok(removed.len())
             })
             .await
+            .map(|_| ())
     }
 }
 

@@ -75,10 +75,29 @@ pub async fn run(g: &GlobalOpts, cmd: ConfigCmd) -> anyhow::Result<()> {
                 .cloned()
                 .unwrap_or(name);
             // true/false/numbers as JSON, anything else as a string.
-            let v = serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value));
-            obj.insert(key.clone(), v);
-            let updated: Settings =
+            let mut v = serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value));
+            let cert = key.eq_ignore_ascii_case("CertificateConfiguration");
+            if cert {
+                // As in SetConfiguration: without a list of issuers, the trusted issuers stay.
+                if let (Some(new), Some(old)) = (
+                    v.as_object_mut(),
+                    obj.get(&key)
+                        .and_then(|o| o.get("AuthorizedIssuerDns"))
+                        .cloned(),
+                ) {
+                    if new.get("AuthorizedIssuerDns").is_none_or(|l| l.is_null()) {
+                        new.insert("AuthorizedIssuerDns".into(), old);
+                    }
+                }
+            }
+            obj.insert(key.clone(), v.clone());
+            let mut updated: Settings =
                 serde_json::from_value(doc).map_err(|e| anyhow!("{key}: {e}"))?;
+            if cert {
+                // Checked strictly here (a stored one is read leniently).
+                updated.certificate_configuration =
+                    serde_json::from_value(v).map_err(|e| anyhow!("{key}: {e}"))?;
+            }
             admin_op(admin.set_settings(&Caller::Operator, updated).await)?;
             if g.json {
                 println!("{}", serde_json::json!({"name": key, "set": true}));

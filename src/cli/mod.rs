@@ -1,6 +1,7 @@
 //! The command line of README.md ("Administer it") (a stable contract: extend it, don't break it).
 
 mod admin;
+mod cert;
 mod config;
 mod jwt;
 mod prompt;
@@ -89,6 +90,9 @@ pub enum Command {
     /// JWT mappings for the JWT grant, and a dry run that explains a token's refusal.
     #[command(subcommand)]
     Jwt(jwt::JwtCmd),
+    /// Client-certificate authentication: trusted issuers, and a dry run on a certificate.
+    #[command(subcommand)]
+    Cert(cert::CertCmd),
 }
 
 impl GlobalOpts {
@@ -208,6 +212,7 @@ pub fn main() -> ExitCode {
             Command::Status(args) => status::run(&cli.global, args).await,
             Command::Store(cmd) => store::store(&cli.global, cmd).await,
             Command::Jwt(cmd) => jwt::run(&cli.global, cmd).await,
+            Command::Cert(cmd) => cert::run(&cli.global, cmd).await,
         }
     });
     match result {

@@ -14,7 +14,8 @@ use crate::store::{Aggregate, Rows, Store, Tally};
 #[derive(Debug, Subcommand)]
 pub enum StoreCmd {
     /// Copy everything (users, applications and rules, client secrets, role assignments,
-    /// lockout records, settings, grants and retired refresh tokens) from one store to another.
+    /// lockout records, settings, grants and retired refresh tokens, JWT mappings and used JWTs,
+    /// trusted certificate issuers) from one store to another.
     Copy {
         /// The source: `sqlite:PATH` or `postgres://USER:PASSWORD@HOST:PORT/DB`.
         #[arg(long)]
@@ -51,6 +52,7 @@ pub struct Kinds {
     pub retired_refresh: u64,
     pub jwt_mappings: u64,
     pub jwt_uses: u64,
+    pub trusted_issuers: u64,
 }
 
 impl Kinds {
@@ -66,6 +68,7 @@ impl Kinds {
             Rows::RetiredRefresh => &mut self.retired_refresh,
             Rows::JwtMappings => &mut self.jwt_mappings,
             Rows::JwtUses => &mut self.jwt_uses,
+            Rows::Issuers => &mut self.trusted_issuers,
             Rows::Settings => return None,
         })
     }
@@ -81,12 +84,13 @@ impl Kinds {
             + self.retired_refresh
             + self.jwt_mappings
             + self.jwt_uses
+            + self.trusted_issuers
     }
 
     fn line(&self) -> String {
         format!(
             "{} users, {} applications, {} rules, {} grants, {} role assignments, {} lockout \
-             records, {} retired refresh tokens, {} client secrets, {} JWT mappings, {} used JWTs",
+             records, {} retired refresh tokens, {} client secrets, {} JWT mappings, {} used JWTs, {} trusted issuers",
             self.users,
             self.applications,
             self.rules,
@@ -96,7 +100,8 @@ impl Kinds {
             self.retired_refresh,
             self.client_secrets,
             self.jwt_mappings,
-            self.jwt_uses
+            self.jwt_uses,
+            self.trusted_issuers
         )
     }
 }

@@ -179,8 +179,28 @@ pub struct Settings {
     pub authorize_by_integrated: bool,
     pub authorize_by_jwt: bool,
     pub authorize_device: bool,
+    /// How the certificate grant reads an identity. `AuthorizedIssuerDns` is not kept here:
+    /// the trusted issuers are their own aggregate, and the administration core fills it in.
+    #[serde(deserialize_with = "lenient_certificate_configuration")]
+    pub certificate_configuration: crate::certauth::CertificateConfiguration,
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A stored `CertificateConfiguration` that does not read (one kept verbatim by a release
+/// that did not act on it) is taken as the default rather than failing every settings read;
+/// setconfiguration checks what it is given strictly.
+fn lenient_certificate_configuration<'de, D>(
+    d: D,
+) -> Result<crate::certauth::CertificateConfiguration, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(v).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "stored CertificateConfiguration unreadable; its defaults apply");
+        Default::default()
+    }))
 }
 
 /// 90 days, the vendor's default access-token validity.
@@ -201,6 +221,7 @@ impl Default for Settings {
             authorize_by_integrated: false,
             authorize_by_jwt: false,
             authorize_device: false,
+            certificate_configuration: Default::default(),
             other: serde_json::Map::new(),
         }
     }
@@ -294,6 +315,19 @@ pub enum Invalidation {
     Token(TokenDigest),
     /// Announcements may have been missed (the feed reconnected): drop everything cached.
     All,
+}
+
+/// A CA certificate trusted to issue client certificates (the certificate grant,
+/// docs/certificate-auth.md), kept as PEM and named by the SHA-256 fingerprint of its DER form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerRecord {
+    /// 64 lower-case hex digits.
+    pub fingerprint: String,
+    /// The subject DN, for people.
+    pub subject: String,
+    /// One `CERTIFICATE` PEM section.
+    pub pem: String,
+    pub added_at: UnixTime,
 }
 
 /// Row counts, for `status` and the admin API.

@@ -176,6 +176,19 @@ pub trait SettingsStore: Send + Sync {
     async fn put_settings(&self, settings: &Settings) -> StoreResult<()>;
 }
 
+/// The CAs trusted to issue client certificates.
+#[async_trait]
+pub trait IssuerStore: Send + Sync {
+    /// Adds an issuer; false (and nothing written) if its fingerprint is there already.
+    async fn add_issuer(&self, issuer: &IssuerRecord) -> StoreResult<bool>;
+    /// Removes an issuer by fingerprint; false if there was none.
+    async fn remove_issuer(&self, fingerprint: &str) -> StoreResult<bool>;
+    /// Every issuer, by fingerprint.
+    async fn list_issuers(&self) -> StoreResult<Vec<IssuerRecord>>;
+    /// Writes the issuers in one transaction; existing fingerprints are skipped.
+    async fn import_issuers(&self, issuers: &[IssuerRecord]) -> StoreResult<Tally>;
+}
+
 /// Grants, their live token pair, and the refresh tokens they held before.
 #[async_trait]
 pub trait GrantStore: Send + Sync {
@@ -318,10 +331,11 @@ pub enum Aggregate {
     Settings,
     Grants,
     Jwt,
+    Issuers,
 }
 
 impl Aggregate {
-    pub const ALL: [Aggregate; 8] = [
+    pub const ALL: [Aggregate; 9] = [
         Aggregate::Users,
         Aggregate::Applications,
         Aggregate::ClientSecrets,
@@ -330,6 +344,7 @@ impl Aggregate {
         Aggregate::Settings,
         Aggregate::Grants,
         Aggregate::Jwt,
+        Aggregate::Issuers,
     ];
 }
 
@@ -353,6 +368,7 @@ pub enum Dump {
         mappings: Vec<JwtMapping>,
         uses: Vec<JwtUse>,
     },
+    Issuers(Vec<IssuerRecord>),
 }
 
 /// The kinds of rows a dump holds, for counting what an import did.
@@ -369,6 +385,7 @@ pub enum Rows {
     RetiredRefresh,
     JwtMappings,
     JwtUses,
+    Issuers,
 }
 
 impl Dump {
@@ -383,6 +400,7 @@ impl Dump {
             Dump::Settings(_) => false,
             Dump::Grants { grants, retired } => grants.is_empty() && retired.is_empty(),
             Dump::Jwt { mappings, uses } => mappings.is_empty() && uses.is_empty(),
+            Dump::Issuers(v) => v.is_empty(),
         }
     }
 }
@@ -399,6 +417,7 @@ pub trait Store:
     + GrantStore
     + DeviceStore
     + JwtStore
+    + IssuerStore
     + InvalidationFeed
     + Send
     + Sync
@@ -442,6 +461,7 @@ pub trait Store:
                 mappings: self.list_jwt_mappings().await?,
                 uses: self.list_jwt_uses().await?,
             },
+            Aggregate::Issuers => Dump::Issuers(self.list_issuers().await?),
         })
     }
 
@@ -476,6 +496,7 @@ pub trait Store:
                 let (m, u) = self.import_jwt(mappings, uses).await?;
                 vec![(Rows::JwtMappings, m), (Rows::JwtUses, u)]
             }
+            Dump::Issuers(v) => vec![(Rows::Issuers, self.import_issuers(v).await?)],
         })
     }
 }

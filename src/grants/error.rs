@@ -17,6 +17,14 @@ pub enum GrantError {
     PasswordAuthDisabled,
     #[error("refresh endpoint disabled")]
     RefreshDisabled,
+    #[error("certificate authentication disabled")]
+    CertificateAuthDisabled,
+    /// The certificate grant's refusal: what the client is told, and the audit trail's cause.
+    #[error("certificate refused: {cause}")]
+    Certificate {
+        refusal: crate::certauth::Refusal,
+        cause: &'static str,
+    },
     #[error("invalid scope {0:?}")]
     InvalidScope(String),
     #[error("application {0:?} not registered")]
@@ -111,9 +119,12 @@ impl GrantError {
         Some(match self {
             MissingClientId | MissingCredentials | MissingRefreshToken | MissingDeviceCode
             | MissingJwt => "malformed",
-            PasswordAuthDisabled | RefreshDisabled | DeviceAuthDisabled | JwtAuthDisabled => {
-                "flow_disabled"
-            }
+            PasswordAuthDisabled
+            | RefreshDisabled
+            | DeviceAuthDisabled
+            | JwtAuthDisabled
+            | CertificateAuthDisabled => "flow_disabled",
+            Certificate { cause, .. } => cause,
             JwtRefused {
                 class: JwtErrorClass::Unavailable,
                 ..

@@ -29,10 +29,11 @@ pub use error::{reject_word, GrantError, ScopeLimit};
 pub use issue::CLIENT_PREFIX;
 pub use policy::matching_rule;
 
+pub use flows::certificate::Step as CertificateStep;
 pub use flows::jwt::{JwtExplanation, JwtGrant};
 pub use request::{
-    ClientAuth, ClientCredentialsRequest, DeviceTokenRequest, GrantRequest, GrantType,
-    IssuedTokens, JwtRequest, PasswordRequest, RefreshRequest, DEVICE_CODE_GRANT,
+    CertificateRequest, ClientAuth, ClientCredentialsRequest, DeviceTokenRequest, GrantRequest,
+    GrantType, IssuedTokens, JwtRequest, PasswordRequest, RefreshRequest, DEVICE_CODE_GRANT,
 };
 
 /// Which of a grant's two tokens a presented token is.
@@ -91,6 +92,8 @@ pub struct Engine {
     device_guesses: Arc<device::GuessLimit>,
     /// The JWT grant's verifier and key cache; None: `authorize/jwt` cannot be served.
     jwt: Option<Arc<JwtGrant>>,
+    /// The trusted issuers last read, parsed (see `flows::certificate`).
+    issuers: flows::certificate::IssuerCache,
 }
 
 impl Engine {
@@ -116,6 +119,7 @@ impl Engine {
             secrets_seen,
             device_guesses: Arc::default(),
             jwt: None,
+            issuers: Default::default(),
         }
     }
 
@@ -141,6 +145,7 @@ impl Engine {
             GrantRequest::ClientCredentials(r) => flows::client_credentials::admit(self, r).await?,
             GrantRequest::Device(r) => flows::device::admit(self, r).await?,
             GrantRequest::Jwt(r) => flows::jwt::admit(self, r).await?,
+            GrantRequest::Certificate(r) => flows::certificate::admit(self, r).await?,
         };
         self.issue(admission).await
     }

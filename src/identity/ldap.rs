@@ -7,6 +7,7 @@
 //! 503 and holds up nothing else.
 
 mod ad;
+mod certificate;
 mod config;
 mod conn;
 pub mod escape;
@@ -372,6 +373,14 @@ impl IdentityProvider for DirectoryProvider {
             return Ok(None);
         };
         Ok(Some(self.principal(entry, id, "").await?))
+    }
+
+    async fn by_certificate(
+        &self,
+        field: super::certificate::CertField,
+        value: &str,
+    ) -> Result<super::certificate::CertMatch, IdpError> {
+        self.by_certificate_value(field, value).await
     }
 
     async fn lookup(

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::certificate::{CertField, CertMatch};
 use super::lookup::{Kind, Lookup, Named, Query};
 use super::names::normalize_user_name;
 use super::{
@@ -133,6 +134,21 @@ impl IdentityProvider for LocalProvider {
     async fn resolve(&self, universal: &str) -> Result<Option<Principal>, IdpError> {
         let id = universal.trim_start_matches('{').trim_end_matches('}');
         Ok(self.users.user_by_id(id).await?.as_ref().map(principal_of))
+    }
+
+    /// A certificate's CN names a local user (the vendor's console says as much: "for local
+    /// identities, always specify CN"); local users have no UPN, and their e-mail addresses
+    /// are not unique, so the other fields are left to the directories.
+    async fn by_certificate(&self, field: CertField, value: &str) -> Result<CertMatch, IdpError> {
+        if field != CertField::Cn {
+            return Ok(CertMatch::NotFound);
+        }
+        let key = normalize_user_name(value).unwrap_or_else(|_| value.to_string());
+        Ok(match self.users.user_by_name(&key).await? {
+            Some(u) if u.disabled => CertMatch::Disabled(u.identity()),
+            Some(u) => CertMatch::Found(principal_of(&u)),
+            None => CertMatch::NotFound,
+        })
     }
 
     async fn lookup(&self, query: Query<'_>) -> Result<Lookup, IdpError> {

@@ -8,6 +8,7 @@
 //! [`Identities`] resolves the username forms of docs/protocol.md §11 to the provider that decides,
 //! keeps the lockout in front of every check, and makes every refusal cost the same.
 
+pub mod certificate;
 pub mod ldap;
 pub mod local;
 pub mod lookup;
@@ -257,6 +258,15 @@ pub trait IdentityProvider: Send + Sync + std::fmt::Debug {
     /// roles are made with it (see `lookup`). A provider that cannot tell says `Unsupported`.
     async fn lookup(&self, _query: lookup::Query<'_>) -> Result<lookup::Lookup, IdpError> {
         Ok(lookup::Lookup::Unsupported)
+    }
+    /// The user a client certificate's value names (see `certificate`), without a password. A
+    /// provider that keeps no such attribute answers `NotFound`.
+    async fn by_certificate(
+        &self,
+        _field: certificate::CertField,
+        _value: &str,
+    ) -> Result<certificate::CertMatch, IdpError> {
+        Ok(certificate::CertMatch::NotFound)
     }
 }
 

@@ -214,3 +214,12 @@ pub fn jwt_use_from(row: &impl Columns) -> StoreResult<JwtUse> {
         used_until: row.int("used_until")?,
     })
 }
+
+pub fn issuer_from(row: &impl Columns) -> StoreResult<IssuerRecord> {
+    Ok(IssuerRecord {
+        fingerprint: row.text("fingerprint")?,
+        subject: row.text("subject")?,
+        pem: row.text("pem")?,
+        added_at: row.int("added_at")?,
+    })
+}

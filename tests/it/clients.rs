@@ -1,12 +1,12 @@
 //! Real clients from PyPI against a running vedauth: the vcert package's own token connection,
-//! and two generic OAuth 2.0 libraries (authlib, requests-oauthlib) on the OAuth 2.0 face.
+//! and two generic OAuth 2.0 libraries (authlib, requests-oauthlib) on the OAuth 2.0 face; pyVenafi's certificate login.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use crate::common::TestServer;
 
-pub(crate) fn repo() -> PathBuf {
+pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 

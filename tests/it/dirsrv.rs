@@ -215,7 +215,11 @@ impl Drop for Slapd {
 /// accounts listed in `scripts/samba-ad`.
 pub struct SambaAd {
     dir: tempfile::TempDir,
+    // Samba cannot move its ports: tests that start one take turns (released after the stop).
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
+
+static SAMBA_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 pub const AD_BASE: &str = "DC=vedtest,DC=example";
 pub const AD_SVC_DN: &str = "CN=svc-vedauth,CN=Users,DC=vedtest,DC=example";
@@ -226,6 +230,9 @@ impl SambaAd {
         require("samba");
         require("samba-tool");
         require("ldapsearch");
+        let turn = SAMBA_TURN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = instance_dir("samba-");
         ensure_generated(&TlsPaths::in_dir(dir.path()), crate::common::wall_now())
             .expect("test certificates");
@@ -236,7 +243,7 @@ impl SambaAd {
             .arg(dir.path())
             .output()
             .expect("scripts/samba-ad");
-        let handle = Self { dir };
+        let handle = Self { dir, _turn: turn };
         assert!(
             out.status.success(),
             "samba did not start: {}",
@@ -258,6 +265,12 @@ impl SambaAd {
     /// The raw objectGUID of the one entry matching `filter`, read over ldaps as the service
     /// account, independently of vedauth.
     pub async fn object_guid(&self, filter: &str) -> Vec<u8> {
+        self.binary_attribute(filter, "objectGUID").await
+    }
+
+    /// The raw value of a binary attribute (objectGUID, objectSid) of the one entry matching
+    /// `filter`, read as the service account.
+    pub async fn binary_attribute(&self, filter: &str, attr: &str) -> Vec<u8> {
         use rustls_pki_types::pem::PemObject;
         let pem = std::fs::read(self.ca_file()).expect("CA");
         let mut roots = rustls::RootCertStore::empty();
@@ -281,16 +294,16 @@ impl SambaAd {
             .and_then(|r| r.success())
             .expect("bind");
         let (entries, _) = ldap
-            .search(AD_BASE, ldap3::Scope::Subtree, filter, vec!["objectGUID"])
+            .search(AD_BASE, ldap3::Scope::Subtree, filter, vec![attr])
             .await
             .and_then(|r| r.success())
             .expect("search");
         assert_eq!(entries.len(), 1, "{filter}");
         let e = ldap3::SearchEntry::construct(entries.into_iter().next().expect("entry"));
         // A GUID whose bytes happen to be UTF-8 lands among the text attributes.
-        match e.bin_attrs.get("objectGUID") {
+        match e.bin_attrs.get(attr) {
             Some(v) => v[0].clone(),
-            None => e.attrs["objectGUID"][0].as_bytes().to_vec(),
+            None => e.attrs[attr][0].as_bytes().to_vec(),
         }
     }
 }

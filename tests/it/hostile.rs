@@ -9,6 +9,8 @@ use crate::common::TestServer;
 const POSTS: &[&str] = &[
     "/vedauth/authorize/oauth",
     "/vedauth/authorize/token",
+    "/vedauth/authorize/certificate",
+    "/vedauth/authorize/integrated",
     "/vedsdk/authorize/",
     "/vedsdk/oauth/createapplication",
     "/vedsdk/oauth/setconfiguration",

@@ -365,6 +365,13 @@ async fn store_copy_moves_everything_between_sqlite_and_postgres_and_tokens_keep
         .await
         .expect("client secret")
         .secret;
+    // A trusted certificate issuer, added as an operator would.
+    let ca = crate::certauth::pki::Ca::root("Copy Test CA");
+    src.app
+        .admin
+        .add_issuers(&vedauth::admin::Caller::Operator, &ca.pem())
+        .await
+        .expect("issuer");
     let (kept, _) = src.tokens(APP, "alice", PW, SCOPE).await;
     let (rotated, refresh) = src.tokens(APP, "alice", PW, SCOPE).await;
     let r = src.refresh(APP, &refresh).await;
@@ -436,10 +443,10 @@ async fn store_copy_moves_everything_between_sqlite_and_postgres_and_tokens_keep
         counts,
         json!({"users": 3, "applications": 3, "rules": 3, "client_secrets": 1, "roles": 1,
                "lockout": 2, "settings": 1, "grants": 3, "retired_refresh": 1, "jwt_mappings": 1,
-               "jwt_uses": 1,
+               "jwt_uses": 1, "trusted_issuers": 1,
                "skipped": {"users": 0, "applications": 0, "rules": 0, "client_secrets": 0,
                            "roles": 0, "lockout": 0, "grants": 0, "retired_refresh": 0,
-                           "jwt_mappings": 0, "jwt_uses": 0}})
+                           "jwt_mappings": 0, "jwt_uses": 0, "trusted_issuers": 0}})
     );
     // A destination with data is refused, unless told otherwise.
     let (ok, _, err) = vedauth(&["store", "copy", "--from", &sqlite_url, "--to", &db], work);
@@ -469,7 +476,8 @@ async fn store_copy_moves_everything_between_sqlite_and_postgres_and_tokens_keep
     assert_eq!(
         counts["skipped"],
         json!({"users": 3, "applications": 3, "rules": 3, "client_secrets": 1, "roles": 1,
-               "lockout": 2, "grants": 3, "retired_refresh": 1, "jwt_mappings": 1, "jwt_uses": 1})
+               "lockout": 2, "grants": 3, "retired_refresh": 1, "jwt_mappings": 1, "jwt_uses": 1,
+               "trusted_issuers": 1})
     );
 
     // And back, to a new SQLite file.

@@ -19,6 +19,8 @@ const SERVED: &[(&str, &str)] = &[
     ("post", "/vedauth/authorize/token"),
     ("post", "/vedauth/authorize/device"),
     ("post", "/vedauth/authorize/jwt"),
+    ("post", "/vedauth/authorize/certificate"),
+    ("post", "/vedauth/authorize/integrated"),
     ("get", "/vedauth/authorize/verify"),
     ("get", "/vedauth/revoke/token"),
     ("delete", "/vedauth/revoke/token"),

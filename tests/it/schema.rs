@@ -42,6 +42,7 @@ const AGGREGATE_TABLES: &[(&str, &[&str])] = &[
         &["grants", "retired_refresh", "refresh_successors"],
     ),
     ("Jwt", &["jwt_mappings", "jwt_uses"]),
+    ("Issuers", &["trusted_issuers"]),
     ("(schema version)", &["vedauth_schema"]),
     // Device authorization requests live 5 minutes: `store copy`, run with the server
     // stopped, leaves them behind (docs/console.md).

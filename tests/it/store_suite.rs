@@ -8,9 +8,9 @@ use vedauth::config::DatabaseConfig;
 use vedauth::store::postgres::PostgresStore;
 use vedauth::store::sqlite::SqliteStore;
 use vedauth::store::{
-    Application, ApplicationStore, Grant, GrantCounts, GrantFilter, GrantStore, JwtMapping, JwtUse,
-    Lifetime, LockoutRecord, RoleAssignment, Rotation, Rule, Settings, SharedStore, Store,
-    StoreError, Successor, User, Window,
+    Application, ApplicationStore, Grant, GrantCounts, GrantFilter, GrantStore, IssuerRecord,
+    JwtMapping, JwtUse, Lifetime, LockoutRecord, RoleAssignment, Rotation, Rule, Settings,
+    SharedStore, Store, StoreError, Successor, User, Window,
 };
 use vedauth::token::TokenDigest;
 
@@ -876,6 +876,36 @@ pub async fn jwt_uses(s: &SharedStore) {
     assert_eq!(left, vec![racing]);
 }
 
+/// Trusted certificate issuers: added once by fingerprint, listed by fingerprint, removed,
+/// imported with existing ones skipped.
+pub async fn issuers(s: &SharedStore) {
+    let issuer = |fp: &str, subject: &str| IssuerRecord {
+        fingerprint: fp.repeat(64 / fp.len()),
+        subject: subject.into(),
+        pem: format!("-----BEGIN CERTIFICATE-----\n{subject}\n-----END CERTIFICATE-----\n"),
+        added_at: 1_700_000_000,
+    };
+    assert!(s.list_issuers().await.expect("list").is_empty());
+    let (b, a) = (issuer("b", "CN=B"), issuer("a", "CN=A, O=Ünïcode"));
+    assert!(s.add_issuer(&b).await.expect("add"));
+    assert!(s.add_issuer(&a).await.expect("add"));
+    // The same fingerprint again changes nothing, even with another subject.
+    assert!(!s.add_issuer(&issuer("b", "CN=Other")).await.expect("add"));
+    assert_eq!(
+        s.list_issuers().await.expect("list"),
+        vec![a.clone(), b.clone()]
+    );
+    assert!(s.remove_issuer(&b.fingerprint).await.expect("remove"));
+    assert!(!s.remove_issuer(&b.fingerprint).await.expect("remove"));
+    assert_eq!(s.list_issuers().await.expect("list"), vec![a.clone()]);
+    let t = s
+        .import_issuers(&[a.clone(), b.clone()])
+        .await
+        .expect("import");
+    assert_eq!((t.copied, t.skipped), (1, 1));
+    assert_eq!(s.list_issuers().await.expect("list"), vec![a, b]);
+}
+
 /// A store that answers and can write is ready; its kind is named.
 pub async fn readiness(s: &SharedStore) {
     s.ready().await.expect("ready");
@@ -902,6 +932,7 @@ where
     device_codes(&open().await).await;
     jwt_mappings(&open().await).await;
     jwt_uses(&open().await).await;
+    issuers(&open().await).await;
     readiness(&open().await).await;
     client_secrets(&open().await).await;
 }

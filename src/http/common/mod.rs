@@ -90,6 +90,46 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
+/// What the listener knows of a connection's client certificate, put on every request: the
+/// chain of its own TLS handshake, and who may forward one in a header instead.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionCert {
+    pub tls: Option<crate::certauth::PresentedChain>,
+    pub forwarding: Option<std::sync::Arc<crate::certauth::ForwardedCertConfig>>,
+}
+
+/// The client certificate a request presents (`None`: none), from the connection's TLS
+/// handshake or, from a trusted proxy, its header (an unreadable header is an `Err`, for the
+/// grant to audit). See `certauth::client_chain`.
+#[derive(Debug, Clone)]
+pub struct PresentedCert(
+    pub Option<Result<crate::certauth::PresentedChain, crate::certauth::ForwardedError>>,
+);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PresentedCert {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(conn) = parts.extensions.get::<ConnectionCert>() else {
+            return Ok(PresentedCert(None));
+        };
+        let peer = parts
+            .extensions
+            .get::<PeerAddr>()
+            .map_or(IpAddr::from([127, 0, 0, 1]), |p| p.0.ip());
+        let chain = crate::certauth::client_chain(
+            peer,
+            conn.forwarding.as_deref(),
+            &parts.headers,
+            conn.tls.clone(),
+        );
+        Ok(PresentedCert(chain.transpose()))
+    }
+}
+
 /// The client's address (through trusted proxies), for rate limits and the audit trail. Every
 /// request has one: [`resolve_client`] runs before any route.
 #[derive(Debug, Clone, Copy)]

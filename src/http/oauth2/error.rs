@@ -164,6 +164,17 @@ impl From<GrantError> for OAuthError {
                 "invalid_token",
                 "The access token provided is expired, revoked, malformed, or invalid for other reasons",
             ),
+            // The certificate grant is not served on this face; its refusals keep their text.
+            CertificateAuthDisabled => Self::new(
+                S::BAD_REQUEST,
+                "unauthorized_client",
+                "Certificate authentication not enabled",
+            ),
+            Certificate { refusal, .. } => Self::new(
+                S::from_u16(refusal.status()).unwrap_or(S::UNAUTHORIZED),
+                refusal.error(),
+                refusal.description(),
+            ),
             // RFC 7523 §3.1's answers for an assertion.
             JwtAuthDisabled => Self::new(
                 S::BAD_REQUEST,

@@ -54,7 +54,7 @@ pub fn result_code(e: &AdminError) -> Option<ResultCode> {
     Some(match e {
         AdminError::NotFound(Entity::Application(_)) => R::ApplicationNotFound,
         AdminError::NotFound(Entity::Rule { .. }) => R::RuleNotFound,
-        AdminError::NotFound(Entity::RoleAssignment { .. }) => R::Failure,
+        AdminError::NotFound(Entity::RoleAssignment { .. } | Entity::Issuer(_)) => R::Failure,
         AdminError::NotFound(Entity::JwtMapping(_)) => R::JwtMappingNotFound,
         AdminError::AlreadyExists(Entity::JwtMapping(_)) => R::JwtMappingAlreadyExists,
         AdminError::NotFound(Entity::Identity(_) | Entity::User(_)) => R::RemoteIdentityRequired,
@@ -67,6 +67,14 @@ pub fn result_code(e: &AdminError) -> Option<ResultCode> {
         AdminError::Forbidden => R::InsufficientPrivileges,
         AdminError::NoRole | AdminError::CallerGone | AdminError::Unavailable(_) => return None,
     })
+}
+
+/// Whether a `Configuration` names its trusted issuers (`CertificateConfiguration.AuthorizedIssuerDns`
+/// present and not null).
+fn cert_lists_issuers(cfg: &serde_json::Map<String, Value>) -> bool {
+    cfg.get("CertificateConfiguration")
+        .and_then(|c| c.get("AuthorizedIssuerDns"))
+        .is_some_and(|v| !v.is_null())
 }
 
 /// Why a request was not run: malformed (HTTP 400) or refused by the domain.
@@ -139,7 +147,7 @@ operations! {
     GetRole => "getrole",
     GetConfiguration => "getconfiguration",
     /// The whole configuration: what is left out takes its default.
-    SetConfiguration { settings: Settings } => "setconfiguration",
+    SetConfiguration { settings: Settings, keep_issuers: bool } => "setconfiguration",
     CreateApplication { input: ApplicationInput } => "createapplication",
     EnumerateApplications { page: Page } => "enumerateapplications",
     GetApplications { ids: Vec<String>, filter: Option<String> } => "getapplications",
@@ -375,9 +383,28 @@ impl AdminOp {
             OpKind::GetConfiguration => AdminOp::GetConfiguration,
             OpKind::SetConfiguration => {
                 let cfg = b.object("Configuration")?;
+                // Checked strictly here (a stored one is read leniently): an unknown
+                // SourceField is the caller's mistake, named in the answer.
+                let cert = match cfg.0.get("CertificateConfiguration") {
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(
+                        serde_json::from_value::<crate::certauth::CertificateConfiguration>(
+                            v.clone(),
+                        )
+                        .map_err(|e| bad(format!("Configuration.CertificateConfiguration: {e}")))?,
+                    ),
+                };
+                // Without a list of issuers, the trusted issuers stay as they are: a client
+                // that does not know them must not drop them all by leaving them out.
+                let keep_issuers = !cert_lists_issuers(&cfg.0);
+                let mut settings: Settings = serde_json::from_value(Value::Object(cfg.0))
+                    .map_err(|e| bad(format!("Configuration: {e}")))?;
+                if let Some(c) = cert {
+                    settings.certificate_configuration = c;
+                }
                 AdminOp::SetConfiguration {
-                    settings: serde_json::from_value(Value::Object(cfg.0))
-                        .map_err(|e| bad(format!("Configuration: {e}")))?,
+                    settings,
+                    keep_issuers,
                 }
             }
             OpKind::CreateApplication => AdminOp::CreateApplication {
@@ -684,7 +711,17 @@ async fn run(
                 serde_json::to_value(s).map_err(|e| AdminError::Unavailable(Box::new(e)))?,
             )
         }
-        AdminOp::SetConfiguration { settings } => {
+        AdminOp::SetConfiguration {
+            mut settings,
+            keep_issuers,
+        } => {
+            if keep_issuers {
+                settings.certificate_configuration.authorized_issuer_dns = admin
+                    .get_settings(caller)
+                    .await?
+                    .certificate_configuration
+                    .authorized_issuer_dns;
+            }
             admin.set_settings(caller, settings).await?;
             empty()
         }

@@ -5,15 +5,18 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
-use super::super::common::{bearer, json_response, no_store, Client, CommonError, Params};
+use super::super::common::{
+    bearer, json_response, no_store, Client, CommonError, Params, PresentedCert,
+};
 use super::super::ApiState;
 use super::error::reason_phrase;
 use super::VedauthError;
 use crate::domain::Grant;
-use crate::grants::{DeviceStart, DeviceTokenRequest, DEVICE_CODE_GRANT};
 use crate::grants::{
-    GrantError, GrantRequest, IssuedTokens, JwtRequest, PasswordRequest, RefreshRequest,
+    CertificateRequest, GrantError, GrantRequest, IssuedTokens, JwtRequest, PasswordRequest,
+    RefreshRequest,
 };
+use crate::grants::{DeviceStart, DeviceTokenRequest, DEVICE_CODE_GRANT};
 use crate::wire_time::{DotnetDate, Iso8601};
 
 /// The success body of authorize and refresh; field order as docs/protocol.md §5.
@@ -65,6 +68,37 @@ pub async fn authorize_oauth(
     };
     let issued = app.services.token(GrantRequest::Password(req)).await?;
     Ok(token_response(&issued))
+}
+
+/// The client-certificate grant: the body names the application and scope, the connection (or
+/// a trusted proxy) the certificate.
+pub async fn authorize_certificate(
+    State(app): State<ApiState>,
+    Client(source): Client,
+    PresentedCert(chain): PresentedCert,
+    params: Result<Params, CommonError>,
+) -> Result<Response, VedauthError> {
+    let p = params?;
+    p.require_strings(&["client_id", "scope", "state"])?;
+    let req = CertificateRequest {
+        client_id: p.get("client_id"),
+        scope: p.get("scope"),
+        state: p.get("state"),
+        chain,
+        source: Some(source),
+    };
+    let issued = app.services.token(GrantRequest::Certificate(req)).await?;
+    Ok(token_response(&issued))
+}
+
+/// Windows Integrated authentication (NTLM/Kerberos) is not offered: the fixed answer of
+/// decisions.md §12, whatever the request holds.
+pub async fn authorize_integrated() -> VedauthError {
+    VedauthError::new(
+        StatusCode::BAD_REQUEST,
+        "unauthorized_client",
+        "Windows Integrated authentication not enabled",
+    )
 }
 
 pub async fn authorize_token(

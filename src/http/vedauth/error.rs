@@ -145,6 +145,16 @@ impl From<GrantError> for VedauthError {
                 "unauthorized_client",
                 "Refresh token authentication not enabled",
             ),
+            CertificateAuthDisabled => Self::new(
+                S::BAD_REQUEST,
+                "unauthorized_client",
+                "Certificate authentication not enabled",
+            ),
+            Certificate { refusal, .. } => Self::new(
+                S::from_u16(refusal.status()).unwrap_or(S::UNAUTHORIZED),
+                refusal.error(),
+                refusal.description(),
+            ),
             InvalidScope(item) => Self::new(
                 S::BAD_REQUEST,
                 "invalid_scope",

@@ -71,6 +71,14 @@ pub fn router(state: ApiState) -> Router<ApiState> {
             post(authorize::authorize_device),
         )
         .route(
+            "/vedauth/authorize/certificate",
+            post(authorize::authorize_certificate),
+        )
+        .route(
+            "/vedauth/authorize/integrated",
+            post(authorize::authorize_integrated),
+        )
+        .route(
             "/vedauth/revoke/token",
             // HEAD must have no side effect: it is refused, not routed to GET's revocation.
             get(authorize::revoke)

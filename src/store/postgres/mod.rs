@@ -81,6 +81,7 @@ impl Dialect for Postgres {
         migration!(6, "postgres/0006_invalidation_feed.sql"),
         migration!(7, "postgres/0007_jwt_mappings.sql"),
         migration!(8, "postgres/0008_jwt_uses.sql"),
+        migration!(9, "postgres/0009_trusted_issuers.sql"),
         migration!(10, "postgres/0010_client_secrets.sql"),
         migration!(11, "postgres/0011_device_codes.sql"),
         migration!(13, "postgres/0013_refresh_successors.sql"),

@@ -5,9 +5,9 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::super::rows::{
-    app_from, client_secret_from, device_from, digests, grant_from, jwt_mapping_from, jwt_use_from,
-    lockout_entry_from, lockout_from, retired_from, role_from, rule_from, successor_from,
-    user_from, Columns,
+    app_from, client_secret_from, device_from, digests, grant_from, issuer_from, jwt_mapping_from,
+    jwt_use_from, lockout_entry_from, lockout_from, retired_from, role_from, rule_from,
+    successor_from, user_from, Columns,
 };
 use super::{Backend, Dialect, SqlStore, Stmt};
 use crate::clock::UnixTime;
@@ -60,6 +60,10 @@ const UPSERT_CLIENT_SECRET: &str =
 const INSERT_ROLE: &str = "INSERT INTO roles (grantee, role, client_id) VALUES ($1, $2, $3)";
 const INSERT_LOCKOUT: &str = "INSERT INTO lockout (identity, failures, window_start, pending, pending_since, locked_until, version)
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const INSERT_ISSUER: &str =
+    "INSERT INTO trusted_issuers (fingerprint, subject, pem, added_at) VALUES ($1, $2, $3, $4)";
+/// An issuer added twice is one issuer: the second add changes nothing.
+const ADD_ISSUER: &str = "INSERT INTO trusted_issuers (fingerprint, subject, pem, added_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
 const INSERT_RETIRED: &str =
     "INSERT INTO retired_refresh (digest, grant_id, expires_at) VALUES ($1, $2, $3)";
 const INSERT_JWT_MAPPING: &str = "INSERT INTO jwt_mappings (name, issuer_uri, jwks_uri,
@@ -166,6 +170,13 @@ pub fn bind_grant<'q, D: Dialect>(s: Stmt<'q, D>, g: &'q Grant) -> Stmt<'q, D> {
         .arg(g.access_issued_at)
         .arg(g.access_expires_at)
         .arg(&g.refresh_digest)
+}
+
+fn bind_issuer<'q, D: Dialect>(s: Stmt<'q, D>, i: &'q IssuerRecord) -> Stmt<'q, D> {
+    s.arg(&i.fingerprint)
+        .arg(&i.subject)
+        .arg(&i.pem)
+        .arg(i.added_at)
 }
 
 fn bind_retired<'q, D: Dialect>(s: Stmt<'q, D>, r: &'q RetiredRefresh) -> Stmt<'q, D> {
@@ -1197,6 +1208,53 @@ impl<B: Backend> JwtStore for SqlStore<B> {
                     .await?;
                 self.sql.commit(tx).await?;
                 Ok((m, u))
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl<B: Backend> IssuerStore for SqlStore<B> {
+    async fn add_issuer(&self, issuer: &IssuerRecord) -> StoreResult<bool> {
+        self.sql
+            .run("add_issuer", async {
+                let s = bind_issuer(Stmt::new(ADD_ISSUER), issuer);
+                Ok(self.sql.exec(s).await? == 1)
+            })
+            .await
+    }
+
+    async fn remove_issuer(&self, fingerprint: &str) -> StoreResult<bool> {
+        self.sql
+            .run("remove_issuer", async {
+                let s = Stmt::new("DELETE FROM trusted_issuers WHERE fingerprint = $1")
+                    .arg(fingerprint);
+                Ok(self.sql.exec(s).await? == 1)
+            })
+            .await
+    }
+
+    async fn list_issuers(&self) -> StoreResult<Vec<IssuerRecord>> {
+        self.sql
+            .run("list_issuers", async {
+                let s = Stmt::new(
+                    "SELECT fingerprint, subject, pem, added_at FROM trusted_issuers ORDER BY fingerprint",
+                );
+                self.sql.all_as(s, issuer_from).await
+            })
+            .await
+    }
+
+    async fn import_issuers(&self, issuers: &[IssuerRecord]) -> StoreResult<Tally> {
+        self.sql
+            .run("import_issuers", async {
+                let mut tx = self.sql.begin().await?;
+                let t = self
+                    .sql
+                    .import_rows(&mut *tx, &or_skip(INSERT_ISSUER), issuers, bind_issuer)
+                    .await?;
+                self.sql.commit(tx).await?;
+                Ok(t)
             })
             .await
     }

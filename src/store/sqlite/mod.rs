@@ -76,6 +76,7 @@ impl Dialect for Sqlite {
         migration!(6, "sqlite/0006_invalidation_feed.sql"),
         migration!(7, "sqlite/0007_jwt_mappings.sql"),
         migration!(8, "sqlite/0008_jwt_uses.sql"),
+        migration!(9, "sqlite/0009_trusted_issuers.sql"),
         migration!(10, "sqlite/0010_client_secrets.sql"),
         migration!(11, "sqlite/0011_device_codes.sql"),
         migration!(13, "sqlite/0013_refresh_successors.sql"),
