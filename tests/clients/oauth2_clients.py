@@ -3,16 +3,22 @@
 
 Usage:
     python oauth2_clients.py --url https://127.0.0.1:PORT --ca CA.pem --client-id ID \
-        --secret-file FILE --user NAME --password-file FILE
+        --secret-file FILE --user NAME --password-file FILE \
+        [--jwt-key PEM --jwt-kid KID --jwt-issuer ISS --jwt-subject SUB --jwt-client-id ID]
 
 Run it with the interpreter printed by scripts/client-venv (which pins authlib and
 requests-oauthlib). The server must have the application ID (with the client secret in FILE and
-scope `certificate:manage,revoke;configuration`) and a rule admitting NAME.
+scope `certificate:manage,revoke;configuration`) and a rule admitting NAME. With the --jwt-*
+options it also needs AuthorizeByJwt on, the public application of --jwt-client-id admitting
+the user, and a JWT mapping for ISS (keys: the public half of PEM under KID) whose PurposeMatch
+is the token endpoint's URL (the `aud` authlib puts in its assertions) and which maps SUB to
+NAME.
 
 Nothing here speaks HTTP by hand except reading the metadata document: authlib's
 OAuth2Session and requests-oauthlib's OAuth2Session (oauthlib underneath) get tokens by
 password, refresh and client credentials, introspect and revoke them, and meet the RFC 6749
-§5.2 errors as their own exception types. Prints one line per check and a closing
+§5.2 errors as their own exception types; authlib's AssertionSession signs RFC 7523 assertions
+and trades them for tokens (jwt-bearer). Prints one line per check and a closing
 `oauth2_clients: N passed, N failed` line; exit 0 only if every check passed.
 """
 
@@ -22,7 +28,9 @@ import sys
 import traceback
 
 import requests
+from authlib.integrations.requests_client import AssertionSession
 from authlib.integrations.requests_client import OAuth2Session as AuthlibSession
+from authlib.oauth2.base import OAuth2Error as AuthlibAssertionError
 from authlib.integrations.base_client.errors import OAuthError as AuthlibError
 from oauthlib.oauth2 import BackendApplicationClient, LegacyApplicationClient
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
@@ -30,6 +38,7 @@ from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session as OauthlibSession
 
 SCOPE = "certificate:manage configuration"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 passed = 0
 failed = 0
@@ -60,6 +69,11 @@ def main():
     ap.add_argument("--secret-file", required=True)
     ap.add_argument("--user", required=True)
     ap.add_argument("--password-file", required=True)
+    ap.add_argument("--jwt-key", help="PEM private key that signs the JWT assertions")
+    ap.add_argument("--jwt-kid")
+    ap.add_argument("--jwt-issuer")
+    ap.add_argument("--jwt-subject")
+    ap.add_argument("--jwt-client-id")
     a = ap.parse_args()
     # authlib's session passes verify=True on its own requests: requests then takes the bundle
     # from the environment.
@@ -190,6 +204,53 @@ def main():
             raise AssertionError(f"{name}: no error")
 
     check("authlib: RFC 6749 §5.2 errors", authlib_errors)
+
+    # ---- authlib: RFC 7523 jwt-bearer -------------------------------------------------
+    def assertion_session(key, **kw):
+        # audience defaults to the token endpoint's URL, as RFC 7523 §3 suggests.
+        return AssertionSession(
+            token_url, issuer=a.jwt_issuer, subject=a.jwt_subject, client_id=a.jwt_client_id,
+            scope="certificate:manage", key=key, alg="RS256", header={"kid": a.jwt_kid},
+            verify=a.ca, **kw,
+        )
+
+    def authlib_jwt_bearer():
+        expect(JWT_BEARER in meta["grant_types_supported"], meta)
+        s = assertion_session(open(a.jwt_key).read())
+        # The session gets its token on first use, then sends it as a bearer token.
+        r = s.get(verify_url)
+        expect(r.status_code == 200, r.text)
+        v = r.json()
+        expect(v["application"] == a.jwt_client_id and v["scope"] == "certificate:manage", v)
+        tok = s.token
+        expect(tok["token_type"] == "Bearer" and tok["scope"] == "certificate:manage", tok)
+        # Each fetch signs a new assertion (new jti): a second one is not a replay.
+        again = s.refresh_token()
+        expect(again["access_token"] != tok["access_token"], again)
+
+    def authlib_jwt_bearer_errors():
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        cases = [
+            ("another audience", assertion_session(open(a.jwt_key).read(), audience="someone-else")),
+            ("signed by another key", assertion_session(other)),
+        ]
+        for name, s in cases:
+            try:
+                s.refresh_token()
+            except AuthlibAssertionError as e:
+                expect(e.error == "invalid_grant", f"{name}: {e.error} ({e.description})")
+                continue
+            raise AssertionError(f"{name}: no error")
+
+    if a.jwt_key:
+        check("authlib: jwt-bearer grant (RFC 7523), AssertionSession", authlib_jwt_bearer)
+        check("authlib: jwt-bearer refusals are invalid_grant", authlib_jwt_bearer_errors)
 
     # ---- requests-oauthlib (oauthlib) -------------------------------------------------
     def oauthlib_password():

@@ -1,5 +1,6 @@
 //! Real clients from PyPI against a running vedauth: the vcert package's own token connection,
-//! and two generic OAuth 2.0 libraries (authlib, requests-oauthlib) on the OAuth 2.0 face; pyVenafi's certificate login.
+//! and two generic OAuth 2.0 libraries (authlib, requests-oauthlib) on the OAuth 2.0 face, authlib's
+//! RFC 7523 jwt-bearer assertions among them; pyVenafi's certificate login.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -74,7 +75,11 @@ async fn vcert_python_token_lifecycle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generic_oauth2_clients_from_pypi() {
-    let s = TestServer::start().await;
+    // A JWT issuer for authlib's RFC 7523 assertions: its keys on a loopback HTTPS server.
+    let ca = crate::jwt::test_ca("generic clients' JWT issuer CA");
+    let keys = crate::jwt::KeyServer::start(&ca).await;
+    keys.set_keys(&[&crate::jwt::rsa_key("r1")]);
+    let s = crate::jwt_grant::server(&ca, crate::common::Options::default()).await;
     s.setup_basic(
         "alice",
         "Alice-S3cret",
@@ -89,6 +94,18 @@ async fn generic_oauth2_clients_from_pypi() {
         .await
         .expect("client secret")
         .secret;
+    // The jwt-bearer grant: a public application, the switch on, a mapping whose purpose is
+    // the token endpoint's URL (authlib's default audience) and that maps the subject to alice.
+    s.add_app("jwt-client", "certificate:manage").await;
+    s.allow("jwt-client", "everyone", None).await;
+    let admin = s.admin_token("admin").await;
+    crate::jwt_grant::switch(&s, &admin, true, 60).await;
+    let issuer = keys.url("/ci");
+    let mut m = crate::jwt_grant::mapping("ci", &issuer, Some(keys.url("/jwks")));
+    m["PurposeMatch"] = serde_json::json!(s.url("/oauth2/token"));
+    s.oauth("CreateJwtMapping", &admin, &m).await.ok();
+    let jwt_key = repo().join("tests/it/fixtures/jwt-test-rsa.pem");
+
     let pw = s.dir.join("alice.pw");
     std::fs::write(&pw, "Alice-S3cret\n").expect("write password file");
     let sec = s.dir.join("client.secret");
@@ -104,6 +121,11 @@ async fn generic_oauth2_clients_from_pypi() {
             .arg(&sec)
             .args(["--user", "alice", "--password-file"])
             .arg(&pw)
+            .arg("--jwt-key")
+            .arg(&jwt_key)
+            .args(["--jwt-kid", "r1", "--jwt-issuer", &issuer])
+            .args(["--jwt-subject", "system:serviceaccount:ci:alice"])
+            .args(["--jwt-client-id", "jwt-client"])
             .output()
             .expect("run the OAuth 2.0 client script")
     })
@@ -118,5 +140,9 @@ async fn generic_oauth2_clients_from_pypi() {
         out.status
     );
     assert!(stdout.contains(", 0 failed"), "{stdout}");
-    assert!(stdout.contains("oauth2_clients: 11 passed"), "{stdout}");
+    assert!(stdout.contains("oauth2_clients: 13 passed"), "{stdout}");
+    assert!(
+        stdout.contains("ok   authlib: jwt-bearer grant (RFC 7523), AssertionSession"),
+        "{stdout}"
+    );
 }

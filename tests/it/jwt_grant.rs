@@ -16,7 +16,7 @@ const SCOPE: &str = "certificate:manage";
 const NOT_VALID: &str = "JWT is not valid";
 const NO_MAPPING: &str = "No JWT mapping accepts this token";
 
-fn events(dir: &Path) -> Vec<Value> {
+pub(crate) fn events(dir: &Path) -> Vec<Value> {
     std::fs::read_to_string(dir.join("audit.log"))
         .expect("audit log")
         .lines()
@@ -25,7 +25,7 @@ fn events(dir: &Path) -> Vec<Value> {
 }
 
 /// The causes of the `login_failed` events of JWT grants, in order.
-fn jwt_refusal_causes(dir: &Path) -> Vec<String> {
+pub(crate) fn jwt_refusal_causes(dir: &Path) -> Vec<String> {
     events(dir)
         .iter()
         .filter(|e| e["event"] == "login_failed" && e["detail"]["grant_type"] == "jwt")
@@ -34,7 +34,7 @@ fn jwt_refusal_causes(dir: &Path) -> Vec<String> {
 }
 
 /// A vedauth whose key fetches trust the test CA.
-async fn server(ca: &TestCa, mut opts: Options) -> TestServer {
+pub(crate) async fn server(ca: &TestCa, mut opts: Options) -> TestServer {
     let tmp = tempfile::NamedTempFile::new().expect("tmp");
     std::fs::write(tmp.path(), &ca.pem).expect("write CA");
     // Kept for the server's life (it is read at start only).
@@ -59,7 +59,7 @@ async fn jwt_grant(s: &TestServer, jwt: &str) -> Reply {
 }
 
 /// Turns the JWT grant on (or off) through setconfiguration, keeping the rest.
-async fn switch(s: &TestServer, admin: &str, on: bool, refresh_delay: i64) {
+pub(crate) async fn switch(s: &TestServer, admin: &str, on: bool, refresh_delay: i64) {
     let cfg = s.oauth("GetConfiguration", admin, &json!({})).await.ok();
     let mut c = cfg.json["Configuration"].clone();
     assert_eq!(
@@ -73,13 +73,13 @@ async fn switch(s: &TestServer, admin: &str, on: bool, refresh_delay: i64) {
         .ok();
 }
 
-fn claims(s: &TestServer, iss: &str, sub: &str) -> Value {
+pub(crate) fn claims(s: &TestServer, iss: &str, sub: &str) -> Value {
     let now = s.clock.now_secs();
     json!({"iss": iss, "aud": ["other", "vedauth"], "sub": sub, "iat": now - 5,
            "exp": now + 600, "jti": uuid::Uuid::new_v4().to_string()})
 }
 
-fn mapping(name: &str, issuer: &str, jwks: Option<String>) -> Value {
+pub(crate) fn mapping(name: &str, issuer: &str, jwks: Option<String>) -> Value {
     json!({"Name": name, "IssuerUri": issuer, "JwksUri": jwks, "PurposeField": "aud",
            "PurposeMatch": "vedauth", "IdField": "sub",
            "IdMatch": "system:serviceaccount:ci:(.+)", "GranteePrefixedUniversal": null})

@@ -26,6 +26,7 @@ mod lockout;
 mod multinode;
 mod names;
 mod oauth2;
+mod oauth2_jwt;
 mod old_schema;
 mod openapi;
 mod ops;

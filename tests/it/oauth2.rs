@@ -29,7 +29,7 @@ async fn server_with_secret(opts: Options) -> (TestServer, String) {
 }
 
 /// POST a form to the face, with Basic client credentials when given.
-async fn form(
+pub(crate) async fn form(
     s: &TestServer,
     path: &str,
     basic: Option<(&str, &str)>,
@@ -42,7 +42,7 @@ async fn form(
     Reply::read(req.send().await.expect("send")).await
 }
 
-fn assert_oauth_error(r: &Reply, status: u16, error: &str, challenge: Option<&str>) {
+pub(crate) fn assert_oauth_error(r: &Reply, status: u16, error: &str, challenge: Option<&str>) {
     assert_eq!(r.status.as_u16(), status, "{}", r.text);
     assert_eq!(r.json["error"], error, "{}", r.text);
     assert!(r.json["error_description"].is_string(), "{}", r.text);
@@ -57,7 +57,7 @@ fn assert_oauth_error(r: &Reply, status: u16, error: &str, challenge: Option<&st
     );
 }
 
-const BASIC: Option<&str> = Some("Basic realm=\"vedauth\"");
+pub(crate) const BASIC: Option<&str> = Some("Basic realm=\"vedauth\"");
 
 #[tokio::test]
 async fn every_rfc6749_error_case_has_its_status_error_and_challenge() {
@@ -116,10 +116,11 @@ async fn every_rfc6749_error_case_has_its_status_error_and_challenge() {
     )
     .await;
     assert_oauth_error(&r, 400, "invalid_grant", None);
-    // Unsupported grant types, the one still to come on this face among them.
+    // Unsupported grant types: one this server has no use for, and RFC 7523's client
+    // assertion type given as a grant type.
     for gt in [
         "authorization_code",
-        "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
     ] {
         let r = form(
             &s,
@@ -130,6 +131,19 @@ async fn every_rfc6749_error_case_has_its_status_error_and_challenge() {
         .await;
         assert_oauth_error(&r, 400, "unsupported_grant_type", None);
     }
+    // jwt-bearer is served: with its switch off (a new install), unauthorized_client.
+    let r = form(
+        &s,
+        "/oauth2/token",
+        Some((APP, &secret)),
+        &[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", "a.b.c"),
+            ("scope", "certificate"),
+        ],
+    )
+    .await;
+    assert_oauth_error(&r, 400, "unauthorized_client", None);
     // Bad scope: not in the grammar, and beyond the application's.
     let r = form(
         &s,
@@ -582,7 +596,8 @@ async fn the_metadata_document_names_the_configured_issuer() {
             "password",
             "refresh_token",
             "client_credentials",
-            "urn:ietf:params:oauth:grant-type:device_code"
+            "urn:ietf:params:oauth:grant-type:device_code",
+            "urn:ietf:params:oauth:grant-type:jwt-bearer"
         ]
     );
     assert_eq!(

@@ -25,7 +25,7 @@ pub async fn metadata(State(app): State<ApiState>) -> Response {
         "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
         "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
         "device_authorization_endpoint": format!("{issuer}/oauth2/device_authorization"),
-        "grant_types_supported": ["password", "refresh_token", "client_credentials", crate::grants::DEVICE_CODE_GRANT],
+        "grant_types_supported": super::token::GRANT_TYPES,
         // Required by RFC 8414; no grant here uses the authorization endpoint.
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],

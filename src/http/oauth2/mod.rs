@@ -1,5 +1,6 @@
 //! The standard OAuth 2.0 face (decisions.md §13, docs/oauth2.md): `POST /oauth2/token`
-//! (RFC 6749: password, refresh_token, client_credentials), `POST /oauth2/introspect`
+//! (RFC 6749: password, refresh_token, client_credentials; RFC 8628's device_code; RFC 7523's
+//! jwt-bearer), `POST /oauth2/introspect`
 //! (RFC 7662), `POST /oauth2/revoke` (RFC 7009) and `/.well-known/oauth-authorization-server`
 //! (RFC 8414). The same grants as the VEDauth face, so a token from one works on the other;
 //! errors in RFC 6749 §5.2's shape ([`OAuthError`]). Unlike the VEDauth face, this one reads

@@ -1,5 +1,5 @@
-//! `POST /oauth2/token` (RFC 6749 §4.3, §4.4, §6): client authentication, then the grant
-//! pipeline with the grant type's request.
+//! `POST /oauth2/token` (RFC 6749 §4.3, §4.4, §6; RFC 8628 §3.4; RFC 7523 §2.1): client
+//! authentication, then the grant pipeline with the grant type's request.
 
 use axum::extract::State;
 use axum::response::Response;
@@ -12,7 +12,7 @@ use super::client::presented;
 use super::{rfc_scope, tpp_scope, OAuthError};
 use crate::grants::{
     ClientCredentialsRequest, DeviceStart, DeviceTokenRequest, GrantRequest, IssuedTokens,
-    PasswordRequest, RefreshRequest, DEVICE_CODE_GRANT,
+    JwtRequest, PasswordRequest, RefreshRequest, DEVICE_CODE_GRANT,
 };
 
 /// RFC 6749 §5.1, with vedauth's extras after the standard keys.
@@ -49,8 +49,28 @@ fn token_response(t: &IssuedTokens) -> Response {
     ))
 }
 
-/// Grant types this server knows but does not serve on this face yet.
-const NOT_YET: &[&str] = &["urn:ietf:params:oauth:grant-type:jwt-bearer"];
+/// RFC 7523 §2.1's grant type: a JWT from a trusted issuer, through the JWT grant's mappings.
+pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// The grant types of this endpoint, in the metadata document's order.
+pub const GRANT_TYPES: &[&str] = &[
+    "password",
+    "refresh_token",
+    "client_credentials",
+    DEVICE_CODE_GRANT,
+    JWT_BEARER_GRANT,
+];
+
+/// RFC 6749 lets the server require a scope; TPP grants always name theirs.
+fn required(scope: Option<String>) -> Result<String, OAuthError> {
+    scope.ok_or_else(|| {
+        OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "scope is required",
+        )
+    })
+}
 
 pub async fn token(
     State(app): State<ApiState>,
@@ -68,17 +88,12 @@ pub async fn token(
         "scope",
         "refresh_token",
         "device_code",
+        "assertion",
     ])?;
     let grant_type = p
         .get("grant_type")
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
-    if !matches!(
-        grant_type.as_str(),
-        "password" | "refresh_token" | "client_credentials" | DEVICE_CODE_GRANT
-    ) {
-        if NOT_YET.contains(&grant_type.as_str()) {
-            tracing::debug!(%grant_type, "grant type not served on the OAuth 2.0 face yet");
-        }
+    if !GRANT_TYPES.contains(&grant_type.as_str()) {
         return Err(OAuthError::unsupported_grant_type(&grant_type));
     }
     let client = presented(&headers, &p)?;
@@ -100,15 +115,17 @@ pub async fn token(
                     client_id: Some(client.client_id),
                     username: p.get("username"),
                     password: p.secret("password"),
-                    // RFC 6749 lets the server require it; TPP grants always name their scope.
-                    scope: Some(scope.ok_or_else(|| {
-                        OAuthError::new(
-                            StatusCode::BAD_REQUEST,
-                            "invalid_scope",
-                            "scope is required",
-                        )
-                    })?),
+                    scope: Some(required(scope)?),
                     state: None,
+                    source: Some(source),
+                })
+            } else if other == JWT_BEARER_GRANT {
+                // The assertion is checked (and used up) only after the client proved itself,
+                // so a client with a wrong secret cannot burn another's JWT.
+                GrantRequest::Jwt(JwtRequest {
+                    client_id: Some(client.client_id),
+                    jwt: p.secret("assertion"),
+                    scope: Some(required(scope)?),
                     source: Some(source),
                 })
             } else if other == DEVICE_CODE_GRANT {
