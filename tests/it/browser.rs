@@ -1,6 +1,7 @@
 //! The console in a real headless Chromium (Debian's `chromium` and `chromium-driver`), driven
 //! over WebDriver (W3C JSON over HTTP, with the reqwest the tests already use): sign-in, an
-//! integration, a rule by name, the grant it yields, revocation, a setting, the audit trail,
+//! integration, a rule by name, the grant it yields, revocation, a setting, a JWT mapping
+//! created and edited, certificate issuers added and removed, the audit trail,
 //! a forged form, sign-out, a person without a role, and the device flow approved and denied on
 //! `/device` while the device polls. axe-core runs in the browser on every page (no serious or
 //! critical violation), and every page is photographed (into `docs/console/` with
@@ -492,6 +493,75 @@ async fn the_console_in_a_real_browser() {
     let html = b.page("users").await;
     assert!(notice(&html).contains("Added dave"), "{html}");
 
+    // JWT mappings: one created, then edited to name a fixed grantee.
+    b.go(&s.url("/console/jwt-mappings")).await;
+    b.fill("#name", "corp-idp").await;
+    b.fill("#issuer_uri", "https://idp.corp.example").await;
+    b.fill("#jwks_uri", "https://idp.corp.example/keys").await;
+    b.fill("#purpose_match", "vedauth").await;
+    b.fill("#id_match", "^svc-(.+)$").await;
+    b.click("#create-mapping").await;
+    assert!(
+        notice(&b.source().await).contains("Created the JWT mapping corp-idp"),
+        "{}",
+        b.source().await
+    );
+    b.click("a[href='/console/jwt-mappings/corp-idp']").await;
+    b.page("jwt-mapping").await;
+    b.fill("#grantee", "carol").await;
+    b.click("#save-mapping").await;
+    let html = b.page("jwt-mappings").await;
+    assert!(
+        notice(&html).contains("Saved the JWT mapping corp-idp"),
+        "{html}"
+    );
+    let m = s
+        .app
+        .store
+        .jwt_mapping("corp-idp")
+        .await
+        .expect("read")
+        .expect("mapping");
+    assert_eq!(
+        (
+            m.jwks_uri.as_deref(),
+            m.purpose_field.as_str(),
+            m.id_match.as_str()
+        ),
+        (Some("https://idp.corp.example/keys"), "aud", "^svc-(.+)$")
+    );
+    assert_eq!(m.grantee_prefixed_universal.as_deref(), Some("carol"));
+
+    // Trusted issuers: a bundle of two pasted in, then one removed.
+    let (ca1, ca2) = (
+        crate::certauth::pki::Ca::root("Browser Root CA One"),
+        crate::certauth::pki::Ca::root("Browser Root CA Two"),
+    );
+    b.go(&s.url("/console/issuers")).await;
+    // Pasted, as a person would: typed key by key, a bundle takes WebDriver seconds.
+    let bundle = json!(format!("{}{}", ca1.pem(), ca2.pem()));
+    b.script(&format!(
+        "document.querySelector('#pem').value = {bundle}; return true;"
+    ))
+    .await;
+    b.click("#add-issuers").await;
+    let html = b.page("issuers").await;
+    assert!(notice(&html).contains("Now trusted (2)"), "{html}");
+    let fp = vedauth::certauth::TrustedIssuers::from_pem(ca2.pem().as_bytes())
+        .expect("pem")
+        .issuers()[0]
+        .fingerprint()
+        .to_string();
+    assert!(html.contains(&fp), "{fp} not listed: {html}");
+    b.click(&format!(
+        "form[action='/console/issuers/remove']:has(input[value='{fp}']) button"
+    ))
+    .await;
+    assert!(notice(&b.source().await).contains("No longer trusted"));
+    let left = s.app.store.list_issuers().await.expect("issuers");
+    assert_eq!(left.len(), 1);
+    assert!(left[0].subject.contains("One"), "{:?}", left[0].subject);
+
     // The device flow: pyVenafi's device calls poll while the browser approves.
     let mut device = PyDevice::start(&s, "browser-app", "certificate");
     let started = device.read();
@@ -575,6 +645,10 @@ async fn the_console_in_a_real_browser() {
         "add_user",
         "device_approved",
         "device_denied",
+        "create_jwt_mapping",
+        "update_jwt_mapping",
+        "add_trusted_issuers",
+        "remove_trusted_issuer",
     ] {
         assert!(html.contains(event), "{event} not in the trail page");
     }
@@ -646,6 +720,8 @@ async fn the_console_in_a_real_browser() {
         "/console/users",
         "/console/settings",
         "/console/audit",
+        "/console/jwt-mappings",
+        "/console/issuers",
     ] {
         assert!(!html.contains(link), "{link} shown without a role");
     }

@@ -267,6 +267,8 @@ async fn a_person_without_a_role_sees_no_administration() {
         "/console/users",
         "/console/settings",
         "/console/audit",
+        "/console/jwt-mappings",
+        "/console/issuers",
     ] {
         assert!(
             !html.contains(admin_link),
@@ -281,6 +283,8 @@ async fn a_person_without_a_role_sees_no_administration() {
         "/console/settings",
         "/console/audit",
         "/console/integrations/vedauth-admin",
+        "/console/jwt-mappings",
+        "/console/issuers",
     ] {
         let (st, _, html) = b.get(page).await;
         assert_eq!(st, StatusCode::FORBIDDEN, "{page}: {html}");
@@ -589,4 +593,216 @@ async fn sign_in_has_the_rate_limit_and_the_lockout() {
     );
     let trail = std::fs::read_to_string(s.dir.join("audit.log")).expect("trail");
     assert!(trail.contains("\"lockout\""), "{trail}");
+}
+
+/// The JWT mappings and trusted issuers pages: a forged form changes nothing, a refused one
+/// comes back with what was typed, and each role sees what the administration core lets it
+/// read (mappings: Admin and Auditor; issuers: Admin, GrantAdmin and Auditor).
+#[tokio::test]
+async fn jwt_mappings_and_issuers_pages_check_csrf_and_roles() {
+    use vedauth::admin::{Role, RoleGrant};
+    let s = TestServer::start().await;
+    let mut b = Form::new(&s);
+    let pw = admin_password(&s);
+    assert_eq!(b.sign_in("admin", &pw).await, "/console");
+    let (st, _, html) = b.get("/console/jwt-mappings").await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    assert!(html.contains("href=\"/console/issuers\""), "{html}");
+    let ca = crate::certauth::pki::Ca::root("Console Test CA");
+    let mapping = [
+        ("name", "corp-idp"),
+        ("issuer_uri", "https://idp.corp.example"),
+        ("jwks_uri", ""),
+        ("purpose_field", "aud"),
+        ("purpose_match", "vedauth"),
+        ("id_field", "sub"),
+        ("id_match", "(.*)"),
+        ("grantee", ""),
+    ];
+
+    // Forged: without the CSRF token, or with another one, nothing is added.
+    for forged in [vec![], vec![("csrf", "0".repeat(64))]] {
+        let mut form: Vec<(&str, &str)> = forged.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        form.extend(mapping);
+        let r = b.post("/console/jwt-mappings", &form).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let r = b.post("/console/issuers", &[("pem", &ca.pem())]).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert!(r
+            .text()
+            .await
+            .expect("body")
+            .contains("did not come from the console"));
+    }
+    assert!(s
+        .app
+        .store
+        .list_jwt_mappings()
+        .await
+        .expect("list")
+        .is_empty());
+    assert!(s.app.store.list_issuers().await.expect("list").is_empty());
+
+    // With the token: created through the core.
+    let csrf = b.csrf().await;
+    let mut form = vec![("csrf", csrf.as_str())];
+    form.extend(mapping);
+    let r = b.post("/console/jwt-mappings", &form).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(location(&r).contains("notice="), "{}", location(&r));
+    let stored = s.app.store.list_jwt_mappings().await.expect("list");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].issuer_uri, "https://idp.corp.example");
+    assert_eq!(stored[0].jwks_uri, None, "an empty field is absent");
+    // Refused (a second key source for the same issuer): the page again, with the error and
+    // what was typed.
+    let mut form = vec![("csrf", csrf.as_str())];
+    form.extend(mapping);
+    form[1] = ("name", "corp-idp-2");
+    form[3] = ("jwks_uri", "https://keys.corp.example/jwks");
+    let r = b.post("/console/jwt-mappings", &form).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = r.text().await.expect("body");
+    assert!(
+        html.contains("class=\"error\"") && html.contains("same JwksUri"),
+        "{html}"
+    );
+    assert!(
+        html.contains("value=\"https://keys.corp.example/jwks\""),
+        "{html}"
+    );
+    assert_eq!(
+        s.app.store.list_jwt_mappings().await.expect("list").len(),
+        1
+    );
+    // A PEM that is no certificate: refused, kept in the text area.
+    let r = b
+        .post(
+            "/console/issuers",
+            &[("csrf", &csrf), ("pem", "not a certificate")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .contains(">not a certificate</textarea>"));
+    let r = b
+        .post("/console/issuers", &[("csrf", &csrf), ("pem", &ca.pem())])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(s.app.store.list_issuers().await.expect("list").len(), 1);
+
+    // An Auditor reads both pages, and changes nothing; a GrantAdmin reads only the issuers.
+    for (user, role) in [("audrey", Role::Auditor), ("gary", Role::GrantAdmin)] {
+        s.add_user(user, &format!("{user}-password-12")).await;
+        s.app
+            .admin
+            .grant_role(
+                &Caller::Operator,
+                RoleGrant {
+                    grantee: user.into(),
+                    role,
+                    client_id: None,
+                },
+            )
+            .await
+            .expect("role");
+    }
+    s.allow("vedauth-admin", "everyone", None).await;
+    let mut auditor = Form::new(&s);
+    assert_eq!(
+        auditor.sign_in("audrey", "audrey-password-12").await,
+        "/console"
+    );
+    let (_, _, home) = auditor.get("/console").await;
+    assert!(
+        home.contains("href=\"/console/jwt-mappings\"")
+            && home.contains("href=\"/console/issuers\""),
+        "{home}"
+    );
+    let (st, _, html) = auditor.get("/console/jwt-mappings/corp%2Didp").await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("readonly") && !html.contains("id=\"save-mapping\""),
+        "{html}"
+    );
+    let (st, _, html) = auditor.get("/console/issuers").await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("Console Test CA") && !html.contains("<textarea"),
+        "{html}"
+    );
+    let csrf = auditor.csrf().await;
+    let r = auditor
+        .post("/console/jwt-mappings/corp-idp/delete", &[("csrf", &csrf)])
+        .await;
+    assert!(location(&r).contains("error="), "{}", location(&r));
+    assert_eq!(
+        s.app.store.list_jwt_mappings().await.expect("list").len(),
+        1
+    );
+
+    let mut grant_admin = Form::new(&s);
+    assert_eq!(
+        grant_admin.sign_in("gary", "gary-password-12").await,
+        "/console"
+    );
+    let (_, _, home) = grant_admin.get("/console").await;
+    assert!(
+        !home.contains("/console/jwt-mappings") && home.contains("href=\"/console/issuers\""),
+        "{home}"
+    );
+    let (st, _, _) = grant_admin.get("/console/jwt-mappings").await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _, _) = grant_admin.get("/console/issuers").await;
+    assert_eq!(st, StatusCode::OK);
+}
+
+/// Both pages list from one store call, however many rows.
+#[tokio::test]
+async fn the_jwt_mappings_and_issuers_pages_make_no_store_call_per_row() {
+    let s = TestServer::start().await;
+    for i in 0..300 {
+        let m = vedauth::domain::JwtMapping {
+            name: format!("m{i:03}"),
+            issuer_uri: format!("https://idp{i}.example"),
+            jwks_uri: None,
+            purpose_field: "aud".into(),
+            purpose_match: "vedauth".into(),
+            id_field: "sub".into(),
+            id_match: "(.*)".into(),
+            grantee_prefixed_universal: None,
+        };
+        s.app.store.create_jwt_mapping(&m).await.expect("mapping");
+    }
+    let pems: String = (0..20)
+        .map(|i| crate::certauth::pki::Ca::root(&format!("CA {i}")).pem())
+        .collect();
+    s.app
+        .admin
+        .add_issuers(&Caller::Operator, &pems)
+        .await
+        .expect("issuers");
+    let services = s.app.services();
+    let (rows, calls) = vedauth::store::metered::counting(
+        vedauth::http::console::jwt_mappings_view(&services, &Caller::Operator),
+    )
+    .await;
+    assert_eq!(rows.expect("rows").len(), 300);
+    assert_eq!(calls, 1, "store calls for 300 mappings");
+    let (rows, calls) = vedauth::store::metered::counting(vedauth::http::console::issuers_view(
+        &services,
+        &Caller::Operator,
+    ))
+    .await;
+    let rows = rows.expect("rows");
+    assert_eq!(rows.len(), 20);
+    assert!(
+        rows.iter().all(|r| r.subject.contains("CA ") && !r.expired),
+        "{:?}",
+        rows[0]
+    );
+    assert_eq!(calls, 1, "store calls for 20 issuers");
 }

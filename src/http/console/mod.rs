@@ -9,6 +9,7 @@
 
 mod pages;
 pub mod session;
+mod trust;
 pub mod views;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use super::common::{rate_limit, CommonError};
 use super::ApiState;
 
 pub use pages::grants_view;
+pub use trust::{issuers_view, jwt_mappings_view};
 pub use views::GrantRow;
 
 /// Query or form parameters; the last value of a repeated key wins.
@@ -234,6 +236,23 @@ pub fn router(state: ApiState) -> Router<ApiState> {
             "/console/settings",
             get(pages::settings).post(pages::save_settings),
         )
+        .route(
+            "/console/jwt-mappings",
+            get(trust::jwt_mappings).post(trust::create_jwt_mapping),
+        )
+        .route(
+            "/console/jwt-mappings/{name}",
+            get(trust::jwt_mapping).post(trust::update_jwt_mapping),
+        )
+        .route(
+            "/console/jwt-mappings/{name}/delete",
+            post(trust::delete_jwt_mapping),
+        )
+        .route(
+            "/console/issuers",
+            get(trust::issuers).post(trust::add_issuers),
+        )
+        .route("/console/issuers/remove", post(trust::remove_issuer))
         .route("/console/audit", get(pages::audit))
         .layer(axum::middleware::from_fn(headers))
 }

@@ -25,16 +25,15 @@ use crate::secret::Secret;
 use crate::services::Services;
 use crate::wire_time::iso8601;
 
-type Page_ = Result<Response, Response>;
+pub(super) type Page_ = Result<Response, Response>;
 
-fn enc(s: &str) -> String {
+pub(super) fn enc(s: &str) -> String {
     utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
 }
 
-/// Back to `path` with a notice (or an error) to show.
 /// Back to `path` with a notice (or an error) to show, signed with `key` (the session's CSRF
 /// token, or the sign-in form's) so that a link made elsewhere cannot put words on our pages.
-fn back(key: &str, path: &str, result: Result<String, String>) -> Response {
+pub(super) fn back(key: &str, path: &str, result: Result<String, String>) -> Response {
     let sep = if path.contains('?') { '&' } else { '?' };
     let (k, v) = match result {
         Ok(m) => ("notice", m),
@@ -56,7 +55,7 @@ pub(super) fn message_sig(key: &str, kind: &str, text: &str) -> String {
 }
 
 /// What a refusal of the administration core says to a person.
-fn said(e: &AdminError) -> String {
+pub(super) fn said(e: &AdminError) -> String {
     match e {
         AdminError::Unavailable(_) => "The service is unavailable now; try again shortly.".into(),
         AdminError::NoRole | AdminError::Forbidden => {
@@ -67,7 +66,7 @@ fn said(e: &AdminError) -> String {
 }
 
 /// A POSTed form, checked: the session's CSRF token must be in it.
-fn form(s: &Session, body: &Bytes) -> Result<Query, ConsoleError> {
+pub(super) fn form(s: &Session, body: &Bytes) -> Result<Query, ConsoleError> {
     if body.len() > MAX_BODY {
         return Err(ConsoleError::from(
             crate::http::common::CommonError::TooLarge,
@@ -308,7 +307,7 @@ fn tally(grants: &[Grant]) -> BTreeMap<String, (usize, BTreeSet<String>)> {
     t
 }
 
-fn refused(e: AdminError) -> Response {
+pub(super) fn refused(e: AdminError) -> Response {
     match e {
         AdminError::NoRole | AdminError::Forbidden => ConsoleError::forbidden().into_response(),
         other => ConsoleError::new(StatusCode::SERVICE_UNAVAILABLE, said(&other)).into_response(),

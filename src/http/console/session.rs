@@ -90,6 +90,11 @@ impl Session {
         self.system_roles()
             .any(|r| matches!(r, Role::Admin | Role::GrantAdmin | Role::Auditor))
     }
+    /// Reads the JWT mappings (Admin, Auditor: the administration core's rule for them).
+    pub fn reads_jwt_mappings(&self) -> bool {
+        self.system_roles()
+            .any(|r| matches!(r, Role::Admin | Role::Auditor))
+    }
     /// Sees some administration: reads everything, or holds a role on an application.
     pub fn administers(&self) -> bool {
         self.reads_all()

@@ -17,6 +17,7 @@ pub struct Frame {
     pub is_admin: bool,
     pub reads_all: bool,
     pub administers: bool,
+    pub reads_jwt: bool,
     pub notice: String,
     pub error: String,
 }
@@ -32,6 +33,7 @@ impl Frame {
             is_admin: s.is_admin(),
             reads_all: s.reads_all(),
             administers: s.administers(),
+            reads_jwt: s.reads_jwt_mappings(),
             ..Self::default()
         }
     }
@@ -197,4 +199,52 @@ pub struct AuditPage {
     pub q: String,
     pub off: bool,
     pub rows: Vec<crate::admin::TrailEntry>,
+}
+
+/// A JWT mapping as the pages show and edit it (empty strings for absent fields).
+#[derive(Debug, Clone, Default)]
+pub struct MappingView {
+    pub name: String,
+    pub issuer_uri: String,
+    pub jwks_uri: String,
+    pub purpose_field: String,
+    pub purpose_match: String,
+    pub id_field: String,
+    pub id_match: String,
+    pub grantee: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/jwt_mappings.html")]
+pub struct JwtMappingsPage {
+    pub f: Frame,
+    pub rows: Vec<MappingView>,
+    /// The create form's values: the defaults, or what was typed when it was refused.
+    pub new: MappingView,
+}
+
+#[derive(Template)]
+#[template(path = "console/jwt_mapping.html")]
+pub struct JwtMappingPage {
+    pub f: Frame,
+    pub m: MappingView,
+}
+
+#[derive(Debug, Clone)]
+pub struct IssuerRow {
+    pub fingerprint: String,
+    pub subject: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub expired: bool,
+    pub added: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/issuers.html")]
+pub struct IssuersPage {
+    pub f: Frame,
+    pub rows: Vec<IssuerRow>,
+    /// The PEM typed when it was refused, to correct rather than paste again.
+    pub pem: String,
 }
