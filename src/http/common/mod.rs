@@ -77,6 +77,37 @@ pub fn no_store(mut res: Response) -> Response {
 }
 
 /// The bearer token of a request, if it has one.
+/// The device authorization response (RFC 8628 §3.2, plus `expires` as pyVenafi reads it),
+/// the same on both faces; `verification_uri` is where the person approves.
+pub fn device_response(
+    started: &crate::grants::DeviceStarted,
+    verification_uri: String,
+) -> Response {
+    #[derive(Serialize)]
+    struct DeviceBody<'a> {
+        device_code: &'a str,
+        user_code: &'a str,
+        verification_uri: String,
+        verification_uri_complete: String,
+        expires_in: i64,
+        expires: i64,
+        interval: i64,
+    }
+    let complete = format!("{verification_uri}?user_code={}", started.user_code);
+    no_store(json_response(
+        StatusCode::OK,
+        &DeviceBody {
+            device_code: started.device_code.expose(),
+            user_code: &started.user_code,
+            verification_uri,
+            verification_uri_complete: complete,
+            expires_in: started.expires_in,
+            expires: started.expires,
+            interval: started.interval,
+        },
+    ))
+}
+
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
     let (scheme, token) = v.split_once(' ')?;

@@ -6,7 +6,7 @@ use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
-use super::super::common::{json_response, no_store, Client, CommonError, Params};
+use super::super::common::{device_response, json_response, no_store, Client, CommonError, Params};
 use super::super::ApiState;
 use super::client::presented;
 use super::{rfc_scope, tpp_scope, OAuthError};
@@ -147,18 +147,6 @@ pub async fn token(
     Ok(token_response(&issued))
 }
 
-/// RFC 8628 §3.2, with `expires` as the VEDauth face also gives it.
-#[derive(Serialize)]
-struct DeviceBody<'a> {
-    device_code: &'a str,
-    user_code: &'a str,
-    verification_uri: String,
-    verification_uri_complete: String,
-    expires_in: i64,
-    expires: i64,
-    interval: i64,
-}
-
 /// `POST /oauth2/device_authorization` (RFC 8628 §3.1): the client authenticates as on the token
 /// endpoint; the user approves at `<issuer>/device`.
 pub async fn device_authorization(
@@ -182,17 +170,5 @@ pub async fn device_authorization(
         })
         .await?;
     let uri = format!("{}/device", app.issuer.trim_end_matches('/'));
-    let complete = format!("{uri}?user_code={}", started.user_code);
-    Ok(no_store(json_response(
-        StatusCode::OK,
-        &DeviceBody {
-            device_code: started.device_code.expose(),
-            user_code: &started.user_code,
-            verification_uri: uri,
-            verification_uri_complete: complete,
-            expires_in: started.expires_in,
-            expires: started.expires,
-            interval: started.interval,
-        },
-    )))
+    Ok(device_response(&started, uri))
 }

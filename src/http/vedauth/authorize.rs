@@ -6,7 +6,7 @@ use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
 use super::super::common::{
-    bearer, json_response, no_store, Client, CommonError, Params, PresentedCert,
+    bearer, device_response, json_response, no_store, Client, CommonError, Params, PresentedCert,
 };
 use super::super::ApiState;
 use super::error::reason_phrase;
@@ -128,18 +128,6 @@ pub async fn authorize_token(
     Ok(token_response(&issued))
 }
 
-/// The device authorization response (RFC 8628 §3.2, plus `expires` as pyVenafi reads it).
-#[derive(Serialize)]
-struct DeviceBody<'a> {
-    device_code: &'a str,
-    user_code: &'a str,
-    verification_uri: String,
-    verification_uri_complete: String,
-    expires_in: i64,
-    expires: i64,
-    interval: i64,
-}
-
 pub async fn authorize_device(
     State(app): State<ApiState>,
     Client(source): Client,
@@ -158,19 +146,7 @@ pub async fn authorize_device(
         })
         .await?;
     let uri = verification_uri(&uri, &headers, app.tls);
-    let complete = format!("{uri}?user_code={}", started.user_code);
-    Ok(no_store(json_response(
-        StatusCode::OK,
-        &DeviceBody {
-            device_code: started.device_code.expose(),
-            user_code: &started.user_code,
-            verification_uri: uri,
-            verification_uri_complete: complete,
-            expires_in: started.expires_in,
-            expires: started.expires,
-            interval: started.interval,
-        },
-    )))
+    Ok(device_response(&started, uri))
 }
 
 /// The console's approval page as the device's user reaches this server: the host the device
