@@ -7,6 +7,7 @@
 //! critical violation), and every page is photographed (into `docs/console/` with
 //! `VEDAUTH_UPDATE_SCREENSHOTS=1`).
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -61,6 +62,8 @@ impl Browser {
             .arg("--allowed-ips=127.0.0.1")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // A process group of its own: the browser it starts is stopped with it (below).
+            .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("{driver_bin}: {e} (scripts/browser-deps installs it)"));
         let http = reqwest::Client::new();
@@ -305,6 +308,10 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // The whole group: killing chromedriver alone leaves Chromium running, orphaned.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
