@@ -80,6 +80,18 @@ pub enum JwtErrorClass {
     Unavailable,
 }
 
+impl JwtErrorClass {
+    /// The client's text: the same on every face (only the status and `error` differ).
+    pub fn description(self) -> &'static str {
+        match self {
+            JwtErrorClass::Malformed => "JWT is malformed",
+            JwtErrorClass::NotValid => "JWT is not valid",
+            JwtErrorClass::NoMapping => "No JWT mapping accepts this token",
+            JwtErrorClass::Unavailable => "The JWT issuer's keys cannot be had now; retry shortly",
+        }
+    }
+}
+
 impl JwtError {
     /// The audit trail's word for the cause.
     pub fn audit_word(&self) -> &'static str {

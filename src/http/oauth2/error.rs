@@ -182,22 +182,12 @@ impl From<GrantError> for OAuthError {
                 "JWT authentication not enabled",
             ),
             MissingJwt => Self::invalid_request("assertion is required"),
+            // RFC 7523 §3.1: every refused assertion is `invalid_grant`.
             JwtRefused { class, .. } => match class {
-                crate::jwt::JwtErrorClass::Unavailable => Self::unavailable(
-                    5,
-                    "The JWT issuer's keys cannot be had now; retry shortly",
-                ),
-                crate::jwt::JwtErrorClass::Malformed => {
-                    Self::new(S::BAD_REQUEST, "invalid_grant", "JWT is malformed")
+                crate::jwt::JwtErrorClass::Unavailable => {
+                    Self::unavailable(5, class.description())
                 }
-                crate::jwt::JwtErrorClass::NotValid => {
-                    Self::new(S::BAD_REQUEST, "invalid_grant", "JWT is not valid")
-                }
-                crate::jwt::JwtErrorClass::NoMapping => Self::new(
-                    S::BAD_REQUEST,
-                    "invalid_grant",
-                    "No JWT mapping accepts this token",
-                ),
+                _ => Self::new(S::BAD_REQUEST, "invalid_grant", class.description()),
             },
             // RFC 8628 §3.5's answers to a device's poll.
             MissingDeviceCode => Self::invalid_request("device_code is required"),

@@ -245,19 +245,12 @@ impl From<GrantError> for VedauthError {
             MissingJwt => Self::new(S::BAD_REQUEST, "invalid_request", "Missing jwt"),
             JwtRefused { class, .. } => match class {
                 JwtErrorClass::Malformed => {
-                    Self::new(S::BAD_REQUEST, "invalid_request", "JWT is malformed")
+                    Self::new(S::BAD_REQUEST, "invalid_request", class.description())
                 }
-                JwtErrorClass::NotValid => {
-                    Self::new(S::UNAUTHORIZED, "invalid_grant", "JWT is not valid")
+                JwtErrorClass::NotValid | JwtErrorClass::NoMapping => {
+                    Self::new(S::UNAUTHORIZED, "invalid_grant", class.description())
                 }
-                JwtErrorClass::NoMapping => Self::new(
-                    S::UNAUTHORIZED,
-                    "invalid_grant",
-                    "No JWT mapping accepts this token",
-                ),
-                JwtErrorClass::Unavailable => {
-                    Self::unavailable(5, "The JWT issuer's keys cannot be had now; retry shortly")
-                }
+                JwtErrorClass::Unavailable => Self::unavailable(5, class.description()),
             },
             Overloaded => Self::unavailable(1, "The server is busy; retry shortly"),
             Unavailable(detail) => {
