@@ -9,7 +9,9 @@ use std::time::Duration;
 use crate::admin::Admin;
 use crate::domain::Identity;
 use crate::domain::{Grant, SharedStore};
-use crate::grants::{ClientAuth, Engine, GrantError, GrantRequest, IssuedTokens, TokenUse};
+use crate::grants::{
+    ClientAuth, Engine, GrantError, GrantRequest, IssuedTokens, LiveGrant, TokenUse,
+};
 use crate::grants::{DeviceDecision, DevicePending, DeviceStart, DeviceStarted};
 use crate::identity::{Identities, IdpError, Principal};
 use crate::secret::Secret;
@@ -72,7 +74,7 @@ impl Services {
     }
 
     /// The live grant behind an access token.
-    pub async fn verify(&self, access_token: &str) -> Result<Arc<Grant>, GrantError> {
+    pub async fn verify(&self, access_token: &str) -> Result<Arc<LiveGrant>, GrantError> {
         self.engine.verify(access_token).await
     }
 
@@ -103,7 +105,7 @@ impl Services {
         &self,
         token: &str,
         refresh_first: bool,
-    ) -> Result<Option<(Arc<Grant>, TokenUse)>, GrantError> {
+    ) -> Result<Option<(Arc<LiveGrant>, TokenUse)>, GrantError> {
         self.engine.find_token(token, refresh_first).await
     }
 
@@ -150,6 +152,12 @@ impl Services {
     /// The administration core, as the API and the console call it.
     pub fn admin(&self) -> &Admin {
         &self.admin
+    }
+
+    /// The prefixed name of an identity for display, possibly a few seconds old (the verify
+    /// cache's time-to-live); None if unknown or its provider does not answer.
+    pub async fn display_name(&self, identity: &str) -> Option<Arc<str>> {
+        self.engine.display_name(identity).await
     }
 
     /// The identity behind a prefixed universal, as its provider knows it now.

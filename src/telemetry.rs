@@ -79,13 +79,17 @@ fn request_id(req: &Request<Body>) -> String {
 }
 
 /// Requests whose access-log line goes at debug, not info: probes, which would drown the log,
-/// and successful verifies, which resource servers make on every call they serve (a line each
-/// would be most of the log and, measured, a quarter of verify's cost). Refused verifies and
-/// every other endpoint are logged at info; the request metrics count all of them.
+/// and the checks a resource server or gateway makes on every call it serves (successful
+/// verifies, gateway checks and introspections: a line each would be most of the log and,
+/// measured, a quarter of verify's cost). Refusals and every other endpoint are logged at
+/// info; the request metrics count all of them.
 fn quiet(endpoint: &str, status: u16) -> bool {
     match endpoint {
         "/healthz" | "/readyz" | "/metrics" => true,
-        "/vedauth/authorize/verify" => status == 200,
+        "/vedauth/authorize/verify"
+        | "/gateway/check"
+        | "/gateway/check/{*rest}"
+        | "/oauth2/introspect" => status == 200,
         _ => false,
     }
 }
@@ -107,8 +111,9 @@ pub async fn observe(req: Request<Body>, next: Next) -> Response {
         .unwrap_or("unmatched");
     let method = req.method().clone();
     let start = Instant::now();
-    let span =
-        tracing::info_span!("request", request_id = %id, method = %method, endpoint = %endpoint);
+    // Only the id in the span: the fmt layer formats span fields when the span opens, on
+    // every request, while the method and endpoint are needed on the access-log line alone.
+    let span = tracing::info_span!("request", request_id = %id);
     let mut res = next.run(req).instrument(span.clone()).await;
     let elapsed = start.elapsed();
     let status = res.status().as_u16();
@@ -121,10 +126,11 @@ pub async fn observe(req: Request<Body>, next: Next) -> Response {
     let _entered = span.enter();
     let ms = elapsed.as_secs_f64() * 1000.0;
     let cause = res.extensions().get::<Refusal>().map(|r| r.0);
+    let method = method.as_str();
     if quiet(endpoint, status) {
-        tracing::debug!(status, elapsed_ms = ms, cause, "request");
+        tracing::debug!(method, endpoint, status, elapsed_ms = ms, cause, "request");
     } else {
-        tracing::info!(status, elapsed_ms = ms, cause, "request");
+        tracing::info!(method, endpoint, status, elapsed_ms = ms, cause, "request");
     }
     res
 }

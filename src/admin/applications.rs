@@ -156,6 +156,7 @@ impl Admin {
                         app.client_id.into_string(),
                     )));
                 }
+                w.revocations.client_changed(app.client_id.as_str()).await;
                 Ok(app)
             })
             .await
@@ -175,6 +176,7 @@ impl Admin {
                         AdminError::NotFound(Entity::Application(client_id.to_string()))
                     })?;
                 w.revocations.forget(&gone).await;
+                w.revocations.client_changed(client_id).await;
                 Ok(gone.len())
             })
             .await

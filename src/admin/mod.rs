@@ -189,6 +189,9 @@ pub trait Revocations: Send + Sync + std::fmt::Debug {
     async fn revoke_matching(&self, filter: &GrantFilter) -> Result<usize, GrantError>;
     /// Forgets access tokens whose grants the store has already deleted.
     async fn forget(&self, digests: &[TokenDigest]);
+    /// An application or its secret changed: cached authentications of the client (here and
+    /// on the other nodes) stop counting.
+    async fn client_changed(&self, client_id: &str);
 }
 
 #[async_trait]
@@ -198,6 +201,9 @@ impl Revocations for Engine {
     }
     async fn forget(&self, digests: &[TokenDigest]) {
         self.invalidate(digests).await
+    }
+    async fn client_changed(&self, client_id: &str) {
+        Engine::client_changed(self, client_id).await
     }
 }
 

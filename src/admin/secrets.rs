@@ -67,12 +67,15 @@ impl Admin {
                         client_id.to_string(),
                     ))),
                     Err(e) => Err(e.into()),
-                    Ok(()) => Ok(NewClientSecret {
-                        client_id: client_id.to_string(),
-                        secret,
-                        created_at,
-                        rotated,
-                    }),
+                    Ok(()) => {
+                        w.revocations.client_changed(client_id).await;
+                        Ok(NewClientSecret {
+                            client_id: client_id.to_string(),
+                            secret,
+                            created_at,
+                            rotated,
+                        })
+                    }
                 }
             })
             .await
@@ -89,7 +92,9 @@ impl Admin {
             .run(caller, Change::RemoveClientSecret, detail, |w| async move {
                 caller.check(Need::OwnApp(client_id))?;
                 self.existing_app(client_id).await?;
-                Ok(w.store().delete_client_secret(client_id).await?)
+                let had = w.store().delete_client_secret(client_id).await?;
+                w.revocations.client_changed(client_id).await;
+                Ok(had)
             })
             .await
     }

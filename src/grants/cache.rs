@@ -2,19 +2,50 @@
 //! rotations made here (at once) and on other nodes (through the store's invalidation feed).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use moka::sync::Cache;
 
-use crate::domain::{Grant, Invalidation};
+use crate::domain::Grant;
 use crate::token::TokenDigest;
+
+/// A grant as verify hands it out, with room for one rendering of it that a face keeps for
+/// its hot path (the VEDauth face's verify body). The rendering is a function of the grant
+/// alone, so it is made once per cached grant and goes with it.
+#[derive(Debug)]
+pub struct LiveGrant {
+    grant: Grant,
+    rendered: OnceLock<Bytes>,
+}
+
+impl LiveGrant {
+    pub fn new(grant: Grant) -> Self {
+        Self {
+            grant,
+            rendered: OnceLock::new(),
+        }
+    }
+
+    /// The rendering, made by `render` the first time.
+    pub fn rendered(&self, render: impl FnOnce(&Grant) -> Bytes) -> Bytes {
+        self.rendered.get_or_init(|| render(&self.grant)).clone()
+    }
+}
+
+impl std::ops::Deref for LiveGrant {
+    type Target = Grant;
+    fn deref(&self) -> &Grant {
+        &self.grant
+    }
+}
 
 /// Saves a store read per verify. Revocation and refresh in this process remove entries at
 /// once; the time-to-live bounds what another process's revocation can leave behind.
 #[derive(Debug, Clone)]
 pub struct VerifyCache {
-    cache: Cache<TokenDigest, Arc<Grant>>,
+    cache: Cache<TokenDigest, Arc<LiveGrant>>,
     /// Bumped before entries are dropped. A verify that read the store while it moved may hold
     /// a grant from before the drop, and takes back what it cached.
     dropped: Arc<AtomicU64>,
@@ -37,7 +68,7 @@ impl VerifyCache {
         }
     }
 
-    pub fn get(&self, digest: &TokenDigest) -> Option<Arc<Grant>> {
+    pub fn get(&self, digest: &TokenDigest) -> Option<Arc<LiveGrant>> {
         self.cache.get(digest)
     }
 
@@ -48,7 +79,7 @@ impl VerifyCache {
     /// Caches a grant read from the store since `epoch`. A revocation that landed after the
     /// read began could be undone by the insert; one that lands after the check below removes
     /// the entry itself.
-    pub fn fill(&self, digest: TokenDigest, grant: Arc<Grant>, epoch: Epoch) {
+    pub fn fill(&self, digest: TokenDigest, grant: Arc<LiveGrant>, epoch: Epoch) {
         self.cache.insert(digest, grant);
         if self.dropped.load(Ordering::SeqCst) != epoch.0 {
             self.cache.invalidate(&digest);
@@ -63,26 +94,9 @@ impl VerifyCache {
         }
     }
 
-    /// Keeps the cache in step with a store's invalidation feed, until the feed ends.
-    pub fn follow(
-        &self,
-        mut rx: tokio::sync::broadcast::Receiver<Invalidation>,
-    ) -> tokio::task::JoinHandle<()> {
-        let this = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let msg = rx.recv().await;
-                this.dropped.fetch_add(1, Ordering::SeqCst);
-                match msg {
-                    Ok(Invalidation::Token(d)) => this.cache.invalidate(&d),
-                    // Missed some: anything cached may be stale, start afresh.
-                    Ok(Invalidation::All)
-                    | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        this.cache.invalidate_all()
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                }
-            }
-        })
+    /// Drops everything (announcements were missed).
+    pub fn forget_all(&self) {
+        self.dropped.fetch_add(1, Ordering::SeqCst);
+        self.cache.invalidate_all();
     }
 }

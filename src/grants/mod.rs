@@ -4,6 +4,7 @@
 //! It knows nothing of HTTP: faces hand it parsed requests and map its errors to their wire.
 
 mod cache;
+mod clients;
 pub mod device;
 mod error;
 mod flows;
@@ -18,12 +19,13 @@ use std::time::Duration;
 
 use crate::audit::{hex, Audit, Event};
 use crate::clock::{SharedClock, UnixTime};
-use crate::domain::{Grant, GrantFilter, SharedStore};
+use crate::domain::{Grant, GrantFilter, Invalidation, SharedStore};
 use crate::identity::Identities;
 use crate::secret::Secret;
 use crate::token::{self, TokenDigest};
 
-pub use cache::VerifyCache;
+pub use cache::{LiveGrant, VerifyCache};
+pub use clients::client_marker;
 pub use device::{DeviceDecision, DevicePending, DeviceStart, DeviceStarted};
 pub use error::{reject_word, GrantError, ScopeLimit};
 pub use issue::CLIENT_PREFIX;
@@ -83,11 +85,12 @@ pub struct Engine {
     opts: EngineOptions,
     audit: Arc<Audit>,
     cache: VerifyCache,
-    /// Client secrets already checked: (client_id, SHA-256 of the secret) to the stored hash
-    /// they matched. A gateway introspecting every request would otherwise pay an argon2id
-    /// verification per call. A hit counts only while the store still holds that very hash,
-    /// so a rotation or removal takes effect at once.
-    secrets_seen: moka::sync::Cache<(String, TokenDigest), Arc<str>>,
+    /// Client authentications that succeeded (see `clients`): a resource server introspecting
+    /// every call would otherwise pay two store reads and an argon2id verification per call.
+    clients: clients::ClientCache,
+    /// Identities' prefixed names as introspection shows them: a name changed elsewhere shows
+    /// for at most the verify cache's time-to-live.
+    names: moka::sync::Cache<String, Arc<str>>,
     /// Wrong user codes per person (the device flow's approval page).
     device_guesses: Arc<device::GuessLimit>,
     /// The JWT grant's verifier and key cache; None: `authorize/jwt` cannot be served.
@@ -105,9 +108,14 @@ impl Engine {
         audit: Arc<Audit>,
     ) -> Self {
         let cache = VerifyCache::new(opts.verify_cache_capacity, opts.verify_cache_ttl);
-        let secrets_seen = moka::sync::Cache::builder()
-            .max_capacity(10_000)
-            .time_to_live(Duration::from_secs(300))
+        let clients = clients::ClientCache::new(10_000, opts.verify_cache_ttl);
+        let names = moka::sync::Cache::builder()
+            .max_capacity(if opts.verify_cache_ttl.is_zero() {
+                0
+            } else {
+                100_000
+            })
+            .time_to_live(opts.verify_cache_ttl.max(Duration::from_millis(1)))
             .build();
         Self {
             store,
@@ -116,7 +124,8 @@ impl Engine {
             opts,
             audit,
             cache,
-            secrets_seen,
+            clients,
+            names,
             device_guesses: Arc::default(),
             jwt: None,
             issuers: Default::default(),
@@ -151,7 +160,7 @@ impl Engine {
     }
 
     /// The live grant behind an access token, or `InvalidToken`.
-    pub async fn verify(&self, access_token: &str) -> Result<Arc<Grant>, GrantError> {
+    pub async fn verify(&self, access_token: &str) -> Result<Arc<LiveGrant>, GrantError> {
         if !token::looks_like_token(access_token) {
             return Err(GrantError::InvalidToken);
         }
@@ -169,7 +178,7 @@ impl Engine {
                     .grant_by_access(&digest)
                     .await?
                     .ok_or(GrantError::InvalidToken)?;
-                let g = Arc::new(g);
+                let g = Arc::new(LiveGrant::new(g));
                 self.cache.fill(digest, g.clone(), epoch);
                 g
             }
@@ -190,26 +199,23 @@ impl Engine {
         secret: Option<&Secret>,
         source: Option<IpAddr>,
     ) -> Result<ClientAuth, GrantError> {
+        let presented = secret.filter(|s| !s.is_empty());
+        let key_secret = presented.map(|s| s.expose());
+        if let Some(hit) = self.clients.get(client_id, key_secret) {
+            return Ok((*hit).clone());
+        }
+        let epoch = self.clients.epoch();
         let (app, stored) = tokio::try_join!(
             self.store.application(client_id),
             self.store.client_secret(client_id)
         )?;
-        let presented = secret.filter(|s| !s.is_empty());
         let hash = stored.as_ref().map(|s| s.secret_hash.as_str());
         let (ok, cause) = match (&app, hash, presented) {
             (Some(_), None, None) => (true, ""),
-            (Some(_), Some(h), Some(s)) => {
-                let key = (client_id.to_string(), TokenDigest::of(s.expose()));
-                let seen = self
-                    .secrets_seen
-                    .get(&key)
-                    .is_some_and(|matched| *matched == *h);
-                let ok = seen || self.identities.check_secret(Some(h), s).await?;
-                if ok && !seen {
-                    self.secrets_seen.insert(key, Arc::from(h));
-                }
-                (ok, "wrong_secret")
-            }
+            (Some(_), Some(h), Some(s)) => (
+                self.identities.check_secret(Some(h), s).await?,
+                "wrong_secret",
+            ),
             (Some(_), Some(_), None) => (false, "missing_secret"),
             (app, _, Some(s)) => {
                 self.identities.check_secret(None, s).await?;
@@ -223,10 +229,15 @@ impl Engine {
             (None, _, None) => (false, "unknown_client"),
         };
         match app {
-            Some(app) if ok => Ok(ClientAuth {
-                app,
-                confidential: stored.is_some(),
-            }),
+            Some(app) if ok => {
+                let auth = ClientAuth {
+                    app,
+                    confidential: stored.is_some(),
+                };
+                self.clients
+                    .fill(client_id, key_secret, Arc::new(auth.clone()), epoch);
+                Ok(auth)
+            }
             _ => {
                 metrics::counter!("vedauth_client_auth_failures_total").increment(1);
                 self.audit.record(&Event {
@@ -241,13 +252,36 @@ impl Engine {
         }
     }
 
+    /// The prefixed name of the identity behind a grant, for display (introspection's
+    /// `username`); None if its provider does not know it or does not answer now.
+    pub async fn display_name(&self, identity: &str) -> Option<Arc<str>> {
+        if let Some(n) = self.names.get(identity) {
+            return Some(n);
+        }
+        let name: Arc<str> = self
+            .identities
+            .resolve(identity)
+            .await
+            .ok()??
+            .prefixed_name()
+            .into();
+        self.names.insert(identity.to_string(), name.clone());
+        Some(name)
+    }
+
+    /// Tells this process and the others sharing the store that a client's application or
+    /// secret changed: their cached authentications of it stop counting.
+    pub async fn client_changed(&self, client_id: &str) {
+        self.invalidate(&[client_marker(client_id)]).await;
+    }
+
     /// The live grant behind a token of either kind (RFC 7662, RFC 7009), the hinted kind
     /// first; None if it is neither a live access token nor a live refresh token.
     pub async fn find_token(
         &self,
         token: &str,
         refresh_first: bool,
-    ) -> Result<Option<(Arc<Grant>, TokenUse)>, GrantError> {
+    ) -> Result<Option<(Arc<LiveGrant>, TokenUse)>, GrantError> {
         if !token::looks_like_token(token) {
             return Ok(None);
         }
@@ -267,7 +301,7 @@ impl Engine {
                     .grant_by_refresh(&TokenDigest::of(token))
                     .await?
                     .filter(|g| !g.grant_expired(self.now()))
-                    .map(Arc::new),
+                    .map(|g| Arc::new(LiveGrant::new(g))),
             };
             if let Some(g) = found {
                 return Ok(Some((g, kind)));
@@ -370,6 +404,9 @@ impl Engine {
     /// Drops grants from this process's verify cache (for announcements from other nodes).
     pub fn forget(&self, digests: &[TokenDigest]) {
         self.cache.forget(digests);
+        for d in digests {
+            self.clients.saw(d);
+        }
     }
 
     /// Drops the digests here and tells the other nodes sharing the store. A failed
@@ -387,7 +424,25 @@ impl Engine {
     /// Keeps this process's cache in step with announcements from other nodes, until the
     /// store's feed ends.
     pub fn follow_invalidations(&self) -> Option<tokio::task::JoinHandle<()>> {
-        Some(self.cache.follow(self.store.invalidations()?))
+        use tokio::sync::broadcast::error::RecvError;
+        let mut rx = self.store.invalidations()?;
+        let (verify, clients) = (self.cache.clone(), self.clients.clone());
+        Some(tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(Invalidation::Token(d)) => {
+                        verify.forget(&[d]);
+                        clients.saw(&d);
+                    }
+                    // Missed some: anything cached may be stale, start afresh.
+                    Ok(Invalidation::All) | Err(RecvError::Lagged(_)) => {
+                        verify.forget_all();
+                        clients.forget_all();
+                    }
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        }))
     }
 
     /// Deletes expired grants in batches of `batch`, until none are left; returns the count.

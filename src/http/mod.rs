@@ -64,9 +64,8 @@ pub fn router(state: ApiState) -> Router {
         .method_not_allowed_fallback(|| async { VedauthError::method_not_allowed() })
         .layer(axum::middleware::from_fn_with_state(
             state.limiter.clone(),
-            common::resolve_client,
+            common::front,
         ))
-        .layer(axum::middleware::from_fn(crate::telemetry::observe))
         .with_state(state)
 }
 

@@ -787,6 +787,21 @@ fn status_gives_up_on_a_server_that_accepts_and_never_answers() {
     );
 }
 
+/// Whether `status()` answers 401 within about 10 s (asked every 100 ms).
+async fn refused_within_10s<F, Fut>(status: F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = StatusCode>,
+{
+    for _ in 0..100 {
+        if status().await == StatusCode::UNAUTHORIZED {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
 /// `vedauth app secret`: a new client secret printed once (on a running server's store), the
 /// old one dead at once on rotation, none after `--remove`; only its hash in the store.
 #[tokio::test]
@@ -825,7 +840,12 @@ async fn app_secret_sets_rotates_and_removes_a_client_secret() {
         .to_string();
     assert!(human.contains("shown this once"), "{human}");
     assert_ne!(second, first);
-    assert_eq!(cc(first.clone()).await, StatusCode::UNAUTHORIZED);
+    // The server caches client authentications; the CLI's change reaches it over the store's
+    // invalidation feed (about a second), not on its next request.
+    assert!(
+        refused_within_10s(|| cc(first.clone())).await,
+        "the old secret still works after 10 s"
+    );
     assert_eq!(cc(second.clone()).await, StatusCode::OK);
     // Nowhere else: not in the listings, not in the database file. `app show` says when it
     // was set.
@@ -839,7 +859,10 @@ async fn app_secret_sets_rotates_and_removes_a_client_secret() {
     let out = admin(&dir, &["app", "secret", "svc", "--remove"], None);
     assert!(out.contains("public client"), "{out}");
     assert!(admin(&dir, &["app", "show", "svc"], None).contains("client secret: none"));
-    assert_eq!(cc(second).await, StatusCode::UNAUTHORIZED);
+    assert!(
+        refused_within_10s(|| cc(second.clone())).await,
+        "the removed secret still works after 10 s"
+    );
     let (code, _, err) = run(&["--data-dir", data(&dir), "app", "secret", "nope"]);
     assert_ne!(code, 0);
     assert!(err.contains("nope"), "{err}");

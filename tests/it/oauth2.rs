@@ -767,6 +767,39 @@ async fn a_checked_client_secret_is_not_hashed_again_until_it_changes() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
 }
 
+/// A client that authenticated once is not read from the store again while its entry lives:
+/// a secret row deleted behind the server's back (no announcement) still counts, which only a
+/// cache can explain; the announcement every change through the administration core makes
+/// (here the engine's own, as another node's would arrive over the feed) ends it at once.
+#[tokio::test]
+async fn a_client_authentication_is_cached_until_its_change_is_announced() {
+    let (s, secret) = server_with_secret(Options::default()).await;
+    let (token, _) = s.tokens(APP, "alice", PW, "certificate").await;
+    let introspect = || {
+        let s = &s;
+        let (token, secret) = (token.clone(), secret.clone());
+        async move {
+            form(
+                s,
+                "/oauth2/introspect",
+                Some((APP, &secret)),
+                &[("token", &token)],
+            )
+            .await
+        }
+    };
+    let r = introspect().await;
+    assert_eq!(r.json["active"], true, "{}", r.text);
+    assert_eq!(r.json["username"], "local:alice", "{}", r.text);
+    assert!(s.app.store.delete_client_secret(APP).await.unwrap());
+    let r = introspect().await;
+    assert_eq!(r.json["active"], true, "cached: {}", r.text);
+    s.app.engine.client_changed(APP).await;
+    let r = introspect().await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    assert_eq!(r.json["error"], "invalid_client", "{}", r.text);
+}
+
 /// The OAuth 2.0 face shares the VEDauth face's lockout, per-address rate limit and metrics.
 #[tokio::test]
 async fn the_face_shares_the_lockout_the_rate_limit_and_the_metrics() {

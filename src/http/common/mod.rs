@@ -59,8 +59,18 @@ impl IntoResponse for CommonError {
 
 /// A JSON reply with the content type vcert-python insists on.
 pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut res = (status, bytes).into_response();
+    json_rendered(status, json_bytes(body))
+}
+
+/// A value as a JSON body.
+pub fn json_bytes<T: Serialize + ?Sized>(body: &T) -> bytes::Bytes {
+    serde_json::to_vec(body).map_or_else(|_| bytes::Bytes::from_static(b"{}"), Into::into)
+}
+
+/// A response with a JSON body rendered earlier.
+pub fn json_rendered(status: StatusCode, body: bytes::Bytes) -> Response {
+    let mut res = Response::new(axum::body::Body::from(body));
+    *res.status_mut() = status;
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json; charset=utf-8"),
@@ -162,7 +172,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PresentedCert {
 }
 
 /// The client's address (through trusted proxies), for rate limits and the audit trail. Every
-/// request has one: [`resolve_client`] runs before any route.
+/// request has one: [`front`] runs before any route.
 #[derive(Debug, Clone, Copy)]
 pub struct Client(pub IpAddr);
 
@@ -183,8 +193,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
     }
 }
 
-/// Puts the client's address on the request, for every route.
-pub async fn resolve_client(
+/// Every request's middleware, as one layer (each layer costs the verify path a boxed
+/// service clone and a future): the client's address put on the request for every route,
+/// then the request's span, metrics and access-log line.
+pub async fn front(
     axum::extract::State(limiter): axum::extract::State<Limiter>,
     mut req: Request<Body>,
     next: axum::middleware::Next,
@@ -196,7 +208,7 @@ pub async fn resolve_client(
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let ip = limiter.client(peer, req.headers());
     req.extensions_mut().insert(Client(ip));
-    next.run(req).await
+    crate::telemetry::observe(req, next).await
 }
 
 /// The per-address rate limit of a face's token endpoints: refused before any other work (and

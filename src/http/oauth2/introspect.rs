@@ -121,10 +121,10 @@ pub async fn introspect(
     m.insert("active".into(), json!(true));
     m.insert("scope".into(), json!(expanded_scope(&grant.scope)));
     m.insert("client_id".into(), json!(grant.client_id));
-    // The name as the provider knows it now; a directory that does not answer leaves it out
-    // rather than failing the introspection.
-    if let Ok(Some(who)) = app.services.principal(&grant.identity).await {
-        m.insert("username".into(), json!(who.prefixed_name()));
+    // A directory that does not answer leaves the name out rather than failing the
+    // introspection.
+    if let Some(name) = app.services.display_name(&grant.identity).await {
+        m.insert("username".into(), json!(&*name));
     }
     m.insert("sub".into(), json!(grant.identity));
     m.insert("token_type".into(), json!("Bearer"));

@@ -6,7 +6,8 @@ use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
 use super::super::common::{
-    bearer, device_response, json_response, no_store, Client, CommonError, Params, PresentedCert,
+    bearer, device_response, json_bytes, json_rendered, json_response, no_store, Client,
+    CommonError, Params, PresentedCert,
 };
 use super::super::ApiState;
 use super::error::reason_phrase;
@@ -241,7 +242,9 @@ pub async fn verify(
 ) -> Result<Response, VedauthError> {
     let token = bearer(&headers).ok_or_else(VedauthError::invalid_token)?;
     let grant = app.services.verify(token).await?;
-    let mut res = json_response(StatusCode::OK, &VerifyBody::of(&grant));
+    // Rendered once per cached grant: a resource server verifies the same token many times.
+    let body = grant.rendered(|g| json_bytes(&VerifyBody::of(g)));
+    let mut res = json_rendered(StatusCode::OK, body);
     res.extensions_mut().insert(TOKEN_IS_VALID);
     Ok(no_store(res))
 }

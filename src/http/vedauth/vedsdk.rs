@@ -12,7 +12,7 @@ use super::super::common::{bearer, json_response};
 use super::super::ApiState;
 use super::error::reason_phrase;
 use super::VedauthError;
-use crate::domain::Grant;
+use crate::grants::LiveGrant;
 use crate::scope::Scope;
 
 /// What a `/vedsdk` endpoint needs of the caller's token.
@@ -30,7 +30,7 @@ pub async fn authorize(
     app: &ApiState,
     headers: &HeaderMap,
     need: Requirement,
-) -> Result<Arc<Grant>, VedauthError> {
+) -> Result<Arc<LiveGrant>, VedauthError> {
     let token = bearer(headers).ok_or_else(VedauthError::invalid_token)?;
     let grant = app.services.verify(token).await?;
     if let Requirement::Scope(name, privilege) = need {
