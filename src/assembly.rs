@@ -146,10 +146,11 @@ impl Assembly {
         // Every store operation is measured inside the store (`store/metered.rs`).
         let store = open_store(&config, &data_dir).await?;
         let params = hash_params.unwrap_or_else(|| config.password_hash.params());
-        let pool = HashPool::start(
+        let pool = HashPool::start_with(
             params,
             config.password_hash.threads,
             config.password_hash.queue,
+            config.password_hash.scheduling,
         )?;
         let mut providers: Vec<Arc<dyn IdentityProvider>> =
             vec![Arc::new(LocalProvider::new(store.clone(), pool.clone()))];

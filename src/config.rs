@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::grants::EngineOptions;
-use crate::password::HashParams;
+use crate::password::{HashParams, HashScheduling};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -195,6 +195,8 @@ pub struct PasswordHashConfig {
     pub threads: usize,
     /// Hashing jobs that may wait for a thread before requests are refused with 503; 0 = 32 per thread.
     pub queue: usize,
+    /// How hashing threads give way to request handling: `idle` or `nice`.
+    pub scheduling: HashScheduling,
 }
 
 impl Default for PasswordHashConfig {
@@ -206,6 +208,7 @@ impl Default for PasswordHashConfig {
             parallelism: p.parallelism,
             threads: 0,
             queue: 0,
+            scheduling: HashScheduling::default(),
         }
     }
 }
@@ -450,10 +453,11 @@ pub const KEYS: &[Key] = &[
     Key { path: "password_hash.parallelism", kind: Kind::Int, doc: "argon2id lanes." },
     Key { path: "password_hash.threads", kind: Kind::Int, doc: "Password-hashing threads; 0 = one per core." },
     Key { path: "password_hash.queue", kind: Kind::Int, doc: "Hashing jobs that may wait for a thread before requests are refused with 503; 0 = 32 per thread." },
+    Key { path: "password_hash.scheduling", kind: Kind::Str, doc: "How hashing threads give way to request handling: \"idle\" (Linux SCHED_IDLE: a request takes the core at once; default) or \"nice\" (nice 10: a smaller share only)." },
     Key { path: "password_policy.min_length", kind: Kind::Int, doc: "Fewest characters a local user's new password may have." },
     Key { path: "tokens.refresh_grace_secs", kind: Kind::Int, doc: "Seconds after a refresh during which the same (old) refresh token, presented again, gets the same new pair instead of an error; 0 = off. For clients that lose an answer or run as several replicas." },
     Key { path: "tokens.refresh_reuse_detection", kind: Kind::Bool, doc: "Revoke the whole grant when an already rotated refresh token is presented again (off: TPP clients do not expect it)." },
-    Key { path: "tokens.verify_cache_ttl_secs", kind: Kind::Int, doc: "Seconds a verified token stays in the verify cache; the bound on how long another process's revocation can go unseen. 0 disables the cache." },
+    Key { path: "tokens.verify_cache_ttl_secs", kind: Kind::Int, doc: "Seconds a verified token stays in the verify cache; the bound on how long another process's revocation can go unseen. Successful client authentications and introspection's names are kept as long. 0 disables these caches." },
     Key { path: "tokens.verify_cache_capacity", kind: Kind::Int, doc: "Entries in the verify cache." },
     Key { path: "tokens.sweep_interval_secs", kind: Kind::Int, doc: "Seconds between sweeps of expired grants." },
     Key { path: "tokens.sweep_batch", kind: Kind::Int, doc: "Grants deleted per sweep statement." },

@@ -4,13 +4,14 @@
 //! queue and awaits the answer. When the queue is full the request is refused at once
 //! ([`PoolError::Overloaded`], answered 503) rather than queued for seconds.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -180,14 +181,77 @@ impl Job {
     }
 }
 
-/// Hashes with the current parameters; pure, runs on whatever thread calls it.
+thread_local! {
+    /// argon2's working memory (19 MiB with the default parameters), kept by each thread that
+    /// hashes (the pool's threads) instead of allocated per hash: freed per hash, blocks that
+    /// size stayed with the allocator's arenas and the process grew to hundreds of MB under
+    /// load; reused, a hashing thread holds one block set for its life.
+    static WORKSPACE: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs argon2 into `out` in this thread's working memory.
+fn compute(argon: &Argon2<'_>, password: &[u8], salt: &[u8], out: &mut [u8]) -> argon2::Result<()> {
+    let need = argon.params().block_count();
+    WORKSPACE.with(|w| {
+        let mut blocks = w.borrow_mut();
+        if blocks.len() < need {
+            blocks.resize(need, Block::new());
+        }
+        argon.hash_password_into_with_memory(password, salt, out, &mut blocks[..need])
+    })
+}
+
+/// Hashes with the current parameters; runs on whatever thread calls it (in the server, the
+/// pool's threads).
 pub fn hash_now(params: &HashParams, password: &str) -> Result<String, PasswordError> {
+    let err = |e: &dyn std::fmt::Display| PasswordError::Hash(e.to_string());
     let salt = SaltString::generate(&mut OsRng);
-    params
-        .argon2()?
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| PasswordError::Hash(e.to_string()))
+    let argon = params.argon2()?;
+    let mut salt_buf = [0u8; 64];
+    let salt_bytes = salt
+        .as_salt()
+        .decode_b64(&mut salt_buf)
+        .map_err(|e| err(&e))?;
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    compute(&argon, password.as_bytes(), salt_bytes, &mut out).map_err(|e| err(&e))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(argon.params()).map_err(|e| err(&e))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| err(&e))?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `password` gives the hash in `phc`, computed with the algorithm and parameters
+/// recorded there; anything unusable in it counts as a mismatch.
+fn matches_phc(phc: &PasswordHash<'_>, password: &str) -> bool {
+    let (Some(salt), Some(expected)) = (&phc.salt, &phc.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(phc.algorithm) else {
+        return false;
+    };
+    let version = match phc.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let Ok(params) = Params::try_from(phc) else {
+        return false;
+    };
+    let argon = Argon2::new(algorithm, version, params);
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt_bytes) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    Output::init_with(expected.len(), |out| {
+        compute(&argon, password.as_bytes(), salt_bytes, out)
+            .map_err(|_| argon2::password_hash::Error::Password)
+    })
+    // `Output`'s equality is constant-time.
+    .is_ok_and(|computed| computed == *expected)
 }
 
 /// A well-formed argon2id hash with these parameters that no password matches: a random salt
@@ -229,9 +293,7 @@ pub fn verify_now(
         });
     };
     // Verification uses the parameters recorded in the hash itself.
-    let ok = Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok();
+    let ok = matches_phc(&parsed, password);
     let rehash = if ok && !params.matches(&parsed) {
         Some(hash_now(params, password)?)
     } else {
@@ -270,6 +332,16 @@ impl HashPool {
     /// Starts `threads` workers (0 = one per core) with a queue of `queue` waiting jobs
     /// (0 = 32 per worker: about a second of waiting at the default parameters).
     pub fn start(params: HashParams, threads: usize, queue: usize) -> Result<Self, PasswordError> {
+        Self::start_with(params, threads, queue, HashScheduling::default())
+    }
+
+    /// [`HashPool::start`] with the threads scheduled as `scheduling` says.
+    pub fn start_with(
+        params: HashParams,
+        threads: usize,
+        queue: usize,
+        scheduling: HashScheduling,
+    ) -> Result<Self, PasswordError> {
         let threads = if threads == 0 {
             thread::available_parallelism()
                 .map(|n| n.get())
@@ -294,7 +366,7 @@ impl HashPool {
             let weak = Arc::downgrade(&inner);
             thread::Builder::new()
                 .name(format!("vedauth-hash-{i}"))
-                .spawn(move || worker(rx, params, weak))
+                .spawn(move || worker(rx, params, scheduling, weak))
                 .map_err(|e| PasswordError::Hash(e.to_string()))?;
         }
         Ok(Self(inner))
@@ -376,23 +448,62 @@ impl HashPool {
     }
 }
 
-/// The nice value of the hashing threads (the request-serving threads keep 0). A password
-/// check costs tens of milliseconds of CPU while a verify or refresh costs tens of
-/// microseconds: when both want the CPU, token traffic goes first and logins wait (and past the
-/// queue, are refused with 503). When nothing else runs, hashing still gets whole cores.
-const HASH_NICE: i32 = 10;
-
-/// Lowers the calling thread's priority (on Linux the nice value is per thread).
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), HASH_NICE)
-    {
-        tracing::debug!(error = %e, "could not lower the hashing thread's priority");
-    }
+/// How the hashing threads give way to request handling. A password check costs tens of
+/// milliseconds of CPU while a verify or refresh costs tens of microseconds: when both want the
+/// CPU, token traffic goes first and logins wait (and past the queue, are refused with 503).
+/// When nothing else runs, hashing gets whole cores either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HashScheduling {
+    /// Linux's `SCHED_IDLE` policy: a request-serving thread that wakes takes the core from a
+    /// hashing thread at once. (A positive nice value only lowers a thread's share: with
+    /// Linux's EEVDF scheduler the hashing thread still finishes its time slice first, and a
+    /// verify waits milliseconds at every wake-up.)
+    #[default]
+    Idle,
+    /// Nice 10: a smaller share of the CPU, no preemption on wake-up.
+    Nice,
 }
 
-fn worker(rx: Receiver<JobBox>, params: HashParams, pool: std::sync::Weak<Inner>) {
-    lower_priority();
+/// The nice value of [`HashScheduling::Nice`] (the request-serving threads keep 0).
+const HASH_NICE: i32 = 10;
+
+/// Lowers the calling thread's priority as `how` says (on Linux both are per thread).
+fn lower_priority(how: HashScheduling) {
+    #[cfg(target_os = "linux")]
+    let done = match how {
+        HashScheduling::Idle => {
+            use thread_priority::{
+                set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+                ThreadPriority, ThreadSchedulePolicy,
+            };
+            set_thread_priority_and_policy(
+                thread_native_id(),
+                ThreadPriority::Min,
+                ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+            )
+            .map_err(|e| format!("{e:?}"))
+        }
+        HashScheduling::Nice => {
+            rustix::process::setpriority_process(Some(rustix::thread::gettid()), HASH_NICE)
+                .map_err(|e| e.to_string())
+        }
+    };
+    #[cfg(target_os = "linux")]
+    if let Err(e) = done {
+        tracing::debug!(error = %e, "could not lower the hashing thread's priority");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = how;
+}
+
+fn worker(
+    rx: Receiver<JobBox>,
+    params: HashParams,
+    scheduling: HashScheduling,
+    pool: std::sync::Weak<Inner>,
+) {
+    lower_priority(scheduling);
     while let Ok(JobBox(job)) = rx.recv() {
         metrics::histogram!("vedauth_hash_wait_seconds")
             .record(job.queued().elapsed().as_secs_f64());
@@ -458,6 +569,39 @@ mod tests {
             parallelism: 0
         })
         .is_err());
+    }
+
+    /// Hashes made in reused working memory are the argon2 crate's own hashes: each side
+    /// verifies the other's, across parameter sets of different memory sizes on one thread.
+    #[test]
+    fn hashes_from_reused_memory_match_the_crates_own() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        for p in [
+            HashParams::insecure_for_tests(),
+            HashParams {
+                memory_kib: 256,
+                iterations: 2,
+                parallelism: 2,
+            },
+            HashParams::insecure_for_tests(),
+        ] {
+            let ours = hash_now(&p, "pässword").unwrap_or_default();
+            let parsed = PasswordHash::new(&ours).expect("phc");
+            assert!(p
+                .argon2()
+                .expect("params")
+                .verify_password("pässword".as_bytes(), &parsed)
+                .is_ok());
+            let salt = SaltString::generate(&mut OsRng);
+            let theirs = p
+                .argon2()
+                .expect("params")
+                .hash_password("pässword".as_bytes(), &salt)
+                .expect("hash")
+                .to_string();
+            assert!(verify_now(&p, &theirs, "pässword").expect("verify").ok);
+            assert!(!verify_now(&p, &theirs, "password").expect("verify").ok);
+        }
     }
 
     #[test]
