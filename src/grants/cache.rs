@@ -11,26 +11,45 @@ use moka::sync::Cache;
 use crate::domain::Grant;
 use crate::token::TokenDigest;
 
-/// A grant as verify hands it out, with room for one rendering of it that a face keeps for
-/// its hot path (the VEDauth face's verify body). The rendering is a function of the grant
-/// alone, so it is made once per cached grant and goes with it.
+/// A grant as verify hands it out, with room for the renderings of it that the faces keep for
+/// their hot paths. Each is a function of the grant alone (and of things that do not change
+/// while the grant is cached), so it is made once per cached grant and goes with it.
 #[derive(Debug)]
 pub struct LiveGrant {
     grant: Grant,
-    rendered: OnceLock<Bytes>,
+    rendered: [OnceLock<Bytes>; 2],
+}
+
+/// Which rendering (see [`LiveGrant::rendered`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Rendering {
+    /// The VEDauth face's verify body.
+    VerifyBody = 0,
+    /// The OAuth 2.0 face's introspection body for an access token.
+    IntrospectionBody = 1,
 }
 
 impl LiveGrant {
     pub fn new(grant: Grant) -> Self {
         Self {
             grant,
-            rendered: OnceLock::new(),
+            rendered: Default::default(),
         }
     }
 
-    /// The rendering, made by `render` the first time.
-    pub fn rendered(&self, render: impl FnOnce(&Grant) -> Bytes) -> Bytes {
-        self.rendered.get_or_init(|| render(&self.grant)).clone()
+    /// The rendering, made by `render` the first time; a rendering `render` declines (None)
+    /// is not kept.
+    pub fn rendered(
+        &self,
+        which: Rendering,
+        render: impl FnOnce(&Grant) -> Option<Bytes>,
+    ) -> Option<Bytes> {
+        let slot = &self.rendered[which as usize];
+        if let Some(b) = slot.get() {
+            return Some(b.clone());
+        }
+        let b = render(&self.grant)?;
+        Some(slot.get_or_init(|| b).clone())
     }
 }
 
@@ -98,5 +117,44 @@ impl VerifyCache {
     pub fn forget_all(&self) {
         self.dropped.fetch_add(1, Ordering::SeqCst);
         self.cache.invalidate_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant() -> Grant {
+        Grant {
+            id: "g".into(),
+            client_id: "app".into(),
+            identity: "local:{1}".into(),
+            granted_to: "local:{1}".into(),
+            scope: Default::default(),
+            issued_at: 0,
+            expires_at: None,
+            renewable: true,
+            access_validity: 60,
+            access_digest: TokenDigest::of("a"),
+            access_issued_at: 0,
+            access_expires_at: 60,
+            refresh_digest: None,
+        }
+    }
+
+    #[test]
+    fn a_rendering_is_made_once_and_a_declined_one_is_not_kept() {
+        let g = LiveGrant::new(grant());
+        assert_eq!(g.rendered(Rendering::IntrospectionBody, |_| None), None);
+        let made = g.rendered(Rendering::IntrospectionBody, |g| {
+            Some(Bytes::from(g.client_id.to_string()))
+        });
+        assert_eq!(made.as_deref(), Some(&b"app"[..]));
+        let again = g.rendered(Rendering::IntrospectionBody, |_| {
+            Some(Bytes::from_static(b"other"))
+        });
+        assert_eq!(again.as_deref(), Some(&b"app"[..]));
+        // The other slot is its own.
+        assert_eq!(g.rendered(Rendering::VerifyBody, |_| None), None);
     }
 }

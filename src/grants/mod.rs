@@ -24,7 +24,7 @@ use crate::identity::Identities;
 use crate::secret::Secret;
 use crate::token::{self, TokenDigest};
 
-pub use cache::{LiveGrant, VerifyCache};
+pub use cache::{LiveGrant, Rendering, VerifyCache};
 pub use clients::client_marker;
 pub use device::{DeviceDecision, DevicePending, DeviceStart, DeviceStarted};
 pub use error::{reject_word, GrantError, ScopeLimit};

@@ -3,6 +3,8 @@
 //! (percent-decoding, `.`/`..` and empty segments) and matched case-insensitively, so that a
 //! spelling the upstream treats as the same path cannot dodge a rule.
 
+use std::collections::HashMap;
+
 use crate::config::GatewayConfig;
 use crate::scope::{Scope, CATALOGUE};
 
@@ -65,8 +67,9 @@ enum Seg {
 
 #[derive(Debug, Clone)]
 struct MapEntry {
-    method: String,
     segs: Vec<Seg>,
+    /// Literal segments: the more, the more specific.
+    literals: usize,
     need: Need,
 }
 
@@ -83,7 +86,9 @@ struct Rule {
 #[derive(Debug, Clone, Default)]
 pub struct Routes {
     rules: Vec<Rule>,
-    map: Vec<MapEntry>,
+    /// The scope map by method and segment count: a check compares its path with the few
+    /// entries of its shape, not with all 371.
+    map: HashMap<(String, usize), Vec<MapEntry>>,
     pub require_route: bool,
 }
 
@@ -121,7 +126,7 @@ impl Routes {
         }
         // Longest prefix first: the first rule that matches is the most specific.
         rules.sort_by_key(|r| std::cmp::Reverse(r.segs.len()));
-        let mut map = Vec::new();
+        let mut map: HashMap<(String, usize), Vec<MapEntry>> = HashMap::new();
         for line in VEDSDK_SCOPES.lines() {
             if line.starts_with('#') || line.trim().is_empty() {
                 continue;
@@ -131,7 +136,7 @@ impl Routes {
             else {
                 return Err(format!("scope map line '{line}' has not three columns"));
             };
-            let segs = path
+            let segs: Vec<Seg> = path
                 .split('/')
                 .filter(|s| !s.is_empty())
                 .map(|s| {
@@ -142,11 +147,14 @@ impl Routes {
                     }
                 })
                 .collect();
-            map.push(MapEntry {
-                method: method.to_ascii_uppercase(),
-                segs,
-                need: Need::parse(scope).map_err(|e| format!("scope map {path}: {e}"))?,
-            });
+            let literals = segs.iter().filter(|s| matches!(s, Seg::Lit(_))).count();
+            map.entry((method.to_ascii_uppercase(), segs.len()))
+                .or_default()
+                .push(MapEntry {
+                    segs,
+                    literals,
+                    need: Need::parse(scope).map_err(|e| format!("scope map {path}: {e}"))?,
+                });
         }
         Ok(Self {
             rules,
@@ -170,17 +178,16 @@ impl Routes {
         // HEAD is answered like GET by the upstream, so it needs what GET needs.
         let method = if method == "HEAD" { "GET" } else { &method };
         self.map
+            .get(&(method.to_string(), segs.len()))?
             .iter()
             .filter(|e| {
-                e.method == method
-                    && e.segs.len() == segs.len()
-                    && e.segs.iter().zip(&segs).all(|(p, s)| match p {
-                        Seg::Lit(l) => l == s,
-                        Seg::Any => true,
-                    })
+                e.segs.iter().zip(&segs).all(|(p, s)| match p {
+                    Seg::Lit(l) => l == s,
+                    Seg::Any => true,
+                })
             })
             // A literal segment beats a placeholder (`certificates/retrieve` over `{guid}`).
-            .max_by_key(|e| e.segs.iter().filter(|s| matches!(s, Seg::Lit(_))).count())
+            .max_by_key(|e| e.literals)
             .map(|e| &e.need)
     }
 }

@@ -2,14 +2,18 @@
 
 use axum::extract::State;
 use axum::response::Response;
+use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::super::common::{bearer, json_response, no_store, Client, CommonError, Params};
+use super::super::common::{
+    bearer, json_bytes, json_rendered, json_response, no_store, Client, CommonError, Params,
+};
 use super::super::ApiState;
 use super::client::presented;
 use super::{tpp_scope, OAuthError};
-use crate::grants::{GrantError, TokenUse};
+use crate::domain::Grant;
+use crate::grants::{GrantError, Rendering, TokenUse};
 use crate::scope::Scope;
 
 /// The token parameter. Tokens hold `+`, `/` and `=`: a caller that did not percent-encode
@@ -113,6 +117,32 @@ pub async fn introspect(
             return Ok(inactive());
         }
     }
+    let body = match kind {
+        // Kept with the cached grant: a gateway introspects the same token on every call.
+        TokenUse::Access => match grant.rendered(Rendering::IntrospectionBody, |_| None) {
+            Some(body) => body,
+            None => {
+                let name = app.services.display_name(&grant.identity).await;
+                // Not kept without the name (its directory did not answer this time).
+                grant
+                    .rendered(Rendering::IntrospectionBody, |g| {
+                        let name = name.as_deref()?;
+                        Some(active_body(g, kind, Some(name), &app.issuer))
+                    })
+                    .unwrap_or_else(|| active_body(&grant, kind, name.as_deref(), &app.issuer))
+            }
+        },
+        TokenUse::Refresh => {
+            let name = app.services.display_name(&grant.identity).await;
+            active_body(&grant, kind, name.as_deref(), &app.issuer)
+        }
+    };
+    Ok(no_store(json_rendered(StatusCode::OK, body)))
+}
+
+/// The answer for a live token. `name`: the identity's name, left out when its directory does
+/// not answer rather than failing the introspection.
+fn active_body(grant: &Grant, kind: TokenUse, name: Option<&str>, issuer: &str) -> Bytes {
     let (iat, exp) = match kind {
         TokenUse::Access => (grant.access_issued_at, Some(grant.access_expires_at)),
         TokenUse::Refresh => (grant.access_issued_at, grant.expires_at),
@@ -121,10 +151,8 @@ pub async fn introspect(
     m.insert("active".into(), json!(true));
     m.insert("scope".into(), json!(expanded_scope(&grant.scope)));
     m.insert("client_id".into(), json!(grant.client_id));
-    // A directory that does not answer leaves the name out rather than failing the
-    // introspection.
-    if let Some(name) = app.services.display_name(&grant.identity).await {
-        m.insert("username".into(), json!(&*name));
+    if let Some(name) = name {
+        m.insert("username".into(), json!(name));
     }
     m.insert("sub".into(), json!(grant.identity));
     m.insert("token_type".into(), json!("Bearer"));
@@ -134,14 +162,14 @@ pub async fn introspect(
     }
     m.insert("iat".into(), json!(iat));
     m.insert("nbf".into(), json!(iat));
-    m.insert("iss".into(), json!(app.issuer.trim_end_matches('/')));
+    m.insert("iss".into(), json!(issuer.trim_end_matches('/')));
     m.insert("vedauth_scope".into(), json!(grant.scope));
     m.insert("grant_issued".into(), json!(grant.issued_at));
     m.insert(
         "grant_expires".into(),
         grant.expires_at.map_or(Value::Null, |e| json!(e)),
     );
-    Ok(no_store(json_response(StatusCode::OK, &m)))
+    json_bytes(&m)
 }
 
 pub async fn revoke(

@@ -17,7 +17,7 @@ use crate::grants::{
     CertificateRequest, GrantError, GrantRequest, IssuedTokens, JwtRequest, PasswordRequest,
     RefreshRequest,
 };
-use crate::grants::{DeviceStart, DeviceTokenRequest, DEVICE_CODE_GRANT};
+use crate::grants::{DeviceStart, DeviceTokenRequest, Rendering, DEVICE_CODE_GRANT};
 use crate::wire_time::{DotnetDate, Iso8601};
 
 /// The success body of authorize and refresh; field order as docs/protocol.md §5.
@@ -243,7 +243,11 @@ pub async fn verify(
     let token = bearer(&headers).ok_or_else(VedauthError::invalid_token)?;
     let grant = app.services.verify(token).await?;
     // Rendered once per cached grant: a resource server verifies the same token many times.
-    let body = grant.rendered(|g| json_bytes(&VerifyBody::of(g)));
+    let body = grant
+        .rendered(Rendering::VerifyBody, |g| {
+            Some(json_bytes(&VerifyBody::of(g)))
+        })
+        .unwrap_or_default();
     let mut res = json_rendered(StatusCode::OK, body);
     res.extensions_mut().insert(TOKEN_IS_VALID);
     Ok(no_store(res))
