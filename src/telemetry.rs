@@ -1,5 +1,6 @@
 //! Metrics (Prometheus text format), request ids, access logs and the log format.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -37,6 +38,41 @@ pub fn run_upkeep() {
     if let Some(Some(h)) = HANDLE.get() {
         h.run_upkeep();
     }
+}
+
+/// The request metrics' handles for an endpoint and status. Once the recorder is installed
+/// they are kept: the macros build and look up a labelled key on every call (2.8 % of a cached
+/// verify's CPU in a profile). Before, nothing is kept, since a handle taken then would stay
+/// a no-op.
+fn request_metrics(
+    endpoint: &'static str,
+    status: &'static str,
+) -> (metrics::Counter, metrics::Histogram) {
+    type Handles = (metrics::Counter, metrics::Histogram);
+    static KEPT: OnceLock<std::sync::RwLock<HashMap<(&'static str, &'static str), Handles>>> =
+        OnceLock::new();
+    let make = || -> Handles {
+        (
+            metrics::counter!("vedauth_http_requests_total", "endpoint" => endpoint, "status" => status),
+            metrics::histogram!("vedauth_http_request_duration_seconds", "endpoint" => endpoint),
+        )
+    };
+    if !matches!(HANDLE.get(), Some(Some(_))) {
+        return make();
+    }
+    let kept = KEPT.get_or_init(Default::default);
+    if let Some(h) = kept
+        .read()
+        .ok()
+        .and_then(|m| m.get(&(endpoint, status)).cloned())
+    {
+        return h;
+    }
+    let h = make();
+    if let Ok(mut m) = kept.write() {
+        m.insert((endpoint, status), h.clone());
+    }
+    h
 }
 
 /// A `'static` copy of a label value, made once per distinct value: route patterns and status
@@ -117,9 +153,9 @@ pub async fn observe(req: Request<Body>, next: Next) -> Response {
     let mut res = next.run(req).instrument(span.clone()).await;
     let elapsed = start.elapsed();
     let status = res.status().as_u16();
-    metrics::counter!("vedauth_http_requests_total", "endpoint" => endpoint, "status" => intern(res.status().as_str())).increment(1);
-    metrics::histogram!("vedauth_http_request_duration_seconds", "endpoint" => endpoint)
-        .record(elapsed.as_secs_f64());
+    let (count, duration) = request_metrics(endpoint, intern(res.status().as_str()));
+    count.increment(1);
+    duration.record(elapsed.as_secs_f64());
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert("x-request-id", v);
     }
