@@ -1737,7 +1737,18 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
         .worker_threads(a.driver_threads.max(1))
         .enable_all()
         .build()?;
-    rt.block_on(run_async(a))
+    rt.block_on(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        // Ctrl-C or SIGTERM ends the run the way an error does: its future is dropped, and with
+        // it every server (killed) and the PostgreSQL cluster (stopped).
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            r = run_async(a) => r,
+            _ = int.recv() => bail!("interrupted (SIGINT)"),
+            _ = term.recv() => bail!("terminated (SIGTERM)"),
+        }
+    })
 }
 
 async fn run_async(a: RunArgs) -> anyhow::Result<()> {
