@@ -1553,11 +1553,20 @@ async fn pg_prepare(a: &RunArgs) -> anyhow::Result<(PgCluster, String)> {
     );
     let t = Instant::now();
     let db = std::path::absolute(a.work.join("data").join(vedauth::assembly::DB_FILE))?;
+    // The copy imports each aggregate as one store operation, and PostgreSQL operations are
+    // bounded by database.operation_timeout_secs (10 s by default): 100,000 grants took 9.5 s
+    // on this 2-core machine with a build running, so the copy gets a config of its own.
+    let copy_toml = a.work.join("vedauth-copy.toml");
+    std::fs::write(
+        &copy_toml,
+        std::fs::read_to_string(a.work.join("vedauth.toml"))?
+            + "[database]\noperation_timeout_secs = 600\n",
+    )?;
     let out = Command::new(&a.vedauth)
         .arg("--data-dir")
         .arg(a.work.join("data"))
         .arg("--config")
-        .arg(a.work.join("vedauth.toml"))
+        .arg(&copy_toml)
         .args(["store", "copy", "--from"])
         .arg(format!("sqlite:{}", db.display()))
         .arg("--to")
