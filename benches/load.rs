@@ -92,8 +92,12 @@ struct RunArgs {
     markdown: Option<PathBuf>,
     /// Phases to run (comma-separated): bare, password, burst, refresh, verify, cold, revoke,
     /// mixed, gateway, introspect, jwt, cert (TLS only: handshakes with a client certificate and
-    /// the certificate grant, next to a bare TLS handshake), or all. Targets are judged only for
-    /// the phases that ran.
+    /// the certificate grant, next to a bare TLS handshake), pg (refresh, cached and cold verify
+    /// and revoke against vedauth on a throwaway PostgreSQL cluster started under --work, on one
+    /// node and on two nodes sharing the database; pg1 or pg2 for one of the two), or all.
+    /// Targets are judged only for the phases that ran (PostgreSQL's cached verify is judged
+    /// against SQLite's: add verify). Run as root, the cluster runs as the user vedauth-pg,
+    /// which must be able to reach --work (every parent directory o+x).
     #[arg(long, default_value = "all")]
     phases: String,
 }
@@ -304,17 +308,49 @@ fn reset_peak(pid: u32) {
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
 }
 
+/// The fields of `/proc/<pid>/stat` after the command name (which ends with the last ')'), so
+/// that index 0 is the state, 1 the parent pid, 11/12 utime/stime, 13/14 cutime/cstime.
+fn stat_fields(pid: u32) -> Vec<u64> {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Vec::new();
+    };
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    // The state is a letter: 0 in its place keeps the indices.
+    rest.split_whitespace()
+        .map(|v| v.parse::<u64>().unwrap_or(0))
+        .collect()
+}
+
 /// CPU ticks (USER_HZ) a process has used.
 fn proc_ticks(pid: u32) -> u64 {
-    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    // Fields after the command name, which ends with the last ')'.
-    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let f = stat_fields(pid);
+    let get = |i: usize| f.get(i).copied().unwrap_or(0);
     // utime and stime are fields 14 and 15 of stat; 12 and 13 after the name and state.
     get(11) + get(12)
+}
+
+/// CPU ticks of a database cluster: the postmaster and each of its children (backends,
+/// checkpointer, WAL writer, autovacuum...), each with the ticks of its own reaped children, and
+/// those of the children the postmaster has already reaped (a backend that ended mid-phase).
+fn cluster_ticks(postmaster: u32) -> u64 {
+    let with_reaped = |pid: u32| {
+        let f = stat_fields(pid);
+        (11..=14)
+            .map(|i| f.get(i).copied().unwrap_or(0))
+            .sum::<u64>()
+    };
+    let mut total = with_reaped(postmaster);
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid != postmaster && stat_fields(pid).get(1) == Some(&(postmaster as u64)) {
+                total += with_reaped(pid);
+            }
+        }
+    }
+    total
 }
 
 /// Busy CPU ticks of the whole machine.
@@ -344,42 +380,74 @@ fn loadavg() -> String {
         .unwrap_or_default()
 }
 
-/// Where the CPU went during a phase, in cores: the server, this driver, everything else.
+/// Where the CPU went during a phase, in cores: the server (all its nodes), this driver, the
+/// database cluster (PostgreSQL phases), everything else.
 #[derive(Debug, Clone, Copy, Default)]
 struct CpuUse {
     server: f64,
     driver: f64,
+    db: Option<f64>,
     other: f64,
 }
 
+/// The processes a phase measures: vedauth's node(s) and, on PostgreSQL, the cluster's
+/// postmaster (whose children are counted with it).
+#[derive(Debug, Clone, Default)]
+struct Watch {
+    servers: Vec<u32>,
+    db: Option<u32>,
+}
+
+impl Watch {
+    fn server(pid: Option<u32>) -> Self {
+        Self {
+            servers: pid.into_iter().collect(),
+            db: None,
+        }
+    }
+}
+
 struct CpuMeter {
-    server_pid: Option<u32>,
+    watch: Watch,
     t0: Instant,
     server0: u64,
+    db0: u64,
     driver0: u64,
     machine0: u64,
 }
 
 impl CpuMeter {
-    fn start(server_pid: Option<u32>) -> Self {
+    fn start(watch: &Watch) -> Self {
         Self {
-            server_pid,
+            watch: watch.clone(),
             t0: Instant::now(),
-            server0: server_pid.map(proc_ticks).unwrap_or(0),
+            server0: watch.servers.iter().map(|p| proc_ticks(*p)).sum(),
+            db0: watch.db.map(cluster_ticks).unwrap_or(0),
             driver0: proc_ticks(std::process::id()),
             machine0: machine_ticks(),
         }
     }
     fn stop(&self) -> CpuUse {
         let secs = self.t0.elapsed().as_secs_f64().max(1e-3);
-        let server = self.server_pid.map(proc_ticks).unwrap_or(0) - self.server0;
+        let server = self
+            .watch
+            .servers
+            .iter()
+            .map(|p| proc_ticks(*p))
+            .sum::<u64>()
+            .saturating_sub(self.server0);
+        let db = self
+            .watch
+            .db
+            .map(|p| cluster_ticks(p).saturating_sub(self.db0));
         let driver = proc_ticks(std::process::id()) - self.driver0;
         let machine = machine_ticks() - self.machine0;
         let hz = 100.0;
         CpuUse {
             server: server as f64 / hz / secs,
             driver: driver as f64 / hz / secs,
-            other: machine.saturating_sub(server + driver) as f64 / hz / secs,
+            db: db.map(|d| d as f64 / hz / secs),
+            other: machine.saturating_sub(server + driver + db.unwrap_or(0)) as f64 / hz / secs,
         }
     }
 }
@@ -410,6 +478,17 @@ impl Server {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A server left running by an error is killed, so that none outlives the run (nor the
+/// database cluster it talks to).
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -933,10 +1012,25 @@ struct Phase {
     fresh: bool,
 }
 
-/// Runs `conc` connections, each with its own `Work`, until `max_requests` have been sent in
-/// all or `duration` has passed (whichever first). Connections are opened before the clock
-/// starts; a broken one is reopened and counted as an error.
+/// `drive_on` one node, measuring the server `server_pid`.
 async fn drive<F>(target: &Target, p: &Phase, server_pid: Option<u32>, make: F) -> Stats
+where
+    F: Fn(usize) -> Box<dyn Work>,
+{
+    drive_on(
+        std::slice::from_ref(target),
+        p,
+        &Watch::server(server_pid),
+        make,
+    )
+    .await
+}
+
+/// Runs `conc` connections, each with its own `Work`, until `max_requests` have been sent in
+/// all or `duration` has passed (whichever first). Connection `w` goes to node `w % nodes`,
+/// so that several nodes share the load evenly. Connections are opened before the clock
+/// starts; a broken one is reopened and counted as an error.
+async fn drive_on<F>(targets: &[Target], p: &Phase, watch: &Watch, make: F) -> Stats
 where
     F: Fn(usize) -> Box<dyn Work>,
 {
@@ -945,7 +1039,8 @@ where
     let mut tasks = Vec::new();
     for w in 0..p.conc {
         let mut work = make(w);
-        let (target, issued, start) = (target.clone(), issued.clone(), start.clone());
+        let target = targets[w % targets.len().max(1)].clone();
+        let (issued, start) = (issued.clone(), start.clone());
         let (max, dur, fresh) = (p.max_requests, p.duration, p.fresh);
         tasks.push(tokio::spawn(async move {
             let mut st = Stats::default();
@@ -999,10 +1094,10 @@ where
         }));
     }
     start.wait().await;
-    if let Some(pid) = server_pid {
-        reset_peak(pid);
+    for pid in &watch.servers {
+        reset_peak(*pid);
     }
-    let cpu = CpuMeter::start(server_pid);
+    let cpu = CpuMeter::start(watch);
     let t0 = Instant::now();
     let mut total = Stats::default();
     // The loops end by themselves; this bound only guards against a hung connection.
@@ -1022,7 +1117,16 @@ where
     }
     total.elapsed = t0.elapsed();
     total.cpu = cpu.stop();
-    total.peak_rss_kib = server_pid.and_then(|pid| status_kib(pid, "VmHWM:"));
+    // Several nodes: the sum of their peaks.
+    total.peak_rss_kib = if watch.servers.is_empty() {
+        None
+    } else {
+        watch
+            .servers
+            .iter()
+            .map(|pid| status_kib(*pid, "VmHWM:"))
+            .sum()
+    };
     total
 }
 
@@ -1051,6 +1155,17 @@ async fn scrape(t: &Target) -> BTreeMap<String, f64> {
                     out.insert(k.to_string(), v);
                 }
             }
+        }
+    }
+    out
+}
+
+/// The samples of every node, added up (counters and histograms of several nodes sum).
+async fn scrape_all(targets: &[Target]) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for t in targets {
+        for (k, v) in scrape(t).await {
+            *out.entry(k).or_default() += v;
         }
     }
     out
@@ -1108,6 +1223,406 @@ struct Goal {
     name: String,
     met: bool,
     detail: String,
+}
+
+/// vedauth under test in one configuration: its node(s), the processes the CPU meter watches,
+/// and the label its rows and log lines carry ("" for the SQLite node).
+struct Sut {
+    transport: &'static str,
+    label: String,
+    targets: Vec<Target>,
+    watch: Watch,
+    dur: Duration,
+}
+
+impl Sut {
+    fn phase(&self, conc: usize, max_requests: u64) -> Phase {
+        Phase {
+            conc,
+            max_requests,
+            duration: self.dur,
+            fresh: false,
+        }
+    }
+
+    fn name(&self, what: &str) -> String {
+        format!("{}{what}", self.label)
+    }
+
+    /// Logs a phase's rate, adds its diagnosis (when scraped) and its row.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        what: &str,
+        conc: usize,
+        st: &Stats,
+        baseline: f64,
+        load: (String, String),
+        metrics: Option<(BTreeMap<String, f64>, BTreeMap<String, f64>)>,
+        rows: &mut Vec<Row>,
+        diagnosis: &mut Vec<String>,
+    ) {
+        eprintln!("{} {}: {:.0}/s", self.transport, self.name(what), st.rate());
+        if let Some((m0, m1)) = metrics {
+            diagnosis.push(format!(
+                "{} {}: {}",
+                self.transport,
+                self.name(what),
+                store_summary(&m0, &m1)
+            ));
+        }
+        rows.push(Row {
+            transport: self.transport,
+            name: self.name(what),
+            conc,
+            stats: st.clone(),
+            baseline: Some(baseline),
+            load,
+        });
+    }
+}
+
+// The store-bound phases, the same code for every store and number of nodes. Each takes a
+// token set no other phase touches (refresh and revoke consume theirs; so does cold verify,
+// whose tokens must not be in any cache).
+
+/// Refresh with rotation: 16 connections, each over its own share of `set`.
+async fn refresh_phase(
+    s: &Sut,
+    set: &[(String, String, String)],
+    bare_post: f64,
+    rows: &mut Vec<Row>,
+    diagnosis: &mut Vec<String>,
+) -> Stats {
+    let m0 = scrape_all(&s.targets).await;
+    let l0 = loadavg();
+    let per_conn = (set.len() / 16).max(1);
+    let st = drive_on(&s.targets, &s.phase(16, 10_000_000), &s.watch, |w| {
+        Box::new(Refresh {
+            grants: set
+                .iter()
+                .skip(w * per_conn)
+                .take(per_conn)
+                .map(|g| (g.0.clone(), g.2.clone()))
+                .collect(),
+            i: 0,
+        })
+    })
+    .await;
+    let m1 = scrape_all(&s.targets).await;
+    s.record(
+        "refresh (rotation)",
+        16,
+        &st,
+        bare_post,
+        (l0, loadavg()),
+        Some((m0, m1)),
+        rows,
+        diagnosis,
+    );
+    st
+}
+
+/// Verify, cached: one warm-up pass over the hot tokens on every node (each has its own
+/// cache), then the timed run.
+async fn verify_hot_phase(
+    s: &Sut,
+    hot: &Arc<Vec<String>>,
+    bare_get: f64,
+    rows: &mut Vec<Row>,
+    diagnosis: &mut Vec<String>,
+) -> Stats {
+    for t in &s.targets {
+        let hot_next = Arc::new(AtomicUsize::new(0));
+        let _ = drive(t, &s.phase(16, hot.len() as u64), None, |_| {
+            Box::new(Once {
+                tokens: hot.clone(),
+                next: hot_next.clone(),
+                path: "/vedauth/authorize/verify",
+            })
+        })
+        .await;
+    }
+    let l0 = loadavg();
+    let st = drive_on(&s.targets, &s.phase(64, 10_000_000), &s.watch, |w| {
+        Box::new(HotVerify {
+            tokens: hot.clone(),
+            i: w * 13,
+        })
+    })
+    .await;
+    s.record(
+        "verify, cached",
+        64,
+        &st,
+        bare_get,
+        (l0, loadavg()),
+        None,
+        rows,
+        diagnosis,
+    );
+    st
+}
+
+/// Verify, cold: distinct tokens, each verified once.
+async fn cold_phase(
+    s: &Sut,
+    cold: &Arc<Vec<String>>,
+    bare_get: f64,
+    rows: &mut Vec<Row>,
+    diagnosis: &mut Vec<String>,
+) -> Stats {
+    let m0 = scrape_all(&s.targets).await;
+    let l0 = loadavg();
+    let next = Arc::new(AtomicUsize::new(0));
+    let st = drive_on(
+        &s.targets,
+        &s.phase(64, cold.len() as u64),
+        &s.watch,
+        |_| {
+            Box::new(Once {
+                tokens: cold.clone(),
+                next: next.clone(),
+                path: "/vedauth/authorize/verify",
+            })
+        },
+    )
+    .await;
+    let m1 = scrape_all(&s.targets).await;
+    s.record(
+        "verify, cold (each token once)",
+        64,
+        &st,
+        bare_get,
+        (l0, loadavg()),
+        Some((m0, m1)),
+        rows,
+        diagnosis,
+    );
+    st
+}
+
+/// Revoke: each token of `revoke` once.
+async fn revoke_phase(
+    s: &Sut,
+    revoke: &Arc<Vec<String>>,
+    bare_revoke: f64,
+    rows: &mut Vec<Row>,
+    diagnosis: &mut Vec<String>,
+) -> Stats {
+    let m0 = scrape_all(&s.targets).await;
+    let l0 = loadavg();
+    let next = Arc::new(AtomicUsize::new(0));
+    let st = drive_on(
+        &s.targets,
+        &s.phase(16, revoke.len() as u64),
+        &s.watch,
+        |_| {
+            Box::new(Once {
+                tokens: revoke.clone(),
+                next: next.clone(),
+                path: "/vedauth/revoke/token",
+            })
+        },
+    )
+    .await;
+    let m1 = scrape_all(&s.targets).await;
+    s.record(
+        "revoke",
+        16,
+        &st,
+        bare_revoke,
+        (l0, loadavg()),
+        Some((m0, m1)),
+        rows,
+        diagnosis,
+    );
+    st
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL.
+
+/// The repository's throwaway-cluster script (loopback only, a free port, a random password).
+const PG_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg");
+
+/// A throwaway PostgreSQL cluster in a directory of the run's work directory. Dropping it stops
+/// it, so every way out of the run (errors included) stops it; should the driver itself be
+/// killed, `scripts/pg watch` (in a process group of its own, out of reach of a Ctrl-C meant for
+/// the driver) stops it and removes its directory.
+struct PgCluster {
+    dir: PathBuf,
+    url: String,
+    watcher: Option<Child>,
+}
+
+impl PgCluster {
+    fn start(dir: &Path) -> anyhow::Result<Self> {
+        use std::os::unix::process::CommandExt as _;
+        std::fs::create_dir_all(dir)?;
+        let dir = std::path::absolute(dir)?;
+        let watcher = Command::new(PG_SCRIPT)
+            .arg("watch")
+            .arg(std::process::id().to_string())
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {PG_SCRIPT} watch"))?;
+        let mut c = Self {
+            dir,
+            url: String::new(),
+            watcher: Some(watcher),
+        };
+        c.url = c.script("start")?;
+        Ok(c)
+    }
+
+    /// Runs `scripts/pg CMD DIR`; returns the last line it printed.
+    fn script(&self, cmd: &str) -> anyhow::Result<String> {
+        let out = Command::new(PG_SCRIPT)
+            .arg(cmd)
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {PG_SCRIPT} {cmd}"))?;
+        if !out.status.success() {
+            bail!(
+                "scripts/pg {cmd} {} failed: {}",
+                self.dir.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_string())
+    }
+
+    /// Stops and starts the cluster (settings that need a restart); it keeps its port and URL.
+    fn restart(&mut self) -> anyhow::Result<()> {
+        self.script("stop")?;
+        self.url = self.script("start")?;
+        Ok(())
+    }
+
+    /// The postmaster's pid, from the first line of `postmaster.pid`.
+    fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        if let Err(e) = self.script("stop") {
+            eprintln!("bench: {e:#}");
+        }
+        // Stopped: the watcher's work is done (and the directory stays for its log).
+        if let Some(mut w) = self.watcher.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+}
+
+/// Starts the cluster and fills it with the seeded population through the real command line
+/// (`vedauth store copy` from the seeded SQLite file), before any phase has consumed a token.
+/// The copy runs with the script's throwaway settings (fsync off: loading is not measured);
+/// then the cluster is analysed and restarted with PostgreSQL's own defaults for durability
+/// (fsync, synchronous_commit, full_page_writes on) and memory (shared_buffers 128 MB), so
+/// that every measured commit is as durable as SQLite's synchronous=FULL. Returns the cluster
+/// and a line describing it.
+async fn pg_prepare(a: &RunArgs) -> anyhow::Result<(PgCluster, String)> {
+    use sqlx::Connection as _;
+    let t0 = Instant::now();
+    let mut pg = PgCluster::start(&a.work.join("pg"))?;
+    eprintln!(
+        "PostgreSQL cluster started in {} ({:.1} s)",
+        pg.dir.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    let db = std::path::absolute(a.work.join("data").join(vedauth::assembly::DB_FILE))?;
+    // The copy imports each aggregate as one store operation, and PostgreSQL operations are
+    // bounded by database.operation_timeout_secs (10 s by default): 100,000 grants took 9.5 s
+    // on this 2-core machine with a build running, so the copy gets a config of its own.
+    let copy_toml = a.work.join("vedauth-copy.toml");
+    std::fs::write(
+        &copy_toml,
+        std::fs::read_to_string(a.work.join("vedauth.toml"))?
+            + "[database]\noperation_timeout_secs = 600\n",
+    )?;
+    let out = Command::new(&a.vedauth)
+        .arg("--data-dir")
+        .arg(a.work.join("data"))
+        .arg("--config")
+        .arg(&copy_toml)
+        .args(["store", "copy", "--from"])
+        .arg(format!("sqlite:{}", db.display()))
+        .arg("--to")
+        .arg(&pg.url)
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "vedauth store copy failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let copy_secs = t.elapsed().as_secs_f64();
+    eprintln!(
+        "{} ({copy_secs:.1} s)",
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+    let mut c = sqlx::PgConnection::connect(&pg.url).await?;
+    for q in [
+        "VACUUM ANALYZE",
+        "ALTER SYSTEM SET fsync = on",
+        "ALTER SYSTEM SET synchronous_commit = on",
+        "ALTER SYSTEM SET full_page_writes = on",
+        "ALTER SYSTEM SET shared_buffers = '128MB'",
+    ] {
+        sqlx::raw_sql(q)
+            .execute(&mut c)
+            .await
+            .with_context(|| q.to_string())?;
+    }
+    c.close().await?;
+    pg.restart()?;
+    let mut c = sqlx::PgConnection::connect(&pg.url).await?;
+    let mut shown = Vec::new();
+    for name in [
+        "server_version",
+        "fsync",
+        "synchronous_commit",
+        "full_page_writes",
+        "shared_buffers",
+    ] {
+        let v: String = sqlx::query_scalar(&format!("SHOW {name}"))
+            .fetch_one(&mut c)
+            .await?;
+        shown.push(format!("{name}={v}"));
+    }
+    c.close().await?;
+    let port = pg.url.rsplit(':').next().unwrap_or_default();
+    let line = format!(
+        "PostgreSQL on 127.0.0.1:{} (postmaster pid {}), {}; filled by `vedauth store copy` in {copy_secs:.1} s",
+        port.split('/').next().unwrap_or_default(),
+        pg.pid().unwrap_or(0),
+        shown.join(", ")
+    );
+    eprintln!("{line}");
+    Ok((pg, line))
 }
 
 fn bare_req_get(path: &'static str) -> Req {
@@ -1231,7 +1746,18 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
         .worker_threads(a.driver_threads.max(1))
         .enable_all()
         .build()?;
-    rt.block_on(run_async(a))
+    rt.block_on(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        // Ctrl-C or SIGTERM ends the run the way an error does: its future is dropped, and with
+        // it every server (killed) and the PostgreSQL cluster (stopped).
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            r = run_async(a) => r,
+            _ = int.recv() => bail!("interrupted (SIGINT)"),
+            _ = term.recv() => bail!("terminated (SIGTERM)"),
+        }
+    })
 }
 
 async fn run_async(a: RunArgs) -> anyhow::Result<()> {
@@ -1298,8 +1824,18 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         None
     };
 
+    // PostgreSQL: a throwaway cluster under the work directory holding a copy of the seeded
+    // population, made before any phase consumed a token. Dropped (stopped) on every way out.
+    let pg1 = want("pg") || want("pg1");
+    let pg2 = want("pg") || want("pg2");
+    let pg = if pg1 || pg2 {
+        Some(pg_prepare(&a).await?)
+    } else {
+        None
+    };
+
     let l0 = loadavg();
-    let cpu = CpuMeter::start(None);
+    let cpu = CpuMeter::start(&Watch::default());
     let (argon2_rate, threads) = argon2_ceiling(a.duration.min(5))?;
     let mut argon2_rates: Vec<(&'static str, f64)> = Vec::new();
     let acpu = cpu.stop();
@@ -1328,7 +1864,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
     let ca = a.work.join("data/tls/ca.crt");
 
     let mut rows: Vec<Row> = Vec::new();
-    let mut starts: Vec<(&'static str, Duration, u64)> = Vec::new();
+    let mut starts: Vec<(String, Duration, u64)> = Vec::new();
     let mut targets: Vec<Goal> = Vec::new();
     let mut diagnosis: Vec<String> = Vec::new();
 
@@ -1491,7 +2027,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
             ready.as_secs_f64() * 1000.0,
             idle as f64 / 1024.0
         ));
-        starts.push((transport, ready, idle));
+        starts.push((transport.to_string(), ready, idle));
         let target = Target {
             addr,
             tls: client.clone(),
@@ -1501,6 +2037,13 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
             max_requests: max,
             duration: dur,
             fresh: false,
+        };
+        let sut = Sut {
+            transport,
+            label: String::new(),
+            targets: vec![target.clone()],
+            watch: Watch::server(Some(pid)),
+            dur,
         };
 
         // The argon2id ceiling again, just before the grants it is the ceiling of: this VM's
@@ -1596,65 +2139,14 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         // 2. Refresh with rotation.
         let mut refresh_stats = Stats::default();
         if want("refresh") {
-            let m0 = scrape(&target).await;
-            let l0 = loadavg();
-            let per_conn = (refresh_set.len() / 16).max(1);
-            let st = drive(&target, &phase(16, 10_000_000), Some(pid), |w| {
-                Box::new(Refresh {
-                    grants: refresh_set
-                        .iter()
-                        .skip(w * per_conn)
-                        .take(per_conn)
-                        .map(|g| (g.0.clone(), g.2.clone()))
-                        .collect(),
-                    i: 0,
-                })
-            })
-            .await;
-            log(&format!("{transport} refresh: {:.0}/s", st.rate()));
-            refresh_stats = st.clone();
-            let m1 = scrape(&target).await;
-            diagnosis.push(format!("{transport} refresh: {}", store_summary(&m0, &m1)));
-            rows.push(Row {
-                transport,
-                name: "refresh (rotation)".into(),
-                conc: 16,
-                stats: st,
-                baseline: Some(bare_post),
-                load: (l0, loadavg()),
-            });
+            refresh_stats =
+                refresh_phase(&sut, &refresh_set, bare_post, &mut rows, &mut diagnosis).await;
         }
 
-        // 3. Verify, cached: one warm-up pass over the hot tokens, then the timed run.
+        // 3. Verify, cached.
         let mut verify_hot = Stats::default();
         if want("verify") || want("mixed") {
-            let hot_next = Arc::new(AtomicUsize::new(0));
-            let _ = drive(&target, &phase(16, hot.len() as u64), None, |_| {
-                Box::new(Once {
-                    tokens: hot.clone(),
-                    next: hot_next.clone(),
-                    path: "/vedauth/authorize/verify",
-                })
-            })
-            .await;
-            let l0 = loadavg();
-            let st = drive(&target, &phase(64, 10_000_000), Some(pid), |w| {
-                Box::new(HotVerify {
-                    tokens: hot.clone(),
-                    i: w * 13,
-                })
-            })
-            .await;
-            log(&format!("{transport} verify (cached): {:.0}/s", st.rate()));
-            verify_hot = st.clone();
-            rows.push(Row {
-                transport,
-                name: "verify, cached".into(),
-                conc: 64,
-                stats: st,
-                baseline: Some(bare_get),
-                load: (l0, loadavg()),
-            });
+            verify_hot = verify_hot_phase(&sut, &hot, bare_get, &mut rows, &mut diagnosis).await;
         }
 
         // 3a. The gateway check and introspection, cached, each beside its bare handler. The
@@ -1723,58 +2215,12 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         // 3b. Verify, cold: distinct tokens, each verified once.
         let mut verify_cold = Stats::default();
         if want("cold") {
-            let m0 = scrape(&target).await;
-            let l0 = loadavg();
-            let next = Arc::new(AtomicUsize::new(0));
-            let st = drive(&target, &phase(64, cold.len() as u64), Some(pid), |_| {
-                Box::new(Once {
-                    tokens: cold.clone(),
-                    next: next.clone(),
-                    path: "/vedauth/authorize/verify",
-                })
-            })
-            .await;
-            log(&format!("{transport} verify (cold): {:.0}/s", st.rate()));
-            verify_cold = st.clone();
-            let m1 = scrape(&target).await;
-            diagnosis.push(format!(
-                "{transport} verify, cold: {}",
-                store_summary(&m0, &m1)
-            ));
-            rows.push(Row {
-                transport,
-                name: "verify, cold (each token once)".into(),
-                conc: 64,
-                stats: st,
-                baseline: Some(bare_get),
-                load: (l0, loadavg()),
-            });
+            verify_cold = cold_phase(&sut, &cold, bare_get, &mut rows, &mut diagnosis).await;
         }
 
         // 4. Revoke.
         if want("revoke") {
-            let m0 = scrape(&target).await;
-            let l0 = loadavg();
-            let next = Arc::new(AtomicUsize::new(0));
-            let st = drive(&target, &phase(16, revoke.len() as u64), Some(pid), |_| {
-                Box::new(Once {
-                    tokens: revoke.clone(),
-                    next: next.clone(),
-                    path: "/vedauth/revoke/token",
-                })
-            })
-            .await;
-            log(&format!("{transport} revoke: {:.0}/s", st.rate()));
-            let m1 = scrape(&target).await;
-            diagnosis.push(format!("{transport} revoke: {}", store_summary(&m0, &m1)));
-            rows.push(Row {
-                transport,
-                name: "revoke".into(),
-                conc: 16,
-                stats: st,
-                baseline: Some(bare_revoke),
-                load: (l0, loadavg()),
-            });
+            revoke_phase(&sut, &revoke, bare_revoke, &mut rows, &mut diagnosis).await;
         }
 
         // 5. JWT grants (ES256), keys cached, each token once; next to a bare ring signature
@@ -2149,6 +2595,138 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
                 by(0.3 / ready.as_secs_f64().max(1e-6), 1.0)
             ),
         });
+
+        // 7. The store-bound phases on PostgreSQL, by the same code: one node, then two nodes
+        // (two processes, the same database URL and configuration) with the connections spread
+        // over both. The cluster's copy of the population was made before any phase ran, so
+        // the SQLite phases consumed none of its tokens; the one- and two-node runs take the two
+        // halves of this transport's sets (the hot tokens are only read).
+        let Some((pg, _)) = pg.as_ref() else {
+            continue;
+        };
+        let half = |second: bool, n: usize| if second { n / 2..n } else { 0..n / 2 };
+        let mut pg_stats: BTreeMap<usize, (Stats, Stats, Stats)> = BTreeMap::new();
+        for nodes in [1usize, 2] {
+            if !(nodes == 1 && pg1 || nodes == 2 && pg2) {
+                continue;
+            }
+            let second = nodes == 2;
+            let mut servers = Vec::new();
+            let mut node_targets = Vec::new();
+            for n in 0..nodes {
+                let addr = free_port()?;
+                let mut cmd = vedauth_cmd(
+                    &a,
+                    addr,
+                    tls,
+                    &a.work
+                        .join(format!("vedauth-pg-{nodes}n-{}-{transport}.log", n + 1)),
+                )?;
+                // The environment rather than the command line: the URL holds the password.
+                cmd.env("VEDAUTH_DATABASE_URL", &pg.url);
+                let (server, ready) = spawn_ready(cmd, addr, client.clone()).await?;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let idle = status_kib(server.pid(), "VmRSS:").unwrap_or(0);
+                log(&format!(
+                    "{transport}: vedauth on PostgreSQL (node {} of {nodes}) ready in {:.0} ms, idle RSS {:.1} MB",
+                    n + 1,
+                    ready.as_secs_f64() * 1000.0,
+                    idle as f64 / 1024.0
+                ));
+                starts.push((
+                    format!("{transport}, PostgreSQL, node {} of {nodes}", n + 1),
+                    ready,
+                    idle,
+                ));
+                node_targets.push(Target {
+                    addr,
+                    tls: client.clone(),
+                });
+                servers.push(server);
+            }
+            let sut = Sut {
+                transport,
+                label: format!(
+                    "PostgreSQL, {nodes} node{}: ",
+                    if nodes > 1 { "s" } else { "" }
+                ),
+                targets: node_targets,
+                watch: Watch {
+                    servers: servers.iter().map(Server::pid).collect(),
+                    db: pg.pid(),
+                },
+                dur,
+            };
+            let set = &refresh_set[half(second, refresh_set.len())];
+            let rf = refresh_phase(&sut, set, bare_post, &mut rows, &mut diagnosis).await;
+            let vh = verify_hot_phase(&sut, &hot, bare_get, &mut rows, &mut diagnosis).await;
+            let c = Arc::new(cold[half(second, cold.len())].to_vec());
+            let vc = cold_phase(&sut, &c, bare_get, &mut rows, &mut diagnosis).await;
+            let r = Arc::new(revoke[half(second, revoke.len())].to_vec());
+            revoke_phase(&sut, &r, bare_revoke, &mut rows, &mut diagnosis).await;
+            for server in servers {
+                server.stop();
+            }
+            pg_stats.insert(nodes, (rf, vh, vc));
+        }
+
+        // PostgreSQL's targets.
+        if let Some((rf, vh, vc)) = pg_stats.get(&1) {
+            if !tls {
+                for (what, st, need) in [("refresh", rf, 1_500.0), ("verify (cold)", vc, 8_000.0)] {
+                    targets.push(Goal {
+                        name: format!(
+                            "http: PostgreSQL, 1 node: {what} >= {}/s",
+                            fmt_thousands(need)
+                        ),
+                        met: st.rate() >= need,
+                        detail: format!("{:.0}/s ({})", st.rate(), by(st.rate(), need)),
+                    });
+                }
+            }
+            // The "cached verify unchanged" on PostgreSQL: the cache answers without
+            // the store, so the rate must stay within 10 % of the SQLite node's in this run.
+            if want("verify") {
+                let r = ratio(vh.rate(), verify_hot.rate());
+                targets.push(Goal {
+                    name: format!(
+                        "{transport}: PostgreSQL, 1 node: verify (cached) unchanged, i.e. >= 90% of verify (cached) on SQLite in this run"
+                    ),
+                    met: r >= 0.9,
+                    detail: format!(
+                        "{:.0}/s = {:.0}% of {:.0}/s ({})",
+                        vh.rate(),
+                        r * 100.0,
+                        verify_hot.rate(),
+                        by(r, 0.9)
+                    ),
+                });
+            }
+        }
+        if let (Some(one), Some(two)) = (pg_stats.get(&1), pg_stats.get(&2)) {
+            for (what, o, t) in [
+                ("verify (cached)", &one.1, &two.1),
+                ("verify (cold)", &one.2, &two.2),
+            ] {
+                let r = ratio(t.rate(), o.rate());
+                let busy = t.cpu.server + t.cpu.driver + t.cpu.db.unwrap_or(0.0) + t.cpu.other;
+                targets.push(Goal {
+                    name: format!(
+                        "{transport}: PostgreSQL: {what} on 2 nodes >= 1.6x 1 node"
+                    ),
+                    met: r >= 1.6,
+                    detail: format!(
+                        "{:.0}/s = {r:.2}x {:.0}/s ({}); the machine was busy {busy:.2} of {threads} cores (servers {:.2}, db {:.2}, driver {:.2})",
+                        t.rate(),
+                        o.rate(),
+                        by(r, 1.6),
+                        t.cpu.server,
+                        t.cpu.db.unwrap_or(0.0),
+                        t.cpu.driver
+                    ),
+                });
+            }
+        }
     }
 
     // The report.
@@ -2190,6 +2768,12 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         "baseline (c) fdatasync of 4 KiB on the data directory's disk: {:.2} ms (one durable commit's wait)",
         fsync.as_secs_f64() * 1000.0
     );
+    if let Some((_, line)) = &pg {
+        let _ = writeln!(
+            out,
+            "{line}; vedauth's PostgreSQL pool at its defaults; CPU column of its rows: + the cluster's processes (db)"
+        );
+    }
     for (t, ready, idle) in &starts {
         let _ = writeln!(
             out,
@@ -2201,7 +2785,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "| transport | phase | conc | requests | req/s | p50 ms | p99 ms | errors | peak RSS MB | baseline/s | ratio | CPU server/driver/other | load before -> after |"
+        "| transport | phase | conc | requests | req/s | p50 ms | p99 ms | errors | peak RSS MB | baseline/s | ratio | CPU server/driver/other (+ db) | load before -> after |"
     );
     let _ = writeln!(
         out,
@@ -2211,7 +2795,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         let s = &r.stats;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {:.2}/{:.2}/{:.2} | {} -> {} |",
+            "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {:.2}/{:.2}/{:.2}{} | {} -> {} |",
             r.transport,
             r.name,
             r.conc,
@@ -2232,6 +2816,10 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
             s.cpu.server,
             s.cpu.driver,
             s.cpu.other,
+            s.cpu
+                .db
+                .map(|d| format!(" + db {d:.2}"))
+                .unwrap_or_default(),
             r.load.0,
             r.load.1,
         );
@@ -2270,6 +2858,19 @@ fn by(value: f64, need: f64) -> String {
     } else {
         format!("missed by {:.0}%", (1.0 - r) * 100.0)
     }
+}
+
+/// 1500.0 -> "1,500".
+fn fmt_thousands(v: f64) -> String {
+    let digits = format!("{v:.0}");
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn cpu_model() -> String {
