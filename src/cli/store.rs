@@ -125,7 +125,10 @@ pub async fn store(g: &GlobalOpts, cmd: StoreCmd) -> anyhow::Result<()> {
             to,
             allow_non_empty,
         } => {
-            let db = g.load_config()?.database;
+            let mut db = g.load_config()?.database;
+            // A copy moves each aggregate (every grant, say) in one store operation: the bound
+            // meant for request handling (10 s by default) cut large stores short.
+            db.operation_timeout_secs = db.operation_timeout_secs.max(3600);
             let src = open_store_url(&from, &db)
                 .await
                 .context("opening the source store")?;
