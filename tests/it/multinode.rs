@@ -126,6 +126,58 @@ async fn a_revoke_on_one_node_is_refused_on_the_other_within_a_second() {
     );
 }
 
+/// Each node remembers client authentications that succeeded; a secret rotated on one node
+/// is announced on the feed, and the other stops taking the old secret within a second.
+#[tokio::test]
+async fn a_client_secret_rotated_on_one_node_is_refused_on_the_other_within_a_second() {
+    let db = pg::fresh_database().await;
+    let (a, b) = two_nodes(|| Options::on_database(&db)).await;
+    pg::wait_for_listeners(&db, 2).await;
+    a.setup_basic("alice", PW, APP, SCOPE).await;
+    let rotate = || async {
+        a.app
+            .admin
+            .set_client_secret(&vedauth::admin::Caller::Operator, APP)
+            .await
+            .expect("secret")
+            .secret
+            .expose()
+            .to_string()
+    };
+    let old = rotate().await;
+    let (access, _) = a.tokens(APP, "alice", PW, SCOPE).await;
+    let introspect = |secret: String| {
+        let (b, access) = (&b, access.clone());
+        async move {
+            crate::oauth2::form(
+                b,
+                "/oauth2/introspect",
+                Some((APP, &secret)),
+                &[("token", &access)],
+            )
+            .await
+        }
+    };
+    let r = introspect(old.clone()).await;
+    assert_eq!(r.json["active"], true, "now remembered on B: {}", r.text);
+    let new = rotate().await;
+    let start = Instant::now();
+    loop {
+        let r = introspect(old.clone()).await;
+        if r.status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(r.json["active"], true, "{}", r.text);
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "B still takes the rotated secret after {:?}",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(introspect(new).await.json["active"], true);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_refreshes_of_one_token_on_two_nodes_succeed_exactly_once() {
     let db = pg::fresh_database().await;
