@@ -1372,34 +1372,12 @@ async fn cold_phase(
     rows: &mut Vec<Row>,
     diagnosis: &mut Vec<String>,
 ) -> Stats {
-    let m0 = scrape_all(&s.targets).await;
-    let l0 = loadavg();
-    let next = Arc::new(AtomicUsize::new(0));
-    let st = drive_on(
-        &s.targets,
-        &s.phase(64, cold.len() as u64),
-        &s.watch,
-        |_| {
-            Box::new(Once {
-                tokens: cold.clone(),
-                next: next.clone(),
-                path: "/vedauth/authorize/verify",
-            })
-        },
-    )
-    .await;
-    let m1 = scrape_all(&s.targets).await;
-    s.record(
-        "verify, cold (each token once)",
-        64,
-        &st,
-        bare_get,
-        (l0, loadavg()),
-        Some((m0, m1)),
-        rows,
-        diagnosis,
-    );
-    st
+    let each_once = EachOnce {
+        name: "verify, cold (each token once)",
+        conc: 64,
+        path: "/vedauth/authorize/verify",
+    };
+    each_once.run(s, cold, bare_get, rows, diagnosis).await
 }
 
 /// Revoke: each token of `revoke` once.
@@ -1410,34 +1388,59 @@ async fn revoke_phase(
     rows: &mut Vec<Row>,
     diagnosis: &mut Vec<String>,
 ) -> Stats {
-    let m0 = scrape_all(&s.targets).await;
-    let l0 = loadavg();
-    let next = Arc::new(AtomicUsize::new(0));
-    let st = drive_on(
-        &s.targets,
-        &s.phase(16, revoke.len() as u64),
-        &s.watch,
-        |_| {
-            Box::new(Once {
-                tokens: revoke.clone(),
-                next: next.clone(),
-                path: "/vedauth/revoke/token",
-            })
-        },
-    )
-    .await;
-    let m1 = scrape_all(&s.targets).await;
-    s.record(
-        "revoke",
-        16,
-        &st,
-        bare_revoke,
-        (l0, loadavg()),
-        Some((m0, m1)),
-        rows,
-        diagnosis,
-    );
-    st
+    let each_once = EachOnce {
+        name: "revoke",
+        conc: 16,
+        path: "/vedauth/revoke/token",
+    };
+    each_once.run(s, revoke, bare_revoke, rows, diagnosis).await
+}
+
+/// A phase that sends each of its tokens once to `path`, with the store's diagnosis.
+struct EachOnce {
+    name: &'static str,
+    conc: usize,
+    path: &'static str,
+}
+
+impl EachOnce {
+    async fn run(
+        &self,
+        s: &Sut,
+        tokens: &Arc<Vec<String>>,
+        baseline: f64,
+        rows: &mut Vec<Row>,
+        diagnosis: &mut Vec<String>,
+    ) -> Stats {
+        let m0 = scrape_all(&s.targets).await;
+        let l0 = loadavg();
+        let next = Arc::new(AtomicUsize::new(0));
+        let st = drive_on(
+            &s.targets,
+            &s.phase(self.conc, tokens.len() as u64),
+            &s.watch,
+            |_| {
+                Box::new(Once {
+                    tokens: tokens.clone(),
+                    next: next.clone(),
+                    path: self.path,
+                })
+            },
+        )
+        .await;
+        let m1 = scrape_all(&s.targets).await;
+        s.record(
+            self.name,
+            self.conc,
+            &st,
+            baseline,
+            (l0, loadavg()),
+            Some((m0, m1)),
+            rows,
+            diagnosis,
+        );
+        st
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
