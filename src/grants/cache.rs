@@ -1,7 +1,7 @@
 //! The verify cache: access-token digest to grant, kept coherent with revocations and
 //! rotations made here (at once) and on other nodes (through the store's invalidation feed).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -18,6 +18,9 @@ use crate::token::TokenDigest;
 pub struct LiveGrant {
     grant: Grant,
     rendered: [OnceLock<Bytes>; 2],
+    /// Whether each rendering was made before: a grant verified once (a cold verify) is not
+    /// worth the memory a kept rendering costs (about 600 bytes per cached grant).
+    asked: [AtomicBool; 2],
 }
 
 /// Which rendering (see [`LiveGrant::rendered`]).
@@ -34,11 +37,13 @@ impl LiveGrant {
         Self {
             grant,
             rendered: Default::default(),
+            asked: Default::default(),
         }
     }
 
-    /// The rendering, made by `render` the first time; a rendering `render` declines (None)
-    /// is not kept.
+    /// The rendering, made by `render`; kept from the second time it is made on, so that only
+    /// grants used repeatedly hold one. A rendering `render` declines (None) is not kept and
+    /// does not count (a caller may peek with a `render` that declines).
     pub fn rendered(
         &self,
         which: Rendering,
@@ -49,6 +54,9 @@ impl LiveGrant {
             return Some(b.clone());
         }
         let b = render(&self.grant)?;
+        if !self.asked[which as usize].swap(true, Ordering::Relaxed) {
+            return Some(b);
+        }
         Some(slot.get_or_init(|| b).clone())
     }
 }
@@ -143,18 +151,28 @@ mod tests {
     }
 
     #[test]
-    fn a_rendering_is_made_once_and_a_declined_one_is_not_kept() {
+    fn a_rendering_is_kept_from_its_second_making_and_a_peek_does_not_count() {
         let g = LiveGrant::new(grant());
-        assert_eq!(g.rendered(Rendering::IntrospectionBody, |_| None), None);
-        let made = g.rendered(Rendering::IntrospectionBody, |g| {
-            Some(Bytes::from(g.client_id.to_string()))
-        });
-        assert_eq!(made.as_deref(), Some(&b"app"[..]));
-        let again = g.rendered(Rendering::IntrospectionBody, |_| {
-            Some(Bytes::from_static(b"other"))
-        });
-        assert_eq!(again.as_deref(), Some(&b"app"[..]));
+        let make = |text: &'static str| move |_: &Grant| Some(Bytes::from_static(text.as_bytes()));
+        let slot = Rendering::IntrospectionBody;
+        assert_eq!(g.rendered(slot, |_| None), None);
+        // Made once: answered, not kept (a cold verify).
+        assert_eq!(g.rendered(slot, make("one")).as_deref(), Some(&b"one"[..]));
+        assert!(g.rendered[slot as usize].get().is_none());
+        assert_eq!(g.rendered(slot, |_| None), None);
+        // Made again: kept, and answered from then on.
+        assert_eq!(g.rendered(slot, make("two")).as_deref(), Some(&b"two"[..]));
+        assert_eq!(
+            g.rendered(slot, make("three")).as_deref(),
+            Some(&b"two"[..])
+        );
+        assert_eq!(g.rendered(slot, |_| None).as_deref(), Some(&b"two"[..]));
         // The other slot is its own.
         assert_eq!(g.rendered(Rendering::VerifyBody, |_| None), None);
+        assert_eq!(
+            g.rendered(Rendering::VerifyBody, make("v")).as_deref(),
+            Some(&b"v"[..])
+        );
+        assert!(g.rendered[Rendering::VerifyBody as usize].get().is_none());
     }
 }
