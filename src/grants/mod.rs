@@ -403,10 +403,7 @@ impl Engine {
 
     /// Drops grants from this process's verify cache (for announcements from other nodes).
     pub fn forget(&self, digests: &[TokenDigest]) {
-        self.cache.forget(digests);
-        for d in digests {
-            self.clients.saw(d);
-        }
+        forget_in(&self.cache, &self.clients, digests);
     }
 
     /// Drops the digests here and tells the other nodes sharing the store. A failed
@@ -426,14 +423,13 @@ impl Engine {
     pub fn follow_invalidations(&self) -> Option<tokio::task::JoinHandle<()>> {
         use tokio::sync::broadcast::error::RecvError;
         let mut rx = self.store.invalidations()?;
+        // The caches only, not the engine: the task must not keep the store (whose drop ends
+        // the feed, and with it the task) alive.
         let (verify, clients) = (self.cache.clone(), self.clients.clone());
         Some(tokio::spawn(async move {
             loop {
                 match rx.recv().await {
-                    Ok(Invalidation::Token(d)) => {
-                        verify.forget(&[d]);
-                        clients.saw(&d);
-                    }
+                    Ok(Invalidation::Token(d)) => forget_in(&verify, &clients, &[d]),
                     // Missed some: anything cached may be stale, start afresh.
                     Ok(Invalidation::All) | Err(RecvError::Lagged(_)) => {
                         verify.forget_all();
@@ -479,5 +475,14 @@ impl Engine {
             tracing::debug!(count = jwts, "used JWT records swept");
         }
         Ok(total)
+    }
+}
+
+/// What an announced digest reaches: a token's grant in the verify cache, or a client's
+/// remembered authentications when it is that client's marker.
+fn forget_in(verify: &VerifyCache, clients: &clients::ClientCache, digests: &[TokenDigest]) {
+    verify.forget(digests);
+    for d in digests {
+        clients.saw(d);
     }
 }

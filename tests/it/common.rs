@@ -400,3 +400,26 @@ pub fn app_record(client_id: &str, scope: &str, created_at: i64) -> Application 
         created_at,
     }
 }
+
+/// Asks every 20 ms until the answer is 401, for at most `limit` from now; every answer before
+/// it must be 200. For changes that reach a server asynchronously (another node, the CLI).
+pub async fn refused_within<F, Fut>(limit: std::time::Duration, what: &str, ask: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = StatusCode>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        let status = ask().await;
+        if status == StatusCode::UNAUTHORIZED {
+            return;
+        }
+        assert_eq!(status, StatusCode::OK, "{what}");
+        assert!(
+            start.elapsed() < limit,
+            "{what}: still accepted after {:?}",
+            start.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
