@@ -18,7 +18,7 @@ use crate::clock::UnixTime;
 use crate::domain::{Application, CanonicalScope, ClientId, Identity, StoreError};
 use crate::domain::{DeviceAuthorization, DeviceState};
 use crate::identity::Principal;
-use crate::scope::{Scope, ScopeError};
+use crate::scope::Scope;
 use crate::secret::Secret;
 use crate::token::TokenDigest;
 
@@ -156,8 +156,7 @@ impl Engine {
         if !settings.authorize_device {
             return Err(GrantError::DeviceAuthDisabled);
         }
-        let scope = Scope::parse(req.scope.as_deref().unwrap_or(""))
-            .map_err(|e: ScopeError| GrantError::InvalidScope(e.item().to_string()))?;
+        let scope = Scope::parse(req.scope.as_deref().unwrap_or(""))?;
         if self.store.application(&client_id).await?.is_none() {
             return Err(GrantError::UnknownClient(client_id));
         }
@@ -313,7 +312,7 @@ impl Engine {
         };
         let scope = match Scope::parse(&d.scope) {
             Ok(s) => s,
-            Err(e) => return Ok(Some(GrantError::InvalidScope(e.item().to_string()))),
+            Err(e) => return Ok(Some(e.into())),
         };
         let rules = self.store.rules(Some(&d.client_id)).await?;
         let Some(rule) = matching_rule(&rules, who) else {

@@ -158,6 +158,13 @@ impl From<crate::audit::AuditError> for GrantError {
     }
 }
 
+/// A requested scope that does not parse, quoting the part the caller got wrong.
+impl From<crate::scope::ScopeError> for GrantError {
+    fn from(e: crate::scope::ScopeError) -> Self {
+        GrantError::InvalidScope(e.item().to_string())
+    }
+}
+
 impl From<StoreError> for GrantError {
     fn from(e: StoreError) -> Self {
         GrantError::Unavailable(e.to_string())

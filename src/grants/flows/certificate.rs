@@ -13,7 +13,7 @@ use crate::audit::Event;
 use crate::certauth::{self, CertAuthError, CertIdentity, ChainSource, TrustedIssuers};
 use crate::domain::IssuerRecord;
 use crate::identity::certificate::{CertField, CertResolution};
-use crate::scope::{Scope, ScopeError};
+use crate::scope::Scope;
 
 use super::super::error::GrantError;
 use super::super::request::{Admission, Admitted, CertificateRequest, GrantType};
@@ -118,8 +118,7 @@ pub(crate) async fn admit(e: &Engine, req: CertificateRequest) -> Result<Admissi
         "fingerprint": chain.leaf_fingerprint(),
         "source": source_word(chain.source()),
     });
-    let scope = Scope::parse(req.scope.as_deref().unwrap_or(""))
-        .map_err(|e: ScopeError| GrantError::InvalidScope(e.item().to_string()))?;
+    let scope = Scope::parse(req.scope.as_deref().unwrap_or(""))?;
     let app = e
         .store
         .application(&client_id)

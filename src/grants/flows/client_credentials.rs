@@ -1,7 +1,7 @@
 //! The client-credentials flow's admission (RFC 6749 §4.4, the OAuth 2.0 face): a confidential
 //! application authenticates with its secret and asks for a scope within its own.
 
-use crate::scope::{Scope, ScopeError};
+use crate::scope::Scope;
 
 use super::super::error::GrantError;
 use super::super::request::{Admission, Admitted, ClientCredentialsRequest, GrantType};
@@ -14,10 +14,7 @@ pub(crate) async fn admit(
     let client_id = req.client_id.ok_or(GrantError::MissingClientId)?;
     // The scope's grammar first: a malformed request costs no hash.
     let scope = match req.scope.as_deref() {
-        Some(s) => Some(
-            Scope::parse(s)
-                .map_err(|e: ScopeError| GrantError::InvalidScope(e.item().to_string()))?,
-        ),
+        Some(s) => Some(Scope::parse(s)?),
         None => None,
     };
     let auth = e
@@ -30,8 +27,7 @@ pub(crate) async fn admit(
     // No scope asked for: the application's whole scope (RFC 6749 §3.3 lets the server pick).
     let scope = match scope {
         Some(s) => s,
-        None => Scope::parse(&auth.app.max_scope)
-            .map_err(|e: ScopeError| GrantError::InvalidScope(e.item().to_string()))?,
+        None => Scope::parse(&auth.app.max_scope)?,
     };
     Ok(Admission {
         grant_type: GrantType::ClientCredentials,

@@ -58,8 +58,7 @@ pub(crate) async fn admit(e: &Engine, req: DeviceTokenRequest) -> Result<Admissi
         .application(&client_id)
         .await?
         .ok_or_else(|| GrantError::UnknownClient(client_id.clone()))?;
-    let scope =
-        Scope::parse(&d.scope).map_err(|err| GrantError::InvalidScope(err.item().to_string()))?;
+    let scope = Scope::parse(&d.scope)?;
     Ok(Admission {
         grant_type: GrantType::Device,
         source: req.source,

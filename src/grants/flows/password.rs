@@ -3,7 +3,7 @@
 
 use crate::audit::Event;
 use crate::identity::{AuthOutcome, RejectCause};
-use crate::scope::{Scope, ScopeError};
+use crate::scope::Scope;
 
 use super::super::error::{reject_word, GrantError};
 use super::super::request::{Admission, Admitted, GrantType, PasswordRequest};
@@ -22,8 +22,7 @@ pub(crate) async fn admit(e: &Engine, req: PasswordRequest) -> Result<Admission,
     if !settings.authorize_by_password {
         return Err(GrantError::PasswordAuthDisabled);
     }
-    let scope = Scope::parse(req.scope.as_deref().unwrap_or(""))
-        .map_err(|e: ScopeError| GrantError::InvalidScope(e.item().to_string()))?;
+    let scope = Scope::parse(req.scope.as_deref().unwrap_or(""))?;
     let app = e
         .store
         .application(&client_id)
