@@ -9,7 +9,7 @@ use clap::Subcommand;
 use rustls_pki_types::pem::{self, SectionKind};
 use rustls_pki_types::CertificateDer;
 
-use super::admin::admin_op;
+use super::admin::{admin_op, print};
 use super::GlobalOpts;
 use crate::admin::Caller;
 use crate::certauth::{ChainSource, PresentedChain};
@@ -55,17 +55,6 @@ fn read_input(file: &PathBuf) -> anyhow::Result<Vec<u8>> {
         Ok(buf)
     } else {
         std::fs::read(file).with_context(|| format!("reading {}", file.display()))
-    }
-}
-
-fn print<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) {
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into())
-        );
-    } else {
-        println!("{}", human());
     }
 }
 
