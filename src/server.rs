@@ -173,6 +173,32 @@ pub fn start_live(
     spawn(listener, tls, web::service(state), opts)
 }
 
+/// What the connection stack serves: the router behind the faces, or the benchmark's bare
+/// handler. One name for the bounds every function of the stack needs.
+pub trait Served:
+    tower::Service<
+        http::Request<Body>,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> Served for S where
+    S: tower::Service<
+            http::Request<Body>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// Serves any service on the same connection stack as [`start`] (accept loop, TLS, hyper
 /// builder, timeouts): the benchmark's bare-handler baseline uses it, so that baseline and
 /// server differ only in what runs behind the stack.
@@ -183,14 +209,7 @@ pub fn start_service<S>(
     opts: ServerOptions,
 ) -> std::io::Result<ServerHandle>
 where
-    S: tower::Service<
-            http::Request<Body>,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: Served,
 {
     spawn(listener, tls.map(|c| Arc::new(LiveTls::new(c))), svc, opts)
 }
@@ -202,14 +221,7 @@ fn spawn<S>(
     opts: ServerOptions,
 ) -> std::io::Result<ServerHandle>
 where
-    S: tower::Service<
-            http::Request<Body>,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: Served,
 {
     let local_addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
@@ -287,12 +299,7 @@ async fn handle<S>(
     opts: &ServerOptions,
 ) -> Result<axum::response::Response, std::convert::Infallible>
 where
-    S: tower::Service<
-            http::Request<Body>,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Send,
-    S::Future: Send,
+    S: Served,
 {
     use axum::response::IntoResponse;
     let mut res = if let Some(why) = over_header_limits(&req, opts) {
@@ -326,14 +333,7 @@ async fn accept_loop<S>(
     svc: S,
     mut stop: watch::Receiver<bool>,
 ) where
-    S: tower::Service<
-            http::Request<Body>,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: Served,
 {
     let max = shared.opts.max_connections;
     let slots = Arc::new(Semaphore::new(max));
@@ -400,14 +400,7 @@ async fn serve_connection<S>(
     _permit: OwnedSemaphorePermit,
     _addr_slot: Option<AddrSlot>,
 ) where
-    S: tower::Service<
-            http::Request<Body>,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: Served,
 {
     match &shared.tls {
         Some(live) => {
@@ -438,14 +431,7 @@ async fn serve_http<S, I>(
     peer: SocketAddr,
     chain: Option<PresentedChain>,
 ) where
-    S: tower::Service<
-            http::Request<Body>,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: Served,
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let track = Track::new();
