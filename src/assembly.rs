@@ -18,7 +18,7 @@ use crate::lockout::Lockout;
 use crate::password::{HashParams, HashPool, PasswordError};
 use crate::services::Services;
 use crate::store::postgres::{is_postgres_url, PgOptions, PostgresStore};
-use crate::store::sqlite::SqliteStore;
+use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::{SharedStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -68,9 +68,13 @@ pub const DB_FILE: &str = "vedauth.db";
 /// the data directory.
 pub async fn open_store(config: &Config, data_dir: &Path) -> Result<SharedStore, AssemblyError> {
     match config.database_url.as_deref() {
-        None | Some("") => Ok(Arc::new(
-            SqliteStore::open(&data_dir.join(DB_FILE), 8).await?,
-        )),
+        None | Some("") => {
+            let mut o = SqliteOptions::new(8);
+            o.cache_mib = config.database.sqlite_cache_mib;
+            Ok(Arc::new(
+                SqliteStore::open_with(&data_dir.join(DB_FILE), &o).await?,
+            ))
+        }
         Some(url) => open_store_url(url, &config.database).await,
     }
 }

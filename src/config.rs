@@ -223,7 +223,7 @@ impl PasswordHashConfig {
     }
 }
 
-/// The PostgreSQL connection pool (the embedded SQLite file does not use these).
+/// The PostgreSQL connection pool, and the embedded SQLite file's memory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
@@ -234,6 +234,8 @@ pub struct DatabaseConfig {
     /// Seconds one store operation may take in all before it is abandoned with 503 (a database
     /// that hangs rather than refuses).
     pub operation_timeout_secs: u64,
+    /// SQLite only: MiB all of SQLite's page caches in this process may hold together.
+    pub sqlite_cache_mib: u32,
 }
 
 impl Default for DatabaseConfig {
@@ -242,6 +244,7 @@ impl Default for DatabaseConfig {
             max_connections: 10,
             acquire_timeout_secs: 3,
             operation_timeout_secs: 10,
+            sqlite_cache_mib: crate::store::sqlite::DEFAULT_CACHE_MIB,
         }
     }
 }
@@ -465,6 +468,7 @@ pub const KEYS: &[Key] = &[
     Key { path: "database.max_connections", kind: Kind::Int, doc: "PostgreSQL only: most connections this node keeps open (one more serves the invalidation feed)." },
     Key { path: "database.acquire_timeout_secs", kind: Kind::Int, doc: "PostgreSQL only: seconds a request waits for a connection, connecting included, before it gets 503." },
     Key { path: "database.operation_timeout_secs", kind: Kind::Int, doc: "PostgreSQL only: seconds one store operation may take in all before it is abandoned with 503." },
+    Key { path: "database.sqlite_cache_mib", kind: Kind::Int, doc: "SQLite only: MiB of memory SQLite may hold in this process (page caches of all connections together) before its caches recycle pages instead of growing." },
     Key { path: "lockout.enabled", kind: Kind::Bool, doc: "Lock an identity out after too many failed logins." },
     Key { path: "lockout.threshold", kind: Kind::Int, doc: "Failed logins within the window that lock the identity." },
     Key { path: "lockout.window_secs", kind: Kind::Int, doc: "Seconds over which failed logins are counted." },

@@ -70,7 +70,7 @@ impl Default for EngineOptions {
         Self {
             refresh_reuse_detection: false,
             refresh_grace_secs: 0,
-            verify_cache_capacity: 100_000,
+            verify_cache_capacity: 20_000,
             verify_cache_ttl: Duration::from_secs(30),
         }
     }
@@ -113,7 +113,7 @@ impl Engine {
             .max_capacity(if opts.verify_cache_ttl.is_zero() {
                 0
             } else {
-                100_000
+                opts.verify_cache_capacity
             })
             .time_to_live(opts.verify_cache_ttl.max(Duration::from_millis(1)))
             .build();
