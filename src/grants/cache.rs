@@ -6,7 +6,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use moka::sync::Cache;
+
+use super::ttl::TtlCache;
 
 use crate::domain::Grant;
 use crate::token::TokenDigest;
@@ -72,7 +73,7 @@ impl std::ops::Deref for LiveGrant {
 /// once; the time-to-live bounds what another process's revocation can leave behind.
 #[derive(Debug, Clone)]
 pub struct VerifyCache {
-    cache: Cache<TokenDigest, Arc<LiveGrant>>,
+    cache: TtlCache<TokenDigest, Arc<LiveGrant>>,
     /// Bumped before entries are dropped. A verify that read the store while it moved may hold
     /// a grant from before the drop, and takes back what it cached.
     dropped: Arc<AtomicU64>,
@@ -85,12 +86,8 @@ pub struct Epoch(u64);
 impl VerifyCache {
     /// A zero time-to-live turns the cache off: nothing is kept.
     pub fn new(capacity: u64, ttl: Duration) -> Self {
-        let capacity = if ttl.is_zero() { 0 } else { capacity };
         Self {
-            cache: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl.max(Duration::from_millis(1)))
-                .build(),
+            cache: TtlCache::new(capacity, ttl),
             dropped: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -109,7 +106,7 @@ impl VerifyCache {
     pub fn fill(&self, digest: TokenDigest, grant: Arc<LiveGrant>, epoch: Epoch) {
         self.cache.insert(digest, grant);
         if self.dropped.load(Ordering::SeqCst) != epoch.0 {
-            self.cache.invalidate(&digest);
+            self.cache.remove(&digest);
         }
     }
 
@@ -117,14 +114,14 @@ impl VerifyCache {
     pub fn forget(&self, digests: &[TokenDigest]) {
         self.dropped.fetch_add(1, Ordering::SeqCst);
         for d in digests {
-            self.cache.invalidate(d);
+            self.cache.remove(d);
         }
     }
 
     /// Drops everything (announcements were missed).
     pub fn forget_all(&self) {
         self.dropped.fetch_add(1, Ordering::SeqCst);
-        self.cache.invalidate_all();
+        self.cache.clear();
     }
 }
 

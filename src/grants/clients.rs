@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 
 use super::request::ClientAuth;
+use super::ttl::TtlCache;
 use crate::token::TokenDigest;
 
 /// The feed's word for "this client's application or secret changed".
@@ -32,9 +32,9 @@ type Key = (String, Option<TokenDigest>);
 
 #[derive(Debug, Clone)]
 pub struct ClientCache {
-    cache: Cache<Key, Arc<ClientAuth>>,
+    cache: TtlCache<Key, Arc<ClientAuth>>,
     /// The markers of the clients that have entries.
-    markers: Cache<TokenDigest, ()>,
+    markers: TtlCache<TokenDigest, ()>,
     /// Bumped before entries are dropped, as in the verify cache: a fill that read the store
     /// while a change landed takes back what it cached.
     dropped: Arc<AtomicU64>,
@@ -43,17 +43,9 @@ pub struct ClientCache {
 impl ClientCache {
     /// A zero time-to-live keeps nothing.
     pub fn new(capacity: u64, ttl: Duration) -> Self {
-        let capacity = if ttl.is_zero() { 0 } else { capacity };
-        let ttl = ttl.max(Duration::from_millis(1));
         Self {
-            cache: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl)
-                .build(),
-            markers: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl)
-                .build(),
+            cache: TtlCache::new(capacity, ttl),
+            markers: TtlCache::new(capacity, ttl),
             dropped: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -77,7 +69,7 @@ impl ClientCache {
         self.markers.insert(client_marker(client_id), ());
         self.cache.insert(key.clone(), auth);
         if self.dropped.load(Ordering::SeqCst) != epoch {
-            self.cache.invalidate(&key);
+            self.cache.remove(&key);
         }
     }
 
@@ -85,15 +77,15 @@ impl ClientCache {
     /// are rare: dropping all entries is simpler than finding one client's, and costs only
     /// one reread per client.
     pub fn saw(&self, digest: &TokenDigest) {
-        if self.markers.contains_key(digest) {
+        if self.markers.contains(digest) {
             self.forget_all();
         }
     }
 
     pub fn forget_all(&self) {
         self.dropped.fetch_add(1, Ordering::SeqCst);
-        self.cache.invalidate_all();
-        self.markers.invalidate_all();
+        self.cache.clear();
+        self.markers.clear();
     }
 }
 
@@ -148,7 +140,6 @@ mod tests {
     fn a_zero_ttl_keeps_nothing() {
         let c = ClientCache::new(100, Duration::ZERO);
         c.fill("app", None, auth("app"), c.epoch());
-        c.cache.run_pending_tasks();
         assert!(c.get("app", None).is_none());
     }
 }

@@ -12,6 +12,7 @@ mod grace;
 mod issue;
 pub mod policy;
 mod request;
+mod ttl;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -90,13 +91,18 @@ pub struct Engine {
     clients: clients::ClientCache,
     /// Identities' prefixed names as introspection shows them: a name changed elsewhere shows
     /// for at most the verify cache's time-to-live.
-    names: moka::sync::Cache<String, Arc<str>>,
+    names: ttl::TtlCache<String, Arc<str>>,
     /// Wrong user codes per person (the device flow's approval page).
     device_guesses: Arc<device::GuessLimit>,
     /// The JWT grant's verifier and key cache; None: `authorize/jwt` cannot be served.
     jwt: Option<Arc<JwtGrant>>,
     /// The trusted issuers last read, parsed (see `flows::certificate`).
     issuers: flows::certificate::IssuerCache,
+    /// The verify cache's hit and miss counters, looked up once: the macro looks its key up
+    /// in the registry on every call. Taken here, so the metrics recorder is installed first
+    /// (`serve` does).
+    hits: metrics::Counter,
+    misses: metrics::Counter,
 }
 
 impl Engine {
@@ -109,14 +115,7 @@ impl Engine {
     ) -> Self {
         let cache = VerifyCache::new(opts.verify_cache_capacity, opts.verify_cache_ttl);
         let clients = clients::ClientCache::new(10_000, opts.verify_cache_ttl);
-        let names = moka::sync::Cache::builder()
-            .max_capacity(if opts.verify_cache_ttl.is_zero() {
-                0
-            } else {
-                opts.verify_cache_capacity
-            })
-            .time_to_live(opts.verify_cache_ttl.max(Duration::from_millis(1)))
-            .build();
+        let names = ttl::TtlCache::new(opts.verify_cache_capacity, opts.verify_cache_ttl);
         Self {
             store,
             identities,
@@ -129,6 +128,8 @@ impl Engine {
             device_guesses: Arc::default(),
             jwt: None,
             issuers: Default::default(),
+            hits: metrics::counter!("vedauth_verify_cache_hits_total"),
+            misses: metrics::counter!("vedauth_verify_cache_misses_total"),
         }
     }
 
@@ -167,11 +168,11 @@ impl Engine {
         let digest = TokenDigest::of(access_token);
         let grant = match self.cache.get(&digest) {
             Some(g) => {
-                metrics::counter!("vedauth_verify_cache_hits_total").increment(1);
+                self.hits.increment(1);
                 g
             }
             None => {
-                metrics::counter!("vedauth_verify_cache_misses_total").increment(1);
+                self.misses.increment(1);
                 let epoch = self.cache.epoch();
                 let g = self
                     .store
