@@ -1744,6 +1744,19 @@ fn vedauth_cmd(a: &RunArgs, addr: SocketAddr, tls: bool, log: &Path) -> anyhow::
     Ok(c)
 }
 
+/// A resident-set reading (KiB) judged against a limit in MB.
+fn memory_goal(what: String, kib: u64, limit_mb: u64) -> Goal {
+    Goal {
+        name: format!("{what} <= {limit_mb} MB"),
+        met: kib <= limit_mb * 1024,
+        detail: format!(
+            "{:.1} MB ({})",
+            kib as f64 / 1024.0,
+            by((limit_mb * 1024) as f64 / kib.max(1) as f64, 1.0)
+        ),
+    }
+}
+
 fn run(a: RunArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(a.driver_threads.max(1))
@@ -2595,15 +2608,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
                 ),
             });
         }
-        targets.push(Goal {
-            name: format!("{transport}: idle RSS <= 16 MB"),
-            met: idle <= 16 * 1024,
-            detail: format!(
-                "{:.1} MB ({})",
-                idle as f64 / 1024.0,
-                by(16.0 * 1024.0 / idle.max(1) as f64, 1.0)
-            ),
-        });
+        targets.push(memory_goal(format!("{transport}: idle RSS"), idle, 16));
         // Every phase so far ran on this transport's SQLite server.
         // No phase with a reading (only `bare` ran): nothing to judge.
         let peak = rows
@@ -2612,15 +2617,11 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
             .filter_map(|r| r.stats.peak_rss_kib)
             .max();
         if let Some(peak) = peak {
-            targets.push(Goal {
-                name: format!("{transport}: peak RSS over every phase <= 64 MB"),
-                met: peak <= 64 * 1024,
-                detail: format!(
-                    "{:.1} MB ({})",
-                    peak as f64 / 1024.0,
-                    by(64.0 * 1024.0 / peak.max(1) as f64, 1.0)
-                ),
-            });
+            targets.push(memory_goal(
+                format!("{transport}: peak RSS over every phase"),
+                peak,
+                64,
+            ));
         }
         targets.push(Goal {
             name: format!("{transport}: start to ready <= 300 ms"),
