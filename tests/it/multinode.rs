@@ -136,18 +136,7 @@ async fn a_client_secret_rotated_on_one_node_is_refused_on_the_other_within_a_se
     };
     let old = rotate().await;
     let (access, _) = a.tokens(APP, "alice", PW, SCOPE).await;
-    let introspect = |secret: String| {
-        let (b, access) = (&b, access.clone());
-        async move {
-            crate::oauth2::form(
-                b,
-                "/oauth2/introspect",
-                Some((APP, &secret)),
-                &[("token", &access)],
-            )
-            .await
-        }
-    };
+    let introspect = |secret: String| crate::oauth2::introspect_as(&b, APP, secret, access.clone());
     let r = introspect(old.clone()).await;
     assert_eq!(r.json["active"], true, "now remembered on B: {}", r.text);
     let new = rotate().await;

@@ -702,12 +702,17 @@ async fn client_secrets_are_hashed_rotated_and_removed_through_the_audited_core(
     assert!(s.app.store.client_secret(APP).await.unwrap().is_none());
 }
 
-/// `token` introspected by the test application with `secret`.
-async fn introspect_as(s: &TestServer, secret: String, token: String) -> Reply {
+/// `token` introspected by the application `client_id` with `secret`.
+pub(crate) async fn introspect_as(
+    s: &TestServer,
+    client_id: &str,
+    secret: String,
+    token: String,
+) -> Reply {
     form(
         s,
         "/oauth2/introspect",
-        Some((APP, &secret)),
+        Some((client_id, &secret)),
         &[("token", &token)],
     )
     .await
@@ -719,7 +724,7 @@ async fn introspect_as(s: &TestServer, secret: String, token: String) -> Reply {
 async fn a_checked_client_secret_is_not_hashed_again_until_it_changes() {
     let (s, secret) = server_with_secret(Options::default()).await;
     let (token, _) = s.tokens(APP, "alice", PW, "certificate").await;
-    let introspect = |secret: String| introspect_as(&s, secret, token.clone());
+    let introspect = |secret: String| introspect_as(&s, APP, secret, token.clone());
     // Hashing-pool jobs finish on the pool's own threads; wait (bounded) until it is idle.
     let settled = || async {
         for _ in 0..200 {
@@ -774,7 +779,7 @@ async fn a_checked_client_secret_is_not_hashed_again_until_it_changes() {
 async fn a_client_authentication_is_cached_until_its_change_is_announced() {
     let (s, secret) = server_with_secret(Options::default()).await;
     let (token, _) = s.tokens(APP, "alice", PW, "certificate").await;
-    let introspect = || introspect_as(&s, secret.clone(), token.clone());
+    let introspect = || introspect_as(&s, APP, secret.clone(), token.clone());
     let r = introspect().await;
     assert_eq!(r.json["active"], true, "{}", r.text);
     assert_eq!(r.json["username"], "local:alice", "{}", r.text);

@@ -117,25 +117,24 @@ pub async fn introspect(
             return Ok(inactive());
         }
     }
-    let body = match kind {
-        // Kept with the cached grant: a gateway introspects the same token on every call.
-        TokenUse::Access => match grant.rendered(Rendering::IntrospectionBody, |_| None) {
-            Some(body) => body,
-            None => {
-                let name = app.services.display_name(&grant.identity).await;
-                // Not kept without the name (its directory did not answer this time).
-                grant
-                    .rendered(Rendering::IntrospectionBody, |g| {
-                        let name = name.as_deref()?;
-                        Some(active_body(g, kind, Some(name), &app.issuer))
-                    })
-                    .unwrap_or_else(|| active_body(&grant, kind, name.as_deref(), &app.issuer))
-            }
-        },
-        TokenUse::Refresh => {
-            let name = app.services.display_name(&grant.identity).await;
-            active_body(&grant, kind, name.as_deref(), &app.issuer)
-        }
+    // An access token's answer is kept with its cached grant: a gateway introspects the same
+    // token on every call. A refresh token's grant is not cached, so nothing is kept for it.
+    let keep = kind == TokenUse::Access;
+    if let Some(body) = keep
+        .then(|| grant.rendered(Rendering::IntrospectionBody, |_| None))
+        .flatten()
+    {
+        return Ok(no_store(json_rendered(StatusCode::OK, body)));
+    }
+    let name = app.services.display_name(&grant.identity).await;
+    let render = |g: &Grant| active_body(g, kind, name.as_deref(), &app.issuer);
+    // Not kept without the name (its directory did not answer this time).
+    let body = if keep && name.is_some() {
+        grant
+            .rendered(Rendering::IntrospectionBody, |g| Some(render(g)))
+            .unwrap_or_else(|| render(&grant))
+    } else {
+        render(&grant)
     };
     Ok(no_store(json_rendered(StatusCode::OK, body)))
 }
