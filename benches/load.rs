@@ -2180,6 +2180,23 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
             })
             .await;
         }
+        if want("introspect") {
+            // The client's authentication is cached as well: one check of its secret.
+            let warm = drive(&target, &phase(1, 1), None, |_| {
+                Box::new(HotIntrospect {
+                    tokens: hot.clone(),
+                    secret: secret.clone(),
+                    i: 0,
+                })
+            })
+            .await;
+            if warm.ok != 1 {
+                bail!(
+                    "{transport}: the first introspection failed: {:?}",
+                    warm.statuses
+                );
+            }
+        }
         if want("gateway") {
             let l0 = loadavg();
             let st = drive(&target, &phase(64, 10_000_000), Some(pid), |w| {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::request::ClientAuth;
-use super::ttl::TtlCache;
+use super::ttl::{Fill, TtlCache};
 use crate::token::TokenDigest;
 
 /// The feed's word for "this client's application or secret changed".
@@ -29,6 +29,12 @@ pub fn client_marker(client_id: &str) -> TokenDigest {
 }
 
 type Key = (String, Option<TokenDigest>);
+
+/// A client authentication the caller is to establish: see [`ClientCache::lookup`].
+pub struct Pending<'a> {
+    key: Key,
+    fill: Fill<'a, Key, Arc<ClientAuth>>,
+}
 
 #[derive(Debug, Clone)]
 pub struct ClientCache {
@@ -54,8 +60,25 @@ impl ClientCache {
         (client_id.to_string(), secret.map(TokenDigest::of))
     }
 
+    /// A look without taking the duty to fill (tests).
+    #[cfg(test)]
     pub fn get(&self, client_id: &str, secret: Option<&str>) -> Option<Arc<ClientAuth>> {
         self.cache.get(&Self::key(client_id, secret))
+    }
+
+    /// The kept success for this client and secret, or the duty to establish it. Concurrent
+    /// authentications with the same secret wait for one check instead of each hashing the
+    /// secret: a gateway opening 64 connections at once costs one argon2id hash, not 64.
+    pub async fn lookup(
+        &self,
+        client_id: &str,
+        secret: Option<&str>,
+    ) -> Result<Arc<ClientAuth>, Pending<'_>> {
+        let key = Self::key(client_id, secret);
+        match self.cache.get_or_fill(&key).await {
+            Ok(auth) => Ok(auth),
+            Err(fill) => Err(Pending { key, fill }),
+        }
     }
 
     /// A reading of the drop counter, taken before the store reads that may fill the cache.
@@ -63,11 +86,17 @@ impl ClientCache {
         self.dropped.load(Ordering::SeqCst)
     }
 
-    /// Keeps a success established from store reads made since `epoch`.
-    pub fn fill(&self, client_id: &str, secret: Option<&str>, auth: Arc<ClientAuth>, epoch: u64) {
-        let key = Self::key(client_id, secret);
-        self.markers.insert(client_marker(client_id), ());
-        self.cache.insert(key.clone(), auth);
+    /// Keeps a success established from store reads made since `epoch`, and hands it to
+    /// the callers waiting on `pending`. If entries were dropped since `epoch` nothing is kept
+    /// and nothing handed over: the next waiter reads the store again. A failure is never
+    /// kept: dropping `pending` lets the next waiter check for itself.
+    pub fn fill(&self, pending: Pending<'_>, auth: Arc<ClientAuth>, epoch: u64) {
+        let Pending { key, fill } = pending;
+        self.markers.insert(client_marker(&key.0), ());
+        if self.epoch() != epoch {
+            return;
+        }
+        fill.insert(auth);
         if self.dropped.load(Ordering::SeqCst) != epoch {
             self.cache.remove(&key);
         }
@@ -114,11 +143,19 @@ mod tests {
         })
     }
 
-    #[test]
-    fn a_marker_drops_the_entries_and_a_token_digest_does_not() {
+    /// Establishes an authentication as the engine does after a successful check.
+    async fn establish(c: &ClientCache, id: &str, secret: Option<&str>, epoch: u64) {
+        match c.lookup(id, secret).await {
+            Ok(_) => panic!("{id} was already kept"),
+            Err(p) => c.fill(p, auth(id), epoch),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_marker_drops_the_entries_and_a_token_digest_does_not() {
         let c = ClientCache::new(100, Duration::from_secs(30));
-        c.fill("app", Some("s3cret"), auth("app"), c.epoch());
-        assert!(c.get("app", Some("s3cret")).is_some());
+        establish(&c, "app", Some("s3cret"), c.epoch()).await;
+        assert!(c.lookup("app", Some("s3cret")).await.is_ok());
         assert!(c.get("app", Some("other")).is_none());
         assert!(c.get("app", None).is_none());
         c.saw(&TokenDigest::of("some access token"));
@@ -127,19 +164,26 @@ mod tests {
         assert!(c.get("app", Some("s3cret")).is_none());
     }
 
-    #[test]
-    fn a_fill_that_raced_a_change_is_not_kept() {
+    #[tokio::test]
+    async fn a_fill_that_raced_a_change_is_not_kept_nor_handed_over() {
         let c = ClientCache::new(100, Duration::from_secs(30));
         let before = c.epoch();
+        let Err(p) = c.lookup("app", None).await else {
+            panic!("nothing was kept");
+        };
         c.forget_all();
-        c.fill("app", None, auth("app"), before);
+        // A caller waiting on the fill reads the store itself: it gets the duty, not a value.
+        let (waiter, _) = tokio::join!(c.lookup("app", None), async {
+            c.fill(p, auth("app"), before)
+        });
+        assert!(waiter.is_err());
         assert!(c.get("app", None).is_none());
     }
 
-    #[test]
-    fn a_zero_ttl_keeps_nothing() {
+    #[tokio::test]
+    async fn a_zero_ttl_keeps_nothing() {
         let c = ClientCache::new(100, Duration::ZERO);
-        c.fill("app", None, auth("app"), c.epoch());
+        establish(&c, "app", None, c.epoch()).await;
         assert!(c.get("app", None).is_none());
     }
 }

@@ -202,9 +202,10 @@ impl Engine {
     ) -> Result<ClientAuth, GrantError> {
         let presented = secret.filter(|s| !s.is_empty());
         let key_secret = presented.map(|s| s.expose());
-        if let Some(hit) = self.clients.get(client_id, key_secret) {
-            return Ok((*hit).clone());
-        }
+        let pending = match self.clients.lookup(client_id, key_secret).await {
+            Ok(hit) => return Ok((*hit).clone()),
+            Err(pending) => pending,
+        };
         let epoch = self.clients.epoch();
         let (app, stored) = tokio::try_join!(
             self.store.application(client_id),
@@ -235,8 +236,7 @@ impl Engine {
                     app,
                     confidential: stored.is_some(),
                 };
-                self.clients
-                    .fill(client_id, key_secret, Arc::new(auth.clone()), epoch);
+                self.clients.fill(pending, Arc::new(auth.clone()), epoch);
                 Ok(auth)
             }
             _ => {

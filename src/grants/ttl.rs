@@ -9,6 +9,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 type Inner<K, V> = quick_cache::sync::Cache<K, (V, Instant)>;
+type Guard<'a, K, V> = quick_cache::sync::PlaceholderGuard<
+    'a,
+    K,
+    (V, Instant),
+    quick_cache::UnitWeighter,
+    quick_cache::DefaultHashBuilder,
+    quick_cache::sync::DefaultLifecycle<K, (V, Instant)>,
+>;
+
+/// The right to compute a value that [`TtlCache::get_or_fill`] did not find. While it is held,
+/// the others asking for the same key wait; [`Fill::insert`] hands them the value, and
+/// dropping it without inserting lets the next of them compute it.
+pub struct Fill<'a, K, V>(Option<Guard<'a, K, V>>);
+
+impl<K: Eq + Hash + Clone, V: Clone> Fill<'_, K, V> {
+    pub fn insert(self, value: V) {
+        if let Some(g) = self.0 {
+            // Err only if the entry was dropped meanwhile (cleared): nothing to keep then.
+            let _ = g.insert((value, Instant::now()));
+        }
+    }
+}
 
 pub struct TtlCache<K, V> {
     /// None when nothing is to be kept (no capacity or no time to live).
@@ -56,6 +78,27 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         None
     }
 
+    /// The live value, or the right to compute it: concurrent misses on one key make one
+    /// computation, not one each (client authentication is an argon2id hash per miss).
+    pub async fn get_or_fill<Q>(&self, key: &Q) -> Result<V, Fill<'_, K, V>>
+    where
+        Q: Hash + quick_cache::Equivalent<K> + ToOwned<Owned = K> + ?Sized,
+    {
+        let Some(cache) = &self.cache else {
+            return Err(Fill(None));
+        };
+        // An expired value is dropped and the key looked up again; a second expired value
+        // (a racing insert cannot be that old) is not waited out, the caller computes.
+        for _ in 0..2 {
+            match cache.get_value_or_guard_async(key).await {
+                Ok((value, at)) if at.elapsed() < self.ttl => return Ok(value),
+                Ok(_) => cache.remove(key),
+                Err(guard) => return Err(Fill(Some(guard))),
+            };
+        }
+        Err(Fill(None))
+    }
+
     pub fn contains<Q>(&self, key: &Q) -> bool
     where
         Q: Hash + quick_cache::Equivalent<K> + ?Sized,
@@ -99,6 +142,33 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(brief.get(&1), None);
         assert!(!brief.contains(&1));
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_on_one_key_compute_once() {
+        let c = TtlCache::new(10, Duration::from_secs(30));
+        let Err(first) = c.get_or_fill(&1u32).await else {
+            panic!("an empty cache has no value");
+        };
+        // A second caller waits for the first one's value instead of computing its own.
+        let (waiter, _) = tokio::join!(c.get_or_fill(&1u32), async { first.insert("one") });
+        assert_eq!(waiter.ok(), Some("one"));
+        // A fill dropped without a value passes the computation on to the next caller.
+        let Err(second) = c.get_or_fill(&2u32).await else {
+            panic!("nothing was kept for 2");
+        };
+        let (next, _) = tokio::join!(c.get_or_fill(&2u32), async { drop(second) });
+        assert!(next.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_disabled_cache_always_asks_for_a_computation() {
+        let c = TtlCache::new(0, Duration::from_secs(30));
+        let Err(fill) = c.get_or_fill(&1u32).await else {
+            panic!("a disabled cache holds nothing");
+        };
+        fill.insert(1u32);
+        assert!(c.get_or_fill(&1u32).await.is_err());
     }
 
     #[test]

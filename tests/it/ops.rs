@@ -183,6 +183,76 @@ async fn metrics_report_the_scripted_requests() {
     assert!(s.wait().0.success());
 }
 
+/// The argon2id checks the hashing queue has run so far, from a scrape with `token`.
+async fn hashes_so_far(client: &reqwest::Client, base: &str, token: &str) -> f64 {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    metric(
+        &parse_metrics(&text),
+        "vedauth_hash_wait_seconds_count",
+        &[],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_authentications_of_one_client_cost_one_hash() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let s = Served::start(&dir, &[]);
+    admin(
+        &dir,
+        &["app", "add", "herd-app", "--scope", "certificate"],
+        None,
+    );
+    let out = admin(&dir, &["app", "secret", "herd-app"], None);
+    let secret = out.lines().last().expect("the secret").trim().to_string();
+    let client = s.client();
+    let admin_token = Reply::read(
+        client
+            .post(format!("{}/vedauth/authorize/oauth", s.base))
+            .json(&json!({"client_id": "vedauth-admin", "username": "admin", "password": "Initial-Admin-Pw-123", "scope": "admin"}))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await
+    .str("access_token");
+    let before = hashes_so_far(&client, &s.base, &admin_token).await;
+    // A gateway opening its connections at once: 16 client-credentials grants with one secret,
+    // sent together.
+    let grants = (0..16).map(|_| {
+        let c = client.clone();
+        let url = format!("{}/oauth2/token", s.base);
+        let secret = secret.clone();
+        async move {
+            c.post(url)
+                .basic_auth("herd-app", Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .expect("send")
+                .status()
+        }
+    });
+    let statuses = futures_util::future::join_all(grants).await;
+    assert!(
+        statuses.iter().all(|st| *st == StatusCode::OK),
+        "{statuses:?}"
+    );
+    let after = hashes_so_far(&client, &s.base, &admin_token).await;
+    // One check of the secret; the 15 others waited for it (or, later, found it kept).
+    assert_eq!(after - before, 1.0, "{before} -> {after}");
+    s.sigterm();
+    assert!(s.wait().0.success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_follows_the_store() {
     let cluster = pg::Cluster::start();
