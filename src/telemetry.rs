@@ -98,20 +98,45 @@ fn intern(s: &str) -> &'static str {
     }
 }
 
-/// The request id: the client's `X-Request-Id` if it is sane, else a new one.
-fn request_id(req: &Request<Body>) -> String {
-    req.headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_string)
-        // A v4 UUID from the thread-local generator: ids need to be unique, not secret, and
-        // this saves a getrandom system call per request.
-        .unwrap_or_else(|| {
-            uuid::Builder::from_random_bytes(rand::random())
-                .into_uuid()
-                .to_string()
-        })
+/// The request id: the client's `X-Request-Id` if it is sane, else a new one. Kept as it
+/// came (a header value or the UUID's bytes): formatted only where it is written.
+enum RequestId {
+    Given(HeaderValue),
+    Made(uuid::Uuid),
+}
+
+impl RequestId {
+    fn of(req: &Request<Body>) -> Self {
+        match req.headers().get("x-request-id").filter(|v| {
+            let b = v.as_bytes();
+            !b.is_empty() && b.len() <= 128 && b.iter().all(u8::is_ascii_graphic)
+        }) {
+            Some(v) => Self::Given(v.clone()),
+            // A v4 UUID from the thread-local generator: ids need to be unique, not secret,
+            // and this saves a getrandom system call per request.
+            None => Self::Made(uuid::Builder::from_random_bytes(rand::random()).into_uuid()),
+        }
+    }
+
+    fn header(&self) -> Option<HeaderValue> {
+        match self {
+            Self::Given(v) => Some(v.clone()),
+            Self::Made(u) => {
+                let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                HeaderValue::from_str(u.hyphenated().encode_lower(&mut buf)).ok()
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // Checked in `of`: visible ASCII only.
+            Self::Given(v) => f.write_str(v.to_str().unwrap_or_default()),
+            Self::Made(u) => u.hyphenated().fmt(f),
+        }
+    }
 }
 
 /// Requests whose access-log line goes at debug, not info: probes, which would drown the log,
@@ -139,7 +164,7 @@ pub struct Refusal(pub &'static str);
 /// `X-Request-Id` response header, request metrics by endpoint and status, and one access-log
 /// line.
 pub async fn observe(req: Request<Body>, next: Next) -> Response {
-    let id = request_id(&req);
+    let id = RequestId::of(&req);
     let endpoint = req
         .extensions()
         .get::<MatchedPath>()
@@ -156,7 +181,7 @@ pub async fn observe(req: Request<Body>, next: Next) -> Response {
     let (count, duration) = request_metrics(endpoint, intern(res.status().as_str()));
     count.increment(1);
     duration.record(elapsed.as_secs_f64());
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Some(v) = id.header() {
         res.headers_mut().insert("x-request-id", v);
     }
     let _entered = span.enter();

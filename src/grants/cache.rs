@@ -10,6 +10,7 @@ use bytes::Bytes;
 use super::ttl::TtlCache;
 
 use crate::domain::Grant;
+use crate::scope::Scope;
 use crate::token::TokenDigest;
 
 /// A grant as verify hands it out, with room for the renderings of it that the faces keep for
@@ -22,6 +23,9 @@ pub struct LiveGrant {
     /// Whether each rendering was made before: a grant verified once (a cold verify) is not
     /// worth the memory a kept rendering costs (about 600 bytes per cached grant).
     asked: [AtomicBool; 2],
+    /// The grant's scope parsed, made on first use (the gateway check compares it with each
+    /// request's need).
+    held: OnceLock<Scope>,
 }
 
 /// Which rendering (see [`LiveGrant::rendered`]).
@@ -39,6 +43,7 @@ impl LiveGrant {
             grant,
             rendered: Default::default(),
             asked: Default::default(),
+            held: OnceLock::new(),
         }
     }
 
@@ -59,6 +64,15 @@ impl LiveGrant {
             return Some(b);
         }
         Some(slot.get_or_init(|| b).clone())
+    }
+}
+
+impl LiveGrant {
+    /// The grant's scope, parsed once. A stored scope is canonical; one that no longer
+    /// parses (a scope name this version does not know) holds nothing.
+    pub fn held_scope(&self) -> &Scope {
+        self.held
+            .get_or_init(|| Scope::parse(&self.grant.scope).unwrap_or_default())
     }
 }
 

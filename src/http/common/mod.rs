@@ -13,7 +13,7 @@ use http::{header, HeaderMap, HeaderValue, Request, StatusCode};
 use serde::Serialize;
 
 pub use client::Limiter;
-pub use params::Params;
+pub use params::{Params, Posted};
 
 /// Largest request body accepted (protocol.md: requests).
 pub const MAX_BODY: usize = 64 * 1024;

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 
 use axum::body::Body;
 use axum::extract::FromRequest;
-use http::{header, Request};
+use http::{header, HeaderMap, Request};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{CommonError, MAX_BODY};
 use crate::secret::Secret;
@@ -19,25 +20,11 @@ pub struct Params {
 }
 
 impl Params {
+    /// Read straight into the map: no `serde_json::Value` tree in between (a gateway
+    /// introspecting every call parses one of these per call). As with a `Value`, a repeated
+    /// key counts once, with its last value.
     fn from_json(bytes: &[u8]) -> Result<Self, CommonError> {
-        let v: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|_| CommonError::Malformed)?;
-        let serde_json::Value::Object(map) = v else {
-            return Err(CommonError::Malformed);
-        };
-        let mut p = Params::default();
-        for (k, v) in map {
-            match v {
-                serde_json::Value::String(s) => {
-                    p.values.insert(k, Some(s));
-                }
-                serde_json::Value::Null => {
-                    p.values.insert(k, None);
-                }
-                _ => p.non_strings.push(k),
-            }
-        }
-        Ok(p)
+        serde_json::from_slice(bytes).map_err(|_| CommonError::Malformed)
     }
 
     fn from_form(bytes: &[u8]) -> Result<Self, CommonError> {
@@ -82,29 +69,138 @@ impl Params {
     }
 }
 
+/// A JSON body's value: a string, null, or anything else (skipped, its key remembered).
+enum Value {
+    Str(String),
+    Null,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Value;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+                Ok(Value::Str(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Value, E> {
+                Ok(Value::Str(v))
+            }
+            fn visit_unit<E>(self) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
+                Ok(Value::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Value, E> {
+                Ok(Value::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Value, E> {
+                Ok(Value::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
+                Ok(Value::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Value::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Value::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A JSON object's members; any other JSON is not a parameter set.
+impl<'de> Deserialize<'de> for Params {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Params;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Params, A::Error> {
+                let mut p = Params::default();
+                while let Some((k, v)) = a.next_entry::<String, Value>()? {
+                    p.non_strings.retain(|n| *n != k);
+                    match v {
+                        Value::Str(s) => {
+                            p.values.insert(k, Some(s));
+                        }
+                        Value::Null => {
+                            p.values.insert(k, None);
+                        }
+                        Value::Other => {
+                            p.values.remove(&k);
+                            p.non_strings.push(k);
+                        }
+                    }
+                }
+                Ok(p)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The body's media type, as `Params::parse` takes it.
+fn content_type(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+}
+
 impl<S: Send + Sync> FromRequest<S> for Params {
     type Rejection = CommonError;
 
     async fn from_request(req: Request<Body>, _state: &S) -> Result<Self, Self::Rejection> {
-        let ct = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
-            .await
-            .map_err(|e| {
-                // to_bytes reports an over-limit body as a length-limit error.
-                let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-                while let Some(s) = src {
-                    if s.is::<http_body_util::LengthLimitError>() {
-                        return CommonError::TooLarge;
-                    }
-                    src = s.source();
+        let (parts, body) = req.into_parts();
+        Params::read(content_type(&parts.headers), body).await
+    }
+}
+
+/// A POST's headers and parameters. The headers are moved, not copied as a `HeaderMap`
+/// argument beside the body would be: introspection is on a gateway's hot path.
+pub struct Posted {
+    pub headers: HeaderMap,
+    pub params: Result<Params, CommonError>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Posted {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(req: Request<Body>, _state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let params = Params::read(content_type(&parts.headers), body).await;
+        Ok(Posted {
+            headers: parts.headers,
+            params,
+        })
+    }
+}
+
+impl Params {
+    async fn read(content_type: Option<&str>, body: Body) -> Result<Self, CommonError> {
+        let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
+            // to_bytes reports an over-limit body as a length-limit error.
+            let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(s) = src {
+                if s.is::<http_body_util::LengthLimitError>() {
+                    return CommonError::TooLarge;
                 }
-                CommonError::Malformed
-            })?;
-        Params::parse(ct.as_deref(), &bytes)
+                src = s.source();
+            }
+            CommonError::Malformed
+        })?;
+        Params::parse(content_type, &bytes)
     }
 }
 
@@ -139,5 +235,24 @@ mod tests {
         assert!(Params::parse(Some("application/json"), b"[1]").is_err());
         assert!(Params::parse(None, b"").is_err());
         assert!(Params::parse(Some("text/plain"), b"\"x\"").is_err());
+    }
+
+    #[test]
+    fn json_values_of_every_kind_and_repeated_keys() {
+        let p = Params::parse(
+            Some("application/json"),
+            br#"{"a":"x","a":{"deep":[1,{"b":null}]},"b":[1,2],"b":"y","c":1.5,"d":true,"e":"\u00e9"}"#,
+        )
+        .unwrap_or_default();
+        // The last value of a key counts, as with any JSON object reader.
+        assert_eq!(p.get("a"), None);
+        assert!(p.require_strings(&["a"]).is_err());
+        assert_eq!(p.get("b").as_deref(), Some("y"));
+        assert!(p.require_strings(&["b", "e"]).is_ok());
+        assert!(p.require_strings(&["c"]).is_err());
+        assert!(p.require_strings(&["d"]).is_err());
+        assert_eq!(p.get("e").as_deref(), Some("\u{e9}"));
+        assert!(Params::parse(Some("application/json"), br#"{"a":[1,}"#).is_err());
+        assert!(Params::parse(Some("application/json"), br#"{"a":"x"} 1"#).is_err());
     }
 }

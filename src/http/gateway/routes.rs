@@ -3,6 +3,7 @@
 //! (percent-decoding, `.`/`..` and empty segments) and matched case-insensitively, so that a
 //! spelling the upstream treats as the same path cannot dodge a rule.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::config::GatewayConfig;
@@ -88,7 +89,7 @@ pub struct Routes {
     rules: Vec<Rule>,
     /// The scope map by method and segment count: a check compares its path with the few
     /// entries of its shape, not with all 371.
-    map: HashMap<(String, usize), Vec<MapEntry>>,
+    map: HashMap<String, HashMap<usize, Vec<MapEntry>>>,
     pub require_route: bool,
 }
 
@@ -97,17 +98,32 @@ const VEDSDK_SCOPES: &str = include_str!("vedsdk_scopes.tsv");
 /// Percent-decodes, drops empty and `.` segments, resolves `..`, lower-cases. The query is
 /// not part of it.
 pub fn normalize(path: &str) -> Vec<String> {
+    segments(&decode(path))
+        .into_iter()
+        .map(Cow::into_owned)
+        .collect()
+}
+
+/// The path without its query, percent-decoded (borrowed when nothing was encoded).
+fn decode(path: &str) -> Cow<'_, str> {
     let path = path.split(['?', '#']).next().unwrap_or("");
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-    let mut out: Vec<String> = Vec::new();
-    // A decoded `%2F` is a separator too: the upstream may well decode it into one.
+    percent_encoding::percent_decode_str(path).decode_utf8_lossy()
+}
+
+/// [`normalize`]'s segments, borrowed from the decoded path where they are lower-case already:
+/// a check on a gateway's hot path allocates one vector, not a string per segment.
+fn segments(decoded: &str) -> Vec<Cow<'_, str>> {
+    let mut out: Vec<Cow<'_, str>> = Vec::new();
     for seg in decoded.split(['/', '\\']) {
         match seg {
             "" | "." => {}
             ".." => {
                 out.pop();
             }
-            s => out.push(s.to_lowercase()),
+            s if s.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) => {
+                out.push(Cow::Borrowed(s))
+            }
+            s => out.push(Cow::Owned(s.to_lowercase())),
         }
     }
     out
@@ -126,7 +142,7 @@ impl Routes {
         }
         // Longest prefix first: the first rule that matches is the most specific.
         rules.sort_by_key(|r| std::cmp::Reverse(r.segs.len()));
-        let mut map: HashMap<(String, usize), Vec<MapEntry>> = HashMap::new();
+        let mut map: HashMap<String, HashMap<usize, Vec<MapEntry>>> = HashMap::new();
         for line in VEDSDK_SCOPES.lines() {
             if line.starts_with('#') || line.trim().is_empty() {
                 continue;
@@ -148,7 +164,9 @@ impl Routes {
                 })
                 .collect();
             let literals = segs.iter().filter(|s| matches!(s, Seg::Lit(_))).count();
-            map.entry((method.to_ascii_uppercase(), segs.len()))
+            map.entry(method.to_ascii_uppercase())
+                .or_default()
+                .entry(segs.len())
                 .or_default()
                 .push(MapEntry {
                     segs,
@@ -165,20 +183,28 @@ impl Routes {
 
     /// What a request with this method and (raw) path needs; None when nothing matches.
     pub fn need(&self, method: &str, path: &str) -> Option<&Need> {
-        let segs = normalize(path);
-        let method = method.to_ascii_uppercase();
+        let decoded = decode(path);
+        let segs = segments(&decoded);
         let rule = self.rules.iter().find(|r| {
             segs.len() >= r.segs.len()
                 && segs[..r.segs.len()] == r.segs[..]
-                && (r.methods.is_empty() || r.methods.contains(&method))
+                && (r.methods.is_empty()
+                    || r.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
         });
         if let Some(r) = rule {
             return Some(&r.need);
         }
         // HEAD is answered like GET by the upstream, so it needs what GET needs.
-        let method = if method == "HEAD" { "GET" } else { &method };
+        let method = if method.eq_ignore_ascii_case("HEAD") {
+            Cow::Borrowed("GET")
+        } else if method.bytes().any(|b| b.is_ascii_lowercase()) {
+            Cow::Owned(method.to_ascii_uppercase())
+        } else {
+            Cow::Borrowed(method)
+        };
         self.map
-            .get(&(method.to_string(), segs.len()))?
+            .get(method.as_ref())?
+            .get(&segs.len())?
             .iter()
             .filter(|e| {
                 e.segs.iter().zip(&segs).all(|(p, s)| match p {
@@ -277,6 +303,20 @@ mod tests {
             Some(&Need::Privilege("manage"))
         );
         assert_eq!(r.need("GET", "/vedsdk/nothing/here"), None);
+        // Methods in any case; HEAD needs what GET needs; non-ASCII segments are lower-cased.
+        assert_eq!(
+            r.need("delete", "/vedsdk/certificates/abc"),
+            Some(&scope("certificate:delete"))
+        );
+        assert_eq!(
+            r.need("head", "/VEDSDK/certificates/ÄBC"),
+            Some(&scope("certificate"))
+        );
+        assert_eq!(
+            r.need("post", "/api/orders/7"),
+            Some(&scope("certificate:manage"))
+        );
+        assert_eq!(normalize("/A/Ä%C3%96/b"), ["a", "äö", "b"]);
     }
 
     #[test]

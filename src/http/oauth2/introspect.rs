@@ -7,7 +7,7 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::super::common::{
-    bearer, json_bytes, json_rendered, json_response, no_store, Client, CommonError, Params,
+    bearer, json_bytes, json_rendered, json_response, no_store, Client, Params, Posted,
 };
 use super::super::ApiState;
 use super::client::presented;
@@ -43,7 +43,7 @@ async fn introspection_caller(
             Err(GrantError::InvalidToken) => return Err(OAuthError::invalid_client()),
             Err(e) => return Err(e.into()),
         };
-        let admin = Scope::parse(&grant.scope).is_ok_and(|s| s.allows("admin", None));
+        let admin = grant.held_scope().allows("admin", None);
         return if admin {
             Ok(None)
         } else {
@@ -86,8 +86,7 @@ fn inactive() -> Response {
 pub async fn introspect(
     State(app): State<ApiState>,
     Client(source): Client,
-    headers: HeaderMap,
-    params: Result<Params, CommonError>,
+    Posted { headers, params }: Posted,
 ) -> Result<Response, OAuthError> {
     let p = params?;
     p.require_strings(&[
@@ -112,8 +111,7 @@ pub async fn introspect(
     }
     // Hydra's `scope` parameter: active only if the token holds all of it.
     if let Some(want) = p.get("scope") {
-        let held = Scope::parse(&grant.scope).unwrap_or_default();
-        if !Scope::parse(&tpp_scope(&want)).is_ok_and(|w| w.is_subset_of(&held)) {
+        if !Scope::parse(&tpp_scope(&want)).is_ok_and(|w| w.is_subset_of(grant.held_scope())) {
             return Ok(inactive());
         }
     }
@@ -174,8 +172,7 @@ fn active_body(grant: &Grant, kind: TokenUse, name: Option<&str>, issuer: &str) 
 pub async fn revoke(
     State(app): State<ApiState>,
     Client(source): Client,
-    headers: HeaderMap,
-    params: Result<Params, CommonError>,
+    Posted { headers, params }: Posted,
 ) -> Result<Response, OAuthError> {
     let p = params?;
     p.require_strings(&["token", "token_type_hint", "client_id", "client_secret"])?;

@@ -3,10 +3,10 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use serde::Serialize;
 
-use super::super::common::{device_response, json_response, no_store, Client, CommonError, Params};
+use super::super::common::{device_response, json_response, no_store, Client, Posted};
 use super::super::ApiState;
 use super::client::presented;
 use super::{rfc_scope, tpp_scope, OAuthError};
@@ -75,8 +75,7 @@ fn required(scope: Option<String>) -> Result<String, OAuthError> {
 pub async fn token(
     State(app): State<ApiState>,
     Client(source): Client,
-    headers: HeaderMap,
-    params: Result<Params, CommonError>,
+    Posted { headers, params }: Posted,
 ) -> Result<Response, OAuthError> {
     let p = params?;
     p.require_strings(&[
@@ -152,8 +151,7 @@ pub async fn token(
 pub async fn device_authorization(
     State(app): State<ApiState>,
     Client(source): Client,
-    headers: HeaderMap,
-    params: Result<Params, CommonError>,
+    Posted { headers, params }: Posted,
 ) -> Result<Response, OAuthError> {
     let p = params?;
     p.require_strings(&["client_id", "client_secret", "scope"])?;

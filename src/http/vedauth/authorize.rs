@@ -236,11 +236,12 @@ impl<'a> VerifyBody<'a> {
 const TOKEN_IS_VALID: hyper::ext::ReasonPhrase =
     hyper::ext::ReasonPhrase::from_static(b"Token is valid");
 
+/// Takes the request whole: a `HeaderMap` argument would be a copy of every header.
 pub async fn verify(
     State(app): State<ApiState>,
-    headers: HeaderMap,
+    req: axum::extract::Request,
 ) -> Result<Response, VedauthError> {
-    let token = bearer(&headers).ok_or_else(VedauthError::invalid_token)?;
+    let token = bearer(req.headers()).ok_or_else(VedauthError::invalid_token)?;
     let grant = app.services.verify(token).await?;
     // Rendered once per cached grant: a resource server verifies the same token many times.
     let body = grant

@@ -13,7 +13,6 @@ use super::super::ApiState;
 use super::error::reason_phrase;
 use super::VedauthError;
 use crate::grants::LiveGrant;
-use crate::scope::Scope;
 
 /// What a `/vedsdk` endpoint needs of the caller's token.
 #[derive(Debug, Clone, Copy)]
@@ -34,8 +33,7 @@ pub async fn authorize(
     let token = bearer(headers).ok_or_else(VedauthError::invalid_token)?;
     let grant = app.services.verify(token).await?;
     if let Requirement::Scope(name, privilege) = need {
-        let scope = Scope::parse(&grant.scope).unwrap_or_default();
-        if !scope.allows(name, privilege) {
+        if !grant.held_scope().allows(name, privilege) {
             let required = match privilege {
                 Some(p) => format!("{name}:{p}"),
                 None => name.to_string(),
