@@ -1,12 +1,12 @@
 //! Metrics (Prometheus text format), request ids, access logs and the log format.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::MatchedPath;
-use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderValue, Request};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -98,6 +98,8 @@ fn intern(s: &str) -> &'static str {
     }
 }
 
+const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 /// The request id: the client's `X-Request-Id` if it is sane, else a new one. Kept as it
 /// came (a header value or the UUID's bytes): formatted only where it is written.
 enum RequestId {
@@ -107,7 +109,7 @@ enum RequestId {
 
 impl RequestId {
     fn of(req: &Request<Body>) -> Self {
-        match req.headers().get("x-request-id").filter(|v| {
+        match req.headers().get(REQUEST_ID).filter(|v| {
             let b = v.as_bytes();
             !b.is_empty() && b.len() <= 128 && b.iter().all(u8::is_ascii_graphic)
         }) {
@@ -162,38 +164,65 @@ pub struct Refusal(pub &'static str);
 
 /// Every request: a span carrying its id (so every log line of the request has it), the
 /// `X-Request-Id` response header, request metrics by endpoint and status, and one access-log
-/// line.
-pub async fn observe(req: Request<Body>, next: Next) -> Response {
-    let id = RequestId::of(&req);
-    let endpoint = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| intern(m.as_str()))
-        .unwrap_or("unmatched");
-    let method = req.method().clone();
-    let start = Instant::now();
-    // Only the id in the span: the fmt layer formats span fields when the span opens, on
-    // every request, while the method and endpoint are needed on the access-log line alone.
-    let span = tracing::info_span!("request", request_id = %id);
-    let mut res = next.run(req).instrument(span.clone()).await;
-    let elapsed = start.elapsed();
-    let status = res.status().as_u16();
-    let (count, duration) = request_metrics(endpoint, intern(res.status().as_str()));
-    count.increment(1);
-    duration.record(elapsed.as_secs_f64());
-    if let Some(v) = id.header() {
-        res.headers_mut().insert("x-request-id", v);
+/// line. Taken from the request before it is handed on ([`Observation::start`]), finished
+/// with its response ([`Observation::run`]).
+pub struct Observation {
+    id: RequestId,
+    endpoint: &'static str,
+    method: http::Method,
+    start: Instant,
+    span: tracing::Span,
+}
+
+impl Observation {
+    pub fn start(req: &Request<Body>) -> Self {
+        let id = RequestId::of(req);
+        let endpoint = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(|m| intern(m.as_str()))
+            .unwrap_or("unmatched");
+        // Only the id in the span: the fmt layer formats span fields when the span opens, on
+        // every request, while the method and endpoint are needed on the access-log line alone.
+        let span = tracing::info_span!("request", request_id = %id);
+        Self {
+            id,
+            endpoint,
+            method: req.method().clone(),
+            start: Instant::now(),
+            span,
+        }
     }
-    let _entered = span.enter();
-    let ms = elapsed.as_secs_f64() * 1000.0;
-    let cause = res.extensions().get::<Refusal>().map(|r| r.0);
-    let method = method.as_str();
-    if quiet(endpoint, status) {
-        tracing::debug!(method, endpoint, status, elapsed_ms = ms, cause, "request");
-    } else {
-        tracing::info!(method, endpoint, status, elapsed_ms = ms, cause, "request");
+
+    /// Runs the request's handling inside its span, then counts and logs its response.
+    pub async fn run(self, handling: impl Future<Output = Response>) -> Response {
+        let Self {
+            id,
+            endpoint,
+            method,
+            start,
+            span,
+        } = self;
+        let mut res = handling.instrument(span.clone()).await;
+        let elapsed = start.elapsed();
+        let status = res.status().as_u16();
+        let (count, duration) = request_metrics(endpoint, intern(res.status().as_str()));
+        count.increment(1);
+        duration.record(elapsed.as_secs_f64());
+        if let Some(v) = id.header() {
+            res.headers_mut().insert(REQUEST_ID, v);
+        }
+        let _entered = span.enter();
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        let cause = res.extensions().get::<Refusal>().map(|r| r.0);
+        let method = method.as_str();
+        if quiet(endpoint, status) {
+            tracing::debug!(method, endpoint, status, elapsed_ms = ms, cause, "request");
+        } else {
+            tracing::info!(method, endpoint, status, elapsed_ms = ms, cause, "request");
+        }
+        res
     }
-    res
 }
 
 /// Log output: human-readable (default) or one JSON object per line.

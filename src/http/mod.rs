@@ -62,10 +62,7 @@ pub fn router(state: ApiState) -> Router {
         // Paths no face knows are answered in VEDauth's shape, the server's first face.
         .fallback(|| async { VedauthError::not_found() })
         .method_not_allowed_fallback(|| async { VedauthError::method_not_allowed() })
-        .layer(axum::middleware::from_fn_with_state(
-            state.limiter.clone(),
-            common::front,
-        ))
+        .layer(common::FrontLayer(state.limiter.clone()))
         .with_state(state)
 }
 

@@ -32,8 +32,14 @@ pub const IDENTITY: HeaderName = HeaderName::from_static("x-vedauth-identity");
 pub const CLIENT: HeaderName = HeaderName::from_static("x-vedauth-client");
 pub const SCOPE: HeaderName = HeaderName::from_static("x-vedauth-scope");
 pub const EXPIRES: HeaderName = HeaderName::from_static("x-vedauth-expires");
+// What the proxies send; names made once, not parsed from text on every check.
+const ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+const FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+const ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+const FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+const REQUIRED_SCOPE: HeaderName = HeaderName::from_static("x-vedauth-required-scope");
 
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header_str(h: &HeaderMap, name: HeaderName) -> Option<&str> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
@@ -42,11 +48,11 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The original request's method and path, as the proxy reports them.
 fn original<'a>(method: &'a Method, uri: &'a Uri, h: &'a HeaderMap) -> (&'a str, &'a str) {
-    let m = header_str(h, "x-original-method")
-        .or_else(|| header_str(h, "x-forwarded-method"))
+    let m = header_str(h, ORIGINAL_METHOD)
+        .or_else(|| header_str(h, FORWARDED_METHOD))
         .unwrap_or(method.as_str());
-    let p = header_str(h, "x-original-uri")
-        .or_else(|| header_str(h, "x-forwarded-uri"))
+    let p = header_str(h, ORIGINAL_URI)
+        .or_else(|| header_str(h, FORWARDED_URI))
         .unwrap_or_else(|| match uri.path().strip_prefix(PREFIX) {
             Some(rest) if !rest.is_empty() => rest,
             _ => "/",
@@ -118,7 +124,7 @@ fn extra_needs(uri: &Uri, h: &HeaderMap) -> Result<Vec<Need>, String> {
             }
         }
     }
-    for v in h.get_all("x-vedauth-required-scope") {
+    for v in h.get_all(REQUIRED_SCOPE) {
         out.push(Need::parse(v.to_str().map_err(|e| e.to_string())?)?);
     }
     Ok(out)

@@ -107,6 +107,9 @@ pub fn normalize(path: &str) -> Vec<String> {
 /// The path without its query, percent-decoded (borrowed when nothing was encoded).
 fn decode(path: &str) -> Cow<'_, str> {
     let path = path.split(['?', '#']).next().unwrap_or("");
+    if !path.contains('%') {
+        return Cow::Borrowed(path);
+    }
     percent_encoding::percent_decode_str(path).decode_utf8_lossy()
 }
 
