@@ -86,7 +86,6 @@ pub fn no_store(mut res: Response) -> Response {
     res
 }
 
-/// The bearer token of a request, if it has one.
 /// The device authorization response (RFC 8628 §3.2, plus `expires` as pyVenafi reads it),
 /// the same on both faces; `verification_uri` is where the person approves.
 pub fn device_response(
@@ -118,6 +117,7 @@ pub fn device_response(
     ))
 }
 
+/// The bearer token of a request, if it has one.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
     let (scheme, token) = v.split_once(' ')?;
