@@ -4,7 +4,6 @@
 //! spelling the upstream treats as the same path cannot dodge a rule.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use crate::config::GatewayConfig;
 use crate::scope::{Scope, CATALOGUE};
@@ -89,7 +88,9 @@ pub struct Routes {
     rules: Vec<Rule>,
     /// The scope map by method and segment count: a check compares its path with the few
     /// entries of its shape, not with all 371.
-    map: HashMap<String, HashMap<usize, Vec<MapEntry>>>,
+    /// (method, entries by segment count): a handful of methods, searched in order, and an
+    /// index by count, so that a check hashes nothing to find them.
+    map: Vec<(String, Vec<Vec<MapEntry>>)>,
     pub require_route: bool,
 }
 
@@ -104,20 +105,32 @@ pub fn normalize(path: &str) -> Vec<String> {
         .collect()
 }
 
-/// The path without its query, percent-decoded (borrowed when nothing was encoded).
+/// The path without its query, percent-decoded (borrowed when nothing was encoded), with `\`
+/// read as `/`. The scans are byte scans: `?`, `#`, `%` and `\` are ASCII, so the indices
+/// are character boundaries, and a gateway check does this on every call.
 fn decode(path: &str) -> Cow<'_, str> {
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    if !path.contains('%') {
-        return Cow::Borrowed(path);
+    let end = path
+        .bytes()
+        .position(|b| b == b'?' || b == b'#')
+        .unwrap_or(path.len());
+    let path = path.get(..end).unwrap_or(path);
+    let decoded = if path.contains('%') {
+        percent_encoding::percent_decode_str(path).decode_utf8_lossy()
+    } else {
+        Cow::Borrowed(path)
+    };
+    if decoded.contains('\\') {
+        Cow::Owned(decoded.replace('\\', "/"))
+    } else {
+        decoded
     }
-    percent_encoding::percent_decode_str(path).decode_utf8_lossy()
 }
 
 /// [`normalize`]'s segments, borrowed from the decoded path where they are lower-case already:
 /// a check on a gateway's hot path allocates one vector, not a string per segment.
 fn segments(decoded: &str) -> Vec<Cow<'_, str>> {
     let mut out: Vec<Cow<'_, str>> = Vec::new();
-    for seg in decoded.split(['/', '\\']) {
+    for seg in decoded.split('/') {
         match seg {
             "" | "." => {}
             ".." => {
@@ -145,7 +158,7 @@ impl Routes {
         }
         // Longest prefix first: the first rule that matches is the most specific.
         rules.sort_by_key(|r| std::cmp::Reverse(r.segs.len()));
-        let mut map: HashMap<String, HashMap<usize, Vec<MapEntry>>> = HashMap::new();
+        let mut map: Vec<(String, Vec<Vec<MapEntry>>)> = Vec::new();
         for line in VEDSDK_SCOPES.lines() {
             if line.starts_with('#') || line.trim().is_empty() {
                 continue;
@@ -167,15 +180,28 @@ impl Routes {
                 })
                 .collect();
             let literals = segs.iter().filter(|s| matches!(s, Seg::Lit(_))).count();
-            map.entry(method.to_ascii_uppercase())
-                .or_default()
-                .entry(segs.len())
-                .or_default()
-                .push(MapEntry {
-                    segs,
-                    literals,
-                    need: Need::parse(scope).map_err(|e| format!("scope map {path}: {e}"))?,
-                });
+            let method = method.to_ascii_uppercase();
+            let at = match map.iter().position(|(m, _)| *m == method) {
+                Some(i) => i,
+                None => {
+                    map.push((method, Vec::new()));
+                    map.len() - 1
+                }
+            };
+            let Some((_, by_count)) = map.get_mut(at) else {
+                continue;
+            };
+            if by_count.len() <= segs.len() {
+                by_count.resize_with(segs.len() + 1, Vec::new);
+            }
+            let Some(entries) = by_count.get_mut(segs.len()) else {
+                continue;
+            };
+            entries.push(MapEntry {
+                segs,
+                literals,
+                need: Need::parse(scope).map_err(|e| format!("scope map {path}: {e}"))?,
+            });
         }
         Ok(Self {
             rules,
@@ -199,15 +225,15 @@ impl Routes {
         }
         // HEAD is answered like GET by the upstream, so it needs what GET needs.
         let method = if method.eq_ignore_ascii_case("HEAD") {
-            Cow::Borrowed("GET")
-        } else if method.bytes().any(|b| b.is_ascii_lowercase()) {
-            Cow::Owned(method.to_ascii_uppercase())
+            "GET"
         } else {
-            Cow::Borrowed(method)
+            method
         };
         self.map
-            .get(method.as_ref())?
-            .get(&segs.len())?
+            .iter()
+            .find(|(m, _)| m.eq_ignore_ascii_case(method))?
+            .1
+            .get(segs.len())?
             .iter()
             .filter(|e| {
                 e.segs.iter().zip(&segs).all(|(p, s)| match p {
@@ -281,6 +307,9 @@ mod tests {
             "/x/../api/orders/7",
             "/api/%6frders/7",
             "/api%2forders/7",
+            "\\api\\orders/7",
+            "/api%5Corders/7",
+            "/api/orders/7?x=/elsewhere#y",
         ] {
             assert_eq!(r.need("GET", p), Some(&scope("certificate")), "{p}");
         }
