@@ -303,6 +303,18 @@ impl Drop for Proxy {
 }
 
 impl Proxy {
+    /// Starts a proxy that listens on `port`, its output going to `log`.
+    fn spawn(cmd: &mut Command, port: u16, log: PathBuf) -> Self {
+        let out = std::fs::File::create(&log).expect("log");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("start the proxy");
+        Proxy { child, port, log }
+    }
+
     /// Waits (bounded) until the proxy accepts connections.
     async fn ready(mut self) -> Self {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -412,21 +424,14 @@ http://127.0.0.1:{port} {{
     );
     let path = dir.join("Caddyfile");
     std::fs::write(&path, conf).expect("write Caddyfile");
-    let log = dir.join("caddy.log");
-    let out = std::fs::File::create(&log).expect("log");
-    let child = Command::new(bin)
-        .args(["run", "--adapter", "caddyfile", "--config"])
+    let mut cmd = Command::new(bin);
+    cmd.args(["run", "--adapter", "caddyfile", "--config"])
         .arg(&path)
         // Caddy keeps state under the home and XDG directories: the test's own.
         .env("HOME", dir)
         .env("XDG_DATA_HOME", dir.join("data"))
-        .env("XDG_CONFIG_HOME", dir.join("config"))
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("log"))
-        .stderr(out)
-        .spawn()
-        .expect("start caddy");
-    Proxy { child, port, log }
+        .env("XDG_CONFIG_HOME", dir.join("config"));
+    Proxy::spawn(&mut cmd, port, dir.join("caddy.log"))
 }
 
 /// Traefik with the file provider: the dynamic configuration of docs/gateway.md, with this
@@ -461,23 +466,16 @@ fn start_traefik(bin: &Path, dir: &Path, vedauth_port: u16, ca: &Path, upstream:
     );
     let path = dir.join("dynamic.yml");
     std::fs::write(&path, dynamic).expect("write dynamic.yml");
-    let log = dir.join("traefik.log");
-    let out = std::fs::File::create(&log).expect("log");
-    let child = Command::new(bin)
-        .arg(format!("--entryPoints.web.address=127.0.0.1:{port}"))
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!("--entryPoints.web.address=127.0.0.1:{port}"))
         .arg(format!("--providers.file.filename={}", path.display()))
         .args([
             "--global.checkNewVersion=false",
             "--global.sendAnonymousUsage=false",
             "--log.level=INFO",
         ])
-        .env("HOME", dir)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("log"))
-        .stderr(out)
-        .spawn()
-        .expect("start traefik");
-    Proxy { child, port, log }
+        .env("HOME", dir);
+    Proxy::spawn(&mut cmd, port, dir.join("traefik.log"))
 }
 
 /// What every proxy must do with vedauth behind it.

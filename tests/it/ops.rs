@@ -37,6 +37,20 @@ fn metric(m: &BTreeMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64
         .sum()
 }
 
+/// A token with the admin scope, for the bootstrap admin of a `Served` server.
+async fn admin_token(client: &reqwest::Client, base: &str) -> String {
+    Reply::read(
+        client
+            .post(format!("{base}/vedauth/authorize/oauth"))
+            .json(&json!({"client_id": "vedauth-admin", "username": "admin", "password": "Initial-Admin-Pw-123", "scope": "admin"}))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await
+    .str("access_token")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_report_the_scripted_requests() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -94,16 +108,7 @@ async fn metrics_report_the_scripted_requests() {
         .await
         .expect("send");
     assert_eq!(bare.status(), StatusCode::UNAUTHORIZED);
-    let admin_token = Reply::read(
-        client
-            .post(format!("{}/vedauth/authorize/oauth", s.base))
-            .json(&json!({"client_id": "vedauth-admin", "username": "admin", "password": "Initial-Admin-Pw-123", "scope": "admin"}))
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await
-    .str("access_token");
+    let admin_token = admin_token(&client, &s.base).await;
     let text = client
         .get(format!("{}/metrics", s.base))
         .bearer_auth(&admin_token)
@@ -214,16 +219,7 @@ async fn concurrent_authentications_of_one_client_cost_one_hash() {
     let out = admin(&dir, &["app", "secret", "herd-app"], None);
     let secret = out.lines().last().expect("the secret").trim().to_string();
     let client = s.client();
-    let admin_token = Reply::read(
-        client
-            .post(format!("{}/vedauth/authorize/oauth", s.base))
-            .json(&json!({"client_id": "vedauth-admin", "username": "admin", "password": "Initial-Admin-Pw-123", "scope": "admin"}))
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await
-    .str("access_token");
+    let admin_token = admin_token(&client, &s.base).await;
     let before = hashes_so_far(&client, &s.base, &admin_token).await;
     // A gateway opening its connections at once: 16 client-credentials grants with one secret,
     // sent together.
@@ -536,16 +532,7 @@ async fn a_page_of_grants_and_the_counts_come_from_the_store() {
         store.import_grants(&grants, &[]).await.expect("import");
     }
     let client = s.client();
-    let token = Reply::read(
-        client
-            .post(format!("{}/vedauth/authorize/oauth", s.base))
-            .json(&json!({"client_id": "vedauth-admin", "username": "admin", "password": "Initial-Admin-Pw-123", "scope": "admin"}))
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await
-    .str("access_token");
+    let token = admin_token(&client, &s.base).await;
     let oauth = |op: &'static str, body: Value| {
         let (client, token) = (client.clone(), token.clone());
         let url = format!("{}/vedsdk/oauth/{op}", s.base);
