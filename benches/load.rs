@@ -1323,10 +1323,11 @@ async fn refresh_phase(
     st
 }
 
-/// The bare handler measured again right before a phase that is judged against it: the
-/// machine's speed drifts over a run (a third between runs, docs/BENCHMARKS.md), and a baseline
-/// measured minutes earlier carries that drift into the ratio. Recorded as a row of its own.
-async fn bare_beside(
+/// One measurement of the bare handler (at most 5 s), recorded as a row of its own. The cached
+/// phases with a ratio target take one again right before they run: the machine's speed drifts
+/// over a run (docs/BENCHMARKS.md), and a baseline measured minutes earlier carries that drift
+/// into the ratio.
+async fn measure_bare(
     target: &Target,
     pid: u32,
     transport: &'static str,
@@ -1984,29 +1985,17 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
             if !want("bare") {
                 continue;
             }
-            let l0 = loadavg();
-            let st = drive(
+            let rate = measure_bare(
                 &target,
-                &Phase {
-                    conc,
-                    max_requests: 10_000_000,
-                    duration: dur.min(Duration::from_secs(5)),
-                    fresh: false,
-                },
-                Some(bare.pid()),
-                |_| Box::new(Fixed(req.clone())),
+                bare.pid(),
+                transport,
+                (name, conc),
+                req,
+                dur,
+                &mut rows,
             )
             .await;
-            log(&format!("{transport} {name}: {:.0}/s", st.rate()));
-            bare_rates.insert(name, st.rate());
-            rows.push(Row {
-                transport,
-                name: name.into(),
-                conc,
-                stats: st,
-                baseline: None,
-                load: (l0, loadavg()),
-            });
+            bare_rates.insert(name, rate);
         }
         // One full TLS handshake per request, for the certificate phase's comparison.
         let mut bare_handshake = f64::NAN;
@@ -2205,7 +2194,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         let mut bare_get_beside = bare_get;
         if want("verify") || want("mixed") {
             if want("bare") {
-                bare_get_beside = bare_beside(
+                bare_get_beside = measure_bare(
                     &bare_target,
                     bare_pid,
                     transport,
@@ -2255,7 +2244,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         let mut bare_gateway_beside = bare_gateway;
         if want("gateway") {
             if want("bare") {
-                bare_gateway_beside = bare_beside(
+                bare_gateway_beside = measure_bare(
                     &bare_target,
                     bare_pid,
                     transport,
@@ -2291,7 +2280,7 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         let mut bare_introspect_beside = bare_introspect;
         if want("introspect") {
             if want("bare") {
-                bare_introspect_beside = bare_beside(
+                bare_introspect_beside = measure_bare(
                     &bare_target,
                     bare_pid,
                     transport,
