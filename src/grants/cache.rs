@@ -65,9 +65,7 @@ impl LiveGrant {
         }
         Some(slot.get_or_init(|| b).clone())
     }
-}
 
-impl LiveGrant {
     /// The grant's scope, parsed once. A stored scope is canonical; one that no longer
     /// parses (a scope name this version does not know) holds nothing.
     pub fn held_scope(&self) -> &Scope {

@@ -249,8 +249,8 @@ impl SqliteStore {
             .pragma("journal_size_limit", "67108864")
             .busy_timeout(Duration::from_secs(5));
         // The limit is SQLite's, process-wide: every connection sets the same value.
-        let budget = u64::from(o.cache_mib.max(1)) * 1024 * 1024;
-        opts = opts.pragma("soft_heap_limit", budget.to_string());
+        let budget_kib = u64::from(o.cache_mib.max(1)) * 1024;
+        opts = opts.pragma("soft_heap_limit", (budget_kib * 1024).to_string());
         if let Some(pages) = o.max_page_count {
             opts = opts.pragma("max_page_count", pages.to_string());
         }
@@ -274,10 +274,7 @@ impl SqliteStore {
             // The writer touches random index pages of the whole token table; SQLite's
             // default 2 MiB cache made most of them a read from the OS per rotation. It may
             // use the whole budget; the soft heap limit keeps the sum of all caches within it.
-            .pragma(
-                "cache_size",
-                format!("-{}", u64::from(o.cache_mib.max(1)) * 1024),
-            )
+            .pragma("cache_size", format!("-{budget_kib}"))
             .connect()
             .await
             .map_err(Sqlite::error)?;
