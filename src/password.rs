@@ -508,35 +508,56 @@ fn worker(
         metrics::histogram!("vedauth_hash_wait_seconds")
             .record(job.queued().elapsed().as_secs_f64());
         // A client that gave up (disconnected, timed out) no longer needs its hash.
-        if !job.abandoned() {
-            match job {
-                Job::Hash {
-                    password, reply, ..
-                } => {
-                    let _ = reply.send(hash_now(&params, password.expose()));
-                }
-                Job::Verify {
-                    phc,
-                    password,
-                    reply,
-                    ..
-                } => {
-                    let _ = reply.send(verify_now(&params, &phc, password.expose()));
-                }
-            }
-        }
-        match pool.upgrade() {
+        let answer = (!job.abandoned()).then(|| match job {
+            Job::Hash {
+                password, reply, ..
+            } => Answer::Hashed(reply, hash_now(&params, password.expose())),
+            Job::Verify {
+                phc,
+                password,
+                reply,
+                ..
+            } => Answer::Verified(reply, verify_now(&params, &phc, password.expose())),
+        });
+        // Counted before the answer goes, so that whoever has an answer sees its job counted
+        // (the tests that count hashes read the counters right after an answer).
+        let alive = match pool.upgrade() {
             Some(p) => {
+                p.completed.fetch_add(1, Ordering::Relaxed);
                 let depth = p
                     .in_flight
                     .fetch_sub(1, Ordering::Relaxed)
                     .saturating_sub(1);
                 metrics::gauge!("vedauth_hash_queue_depth").set(depth as f64);
-                p.completed.fetch_add(1, Ordering::Relaxed);
+                true
             }
-            None => return,
+            None => false,
+        };
+        match answer {
+            Some(Answer::Hashed(reply, r)) => {
+                let _ = reply.send(r);
+            }
+            Some(Answer::Verified(reply, r)) => {
+                let _ = reply.send(r);
+            }
+            None => {}
+        }
+        if !alive {
+            return;
         }
     }
+}
+
+/// A finished job's result and where it goes.
+enum Answer {
+    Hashed(
+        oneshot::Sender<Result<String, PasswordError>>,
+        Result<String, PasswordError>,
+    ),
+    Verified(
+        oneshot::Sender<Result<Verified, PasswordError>>,
+        Result<Verified, PasswordError>,
+    ),
 }
 
 #[cfg(test)]
