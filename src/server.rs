@@ -18,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::certauth::{strip_forwarded_headers, ForwardedCertConfig, PresentedChain};
-use crate::http::common::{ConnectionCert, PeerAddr};
+use crate::http::common::Connection;
 use crate::http::{self as web, ApiState};
 use crate::tls::LiveTls;
 
@@ -435,18 +435,19 @@ async fn serve_http<S, I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let track = Track::new();
-    let cert = ConnectionCert {
+    let conn = Connection {
+        peer,
         tls: chain,
         forwarding: shared.opts.forwarded_cert.clone(),
+        client: None,
     };
     let hyper_svc = {
         let (shared, track) = (shared.clone(), track.clone());
         hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
             // Before anything reads the request: a forwarded certificate header counts only
             // from a trusted proxy, in its own convention.
-            strip_forwarded_headers(peer.ip(), cert.forwarding.as_deref(), req.headers_mut());
-            req.extensions_mut().insert(PeerAddr(peer));
-            req.extensions_mut().insert(cert.clone());
+            strip_forwarded_headers(peer.ip(), conn.forwarding.as_deref(), req.headers_mut());
+            req.extensions_mut().insert(conn.clone());
             let guard = track.enter();
             let (svc, shared) = (svc.clone(), shared.clone());
             async move {

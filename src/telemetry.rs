@@ -175,13 +175,16 @@ pub struct Observation {
 }
 
 impl Observation {
-    pub fn start(req: &Request<Body>) -> Self {
+    /// `endpoint` names the route when the request did not pass the router (the hot lane,
+    /// src/http/hot.rs); otherwise the router's matched path does.
+    pub fn start(req: &Request<Body>, endpoint: Option<&'static str>) -> Self {
         let id = RequestId::of(req);
-        let endpoint = req
-            .extensions()
-            .get::<MatchedPath>()
-            .map(|m| intern(m.as_str()))
-            .unwrap_or("unmatched");
+        let endpoint = endpoint.unwrap_or_else(|| {
+            req.extensions()
+                .get::<MatchedPath>()
+                .map(|m| intern(m.as_str()))
+                .unwrap_or("unmatched")
+        });
         // Only the id in the span: the fmt layer formats span fields when the span opens, on
         // every request, while the method and endpoint are needed on the access-log line alone.
         let span = tracing::info_span!("request", request_id = %id);

@@ -6,6 +6,7 @@
 pub mod common;
 pub mod console;
 pub mod gateway;
+mod hot;
 pub mod oauth2;
 pub mod ops;
 pub mod vedauth;
@@ -66,7 +67,8 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// The router behind the VEDauth face's path folding, as one service for the connection loop.
+/// The router, with the hot lane in front of it, behind the VEDauth face's path folding, as
+/// one service for the connection loop.
 pub fn service(
     state: ApiState,
 ) -> impl tower::Service<
@@ -77,6 +79,6 @@ pub fn service(
 > + Clone
        + Send
        + 'static {
-    use tower::ServiceExt;
-    router(state).map_request(vedauth::fold_path::<Body>)
+    let lane = hot::lane(&state, router(state.clone()));
+    tower::ServiceExt::map_request(lane, vedauth::fold_path::<Body>)
 }

@@ -283,6 +283,100 @@ async fn readyz_follows_the_store() {
     }
 }
 
+/// Verify, the gateway check and introspection reach their handlers without the router (the
+/// hot lane, src/http/hot.rs): they still get a request id, their own endpoint label, and the
+/// router's answers for the methods the lane does not take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hot_routes_pass_the_same_middleware_as_the_router() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let s = Served::start(&dir, &[]);
+    let client = s.client();
+    let token = admin_token(&client, &s.base).await;
+    let mut ids = Vec::new();
+    let mut seen = |r: &reqwest::Response| {
+        let id = r.headers()["x-request-id"]
+            .to_str()
+            .expect("ascii")
+            .to_string();
+        assert_eq!(id.len(), 36, "{id}");
+        ids.push(id);
+    };
+    let verify = format!("{}/vedauth/authorize/verify", s.base);
+    let r = client
+        .get(&verify)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    seen(&r);
+    for path in ["/gateway/check", "/gateway/check/vedsdk/certificates/x"] {
+        let r = client
+            .get(format!("{}{path}", s.base))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
+        seen(&r);
+    }
+    let r = client
+        .post(format!("{}/oauth2/introspect", s.base))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    seen(&r);
+    // The methods the lane leaves to the router: HEAD is GET without a body, POST is refused
+    // in the VEDauth face's shape.
+    let r = client
+        .head(&verify)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    seen(&r);
+    assert!(r.bytes().await.expect("body").is_empty());
+    let r = client
+        .post(&verify)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    seen(&r);
+    let r = Reply::read(r).await;
+    assert!(r.json.get("error").is_some(), "{}", r.text);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 6, "one id per request");
+
+    let text = client
+        .get(format!("{}/metrics", s.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    let m = parse_metrics(&text);
+    let count = |endpoint: &str, status: &str| {
+        metric(
+            &m,
+            "vedauth_http_requests_total",
+            &[("endpoint", endpoint), ("status", status)],
+        )
+    };
+    // GET through the lane and HEAD through the router count under one label.
+    assert_eq!(count("/vedauth/authorize/verify", "200"), 2.0, "{text}");
+    assert_eq!(count("/gateway/check", "401"), 1.0, "{text}");
+    assert_eq!(count("/gateway/check/{*rest}", "401"), 1.0, "{text}");
+    assert_eq!(count("/oauth2/introspect", "401"), 1.0, "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_carry_the_request_id_and_no_secrets() {
     let tmp = tempfile::tempdir().expect("tmp");

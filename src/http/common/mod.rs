@@ -127,16 +127,29 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The peer's address, put on every request by the listener.
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
-
-/// What the listener knows of a connection's client certificate, put on every request: the
-/// chain of its own TLS handshake, and who may forward one in a header instead.
-#[derive(Debug, Clone, Default)]
-pub struct ConnectionCert {
+/// What the listener knows of a request's connection, put on every request as one extension
+/// (one allocation, where three extensions cost six): the peer's address, the chain of the
+/// connection's own TLS handshake, who may forward a certificate in a header instead, and the
+/// client's address through trusted proxies, which [`Front`] sets before any route.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub peer: SocketAddr,
     pub tls: Option<crate::certauth::PresentedChain>,
     pub forwarding: Option<std::sync::Arc<crate::certauth::ForwardedCertConfig>>,
+    pub client: Option<IpAddr>,
+}
+
+impl Connection {
+    /// A request that did not come through the listener (none in the server): nobody's
+    /// address but our own.
+    fn local() -> Self {
+        Self {
+            peer: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: None,
+            forwarding: None,
+            client: None,
+        }
+    }
 }
 
 /// The client certificate a request presents (`None`: none), from the connection's TLS
@@ -154,15 +167,11 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PresentedCert {
         parts: &mut http::request::Parts,
         _state: &S,
     ) -> Result<Self, Self::Rejection> {
-        let Some(conn) = parts.extensions.get::<ConnectionCert>() else {
+        let Some(conn) = parts.extensions.get::<Connection>() else {
             return Ok(PresentedCert(None));
         };
-        let peer = parts
-            .extensions
-            .get::<PeerAddr>()
-            .map_or(IpAddr::from([127, 0, 0, 1]), |p| p.0.ip());
         let chain = crate::certauth::client_chain(
-            peer,
+            conn.peer.ip(),
             conn.forwarding.as_deref(),
             &parts.headers,
             conn.tls.clone(),
@@ -172,7 +181,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PresentedCert {
 }
 
 /// The client's address (through trusted proxies), for rate limits and the audit trail. Every
-/// request has one: [`front`] runs before any route.
+/// request has one: [`Front`] sets it before any route.
 #[derive(Debug, Clone, Copy)]
 pub struct Client(pub IpAddr);
 
@@ -183,13 +192,13 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
         parts: &mut http::request::Parts,
         _state: &S,
     ) -> Result<Self, Self::Rejection> {
-        // Only a request that did not come through the listener (none in the server) lacks
-        // one; it is nobody's address but our own.
-        Ok(parts
-            .extensions
-            .get::<Client>()
-            .copied()
-            .unwrap_or(Client(IpAddr::from([127, 0, 0, 1]))))
+        Ok(Client(
+            parts
+                .extensions
+                .get::<Connection>()
+                .and_then(|c| c.client)
+                .unwrap_or(IpAddr::from([127, 0, 0, 1])),
+        ))
     }
 }
 
@@ -206,14 +215,33 @@ impl<S> tower::Layer<S> for FrontLayer {
         Front {
             inner,
             limiter: self.0.clone(),
+            endpoint: None,
         }
     }
 }
+
+impl FrontLayer {
+    /// The same middleware around a route served without the router (src/http/hot.rs), which
+    /// therefore names its endpoint itself (the router's matched path is not there).
+    pub fn named<S>(&self, endpoint: &'static str, inner: S) -> Front<S> {
+        Front {
+            inner,
+            limiter: self.0.clone(),
+            endpoint: Some(endpoint),
+        }
+    }
+}
+
+/// What [`Front`] answers with.
+pub type FrontFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send>,
+>;
 
 #[derive(Debug, Clone)]
 pub struct Front<S> {
     inner: S,
     limiter: Limiter,
+    endpoint: Option<&'static str>,
 }
 
 impl<S> tower::Service<Request<Body>> for Front<S>
@@ -223,9 +251,7 @@ where
 {
     type Response = Response;
     type Error = std::convert::Infallible;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send>,
-    >;
+    type Future = FrontFuture;
 
     fn poll_ready(
         &mut self,
@@ -237,12 +263,19 @@ where
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let peer = req
             .extensions()
-            .get::<PeerAddr>()
-            .map(|p| p.0.ip())
-            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+            .get::<Connection>()
+            .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.peer.ip());
         let ip = self.limiter.client(peer, req.headers());
-        req.extensions_mut().insert(Client(ip));
-        let observation = crate::telemetry::Observation::start(&req);
+        match req.extensions_mut().get_mut::<Connection>() {
+            Some(c) => c.client = Some(ip),
+            None => {
+                req.extensions_mut().insert(Connection {
+                    client: Some(ip),
+                    ..Connection::local()
+                });
+            }
+        }
+        let observation = crate::telemetry::Observation::start(&req, self.endpoint);
         let handling = self.inner.call(req);
         Box::pin(async move {
             let res = observation

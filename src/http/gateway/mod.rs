@@ -19,13 +19,14 @@ use super::ApiState;
 use crate::grants::GrantError;
 pub use routes::{Need, Routes};
 
-const PREFIX: &str = "/gateway/check";
+pub const PREFIX: &str = "/gateway/check";
+/// Envoy's ext_authz appends the original path to the check's path.
+pub const PREFIX_REST: &str = "/gateway/check/{*rest}";
 
 pub fn router() -> Router<ApiState> {
     Router::new()
         .route(PREFIX, any(check))
-        // Envoy's ext_authz appends the original path to the check's path.
-        .route("/gateway/check/{*rest}", any(check))
+        .route(PREFIX_REST, any(check))
 }
 
 pub const IDENTITY: HeaderName = HeaderName::from_static("x-vedauth-identity");

@@ -19,6 +19,11 @@ pub use error::OAuthError;
 
 use super::common::rate_limit;
 use super::ApiState;
+pub(super) use introspect::introspect;
+
+/// RFC 7662 introspection, which a gateway may call on every request (served by the hot lane
+/// too).
+pub const INTROSPECT: &str = "/oauth2/introspect";
 
 /// The face's routes. The token and revocation endpoints pass the per-address rate limit
 /// first; introspection, which a gateway may call on every request, does not (like verify).
@@ -36,7 +41,7 @@ pub fn router(state: ApiState) -> Router<ApiState> {
         ));
     Router::new()
         .merge(limited)
-        .route("/oauth2/introspect", post(introspect::introspect))
+        .route(INTROSPECT, post(introspect::introspect))
         .route(
             "/.well-known/oauth-authorization-server",
             get(metadata::metadata),

@@ -17,6 +17,10 @@ pub use error::VedauthError;
 
 use super::common::rate_limit;
 use super::ApiState;
+pub(super) use authorize::verify;
+
+/// The bearer check resource servers make on every call (served by the hot lane too).
+pub const VERIFY: &str = "/vedauth/authorize/verify";
 
 /// Whether a path belongs to this face (`/vedauth...`, `/vedsdk...`, in any case).
 fn is_vedauth_path(path: &str) -> bool {
@@ -91,7 +95,7 @@ pub fn router(state: ApiState) -> Router<ApiState> {
         ));
     Router::new()
         .merge(limited)
-        .route("/vedauth/authorize/verify", get(authorize::verify))
+        .route(VERIFY, get(authorize::verify))
         .route(
             "/vedauth/authorize/isauthserver",
             get(authorize::is_auth_server),
