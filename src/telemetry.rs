@@ -44,33 +44,32 @@ pub fn run_upkeep() {
 /// they are kept: the macros build and look up a labelled key on every call (2.8 % of a cached
 /// verify's CPU in a profile). Before, nothing is kept, since a handle taken then would stay
 /// a no-op.
+/// The status label is interned only when handles are made.
 fn request_metrics(
     endpoint: &'static str,
-    status: &'static str,
+    status: http::StatusCode,
 ) -> (metrics::Counter, metrics::Histogram) {
     type Handles = (metrics::Counter, metrics::Histogram);
-    static KEPT: OnceLock<std::sync::RwLock<HashMap<(&'static str, &'static str), Handles>>> =
-        OnceLock::new();
+    type Kept = HashMap<(&'static str, u16), Handles, foldhash::fast::RandomState>;
+    static KEPT: OnceLock<std::sync::RwLock<Kept>> = OnceLock::new();
     let make = || -> Handles {
+        let status = intern(status.as_str());
         (
             metrics::counter!("vedauth_http_requests_total", "endpoint" => endpoint, "status" => status),
             metrics::histogram!("vedauth_http_request_duration_seconds", "endpoint" => endpoint),
         )
     };
+    let key = (endpoint, status.as_u16());
     if !matches!(HANDLE.get(), Some(Some(_))) {
         return make();
     }
     let kept = KEPT.get_or_init(Default::default);
-    if let Some(h) = kept
-        .read()
-        .ok()
-        .and_then(|m| m.get(&(endpoint, status)).cloned())
-    {
+    if let Some(h) = kept.read().ok().and_then(|m| m.get(&key).cloned()) {
         return h;
     }
     let h = make();
     if let Ok(mut m) = kept.write() {
-        m.insert((endpoint, status), h.clone());
+        m.insert(key, h.clone());
     }
     h
 }
@@ -78,8 +77,8 @@ fn request_metrics(
 /// A `'static` copy of a label value, made once per distinct value: route patterns and status
 /// codes are few, and a static label costs the metrics registry no allocation per request.
 fn intern(s: &str) -> &'static str {
-    static SEEN: OnceLock<std::sync::RwLock<std::collections::HashSet<&'static str>>> =
-        OnceLock::new();
+    type Seen = std::collections::HashSet<&'static str, foldhash::fast::RandomState>;
+    static SEEN: OnceLock<std::sync::RwLock<Seen>> = OnceLock::new();
     let seen = SEEN.get_or_init(Default::default);
     if let Some(v) = seen.read().ok().and_then(|set| set.get(s).copied()) {
         return v;
@@ -209,7 +208,7 @@ impl Observation {
         let mut res = handling.instrument(span.clone()).await;
         let elapsed = start.elapsed();
         let status = res.status().as_u16();
-        let (count, duration) = request_metrics(endpoint, intern(res.status().as_str()));
+        let (count, duration) = request_metrics(endpoint, res.status());
         count.increment(1);
         duration.record(elapsed.as_secs_f64());
         if let Some(v) = id.header() {

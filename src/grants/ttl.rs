@@ -8,13 +8,23 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-type Inner<K, V> = quick_cache::sync::Cache<K, (V, Instant)>;
+/// foldhash, seeded per process: the crate's default without its `ahash` feature is SipHash,
+/// which cost a cached verify more than the rest of the lookup (docs/BENCHMARKS.md, "The hot
+/// lane").
+type Hasher = foldhash::fast::RandomState;
+type Inner<K, V> = quick_cache::sync::Cache<
+    K,
+    (V, Instant),
+    quick_cache::UnitWeighter,
+    Hasher,
+    quick_cache::sync::DefaultLifecycle<K, (V, Instant)>,
+>;
 type Guard<'a, K, V> = quick_cache::sync::PlaceholderGuard<
     'a,
     K,
     (V, Instant),
     quick_cache::UnitWeighter,
-    quick_cache::DefaultHashBuilder,
+    Hasher,
     quick_cache::sync::DefaultLifecycle<K, (V, Instant)>,
 >;
 
@@ -60,7 +70,15 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     /// Up to about `capacity` entries, each for `ttl`; zero for either keeps nothing.
     pub fn new(capacity: u64, ttl: Duration) -> Self {
         let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
-        let cache = (capacity > 0 && !ttl.is_zero()).then(|| Arc::new(Inner::new(capacity)));
+        let cache = (capacity > 0 && !ttl.is_zero()).then(|| {
+            Arc::new(Inner::with(
+                capacity,
+                capacity as u64,
+                quick_cache::UnitWeighter,
+                Hasher::default(),
+                Default::default(),
+            ))
+        });
         Self { cache, ttl }
     }
 
