@@ -984,6 +984,37 @@ struct Stats {
 }
 
 impl Stats {
+    /// Adds another slice of the same measurement (see [`alternating`]): counts, latencies and
+    /// time summed, CPU shares weighted by each slice's time, the higher peak.
+    fn absorb(&mut self, o: Stats) {
+        let (a, b) = (self.elapsed.as_secs_f64(), o.elapsed.as_secs_f64());
+        let w = |x: f64, y: f64| {
+            if a + b > 0.0 {
+                (x * a + y * b) / (a + b)
+            } else {
+                0.0
+            }
+        };
+        self.cpu = CpuUse {
+            server: w(self.cpu.server, o.cpu.server),
+            driver: w(self.cpu.driver, o.cpu.driver),
+            db: match (self.cpu.db, o.cpu.db) {
+                (Some(x), Some(y)) => Some(w(x, y)),
+                (x, y) => x.or(y),
+            },
+            other: w(self.cpu.other, o.cpu.other),
+        };
+        self.ok += o.ok;
+        self.errors += o.errors;
+        self.elapsed += o.elapsed;
+        self.lat.extend(o.lat);
+        self.lat_503.extend(o.lat_503);
+        for (k, v) in o.statuses {
+            *self.statuses.entry(k).or_default() += v;
+        }
+        self.peak_rss_kib = self.peak_rss_kib.max(o.peak_rss_kib);
+    }
+
     fn rate(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -1323,10 +1354,9 @@ async fn refresh_phase(
     st
 }
 
-/// One measurement of the bare handler (at most 5 s), recorded as a row of its own. The cached
-/// phases with a ratio target take one again right before they run: the machine's speed drifts
-/// over a run (docs/BENCHMARKS.md), and a baseline measured minutes earlier carries that drift
-/// into the ratio.
+/// One measurement of the bare handler (at most 5 s), recorded as a row of its own: the
+/// baselines of the phases without a ratio target of 80 %. The cached phases, which have one,
+/// measure theirs again in slices alternating with their own ([`alternating`]).
 async fn measure_bare(
     target: &Target,
     pid: u32,
@@ -1362,15 +1392,69 @@ async fn measure_bare(
     rate
 }
 
+/// The bare handler of a cached phase's request shape, measured in the same slices of time as
+/// the phase ([`alternating`]).
+struct Beside<'a> {
+    target: &'a Target,
+    pid: u32,
+    name: &'static str,
+    req: Req,
+}
+
+/// A cached phase and, when `beside` is given, the bare handler of its shape, in alternating
+/// slices of one second: the machine's speed drifts within seconds (the bare handler read
+/// 70,000-92,000/s in runs of one binary minutes apart), and a baseline taken in one block
+/// before the phase carries that drift into the ratio. Each side's totals are the sums of its
+/// slices; the bare side is recorded as a row of its own. Returns the bare rate (`fallback`
+/// without `beside`) and the phase's totals.
+async fn alternating(
+    beside: Option<Beside<'_>>,
+    transport: &'static str,
+    fallback: f64,
+    dur: Duration,
+    rows: &mut Vec<Row>,
+    mut phase: impl AsyncFnMut(Duration) -> Stats,
+) -> (f64, Stats) {
+    let Some(b) = beside else {
+        return (fallback, phase(dur).await);
+    };
+    let slices = u32::try_from(dur.as_secs()).unwrap_or(1).max(1);
+    let slice = dur / slices;
+    let (l0, mut bare, mut st) = (loadavg(), Stats::default(), Stats::default());
+    for _ in 0..slices {
+        let p = Phase {
+            conc: 64,
+            max_requests: 10_000_000,
+            duration: slice,
+            fresh: false,
+        };
+        let req = b.req.clone();
+        bare.absorb(drive(b.target, &p, Some(b.pid), |_| Box::new(Fixed(req.clone()))).await);
+        st.absorb(phase(slice).await);
+    }
+    eprintln!("{transport} {}: {:.0}/s", b.name, bare.rate());
+    let rate = bare.rate();
+    rows.push(Row {
+        transport,
+        name: b.name.into(),
+        conc: 64,
+        stats: bare,
+        baseline: None,
+        load: (l0, loadavg()),
+    });
+    (rate, st)
+}
+
 /// Verify, cached: one warm-up pass over the hot tokens on every node (each has its own
 /// cache), then the timed run.
 async fn verify_hot_phase(
     s: &Sut,
     hot: &Arc<Vec<String>>,
     bare_get: f64,
+    beside: Option<Beside<'_>>,
     rows: &mut Vec<Row>,
     diagnosis: &mut Vec<String>,
-) -> Stats {
+) -> (f64, Stats) {
     for t in &s.targets {
         let hot_next = Arc::new(AtomicUsize::new(0));
         let _ = drive(t, &s.phase(16, hot.len() as u64), None, |_| {
@@ -1383,11 +1467,18 @@ async fn verify_hot_phase(
         .await;
     }
     let l0 = loadavg();
-    let st = drive_on(&s.targets, &s.phase(64, 10_000_000), &s.watch, |w| {
-        Box::new(HotVerify {
-            tokens: hot.clone(),
-            i: w * 13,
+    let (bare_get, st) = alternating(beside, s.transport, bare_get, s.dur, rows, async |slice| {
+        let p = Phase {
+            duration: slice,
+            ..s.phase(64, 10_000_000)
+        };
+        drive_on(&s.targets, &p, &s.watch, |w| {
+            Box::new(HotVerify {
+                tokens: hot.clone(),
+                i: w * 13,
+            })
         })
+        .await
     })
     .await;
     s.record(
@@ -1400,7 +1491,7 @@ async fn verify_hot_phase(
         rows,
         diagnosis,
     );
-    st
+    (bare_get, st)
 }
 
 /// Verify, cold: distinct tokens, each verified once.
@@ -2193,20 +2284,14 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         let mut verify_hot = Stats::default();
         let mut bare_get_beside = bare_get;
         if want("verify") || want("mixed") {
-            if want("bare") {
-                bare_get_beside = measure_bare(
-                    &bare_target,
-                    bare_pid,
-                    transport,
-                    ("bare GET (verify shape), beside", 64),
-                    bare_req_get("/vedauth/authorize/verify"),
-                    dur,
-                    &mut rows,
-                )
-                .await;
-            }
-            verify_hot =
-                verify_hot_phase(&sut, &hot, bare_get_beside, &mut rows, &mut diagnosis).await;
+            let beside = want("bare").then(|| Beside {
+                target: &bare_target,
+                pid: bare_pid,
+                name: "bare GET (verify shape), beside",
+                req: bare_req_get("/vedauth/authorize/verify"),
+            });
+            (bare_get_beside, verify_hot) =
+                verify_hot_phase(&sut, &hot, bare_get, beside, &mut rows, &mut diagnosis).await;
         }
 
         // 3a. The gateway check and introspection, cached, each beside its bare handler. The
@@ -2243,25 +2328,34 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         }
         let mut bare_gateway_beside = bare_gateway;
         if want("gateway") {
-            if want("bare") {
-                bare_gateway_beside = measure_bare(
-                    &bare_target,
-                    bare_pid,
-                    transport,
-                    ("bare GET (gateway shape), beside", 64),
-                    bare_req_get(GATEWAY_PATH),
-                    dur,
-                    &mut rows,
-                )
-                .await;
-            }
+            let beside = want("bare").then(|| Beside {
+                target: &bare_target,
+                pid: bare_pid,
+                name: "bare GET (gateway shape), beside",
+                req: bare_req_get(GATEWAY_PATH),
+            });
             let l0 = loadavg();
-            let st = drive(&target, &phase(64, 10_000_000), Some(pid), |w| {
-                Box::new(HotGateway {
-                    tokens: hot.clone(),
-                    i: w * 13,
-                })
-            })
+            let st;
+            (bare_gateway_beside, st) = alternating(
+                beside,
+                transport,
+                bare_gateway,
+                dur,
+                &mut rows,
+                async |slice| {
+                    let p = Phase {
+                        duration: slice,
+                        ..phase(64, 10_000_000)
+                    };
+                    drive(&target, &p, Some(pid), |w| {
+                        Box::new(HotGateway {
+                            tokens: hot.clone(),
+                            i: w * 13,
+                        })
+                    })
+                    .await
+                },
+            )
             .await;
             log(&format!(
                 "{transport} gateway check (cached): {:.0}/s",
@@ -2279,26 +2373,35 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         }
         let mut bare_introspect_beside = bare_introspect;
         if want("introspect") {
-            if want("bare") {
-                bare_introspect_beside = measure_bare(
-                    &bare_target,
-                    bare_pid,
-                    transport,
-                    ("bare POST (introspect shape), beside", 64),
-                    bare_req_introspect(),
-                    dur,
-                    &mut rows,
-                )
-                .await;
-            }
+            let beside = want("bare").then(|| Beside {
+                target: &bare_target,
+                pid: bare_pid,
+                name: "bare POST (introspect shape), beside",
+                req: bare_req_introspect(),
+            });
             let l0 = loadavg();
-            let st = drive(&target, &phase(64, 10_000_000), Some(pid), |w| {
-                Box::new(HotIntrospect {
-                    tokens: hot.clone(),
-                    secret: secret.clone(),
-                    i: w * 13,
-                })
-            })
+            let st;
+            (bare_introspect_beside, st) = alternating(
+                beside,
+                transport,
+                bare_introspect,
+                dur,
+                &mut rows,
+                async |slice| {
+                    let p = Phase {
+                        duration: slice,
+                        ..phase(64, 10_000_000)
+                    };
+                    drive(&target, &p, Some(pid), |w| {
+                        Box::new(HotIntrospect {
+                            tokens: hot.clone(),
+                            secret: secret.clone(),
+                            i: w * 13,
+                        })
+                    })
+                    .await
+                },
+            )
             .await;
             log(&format!(
                 "{transport} introspection (cached): {:.0}/s",
@@ -2790,7 +2893,8 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
             };
             let set = &refresh_set[half(second, refresh_set.len())];
             let rf = refresh_phase(&sut, set, bare_post, &mut rows, &mut diagnosis).await;
-            let vh = verify_hot_phase(&sut, &hot, bare_get, &mut rows, &mut diagnosis).await;
+            let (_, vh) =
+                verify_hot_phase(&sut, &hot, bare_get, None, &mut rows, &mut diagnosis).await;
             let c = Arc::new(cold[half(second, cold.len())].to_vec());
             let vc = cold_phase(&sut, &c, bare_get, &mut rows, &mut diagnosis).await;
             let r = Arc::new(revoke[half(second, revoke.len())].to_vec());
