@@ -10,7 +10,6 @@ use axum::extract::MatchedPath;
 use axum::response::Response;
 use http::{HeaderValue, Request};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tracing::Instrument;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -205,7 +204,10 @@ impl Observation {
             start,
             span,
         } = self;
-        let mut res = handling.instrument(span.clone()).await;
+        // Entered around each poll, as `Instrumented` would, without its clone of the span and
+        // without entering it once more to drop a future that has already finished.
+        let mut handling = std::pin::pin!(handling);
+        let mut res = std::future::poll_fn(|cx| span.in_scope(|| handling.as_mut().poll(cx))).await;
         let elapsed = start.elapsed();
         let status = res.status().as_u16();
         let (count, duration) = request_metrics(endpoint, res.status());
@@ -214,11 +216,17 @@ impl Observation {
         if let Some(v) = id.header() {
             res.headers_mut().insert(REQUEST_ID, v);
         }
+        let quiet = quiet(endpoint, status);
+        // A line at debug is usually off: when no directive can enable debug anywhere (the
+        // subscriber's maximum level), the span is not entered for it either.
+        if quiet && tracing::level_filters::LevelFilter::current() < tracing::Level::DEBUG {
+            return res;
+        }
         let _entered = span.enter();
         let ms = elapsed.as_secs_f64() * 1000.0;
         let cause = res.extensions().get::<Refusal>().map(|r| r.0);
         let method = method.as_str();
-        if quiet(endpoint, status) {
+        if quiet {
             tracing::debug!(method, endpoint, status, elapsed_ms = ms, cause, "request");
         } else {
             tracing::info!(method, endpoint, status, elapsed_ms = ms, cause, "request");
