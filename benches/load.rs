@@ -1445,6 +1445,55 @@ async fn alternating(
     (rate, st)
 }
 
+/// One node of one transport, for [`cached_phase`].
+struct OneNode<'a> {
+    target: &'a Target,
+    pid: u32,
+    transport: &'static str,
+    dur: Duration,
+}
+
+/// A cached phase on one node at 64 connections, beside its bare handler ([`alternating`]),
+/// logged and recorded as a row ("{what}, cached"); returns the bare rate it is judged against
+/// and its totals.
+async fn cached_phase(
+    node: &OneNode<'_>,
+    what: &str,
+    beside: Option<Beside<'_>>,
+    fallback: f64,
+    rows: &mut Vec<Row>,
+    make: impl Fn(usize) -> Box<dyn Work>,
+) -> (f64, Stats) {
+    let l0 = loadavg();
+    let (bare, st) = alternating(
+        beside,
+        node.transport,
+        fallback,
+        node.dur,
+        rows,
+        async |slice| {
+            let p = Phase {
+                conc: 64,
+                max_requests: 10_000_000,
+                duration: slice,
+                fresh: false,
+            };
+            drive(node.target, &p, Some(node.pid), &make).await
+        },
+    )
+    .await;
+    eprintln!("{} {what} (cached): {:.0}/s", node.transport, st.rate());
+    rows.push(Row {
+        transport: node.transport,
+        name: format!("{what}, cached"),
+        conc: 64,
+        stats: st.clone(),
+        baseline: Some(bare),
+        load: (l0, loadavg()),
+    });
+    (bare, st)
+}
+
 /// Verify, cached: one warm-up pass over the hot tokens on every node (each has its own
 /// cache), then the timed run.
 async fn verify_hot_phase(
@@ -2327,6 +2376,12 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
             }
         }
         let mut bare_gateway_beside = bare_gateway;
+        let node = OneNode {
+            target: &target,
+            pid,
+            transport,
+            dur,
+        };
         if want("gateway") {
             let beside = want("bare").then(|| Beside {
                 target: &bare_target,
@@ -2334,42 +2389,20 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
                 name: "bare GET (gateway shape), beside",
                 req: bare_req_get(GATEWAY_PATH),
             });
-            let l0 = loadavg();
-            let st;
-            (bare_gateway_beside, st) = alternating(
+            (bare_gateway_beside, gateway_hot) = cached_phase(
+                &node,
+                "gateway check",
                 beside,
-                transport,
                 bare_gateway,
-                dur,
                 &mut rows,
-                async |slice| {
-                    let p = Phase {
-                        duration: slice,
-                        ..phase(64, 10_000_000)
-                    };
-                    drive(&target, &p, Some(pid), |w| {
-                        Box::new(HotGateway {
-                            tokens: hot.clone(),
-                            i: w * 13,
-                        })
+                |w| {
+                    Box::new(HotGateway {
+                        tokens: hot.clone(),
+                        i: w * 13,
                     })
-                    .await
                 },
             )
             .await;
-            log(&format!(
-                "{transport} gateway check (cached): {:.0}/s",
-                st.rate()
-            ));
-            gateway_hot = st.clone();
-            rows.push(Row {
-                transport,
-                name: "gateway check, cached".into(),
-                conc: 64,
-                stats: st,
-                baseline: Some(bare_gateway_beside),
-                load: (l0, loadavg()),
-            });
         }
         let mut bare_introspect_beside = bare_introspect;
         if want("introspect") {
@@ -2379,43 +2412,21 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
                 name: "bare POST (introspect shape), beside",
                 req: bare_req_introspect(),
             });
-            let l0 = loadavg();
-            let st;
-            (bare_introspect_beside, st) = alternating(
+            (bare_introspect_beside, introspect_hot) = cached_phase(
+                &node,
+                "introspection",
                 beside,
-                transport,
                 bare_introspect,
-                dur,
                 &mut rows,
-                async |slice| {
-                    let p = Phase {
-                        duration: slice,
-                        ..phase(64, 10_000_000)
-                    };
-                    drive(&target, &p, Some(pid), |w| {
-                        Box::new(HotIntrospect {
-                            tokens: hot.clone(),
-                            secret: secret.clone(),
-                            i: w * 13,
-                        })
+                |w| {
+                    Box::new(HotIntrospect {
+                        tokens: hot.clone(),
+                        secret: secret.clone(),
+                        i: w * 13,
                     })
-                    .await
                 },
             )
             .await;
-            log(&format!(
-                "{transport} introspection (cached): {:.0}/s",
-                st.rate()
-            ));
-            introspect_hot = st.clone();
-            rows.push(Row {
-                transport,
-                name: "introspection, cached".into(),
-                conc: 64,
-                stats: st,
-                baseline: Some(bare_introspect_beside),
-                load: (l0, loadavg()),
-            });
         }
 
         bare.stop();
