@@ -37,6 +37,19 @@ fn metric(m: &BTreeMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64
         .sum()
 }
 
+/// The metrics page's text, scraped with `token`.
+async fn scrape(client: &reqwest::Client, base: &str, token: &str) -> String {
+    client
+        .get(format!("{base}/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text")
+}
+
 /// A token with the admin scope, for the bootstrap admin of a `Served` server.
 async fn admin_token(client: &reqwest::Client, base: &str) -> String {
     Reply::read(
@@ -109,15 +122,7 @@ async fn metrics_report_the_scripted_requests() {
         .expect("send");
     assert_eq!(bare.status(), StatusCode::UNAUTHORIZED);
     let admin_token = admin_token(&client, &s.base).await;
-    let text = client
-        .get(format!("{}/metrics", s.base))
-        .bearer_auth(&admin_token)
-        .send()
-        .await
-        .expect("send")
-        .text()
-        .await
-        .expect("text");
+    let text = scrape(&client, &s.base, &admin_token).await;
     let m = parse_metrics(&text);
     let oauth = [("endpoint", "/vedauth/authorize/oauth")];
     // Mia's three grants and the admin's token for the scrape.
@@ -190,15 +195,7 @@ async fn metrics_report_the_scripted_requests() {
 
 /// The argon2id checks the hashing queue has run so far, from a scrape with `token`.
 async fn hashes_so_far(client: &reqwest::Client, base: &str, token: &str) -> f64 {
-    let text = client
-        .get(format!("{base}/metrics"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("send")
-        .text()
-        .await
-        .expect("text");
+    let text = scrape(client, base, token).await;
     metric(
         &parse_metrics(&text),
         "vedauth_hash_wait_seconds_count",
@@ -302,13 +299,13 @@ async fn the_hot_routes_pass_the_same_middleware_as_the_router() {
         assert_eq!(id.len(), 36, "{id}");
         ids.push(id);
     };
-    let verify = format!("{}/vedauth/authorize/verify", s.base);
-    let r = client
-        .get(&verify)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("send");
+    let verify = |method: reqwest::Method| {
+        client
+            .request(method, format!("{}/vedauth/authorize/verify", s.base))
+            .bearer_auth(&token)
+            .send()
+    };
+    let r = verify(reqwest::Method::GET).await.expect("send");
     assert_eq!(r.status(), StatusCode::OK);
     seen(&r);
     for path in ["/gateway/check", "/gateway/check/vedsdk/certificates/x"] {
@@ -330,21 +327,11 @@ async fn the_hot_routes_pass_the_same_middleware_as_the_router() {
     seen(&r);
     // The methods the lane leaves to the router: HEAD is GET without a body, POST is refused
     // in the VEDauth face's shape.
-    let r = client
-        .head(&verify)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("send");
+    let r = verify(reqwest::Method::HEAD).await.expect("send");
     assert_eq!(r.status(), StatusCode::OK);
     seen(&r);
     assert!(r.bytes().await.expect("body").is_empty());
-    let r = client
-        .post(&verify)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("send");
+    let r = verify(reqwest::Method::POST).await.expect("send");
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
     seen(&r);
     let r = Reply::read(r).await;
@@ -353,15 +340,7 @@ async fn the_hot_routes_pass_the_same_middleware_as_the_router() {
     ids.dedup();
     assert_eq!(ids.len(), 6, "one id per request");
 
-    let text = client
-        .get(format!("{}/metrics", s.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("send")
-        .text()
-        .await
-        .expect("text");
+    let text = scrape(&client, &s.base, &token).await;
     let m = parse_metrics(&text);
     let count = |endpoint: &str, status: &str| {
         metric(
@@ -662,15 +641,7 @@ async fn a_page_of_grants_and_the_counts_come_from_the_store() {
     let users = oauth("UserCount", json!({"ApplicationId": "paged"})).await;
     assert_eq!(users.json["Count"], 10, "{}", users.text);
 
-    let text = client
-        .get(format!("{}/metrics", s.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("send")
-        .text()
-        .await
-        .expect("text");
+    let text = scrape(&client, &s.base, &token).await;
     let m = parse_metrics(&text);
     let ops = |op: &str| {
         metric(
