@@ -1043,6 +1043,19 @@ struct Phase {
     fresh: bool,
 }
 
+impl Phase {
+    /// A slice of a cached phase or of its bare handler: 64 keep-alive connections, bounded
+    /// by time.
+    fn cached(duration: Duration) -> Self {
+        Phase {
+            conc: 64,
+            max_requests: 10_000_000,
+            duration,
+            fresh: false,
+        }
+    }
+}
+
 /// `drive_on` one node, measuring the server `server_pid`.
 async fn drive<F>(target: &Target, p: &Phase, server_pid: Option<u32>, make: F) -> Stats
 where
@@ -1422,12 +1435,7 @@ async fn alternating(
     let slice = dur / slices;
     let (l0, mut bare, mut st) = (loadavg(), Stats::default(), Stats::default());
     for _ in 0..slices {
-        let p = Phase {
-            conc: 64,
-            max_requests: 10_000_000,
-            duration: slice,
-            fresh: false,
-        };
+        let p = Phase::cached(slice);
         let req = b.req.clone();
         bare.absorb(drive(b.target, &p, Some(b.pid), |_| Box::new(Fixed(req.clone()))).await);
         st.absorb(phase(slice).await);
@@ -1471,15 +1479,7 @@ async fn cached_phase(
         fallback,
         node.dur,
         rows,
-        async |slice| {
-            let p = Phase {
-                conc: 64,
-                max_requests: 10_000_000,
-                duration: slice,
-                fresh: false,
-            };
-            drive(node.target, &p, Some(node.pid), &make).await
-        },
+        async |slice| drive(node.target, &Phase::cached(slice), Some(node.pid), &make).await,
     )
     .await;
     eprintln!("{} {what} (cached): {:.0}/s", node.transport, st.rate());
@@ -1517,11 +1517,7 @@ async fn verify_hot_phase(
     }
     let l0 = loadavg();
     let (bare_get, st) = alternating(beside, s.transport, bare_get, s.dur, rows, async |slice| {
-        let p = Phase {
-            duration: slice,
-            ..s.phase(64, 10_000_000)
-        };
-        drive_on(&s.targets, &p, &s.watch, |w| {
+        drive_on(&s.targets, &Phase::cached(slice), &s.watch, |w| {
             Box::new(HotVerify {
                 tokens: hot.clone(),
                 i: w * 13,
@@ -2171,8 +2167,8 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
                 load: (l0, loadavg()),
             });
         }
-        // The bare server stays up (idle) until the cached phases have run: each of those is
-        // judged against the bare handler measured again right beside it.
+        // The bare server stays up until the cached phases have run: each of those is judged
+        // against the bare handler measured in slices alternating with its own.
         let bare_target = target.clone();
         let bare_pid = bare.pid();
         let bare_get = bare_rates

@@ -533,14 +533,8 @@ fn worker(
             }
             None => false,
         };
-        match answer {
-            Some(Answer::Hashed(reply, r)) => {
-                let _ = reply.send(r);
-            }
-            Some(Answer::Verified(reply, r)) => {
-                let _ = reply.send(r);
-            }
-            None => {}
+        if let Some(a) = answer {
+            a.send();
         }
         if !alive {
             return;
@@ -558,6 +552,20 @@ enum Answer {
         oneshot::Sender<Result<Verified, PasswordError>>,
         Result<Verified, PasswordError>,
     ),
+}
+
+impl Answer {
+    /// A caller that gave up meanwhile is no one to tell.
+    fn send(self) {
+        match self {
+            Answer::Hashed(reply, r) => {
+                let _ = reply.send(r);
+            }
+            Answer::Verified(reply, r) => {
+                let _ = reply.send(r);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

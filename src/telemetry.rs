@@ -42,8 +42,7 @@ pub fn run_upkeep() {
 /// The request metrics' handles for an endpoint and status. Once the recorder is installed
 /// they are kept: the macros build and look up a labelled key on every call (2.8 % of a cached
 /// verify's CPU in a profile). Before, nothing is kept, since a handle taken then would stay
-/// a no-op.
-/// The status label is interned only when handles are made.
+/// a no-op. The status label is interned only when handles are made.
 fn request_metrics(
     endpoint: &'static str,
     status: http::StatusCode,

@@ -69,11 +69,11 @@ impl<K, V> std::fmt::Debug for TtlCache<K, V> {
 impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     /// Up to about `capacity` entries, each for `ttl`; zero for either keeps nothing.
     pub fn new(capacity: u64, ttl: Duration) -> Self {
-        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
+        let items = usize::try_from(capacity).unwrap_or(usize::MAX);
         let cache = (capacity > 0 && !ttl.is_zero()).then(|| {
             Arc::new(Inner::with(
+                items,
                 capacity,
-                capacity as u64,
                 quick_cache::UnitWeighter,
                 Hasher::default(),
                 Default::default(),
