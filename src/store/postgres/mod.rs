@@ -72,6 +72,8 @@ impl Dialect for Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
     // Any fixed number will do ("vedauth\x01").
     const MIGRATION_LOCK: &'static str = "SELECT pg_advisory_xact_lock(8531335438868441089)";
+    const SCAN_BEGIN: &'static str = "";
+    const SCAN_END: &'static str = "";
     const MIGRATIONS: &'static [Migration] = &[
         migration!(1, "postgres/0001_initial.sql"),
         migration!(2, "postgres/0002_roles.sql"),

@@ -185,6 +185,11 @@ pub trait Dialect: sqlx::Database<Row: Columns> {
     const BEGIN_WRITE: &'static str;
     /// Run first in each migration's transaction: serialises processes migrating together.
     const MIGRATION_LOCK: &'static str;
+    /// Run on a connection before and after a statement that reads a whole index (the
+    /// gauges' counts), so that the scan does not fill the connection's page cache with pages
+    /// an idle server would then hold. Empty: the cache is the database server's.
+    const SCAN_BEGIN: &'static str;
+    const SCAN_END: &'static str;
     /// The migrations, in order.
     const MIGRATIONS: &'static [super::migrate::Migration];
 

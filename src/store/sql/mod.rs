@@ -190,6 +190,11 @@ impl<D: Dialect> Sql<D> {
         self.one(s).await?.as_ref().map(decode).transpose()
     }
 
+    /// One connection of the pool, for statements that must run on the same one.
+    pub async fn acquire(&self) -> StoreResult<sqlx::pool::PoolConnection<D>> {
+        self.pool.acquire().await.map_err(|e| self.fail(e))
+    }
+
     /// A transaction that will write.
     pub async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, D>> {
         self.pool

@@ -1324,10 +1324,22 @@ impl<B: Backend> Store for SqlStore<B> {
                             (SELECT COUNT(*) FROM grants WHERE expires_at IS NULL OR expires_at > $1) AS g",
                 )
                 .arg(now);
-                let row = self
-                    .sql
-                    .one(s)
-                    .await?
+                // The grants count reads a whole index: through a reader's cache, 1.5 MB at
+                // 100,000 grants that an idle server then held (docs/BENCHMARKS.md).
+                let mut conn = self.sql.acquire().await?;
+                if !B::Db::SCAN_BEGIN.is_empty() {
+                    B::Db::raw_on(&mut *conn, B::Db::SCAN_BEGIN)
+                        .await
+                        .map_err(|e| self.sql.fail(e))?;
+                }
+                let row = B::Db::fetch_optional_on(&mut *conn, s.query).await;
+                if !B::Db::SCAN_END.is_empty() {
+                    B::Db::raw_on(&mut *conn, B::Db::SCAN_END)
+                        .await
+                        .map_err(|e| self.sql.fail(e))?;
+                }
+                let row = row
+                    .map_err(|e| self.sql.fail(e))?
                     .ok_or_else(|| StoreError::backend("no row from a count"))?;
                 let get = |c: &str| row.int(c).map(|v| u64::try_from(v).unwrap_or(0));
                 Ok(Counts {

@@ -67,6 +67,10 @@ impl Dialect for Sqlite {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     // BEGIN IMMEDIATE holds the database's write lock already.
     const MIGRATION_LOCK: &'static str = "";
+    // A scan recycles a few pages instead of growing the cache to 2 MiB; the second
+    // statement gives the reader back SQLite's default cache (readers do not set their own).
+    const SCAN_BEGIN: &'static str = "PRAGMA cache_size = 16";
+    const SCAN_END: &'static str = "PRAGMA cache_size = -2000";
     const MIGRATIONS: &'static [Migration] = &[
         migration!(1, "sqlite/0001_initial.sql"),
         migration!(2, "sqlite/0002_roles.sql"),
