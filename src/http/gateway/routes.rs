@@ -70,7 +70,8 @@ struct MapEntry {
     segs: Vec<Seg>,
     /// Literal segments: the more, the more specific.
     literals: usize,
-    need: Need,
+    /// Index into [`Routes::needs`].
+    need: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +92,9 @@ pub struct Routes {
     /// (method, entries by segment count): a handful of methods, searched in order, and an
     /// index by count, so that a check hashes nothing to find them.
     map: Vec<(String, Vec<Vec<MapEntry>>)>,
+    /// The map's distinct needs, each parsed once: its 371 entries name a few dozen scopes,
+    /// and a parsed scope is a few hundred bytes a server holds for its lifetime.
+    needs: Vec<Need>,
     pub require_route: bool,
 }
 
@@ -105,21 +109,31 @@ pub fn normalize(path: &str) -> Vec<String> {
         .collect()
 }
 
-/// The path without its query, percent-decoded (borrowed when nothing was encoded), with `\`
-/// read as `/`. The scans are byte scans: `?`, `#`, `%` and `\` are ASCII, so the indices
-/// are character boundaries, and a gateway check does this on every call.
+/// The path without its query, percent-decoded (borrowed when nothing was encoded), with `\\`
+/// read as `/`. One byte scan finds the end and what needs decoding: `?`, `#`, `%` and `\\`
+/// are ASCII, so the index is a character boundary, and a gateway check does this on every
+/// call.
 fn decode(path: &str) -> Cow<'_, str> {
-    let end = path
-        .bytes()
-        .position(|b| b == b'?' || b == b'#')
-        .unwrap_or(path.len());
+    let (mut end, mut percent, mut backslash) = (path.len(), false, false);
+    for (i, b) in path.bytes().enumerate() {
+        match b {
+            b'?' | b'#' => {
+                end = i;
+                break;
+            }
+            b'%' => percent = true,
+            b'\\' => backslash = true,
+            _ => {}
+        }
+    }
     let path = path.get(..end).unwrap_or(path);
-    let decoded = if path.contains('%') {
+    let decoded = if percent {
         percent_encoding::percent_decode_str(path).decode_utf8_lossy()
     } else {
         Cow::Borrowed(path)
     };
-    if decoded.contains('\\') {
+    // Decoding may have made a `\\` (`%5C`).
+    if backslash || (percent && decoded.contains('\\')) {
         Cow::Owned(decoded.replace('\\', "/"))
     } else {
         decoded
@@ -127,20 +141,27 @@ fn decode(path: &str) -> Cow<'_, str> {
 }
 
 /// [`normalize`]'s segments, borrowed from the decoded path where they are lower-case already:
-/// a check on a gateway's hot path allocates one vector, not a string per segment.
+/// a check on a gateway's hot path allocates one vector, not a string per segment. One pass
+/// over the bytes splits at `/` (ASCII: a character boundary) and notes, per segment, whether
+/// it needs lower-casing.
 fn segments(decoded: &str) -> Vec<Cow<'_, str>> {
-    let mut out: Vec<Cow<'_, str>> = Vec::new();
-    for seg in decoded.split('/') {
-        match seg {
+    let mut out: Vec<Cow<'_, str>> = Vec::with_capacity(8);
+    let (mut start, mut lower) = (0, true);
+    // A `/` after the last byte ends the last segment.
+    for (i, b) in decoded.bytes().chain(std::iter::once(b'/')).enumerate() {
+        if b != b'/' {
+            lower &= b.is_ascii() && !b.is_ascii_uppercase();
+            continue;
+        }
+        match decoded.get(start..i).unwrap_or_default() {
             "" | "." => {}
             ".." => {
                 out.pop();
             }
-            s if s.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) => {
-                out.push(Cow::Borrowed(s))
-            }
+            s if lower => out.push(Cow::Borrowed(s)),
             s => out.push(Cow::Owned(s.to_lowercase())),
         }
+        (start, lower) = (i + 1, true);
     }
     out
 }
@@ -159,6 +180,7 @@ impl Routes {
         // Longest prefix first: the first rule that matches is the most specific.
         rules.sort_by_key(|r| std::cmp::Reverse(r.segs.len()));
         let mut map: Vec<(String, Vec<Vec<MapEntry>>)> = Vec::new();
+        let mut needs: Vec<(&str, Need)> = Vec::new();
         for line in VEDSDK_SCOPES.lines() {
             if line.starts_with('#') || line.trim().is_empty() {
                 continue;
@@ -197,15 +219,24 @@ impl Routes {
             let Some(entries) = by_count.get_mut(segs.len()) else {
                 continue;
             };
+            let need = match needs.iter().position(|(text, _)| *text == scope) {
+                Some(i) => i,
+                None => {
+                    let n = Need::parse(scope).map_err(|e| format!("scope map {path}: {e}"))?;
+                    needs.push((scope, n));
+                    needs.len() - 1
+                }
+            };
             entries.push(MapEntry {
                 segs,
                 literals,
-                need: Need::parse(scope).map_err(|e| format!("scope map {path}: {e}"))?,
+                need,
             });
         }
         Ok(Self {
             rules,
             map,
+            needs: needs.into_iter().map(|(_, n)| n).collect(),
             require_route: cfg.require_route,
         })
     }
@@ -243,7 +274,7 @@ impl Routes {
             })
             // A literal segment beats a placeholder (`certificates/retrieve` over `{guid}`).
             .max_by_key(|e| e.literals)
-            .map(|e| &e.need)
+            .and_then(|e| self.needs.get(e.need))
     }
 }
 
