@@ -19,10 +19,10 @@ use crate::token::TokenDigest;
 #[derive(Debug)]
 pub struct LiveGrant {
     grant: Grant,
-    rendered: [OnceLock<Bytes>; 2],
+    rendered: [OnceLock<Bytes>; RENDERINGS],
     /// Whether each rendering was made before: a grant verified once (a cold verify) is not
     /// worth the memory a kept rendering costs (about 600 bytes per cached grant).
-    asked: [AtomicBool; 2],
+    asked: [AtomicBool; RENDERINGS],
     /// The grant's scope parsed, made on first use (the gateway check compares it with each
     /// request's need).
     held: OnceLock<Scope>,
@@ -35,7 +35,11 @@ pub enum Rendering {
     VerifyBody = 0,
     /// The OAuth 2.0 face's introspection body for an access token.
     IntrospectionBody = 1,
+    /// The gateway check's answer headers, their values one after the other.
+    GatewayHeaders = 2,
 }
+
+const RENDERINGS: usize = 3;
 
 impl LiveGrant {
     pub fn new(grant: Grant) -> Self {
