@@ -288,7 +288,7 @@ pub fn init_tracing(format: LogFormat) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(log_writer());
     let _ = match format {
-        LogFormat::Human => builder.try_init(),
+        LogFormat::Human => builder.fmt_fields(Fields::default()).try_init(),
         LogFormat::Json => builder
             .json()
             .with_current_span(true)
@@ -308,10 +308,127 @@ pub fn init_tracing(format: LogFormat) {
     }));
 }
 
+/// The request span's one field.
+const REQUEST_ID_FIELD: &str = "request_id";
+
+/// The human format's field formatter: tracing's default, with a short cut for the span every
+/// request opens. The fmt layer formats a span's fields when the span opens, and the default
+/// goes through its styling even when colours are off: about 1,000 of a cached verify's 34,000
+/// instructions. The short cut writes exactly what the default writes for that one field
+/// without colours, `request_id=<id>` (test: `the_request_span_is_formatted_as_by_default`).
+#[derive(Debug, Default)]
+struct Fields(tracing_subscriber::fmt::format::DefaultFields);
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for Fields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: tracing_subscriber::fmt::format::Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        if !writer.has_ansi_escapes() {
+            let mut lone = LoneRequestId::default();
+            fields.record(&mut lone);
+            if lone.0 == Some(true) {
+                let mut out = WriteRequestId {
+                    writer: &mut writer,
+                    result: Ok(()),
+                };
+                fields.record(&mut out);
+                return out.result;
+            }
+        }
+        self.0.format_fields(writer, fields)
+    }
+}
+
+/// Whether the fields are one, `request_id` (Some(true)).
+#[derive(Default)]
+struct LoneRequestId(Option<bool>);
+
+impl tracing::field::Visit for LoneRequestId {
+    fn record_debug(&mut self, field: &tracing::field::Field, _: &dyn std::fmt::Debug) {
+        self.0 = Some(self.0.is_none() && field.name() == REQUEST_ID_FIELD);
+    }
+}
+
+struct WriteRequestId<'a, 'w> {
+    writer: &'a mut tracing_subscriber::fmt::format::Writer<'w>,
+    result: std::fmt::Result,
+}
+
+impl tracing::field::Visit for WriteRequestId<'_, '_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.result = write!(self.writer, "{}={value:?}", field.name());
+    }
+}
+
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
     payload
         .downcast_ref::<&str>()
         .copied()
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(not text)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut v) = self.0.lock() {
+                v.extend_from_slice(b);
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn lines(with_short_cut: bool) -> String {
+        let buf = Buf::default();
+        let out = buf.clone();
+        let builder = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .without_time()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || out.clone());
+        let log = || {
+            let made = RequestId::Made(uuid::Uuid::from_u128(0x0123_4567_89ab_cdef));
+            let given = RequestId::Given(HeaderValue::from_static("req-42 \"x\""));
+            for id in [made, given] {
+                let span = tracing::info_span!("request", request_id = %id);
+                let _in = span.enter();
+                tracing::info!(method = "GET", status = 200, elapsed_ms = 0.5, "request");
+                let inner = tracing::debug_span!("inner", request_id = "a str", n = 1);
+                let _inner = inner.enter();
+                tracing::warn!(error = %"boom", "inside");
+            }
+            tracing::info_span!("other", request_id = 7).in_scope(|| tracing::info!("x"));
+        };
+        if with_short_cut {
+            tracing::subscriber::with_default(builder.fmt_fields(Fields::default()).finish(), log);
+        } else {
+            tracing::subscriber::with_default(builder.finish(), log);
+        }
+        let text = buf.0.lock().map(|v| v.clone()).unwrap_or_default();
+        String::from_utf8(text).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_request_span_is_formatted_as_by_default() {
+        let ours = lines(true);
+        assert!(
+            ours.contains("request{request_id=00000000-0000-0000-0123-456789abcdef}: "),
+            "{ours}"
+        );
+        assert!(ours.contains("request{request_id=req-42 \"x\"}"), "{ours}");
+        assert_eq!(ours.lines().count(), 5, "{ours}");
+        assert_eq!(ours, lines(false));
+    }
 }
