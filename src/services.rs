@@ -94,7 +94,7 @@ impl Services {
         client_id: &str,
         secret: Option<&Secret>,
         source: Option<IpAddr>,
-    ) -> Result<ClientAuth, GrantError> {
+    ) -> Result<Arc<ClientAuth>, GrantError> {
         self.engine
             .authenticate_client(client_id, secret, source)
             .await

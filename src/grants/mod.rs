@@ -199,11 +199,12 @@ impl Engine {
         client_id: &str,
         secret: Option<&Secret>,
         source: Option<IpAddr>,
-    ) -> Result<ClientAuth, GrantError> {
+    ) -> Result<Arc<ClientAuth>, GrantError> {
         let presented = secret.filter(|s| !s.is_empty());
         let key_secret = presented.map(|s| s.expose());
         let pending = match self.clients.lookup(client_id, key_secret).await {
-            Ok(hit) => return Ok((*hit).clone()),
+            // Shared, not copied: introspection authenticates its caller on every call.
+            Ok(hit) => return Ok(hit),
             Err(pending) => pending,
         };
         let epoch = self.clients.epoch();
@@ -232,11 +233,11 @@ impl Engine {
         };
         match app {
             Some(app) if ok => {
-                let auth = ClientAuth {
+                let auth = Arc::new(ClientAuth {
                     app,
                     confidential: stored.is_some(),
-                };
-                self.clients.fill(pending, Arc::new(auth.clone()), epoch);
+                });
+                self.clients.fill(pending, auth.clone(), epoch);
                 Ok(auth)
             }
             _ => {

@@ -34,7 +34,7 @@ pub(crate) async fn admit(
         source: req.source,
         state: None,
         admitted: Admitted::Client {
-            app: Box::new(auth.app),
+            app: Box::new(auth.app.clone()),
             settings: Box::new(settings),
             scope,
         },
