@@ -2204,10 +2204,15 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
         let pid = server.pid();
         tokio::time::sleep(Duration::from_millis(500)).await;
         let idle = status_kib(pid, "VmRSS:").unwrap_or(0);
+        // Heap and stacks apart from the binary's code and data mapped from the page cache.
+        let part = |f: &str| status_kib(pid, f).unwrap_or(0) as f64 / 1024.0;
         log(&format!(
-            "{transport}: vedauth ready in {:.0} ms, idle RSS {:.1} MB",
+            "{transport}: vedauth ready in {:.0} ms, idle RSS {:.1} MB ({:.1} anonymous, {:.1} file-backed, {:.1} shared memory)",
             ready.as_secs_f64() * 1000.0,
-            idle as f64 / 1024.0
+            idle as f64 / 1024.0,
+            part("RssAnon:"),
+            part("RssFile:"),
+            part("RssShmem:"),
         ));
         starts.push((transport.to_string(), ready, idle));
         let target = Target {
