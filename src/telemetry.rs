@@ -313,9 +313,10 @@ const REQUEST_ID_FIELD: &str = "request_id";
 
 /// The human format's field formatter: tracing's default, with a short cut for the span every
 /// request opens. The fmt layer formats a span's fields when the span opens, and the default
-/// goes through its styling even when colours are off: about 1,000 of a cached verify's 34,000
-/// instructions. The short cut writes exactly what the default writes for that one field
-/// without colours, `request_id=<id>` (test: `the_request_span_is_formatted_as_by_default`).
+/// writes each name through its styling wrapper even when colours are off (919 instructions
+/// per request in a callgrind profile). The short cut writes exactly what the default writes
+/// for that one field without colours, `request_id=<id>`; making the span fell from 2,259 to
+/// 1,879 instructions (test: `the_request_span_is_formatted_as_by_default`).
 #[derive(Debug, Default)]
 struct Fields(tracing_subscriber::fmt::format::DefaultFields);
 

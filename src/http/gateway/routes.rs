@@ -109,8 +109,8 @@ pub fn normalize(path: &str) -> Vec<String> {
         .collect()
 }
 
-/// The path without its query, percent-decoded (borrowed when nothing was encoded), with `\\`
-/// read as `/`. One byte scan finds the end and what needs decoding: `?`, `#`, `%` and `\\`
+/// The path without its query, percent-decoded (borrowed when nothing was encoded), with `\`
+/// read as `/`. One byte scan finds the end and what needs decoding: `?`, `#`, `%` and `\`
 /// are ASCII, so the index is a character boundary, and a gateway check does this on every
 /// call.
 fn decode(path: &str) -> Cow<'_, str> {
@@ -132,7 +132,7 @@ fn decode(path: &str) -> Cow<'_, str> {
     } else {
         Cow::Borrowed(path)
     };
-    // Decoding may have made a `\\` (`%5C`).
+    // Decoding may have made a `\` (`%5C`).
     if backslash || (percent && decoded.contains('\\')) {
         Cow::Owned(decoded.replace('\\', "/"))
     } else {

@@ -1334,9 +1334,11 @@ impl<B: Backend> Store for SqlStore<B> {
                 }
                 let row = B::Db::fetch_optional_on(&mut *conn, s.query).await;
                 if !B::Db::SCAN_END.is_empty() {
-                    B::Db::raw_on(&mut *conn, B::Db::SCAN_END)
-                        .await
-                        .map_err(|e| self.sql.fail(e))?;
+                    if let Err(e) = B::Db::raw_on(&mut *conn, B::Db::SCAN_END).await {
+                        // Not back into the pool with the scan's small cache: closed instead.
+                        drop(conn.detach());
+                        return Err(self.sql.fail(e));
+                    }
                 }
                 let row = row
                     .map_err(|e| self.sql.fail(e))?
