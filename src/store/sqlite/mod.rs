@@ -413,7 +413,28 @@ impl BulkLoad {
 mod tests {
     use super::*;
 
-    // The only test of this binary that opens a SQLite store: the limit is process-wide.
+    // The only tests of this binary that open a SQLite store, both with a 3 MiB budget: the
+    // limit is process-wide.
+
+    /// The gauges' count reads with a small cache and gives the reader its cache back.
+    #[tokio::test]
+    async fn a_count_leaves_the_readers_cache_as_it_found_it() -> anyhow::Result<()> {
+        use crate::domain::ports::Store;
+        let dir = tempfile::tempdir()?;
+        // One reader, so that the count and the check below share it.
+        let mut o = SqliteOptions::new(1);
+        o.cache_mib = 3;
+        let store = SqliteStore::open_with(&dir.path().join("t.db"), &o).await?;
+        let size = || sqlx::query_scalar::<_, i64>("PRAGMA cache_size").fetch_one(&store.sql.pool);
+        let before = size().await?;
+        let counts = store.counts(0).await?;
+        assert_eq!(counts.grants, 0);
+        assert_eq!(size().await?, before);
+        assert_eq!(before, -2000, "SCAN_END restores SQLite's default");
+        store.backend.writer.close().await;
+        Ok(())
+    }
+
     #[tokio::test]
     async fn the_cache_budget_becomes_sqlites_soft_heap_limit() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
