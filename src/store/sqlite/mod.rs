@@ -413,8 +413,13 @@ impl BulkLoad {
 mod tests {
     use super::*;
 
-    // The only tests of this binary that open a SQLite store, both with a 3 MiB budget: the
-    // limit is process-wide.
+    // The only tests of this binary that open a SQLite store, both through `open` with the
+    // same 3 MiB budget: the limit is process-wide.
+    async fn open(dir: &tempfile::TempDir, readers: u32) -> anyhow::Result<SqliteStore> {
+        let mut o = SqliteOptions::new(readers);
+        o.cache_mib = 3;
+        Ok(SqliteStore::open_with(&dir.path().join("t.db"), &o).await?)
+    }
 
     /// The gauges' count reads with a small cache and gives the reader its cache back.
     #[tokio::test]
@@ -422,9 +427,7 @@ mod tests {
         use crate::domain::ports::Store;
         let dir = tempfile::tempdir()?;
         // One reader, so that the count and the check below share it.
-        let mut o = SqliteOptions::new(1);
-        o.cache_mib = 3;
-        let store = SqliteStore::open_with(&dir.path().join("t.db"), &o).await?;
+        let store = open(&dir, 1).await?;
         let size = || sqlx::query_scalar::<_, i64>("PRAGMA cache_size").fetch_one(&store.sql.pool);
         let before = size().await?;
         let counts = store.counts(0).await?;
@@ -438,9 +441,7 @@ mod tests {
     #[tokio::test]
     async fn the_cache_budget_becomes_sqlites_soft_heap_limit() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
-        let mut o = SqliteOptions::new(2);
-        o.cache_mib = 3;
-        let store = SqliteStore::open_with(&dir.path().join("t.db"), &o).await?;
+        let store = open(&dir, 2).await?;
         let limit: i64 = sqlx::query_scalar("PRAGMA soft_heap_limit")
             .fetch_one(&store.sql.pool)
             .await?;
