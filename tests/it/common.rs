@@ -215,11 +215,7 @@ impl TestServer {
     }
 
     pub async fn get_bearer(&self, path: &str, token: Option<&str>) -> Reply {
-        let mut req = self.client.get(self.url(path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        Reply::read(req.send().await.expect("send")).await
+        Reply::get(&self.client, &self.url(path), token).await
     }
 
     pub async fn password_grant(
@@ -293,6 +289,15 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// `GET url`, with `token` as the bearer if given.
+    pub async fn get(client: &reqwest::Client, url: &str, token: Option<&str>) -> Self {
+        let mut req = client.get(url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        Self::read(req.send().await.expect("send")).await
+    }
+
     pub async fn read(r: reqwest::Response) -> Self {
         let status = r.status();
         let headers = r.headers().clone();

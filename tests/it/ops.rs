@@ -39,15 +39,9 @@ fn metric(m: &BTreeMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64
 
 /// The metrics page's text, scraped with `token`.
 async fn scrape(client: &reqwest::Client, base: &str, token: &str) -> String {
-    client
-        .get(format!("{base}/metrics"))
-        .bearer_auth(token)
-        .send()
+    Reply::get(client, &format!("{base}/metrics"), Some(token))
         .await
-        .expect("send")
-        .text()
-        .await
-        .expect("text")
+        .text
 }
 
 /// A token with the admin scope, for the bootstrap admin of a `Served` server.

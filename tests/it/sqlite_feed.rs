@@ -11,6 +11,7 @@ use vedauth::store::{Invalidation, InvalidationFeed};
 use vedauth::token::TokenDigest;
 
 use crate::binary::Served;
+use crate::common::Reply;
 use crate::crash::{cli, sqlite_node, APP, PW, SCOPE};
 
 /// How long a revocation by another process may take to reach the server: the feed is polled
@@ -18,13 +19,13 @@ use crate::crash::{cli, sqlite_node, APP, PW, SCOPE};
 const BOUND: Duration = Duration::from_secs(3);
 
 async fn verify(client: &reqwest::Client, base: &str, token: &str) -> StatusCode {
-    client
-        .get(format!("{base}/vedauth/authorize/verify"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("verify")
-        .status()
+    Reply::get(
+        client,
+        &format!("{base}/vedauth/authorize/verify"),
+        Some(token),
+    )
+    .await
+    .status
 }
 
 /// Polls until the server refuses `token`, for at most [`BOUND`] from now.

@@ -77,15 +77,9 @@ impl<'a> FromProxy<'a> {
             } else {
                 continue;
             };
+            // Unreadable or blank counts as not given (`original` skips it), as before.
             if slot.is_none() {
-                *slot = Some(
-                    value
-                        .to_str()
-                        .map(str::trim)
-                        .ok()
-                        .filter(|s| !s.is_empty())
-                        .unwrap_or_default(),
-                );
+                *slot = Some(value.to_str().map(str::trim).unwrap_or_default());
             }
         }
         p
