@@ -98,7 +98,11 @@ mod tests {
     }
 
     fn params(body: &str) -> Params {
-        Params::parse(Some("application/x-www-form-urlencoded"), body.as_bytes()).unwrap()
+        Params::parse(
+            Some("application/x-www-form-urlencoded"),
+            bytes::Bytes::copy_from_slice(body.as_bytes()),
+        )
+        .unwrap()
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! `POST /oauth2/introspect` (RFC 7662) and `POST /oauth2/revoke` (RFC 7009).
 
+use std::borrow::Cow;
+
 use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
@@ -18,15 +20,19 @@ use crate::scope::Scope;
 
 /// The token parameter. Tokens hold `+`, `/` and `=`: a caller that did not percent-encode
 /// them (`curl -d token=ab+c==`) sent spaces where the `+` were, which no token has.
-fn token_param(p: &Params) -> Result<String, OAuthError> {
+fn token_param(p: &Params) -> Result<Cow<'_, str>, OAuthError> {
     let t = p
-        .get("token")
+        .str("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    Ok(t.replace(' ', "+"))
+    Ok(if t.contains(' ') {
+        Cow::Owned(t.replace(' ', "+"))
+    } else {
+        Cow::Borrowed(t)
+    })
 }
 
 fn refresh_first(p: &Params) -> bool {
-    p.get("token_type_hint").as_deref() == Some("refresh_token")
+    p.str("token_type_hint") == Some("refresh_token")
 }
 
 /// Who may introspect: a confidential client (an application with a secret), or a bearer
@@ -110,8 +116,8 @@ pub async fn introspect(
         return Ok(inactive());
     }
     // Hydra's `scope` parameter: active only if the token holds all of it.
-    if let Some(want) = p.get("scope") {
-        if !Scope::parse(&tpp_scope(&want)).is_ok_and(|w| w.is_subset_of(grant.held_scope())) {
+    if let Some(want) = p.str("scope") {
+        if !Scope::parse(&tpp_scope(want)).is_ok_and(|w| w.is_subset_of(grant.held_scope())) {
             return Ok(inactive());
         }
     }
