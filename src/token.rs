@@ -66,12 +66,24 @@ pub fn nonce() -> String {
 /// Whether a presented string has the shape of a vedauth token. Anything else cannot be one,
 /// so callers reject it without touching the store.
 pub fn looks_like_token(s: &str) -> bool {
-    s.len() == 24
-        && s.ends_with("==")
-        && s.as_bytes()[..22]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+    match s.as_bytes().split_at_checked(22) {
+        Some((body, b"==")) => body.iter().all(|c| BASE64[usize::from(*c)]),
+        _ => false,
+    }
 }
+
+/// The standard base64 alphabet as a table: one load per character on every verify, where
+/// the three range tests cost ten instructions a character (callgrind).
+const BASE64: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || b == b'+' || b == b'/';
+        c += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {
@@ -96,6 +108,11 @@ mod tests {
         assert!(!looks_like_token("KT2EEVTIjWM/37L78dqJAg="));
         assert!(!looks_like_token("KT2EEVTIjWM/37L78dqJA!=="));
         assert!(!looks_like_token(""));
+        assert!(!looks_like_token("KT2EEVTIjWM_37L78dqJAg=="));
+        assert!(!looks_like_token("KT2EEVTIjWM=37L78dqJAg=="));
+        assert!(!looks_like_token("KT2EEVTIjWM/37L78dqJAg==="));
+        assert!(!looks_like_token("+/09azAZ+/09azAZ+/09az=A"));
+        assert!(looks_like_token("+/09azAZ+/09azAZ+/09az=="));
         assert!(!looks_like_token("ééééééééééééééééééééé=="));
     }
 }
