@@ -1,4 +1,5 @@
-//! POST bodies: JSON (any charset) or form-urlencoded, at most [`MAX_BODY`] bytes.
+//! POST bodies: JSON (UTF-8, whatever the charset parameter says) or form-urlencoded, at most
+//! [`MAX_BODY`] bytes.
 //! A JSON `null` or `""` counts as missing; a non-string where a string is expected, or a body
 //! that does not parse, is malformed.
 
@@ -18,7 +19,8 @@ use crate::secret::Secret;
 /// (a 64 KiB body holds thousands of keys).
 #[derive(Debug, Default)]
 pub struct Params {
-    body: Bytes,
+    /// The body as text, checked as UTF-8 once: the spans then need no check of their own.
+    body: String,
     entries: Vec<(Text, Val)>,
     /// A repeated key: in a form the first occurrence counts, in JSON the last (as with any
     /// JSON object reader).
@@ -42,12 +44,15 @@ enum Val {
 }
 
 impl Params {
-    fn from_json(body: Bytes) -> Result<Self, CommonError> {
-        let mut de = serde_json::Deserializer::from_slice(&body);
-        let entries = Entries { base: &body }
-            .deserialize(&mut de)
-            .and_then(|e| de.end().map(|()| e))
-            .map_err(|_| CommonError::Malformed)?;
+    /// JSON is UTF-8 (RFC 8259 §8.1): a body that is not is malformed.
+    fn from_json(body: String) -> Result<Self, CommonError> {
+        let mut de = serde_json::Deserializer::from_str(&body);
+        let entries = Entries {
+            base: body.as_bytes(),
+        }
+        .deserialize(&mut de)
+        .and_then(|e| de.end().map(|()| e))
+        .map_err(|_| CommonError::Malformed)?;
         Ok(Params {
             body,
             entries,
@@ -55,13 +60,25 @@ impl Params {
         })
     }
 
-    fn from_form(body: Bytes) -> Self {
-        let entries = url::form_urlencoded::parse(&body)
-            .map(|(k, v)| (text(&body, k), Val::Str(text(&body, v))))
+    fn from_form(body: String) -> Self {
+        let entries = url::form_urlencoded::parse(body.as_bytes())
+            .map(|(k, v)| (text(body.as_bytes(), k), Val::Str(text(body.as_bytes(), v))))
             .collect();
         Params {
             body,
             entries,
+            first_wins: true,
+        }
+    }
+
+    /// A form that is not UTF-8: its pieces decoded with replacement characters, as copies.
+    fn from_form_bytes(body: &[u8]) -> Self {
+        let own = |c: std::borrow::Cow<'_, str>| Text::Own(c.into());
+        Params {
+            body: String::new(),
+            entries: url::form_urlencoded::parse(body)
+                .map(|(k, v)| (own(k), Val::Str(own(v))))
+                .collect(),
             first_wins: true,
         }
     }
@@ -73,26 +90,28 @@ impl Params {
                 m.trim()
                     .eq_ignore_ascii_case("application/x-www-form-urlencoded")
             });
-        if form {
-            Ok(Self::from_form(body))
-        } else {
-            Self::from_json(body)
+        let text = String::from_utf8(Vec::from(body));
+        match (form, text) {
+            (true, Ok(text)) => Ok(Self::from_form(text)),
+            (true, Err(e)) => Ok(Self::from_form_bytes(e.as_bytes())),
+            (false, Ok(text)) => Self::from_json(text),
+            (false, Err(_)) => Err(CommonError::Malformed),
         }
     }
 
-    fn bytes<'a>(&'a self, t: &'a Text) -> &'a [u8] {
+    fn text<'a>(&'a self, t: &'a Text) -> &'a str {
         match t {
             Text::At { start, end } => self
                 .body
                 .get(*start as usize..*end as usize)
                 .unwrap_or_default(),
-            Text::Own(s) => s.as_bytes(),
+            Text::Own(s) => s,
         }
     }
 
     /// The value that counts for `key`, if it was sent.
     fn value(&self, key: &str) -> Option<&Val> {
-        let is_key = |e: &&(Text, Val)| self.bytes(&e.0) == key.as_bytes();
+        let is_key = |e: &&(Text, Val)| self.text(&e.0) == key;
         let found = if self.first_wins {
             self.entries.iter().find(is_key)
         } else {
@@ -103,6 +122,10 @@ impl Params {
 
     /// Fails (malformed) if any of `keys` was sent with a non-string value.
     pub fn require_strings(&self, keys: &[&str]) -> Result<(), CommonError> {
+        // Usually nothing but strings was sent: one pass, no key compared.
+        if !self.entries.iter().any(|(_, v)| matches!(v, Val::Other)) {
+            return Ok(());
+        }
         if keys
             .iter()
             .any(|k| matches!(self.value(k), Some(Val::Other)))
@@ -115,11 +138,7 @@ impl Params {
     /// A string parameter, borrowed; absent, null and "" are all None.
     pub fn str(&self, key: &str) -> Option<&str> {
         match self.value(key)? {
-            // A span is a whole `&str` the parser handed out, so this check cannot fail; it
-            // stands in for the unchecked conversion this crate forbids.
-            Val::Str(t) => std::str::from_utf8(self.bytes(t))
-                .ok()
-                .filter(|s| !s.is_empty()),
+            Val::Str(t) => Some(self.text(t)).filter(|s| !s.is_empty()),
             Val::Null | Val::Other => None,
         }
     }
@@ -357,6 +376,21 @@ mod tests {
         assert_eq!(f.str("token"), Some("a/b"));
         assert_eq!(f.str("client_id"), Some("plain"));
         assert_eq!(f.secret("client_id").map(|s| s.expose().len()), Some(5));
+    }
+
+    #[test]
+    fn bodies_that_are_not_utf8() {
+        // A form's bytes are decoded with replacement characters, as a form reader does.
+        let f = parse(
+            Some("application/x-www-form-urlencoded"),
+            b"client_id=a\xffb&scope=s%C3%A9&n=1",
+        )
+        .unwrap_or_default();
+        assert_eq!(f.str("client_id"), Some("a\u{fffd}b"));
+        assert_eq!(f.str("scope"), Some("s\u{e9}"));
+        // JSON must be UTF-8, inside strings or out.
+        assert!(parse(Some("application/json"), b"{\"a\":\"\xff\"}").is_err());
+        assert!(parse(Some("application/json"), b"{\"a\":\"x\",\"b\":[\"\xff\"]}").is_err());
     }
 
     #[test]
