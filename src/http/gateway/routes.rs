@@ -110,58 +110,54 @@ pub fn normalize(path: &str) -> Vec<String> {
 }
 
 /// The path without its query, percent-decoded (borrowed when nothing was encoded), with `\`
-/// read as `/`. One byte scan finds the end and what needs decoding: `?`, `#`, `%` and `\`
-/// are ASCII, so the index is a character boundary, and a gateway check does this on every
-/// call.
+/// read as `/`. A gateway check does this on every call: each byte looked for (`?`, `#`, `%`,
+/// `\`, all ASCII, so every index found is a character boundary) is found by a vectorised
+/// scan rather than a loop over the bytes.
 fn decode(path: &str) -> Cow<'_, str> {
-    let (mut end, mut percent, mut backslash) = (path.len(), false, false);
-    for (i, b) in path.bytes().enumerate() {
-        match b {
-            b'?' | b'#' => {
-                end = i;
-                break;
-            }
-            b'%' => percent = true,
-            b'\\' => backslash = true,
-            _ => {}
-        }
-    }
+    let b = path.as_bytes();
+    let end = memchr::memchr2(b'?', b'#', b).unwrap_or(b.len());
     let path = path.get(..end).unwrap_or(path);
+    let percent = memchr::memchr(b'%', path.as_bytes()).is_some();
     let decoded = if percent {
         percent_encoding::percent_decode_str(path).decode_utf8_lossy()
     } else {
         Cow::Borrowed(path)
     };
-    // Decoding may have made a `\` (`%5C`).
-    if backslash || (percent && decoded.contains('\\')) {
+    // A `\` counts as `/`; decoding may have made one (`%5C`).
+    if memchr::memchr(b'\\', decoded.as_bytes()).is_some() {
         Cow::Owned(decoded.replace('\\', "/"))
     } else {
         decoded
     }
 }
 
+/// Whether a text has nothing to lower-case: no ASCII capital, nothing beyond ASCII. Without an
+/// early exit, so that the compiler can test many bytes at once.
+fn is_lower_ascii(s: &str) -> bool {
+    s.bytes().fold(0u8, |acc, b| {
+        acc | u8::from(b.wrapping_sub(b'A') < 26) | (b & 0x80)
+    }) == 0
+}
+
 /// [`normalize`]'s segments, borrowed from the decoded path where they are lower-case already:
-/// a check on a gateway's hot path allocates one vector, not a string per segment. One pass
-/// over the bytes splits at `/` (ASCII: a character boundary) and notes, per segment, whether
-/// it needs lower-casing.
+/// a check on a gateway's hot path allocates one vector, not a string per segment.
 fn segments(decoded: &str) -> Vec<Cow<'_, str>> {
     let mut out: Vec<Cow<'_, str>> = Vec::with_capacity(8);
-    let (mut start, mut lower) = (0, true);
-    // A `/` after the last byte ends the last segment.
-    for (i, b) in decoded.bytes().chain(std::iter::once(b'/')).enumerate() {
-        if b != b'/' {
-            lower &= b.is_ascii() && !b.is_ascii_uppercase();
-            continue;
-        }
+    let lower = is_lower_ascii(decoded);
+    let mut start = 0;
+    // `/` is ASCII: each index is a character boundary. A `/` after the last byte ends the
+    // last segment.
+    let ends = memchr::memchr_iter(b'/', decoded.as_bytes()).chain(std::iter::once(decoded.len()));
+    for i in ends {
         match decoded.get(start..i).unwrap_or_default() {
             "" | "." => {}
             ".." => {
                 out.pop();
             }
-            s if lower => out.push(Cow::Borrowed(s)),
+            s if lower || is_lower_ascii(s) => out.push(Cow::Borrowed(s)),
             s => out.push(Cow::Owned(s.to_lowercase())),
         }
-        (start, lower) = (i + 1, true);
+        start = i + 1;
     }
     out
 }
@@ -341,9 +337,13 @@ mod tests {
             "\\api\\orders/7",
             "/api%5Corders/7",
             "/api/orders/7?x=/elsewhere#y",
+            "/api/ORDERS/7",
+            "/api/orders/7#x?/",
         ] {
             assert_eq!(r.need("GET", p), Some(&scope("certificate")), "{p}");
         }
+        // Beyond ASCII, lower-cased as text (only that segment is copied).
+        assert_eq!(normalize("/\u{c0}B/c/%C3%89"), ["\u{e0}b", "c", "\u{e9}"]);
     }
 
     #[test]
