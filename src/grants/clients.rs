@@ -30,6 +30,17 @@ pub fn client_marker(client_id: &str) -> TokenDigest {
 
 type Key = (String, Option<TokenDigest>);
 
+/// A [`Key`] with the client id borrowed. Hashes as the key does (a tuple hashes its fields in
+/// order, and a `String` as its `str`).
+#[derive(Hash)]
+struct Borrowed<'a>(&'a str, Option<TokenDigest>);
+
+impl quick_cache::Equivalent<Key> for Borrowed<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
 /// A client authentication the caller is to establish: see [`ClientCache::lookup`].
 pub struct Pending<'a> {
     key: Key,
@@ -56,14 +67,11 @@ impl ClientCache {
         }
     }
 
-    fn key(client_id: &str, secret: Option<&str>) -> Key {
-        (client_id.to_string(), secret.map(TokenDigest::of))
-    }
-
     /// A look without taking the duty to fill (tests).
     #[cfg(test)]
     pub fn get(&self, client_id: &str, secret: Option<&str>) -> Option<Arc<ClientAuth>> {
-        self.cache.get(&Self::key(client_id, secret))
+        self.cache
+            .get(&(client_id.to_string(), secret.map(TokenDigest::of)))
     }
 
     /// The kept success for this client and secret, or the duty to establish it. Concurrent
@@ -74,7 +82,12 @@ impl ClientCache {
         client_id: &str,
         secret: Option<&str>,
     ) -> Result<Arc<ClientAuth>, Pending<'_>> {
-        let key = Self::key(client_id, secret);
+        let digest = secret.map(TokenDigest::of);
+        // A hit, the usual case, is looked up with the borrowed id: no key to allocate.
+        if let Some(hit) = self.cache.get(&Borrowed(client_id, digest)) {
+            return Ok(hit);
+        }
+        let key = (client_id.to_string(), digest);
         match self.cache.get_or_fill(&key).await {
             Ok(auth) => Ok(auth),
             Err(fill) => Err(Pending { key, fill }),
@@ -178,6 +191,16 @@ mod tests {
         });
         assert!(waiter.is_err());
         assert!(c.get("app", None).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_kept_success_is_found_by_the_borrowed_id() {
+        let c = ClientCache::new(100, Duration::from_secs(30));
+        establish(&c, "app", Some("s3cret"), c.epoch()).await;
+        let digest = Some(TokenDigest::of("s3cret"));
+        assert!(c.cache.get(&Borrowed("app", digest)).is_some());
+        assert!(c.cache.get(&Borrowed("app", None)).is_none());
+        assert!(c.cache.get(&Borrowed("ap", digest)).is_none());
     }
 
     #[tokio::test]
