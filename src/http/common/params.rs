@@ -193,36 +193,17 @@ impl<'de> Visitor<'de> for Entries<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
         let mut entries = Vec::with_capacity(a.size_hint().unwrap_or(8).min(64));
-        while let Some(k) = a.next_key_seed(Key { base: self.base })? {
+        // A member's name reads as a value does; JSON's names are always strings.
+        while let Some(k) = a.next_key_seed(Value { base: self.base })? {
+            let Val::Str(k) = k else {
+                return Err(serde::de::Error::custom(
+                    "a member name that is not a string",
+                ));
+            };
             let v = a.next_value_seed(Value { base: self.base })?;
             entries.push((k, v));
         }
         Ok(entries)
-    }
-}
-
-/// A member's name.
-struct Key<'b> {
-    base: &'b [u8],
-}
-
-impl<'de> DeserializeSeed<'de> for Key<'_> {
-    type Value = Text;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Text, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Key<'_> {
-    type Value = Text;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a string")
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text, E> {
-        Ok(span(self.base, v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Text, E> {
-        Ok(Text::Own(v.into()))
     }
 }
 
