@@ -13,8 +13,9 @@ use super::{CommonError, MAX_BODY};
 use crate::secret::Secret;
 
 /// A body's parameters in the order sent, each key and value a span of the body unless it had
-/// to be decoded (a JSON escape, a form's `%XX` or `+`). No map and no copies: a gateway that
-/// introspects every call parses one of these per call, and handlers ask for a handful of keys.
+/// to be decoded (a JSON escape, a form's `%XX` or `+`). No map and no copy per parameter (the
+/// body itself is copied once, into text): a gateway that introspects every call parses one of
+/// these per call, and handlers ask for a handful of keys.
 /// A lookup scans the entries, so a whole body costs a few linear passes, never a quadratic one
 /// (a 64 KiB body holds thousands of keys).
 #[derive(Debug, Default)]
