@@ -2368,7 +2368,11 @@ async fn run_async(a: RunArgs) -> anyhow::Result<()> {
             })
             .await;
         }
-        let bodies = introspect_bodies(&hot, &secret);
+        let bodies = if want("introspect") {
+            introspect_bodies(&hot, &secret)
+        } else {
+            Arc::default()
+        };
         if want("introspect") {
             // The client's authentication is cached as well: one check of its secret.
             let warm = drive(&target, &phase(1, 1), None, |_| {

@@ -71,7 +71,7 @@ impl ClientCache {
     #[cfg(test)]
     pub fn get(&self, client_id: &str, secret: Option<&str>) -> Option<Arc<ClientAuth>> {
         self.cache
-            .get(&(client_id.to_string(), secret.map(TokenDigest::of)))
+            .get(&Borrowed(client_id, secret.map(TokenDigest::of)))
     }
 
     /// The kept success for this client and secret, or the duty to establish it. Concurrent

@@ -61,29 +61,6 @@ impl Params {
         })
     }
 
-    fn from_form(body: String) -> Self {
-        let entries = url::form_urlencoded::parse(body.as_bytes())
-            .map(|(k, v)| (text(body.as_bytes(), k), Val::Str(text(body.as_bytes(), v))))
-            .collect();
-        Params {
-            body,
-            entries,
-            first_wins: true,
-        }
-    }
-
-    /// A form that is not UTF-8: its pieces decoded with replacement characters, as copies.
-    fn from_form_bytes(body: &[u8]) -> Self {
-        let own = |c: std::borrow::Cow<'_, str>| Text::Own(c.into());
-        Params {
-            body: String::new(),
-            entries: url::form_urlencoded::parse(body)
-                .map(|(k, v)| (own(k), Val::Str(own(v))))
-                .collect(),
-            first_wins: true,
-        }
-    }
-
     pub fn parse(content_type: Option<&str>, body: Bytes) -> Result<Self, CommonError> {
         let form = content_type
             .and_then(|c| c.split(';').next())
@@ -93,8 +70,16 @@ impl Params {
             });
         let text = String::from_utf8(Vec::from(body));
         match (form, text) {
-            (true, Ok(text)) => Ok(Self::from_form(text)),
-            (true, Err(e)) => Ok(Self::from_form_bytes(e.as_bytes())),
+            (true, Ok(text)) => Ok(Params {
+                entries: form_pairs(text.as_bytes(), text.as_bytes()),
+                body: text,
+                first_wins: true,
+            }),
+            (true, Err(e)) => Ok(Params {
+                entries: form_pairs(&[], e.as_bytes()),
+                body: String::new(),
+                first_wins: true,
+            }),
             (false, Ok(text)) => Self::from_json(text),
             (false, Err(_)) => Err(CommonError::Malformed),
         }
@@ -152,6 +137,15 @@ impl Params {
     pub fn secret(&self, key: &str) -> Option<Secret> {
         self.str(key).map(Secret::new)
     }
+}
+
+/// A form's pairs, as spans of `base` where the parser lent them from there. A form that is not
+/// UTF-8 is read with an empty base: its pieces, decoded with replacement characters, are all
+/// copies.
+fn form_pairs(base: &[u8], form: &[u8]) -> Vec<(Text, Val)> {
+    url::form_urlencoded::parse(form)
+        .map(|(k, v)| (text(base, k), Val::Str(text(base, v))))
+        .collect()
 }
 
 /// `s` as a span of `body` when the parser lent it from there, else as decoded text.
@@ -317,6 +311,14 @@ mod tests {
         Params::parse(content_type, Bytes::copy_from_slice(body))
     }
 
+    /// How many parameter names are spans of the body rather than copies.
+    fn name_spans(p: &Params) -> usize {
+        p.entries
+            .iter()
+            .filter(|(k, _)| matches!(k, Text::At { .. }))
+            .count()
+    }
+
     #[test]
     fn json_and_form_bodies() {
         let p = parse(
@@ -350,6 +352,8 @@ mod tests {
         assert_eq!(p.str("token"), Some("a/b"));
         assert_eq!(p.str("client_id"), Some("plain"));
         assert_eq!(p.str("tok"), None);
+        // Of the three names, the escaped one is the copy.
+        assert_eq!(name_spans(&p), 2);
         let f = parse(
             Some("Application/X-WWW-Form-Urlencoded; charset=utf-8"),
             b"tok%65n=a%2Fb&client_id=plain&token=second",
@@ -358,6 +362,7 @@ mod tests {
         assert_eq!(f.str("token"), Some("a/b"));
         assert_eq!(f.str("client_id"), Some("plain"));
         assert_eq!(f.secret("client_id").map(|s| s.expose().len()), Some(5));
+        assert_eq!(name_spans(&f), 2);
     }
 
     #[test]
@@ -370,6 +375,7 @@ mod tests {
         .unwrap_or_default();
         assert_eq!(f.str("client_id"), Some("a\u{fffd}b"));
         assert_eq!(f.str("scope"), Some("s\u{e9}"));
+        assert_eq!(name_spans(&f), 0);
         // JSON must be UTF-8, inside strings or out.
         assert!(parse(Some("application/json"), b"{\"a\":\"\xff\"}").is_err());
         assert!(parse(Some("application/json"), b"{\"a\":\"x\",\"b\":[\"\xff\"]}").is_err());
