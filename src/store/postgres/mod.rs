@@ -287,7 +287,7 @@ impl Backend for PgBackend {
     }
 
     async fn close(&self, sql: &Sql<Postgres>) {
-        sql.pool.close().await;
+        sql.close().await;
     }
 }
 

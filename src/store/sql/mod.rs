@@ -190,6 +190,19 @@ impl<D: Dialect> Sql<D> {
         self.one(s).await?.as_ref().map(decode).transpose()
     }
 
+    /// Closes every connection of the pool. sqlx's `close` can return with one left open: a
+    /// connection that went back to the pool while `close` waited for the last of them (its
+    /// final round takes the permits without looking at the idle queue again). Another round
+    /// closes it; a closed pool hands nothing out, so a few rounds end it.
+    pub async fn close(&self) {
+        for _ in 0..4 {
+            self.pool.close().await;
+            if self.pool.size() == 0 {
+                break;
+            }
+        }
+    }
+
     /// One connection of the pool, for statements that must run on the same one.
     pub async fn acquire(&self) -> StoreResult<sqlx::pool::PoolConnection<D>> {
         self.pool.acquire().await.map_err(|e| self.fail(e))

@@ -373,7 +373,7 @@ impl Backend for SqliteBackend {
     async fn close(&self, sql: &Sql<Sqlite>) {
         self.writer.close().await;
         // The last connection to close checkpoints the WAL into the database and removes it.
-        sql.pool.close().await;
+        sql.close().await;
     }
 }
 
