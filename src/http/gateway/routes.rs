@@ -4,6 +4,7 @@
 //! spelling the upstream treats as the same path cannot dodge a rule.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use crate::config::GatewayConfig;
 use crate::scope::{Scope, CATALOGUE};
@@ -58,12 +59,17 @@ impl Need {
     }
 }
 
-/// A path segment of the scope map: literal (lower case) or `{placeholder}`.
-#[derive(Debug, Clone)]
+/// A path segment of the scope map: a literal (its number in [`Routes::words`]) or a
+/// `{placeholder}`.
+#[derive(Debug, Clone, Copy)]
 enum Seg {
-    Lit(String),
+    Lit(u32),
     Any,
 }
+
+/// No scope map entry is longer (checked when the map is read): a check numbers its path's
+/// segments in an array on the stack.
+const MAX_SEGS: usize = 16;
 
 #[derive(Debug, Clone)]
 struct MapEntry {
@@ -88,13 +94,17 @@ struct Rule {
 pub struct Routes {
     rules: Vec<Rule>,
     /// The scope map by method and segment count: a check compares its path with the few
-    /// entries of its shape, not with all 371.
+    /// entries of its shape, not with all 368.
     /// (method, entries by segment count): a handful of methods, searched in order, and an
     /// index by count, so that a check hashes nothing to find them.
     map: Vec<(String, Vec<Vec<MapEntry>>)>,
-    /// The map's distinct needs, each parsed once: its 371 entries name a few dozen scopes,
+    /// The map's distinct needs, each parsed once: its 368 entries name a few dozen scopes,
     /// and a parsed scope is a few hundred bytes a server holds for its lifetime.
     needs: Vec<Need>,
+    /// The map's literal segments (lower case), numbered. A check looks each segment of its
+    /// path up once and compares numbers: comparing the text with every entry of the path's
+    /// shape was 26 string comparisons for a `GET /vedsdk/certificates/{guid}`.
+    words: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
     pub require_route: bool,
 }
 
@@ -177,6 +187,7 @@ impl Routes {
         rules.sort_by_key(|r| std::cmp::Reverse(r.segs.len()));
         let mut map: Vec<(String, Vec<Vec<MapEntry>>)> = Vec::new();
         let mut needs: Vec<(&str, Need)> = Vec::new();
+        let mut words = HashMap::<Box<str>, u32, _>::default();
         for line in VEDSDK_SCOPES.lines() {
             if line.starts_with('#') || line.trim().is_empty() {
                 continue;
@@ -193,10 +204,14 @@ impl Routes {
                     if s.starts_with('{') && s.ends_with('}') {
                         Seg::Any
                     } else {
-                        Seg::Lit(s.to_lowercase())
+                        let next = u32::try_from(words.len()).unwrap_or(u32::MAX);
+                        Seg::Lit(*words.entry(s.to_lowercase().into()).or_insert(next))
                     }
                 })
                 .collect();
+            if segs.len() > MAX_SEGS {
+                return Err(format!("scope map {path}: more than {MAX_SEGS} segments"));
+            }
             let literals = segs.iter().filter(|s| matches!(s, Seg::Lit(_))).count();
             let method = method.to_ascii_uppercase();
             let at = match map.iter().position(|(m, _)| *m == method) {
@@ -233,6 +248,7 @@ impl Routes {
             rules,
             map,
             needs: needs.into_iter().map(|(_, n)| n).collect(),
+            words,
             require_route: cfg.require_route,
         })
     }
@@ -256,15 +272,22 @@ impl Routes {
         } else {
             method
         };
-        self.map
+        let entries = self
+            .map
             .iter()
             .find(|(m, _)| m.eq_ignore_ascii_case(method))?
             .1
-            .get(segs.len())?
+            .get(segs.len())?;
+        // None for a segment no entry names, which only a placeholder matches.
+        let mut words = [None; MAX_SEGS];
+        for (word, s) in words.iter_mut().zip(&segs) {
+            *word = self.words.get(s.as_ref()).copied();
+        }
+        entries
             .iter()
             .filter(|e| {
-                e.segs.iter().zip(&segs).all(|(p, s)| match p {
-                    Seg::Lit(l) => l == s,
+                e.segs.iter().zip(&words).all(|(p, w)| match p {
+                    Seg::Lit(l) => Some(*l) == *w,
                     Seg::Any => true,
                 })
             })
@@ -380,6 +403,49 @@ mod tests {
             Some(&scope("certificate:manage"))
         );
         assert_eq!(normalize("/A/Ä%C3%96/b"), ["a", "äö", "b"]);
+    }
+
+    /// Every entry of the map, with its placeholders filled in, needs what a plain reading of
+    /// the file says: among the lines of its method and length that match, the one with the
+    /// most literal segments (the last of equals).
+    #[test]
+    fn each_map_entry_needs_what_the_file_says() {
+        let r = Routes::new(&GatewayConfig::default()).unwrap();
+        let lines: Vec<Vec<&str>> = VEDSDK_SCOPES
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| l.split('\t').collect())
+            .collect();
+        let segs = |p: &str| -> Vec<String> {
+            p.split('/')
+                .filter(|s| !s.is_empty())
+                .map(str::to_lowercase)
+                .collect()
+        };
+        let mut checked = 0;
+        for l in &lines {
+            let path: Vec<String> = segs(l[1])
+                .into_iter()
+                .map(|s| if s.starts_with('{') { "zz-9".into() } else { s })
+                .collect();
+            let expected = lines
+                .iter()
+                .filter(|o| o[0].eq_ignore_ascii_case(l[0]))
+                .map(|o| (segs(o[1]), o[2]))
+                .filter(|(o, _)| {
+                    o.len() == path.len()
+                        && o.iter()
+                            .zip(&path)
+                            .all(|(a, b)| a.starts_with('{') || a == b)
+                })
+                .max_by_key(|(o, _)| o.iter().filter(|s| !s.starts_with('{')).count())
+                .map(|(_, scope)| Need::parse(scope).unwrap());
+            let method = if l[0] == "GET" { "get" } else { l[0] };
+            let asked = format!("/{}", path.join("/").to_uppercase());
+            assert_eq!(r.need(method, &asked), expected.as_ref(), "{l:?}");
+            checked += 1;
+        }
+        assert_eq!(checked, 368);
     }
 
     #[test]
