@@ -5,8 +5,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use super::ttl::TtlCache;
 
 use crate::domain::Grant;
@@ -19,13 +17,23 @@ use crate::token::TokenDigest;
 #[derive(Debug)]
 pub struct LiveGrant {
     grant: Grant,
-    rendered: [OnceLock<Bytes>; RENDERINGS],
+    rendered: [OnceLock<Kept>; RENDERINGS],
     /// Whether each rendering was made before: a grant verified once (a cold verify) is not
     /// worth the memory a kept rendering costs (about 600 bytes per cached grant).
     asked: [AtomicBool; RENDERINGS],
     /// The grant's scope parsed, made on first use (the gateway check compares it with each
     /// request's need).
     held: OnceLock<Scope>,
+}
+
+/// A kept rendering, of the type its face makes: a body's bytes, a map of answer headers. The
+/// core does not know the faces' types; each rendering has one.
+struct Kept(Box<dyn std::any::Any + Send + Sync>);
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kept(..)")
+    }
 }
 
 /// Which rendering (see [`LiveGrant::rendered`]).
@@ -35,7 +43,7 @@ pub enum Rendering {
     VerifyBody = 0,
     /// The OAuth 2.0 face's introspection body for an access token.
     IntrospectionBody = 1,
-    /// The gateway check's answer headers, their values one after the other.
+    /// The gateway check's answer headers.
     GatewayHeaders = 2,
 }
 
@@ -54,20 +62,23 @@ impl LiveGrant {
     /// The rendering, made by `render`; kept from the second time it is made on, so that only
     /// grants used repeatedly hold one. A rendering `render` declines (None) is not kept and
     /// does not count (a caller may peek with a `render` that declines).
-    pub fn rendered(
+    /// A slot kept with another type than `T` asks for is not used: the rendering is made
+    /// each time, and answered right.
+    pub fn rendered<T: Clone + Send + Sync + 'static>(
         &self,
         which: Rendering,
-        render: impl FnOnce(&Grant) -> Option<Bytes>,
-    ) -> Option<Bytes> {
+        render: impl FnOnce(&Grant) -> Option<T>,
+    ) -> Option<T> {
         let slot = &self.rendered[which as usize];
-        if let Some(b) = slot.get() {
-            return Some(b.clone());
+        if let Some(t) = slot.get().and_then(|k| k.0.downcast_ref::<T>()) {
+            return Some(t.clone());
         }
-        let b = render(&self.grant)?;
+        let t = render(&self.grant)?;
         if !self.asked[which as usize].swap(true, Ordering::Relaxed) {
-            return Some(b);
+            return Some(t);
         }
-        Some(slot.get_or_init(|| b).clone())
+        let kept = slot.get_or_init(|| Kept(Box::new(t.clone())));
+        Some(kept.0.downcast_ref::<T>().cloned().unwrap_or(t))
     }
 
     /// The grant's scope, parsed once. A stored scope is canonical; one that no longer
@@ -144,6 +155,7 @@ impl VerifyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn grant() -> Grant {
         Grant {
@@ -168,24 +180,35 @@ mod tests {
         let g = LiveGrant::new(grant());
         let make = |text: &'static str| move |_: &Grant| Some(Bytes::from_static(text.as_bytes()));
         let slot = Rendering::IntrospectionBody;
-        assert_eq!(g.rendered(slot, |_| None), None);
+        assert_eq!(g.rendered::<Bytes>(slot, |_| None), None);
         // Made once: answered, not kept (a cold verify).
         assert_eq!(g.rendered(slot, make("one")).as_deref(), Some(&b"one"[..]));
         assert!(g.rendered[slot as usize].get().is_none());
-        assert_eq!(g.rendered(slot, |_| None), None);
+        assert_eq!(g.rendered::<Bytes>(slot, |_| None), None);
         // Made again: kept, and answered from then on.
         assert_eq!(g.rendered(slot, make("two")).as_deref(), Some(&b"two"[..]));
         assert_eq!(
             g.rendered(slot, make("three")).as_deref(),
             Some(&b"two"[..])
         );
-        assert_eq!(g.rendered(slot, |_| None).as_deref(), Some(&b"two"[..]));
+        assert_eq!(
+            g.rendered::<Bytes>(slot, |_| None).as_deref(),
+            Some(&b"two"[..])
+        );
+        // Asked with another type: made each time, never the bytes kept.
+        assert_eq!(g.rendered(slot, |_| Some(7u8)), Some(7));
+        assert_eq!(g.rendered::<u8>(slot, |_| None), None);
         // The other slot is its own.
-        assert_eq!(g.rendered(Rendering::VerifyBody, |_| None), None);
+        assert_eq!(g.rendered::<Bytes>(Rendering::VerifyBody, |_| None), None);
         assert_eq!(
             g.rendered(Rendering::VerifyBody, make("v")).as_deref(),
             Some(&b"v"[..])
         );
         assert!(g.rendered[Rendering::VerifyBody as usize].get().is_none());
+        // A rendering of a face's own type is kept as the bytes are.
+        let slot = Rendering::GatewayHeaders;
+        assert_eq!(g.rendered(slot, |_| Some(vec!["a"])), Some(vec!["a"]));
+        assert_eq!(g.rendered(slot, |_| Some(vec!["b"])), Some(vec!["b"]));
+        assert_eq!(g.rendered::<Vec<&str>>(slot, |_| None), Some(vec!["b"]));
     }
 }

@@ -125,7 +125,7 @@ pub async fn introspect(
     // token on every call. A refresh token's grant is not cached, so nothing is kept for it.
     let keep = kind == TokenUse::Access;
     if let Some(body) = keep
-        .then(|| grant.rendered(Rendering::IntrospectionBody, |_| None))
+        .then(|| grant.rendered::<Bytes>(Rendering::IntrospectionBody, |_| None))
         .flatten()
     {
         return Ok(no_store(json_rendered(StatusCode::OK, body)));
