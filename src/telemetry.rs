@@ -10,6 +10,10 @@ use axum::extract::MatchedPath;
 use axum::response::Response;
 use http::{HeaderValue, Request};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::fmt::format::{Format, Full, Json, Writer};
+use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -347,11 +351,6 @@ fn current_request() -> Option<RequestId> {
         .ok()
         .flatten()
 }
-
-use tracing_subscriber::fmt::format::{Format, Full, Json, Writer};
-use tracing_subscriber::fmt::time::FormatTime;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::registry::LookupSpan;
 
 /// The human format: tracing's default, and inside a request the request's id where the
 /// default writes a root span `request{request_id=<id>}:`, in the same colours (the test
