@@ -62,8 +62,9 @@ impl LiveGrant {
     /// The rendering, made by `render`; kept from the second time it is made on, so that only
     /// grants used repeatedly hold one. A rendering `render` declines (None) is not kept and
     /// does not count (a caller may peek with a `render` that declines).
-    /// A slot kept with another type than `T` asks for is not used: the rendering is made
-    /// each time, and answered right.
+    ///
+    /// Each rendering has the one type its face makes; asked with another type, a kept slot is
+    /// not used and the rendering is made each time (answered right, never kept twice).
     pub fn rendered<T: Clone + Send + Sync + 'static>(
         &self,
         which: Rendering,
