@@ -141,7 +141,7 @@ pub async fn start(asm: Arc<Assembly>, listen: SocketAddr) -> anyhow::Result<Run
         cfg.public_url.trim_end_matches('/').to_string()
     };
     let gateway = crate::http::gateway::Routes::new(&cfg.gateway).map_err(anyhow::Error::msg)?;
-    let state = HttpState {
+    let state = Arc::new(HttpState {
         services: Arc::new(asm.services()),
         limiter: limiter.clone(),
         metrics: MetricsAccess {
@@ -151,7 +151,7 @@ pub async fn start(asm: Arc<Assembly>, listen: SocketAddr) -> anyhow::Result<Run
         issuer: issuer.into(),
         gateway: Arc::new(gateway),
         tls: cfg.tls,
-    };
+    });
     let opts = server::ServerOptions::from_config(cfg);
     let mut client_cert_tls = Vec::new();
     if let Some(main) = &tls_config {

@@ -32,38 +32,41 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> Ip
         .unwrap_or(peer)
 }
 
-/// Per-address rate limiting of the token endpoints.
+/// Per-address rate limiting of the token endpoints. One `Arc`: every request's middleware
+/// holds a clone, and each reference count is a cache line all cores write.
 #[derive(Debug, Clone)]
-pub struct Limiter {
-    limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
-    trusted: Arc<Vec<Cidr>>,
+pub struct Limiter(Arc<Limits>);
+
+#[derive(Debug)]
+struct Limits {
+    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    trusted: Vec<Cidr>,
 }
 
 impl Limiter {
     pub fn new(cfg: &RateLimitConfig) -> Self {
-        let trusted = Arc::new(
-            cfg.trusted_proxies
-                .iter()
-                .filter_map(|p| parse_cidr(p))
-                .collect(),
-        );
+        let trusted = cfg
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| parse_cidr(p))
+            .collect();
         let quota = NonZeroU32::new(cfg.per_second)
             .zip(NonZeroU32::new(cfg.burst))
             .map(|(rate, burst)| Quota::per_second(rate).allow_burst(burst));
         let limiter = match (cfg.enabled, quota) {
-            (true, Some(q)) => Some(Arc::new(RateLimiter::keyed(q))),
+            (true, Some(q)) => Some(RateLimiter::keyed(q)),
             _ => None,
         };
-        Self { limiter, trusted }
+        Self(Arc::new(Limits { limiter, trusted }))
     }
 
     pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        client_address(peer, headers, &self.trusted)
+        client_address(peer, headers, &self.0.trusted)
     }
 
     /// Ok, or how long the address must wait.
     pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
-        let Some(l) = &self.limiter else {
+        let Some(l) = &self.0.limiter else {
             return Ok(());
         };
         l.check_key(&ip)
@@ -72,7 +75,7 @@ impl Limiter {
 
     /// Forgets addresses that have been quiet, so the table does not grow without bound.
     pub fn prune(&self) {
-        if let Some(l) = &self.limiter {
+        if let Some(l) = &self.0.limiter {
             l.retain_recent();
             l.shrink_to_fit();
         }
