@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::MatchedPath;
@@ -49,7 +49,7 @@ pub fn run_upkeep() {
 /// costs its lock's and the handles' reference counts, cache lines every core writes. Before,
 /// nothing is kept, since a handle taken then would stay a no-op. The status label is
 /// interned only when handles are made.
-fn count_request(endpoint: &'static str, status: http::StatusCode, elapsed: std::time::Duration) {
+fn count_request(endpoint: &'static str, status: http::StatusCode, elapsed: Duration) {
     type Handles = (metrics::Counter, metrics::Histogram);
     type Kept = HashMap<(&'static str, u16), Handles, foldhash::fast::RandomState>;
     thread_local! {
