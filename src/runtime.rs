@@ -142,14 +142,14 @@ pub async fn start(asm: Arc<Assembly>, listen: SocketAddr) -> anyhow::Result<Run
     };
     let gateway = crate::http::gateway::Routes::new(&cfg.gateway).map_err(anyhow::Error::msg)?;
     let state = Arc::new(HttpState {
-        services: Arc::new(asm.services()),
+        services: asm.services(),
         limiter: limiter.clone(),
         metrics: MetricsAccess {
             served_here: cfg.metrics.enabled && cfg.metrics.listen.is_empty(),
             public: cfg.metrics.public,
         },
         issuer: issuer.into(),
-        gateway: Arc::new(gateway),
+        gateway,
         tls: cfg.tls,
     });
     let opts = server::ServerOptions::from_config(cfg);
