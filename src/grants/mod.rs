@@ -62,6 +62,8 @@ pub struct EngineOptions {
     pub refresh_reuse_detection: bool,
     /// Seconds a rotated refresh token still gets its answer again (0 = off).
     pub refresh_grace_secs: u64,
+    /// Entries, not bytes: an entry holds 0.5–1.2 KB (docs/configuration.md). The default,
+    /// 5,000, is the distinct tokens verified within one TTL of a large deployment.
     pub verify_cache_capacity: u64,
     pub verify_cache_ttl: Duration,
 }
@@ -71,7 +73,7 @@ impl Default for EngineOptions {
         Self {
             refresh_reuse_detection: false,
             refresh_grace_secs: 0,
-            verify_cache_capacity: 20_000,
+            verify_cache_capacity: 5_000,
             verify_cache_ttl: Duration::from_secs(30),
         }
     }

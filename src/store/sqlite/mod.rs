@@ -154,9 +154,10 @@ pub struct SqliteOptions {
     synchronous: SqliteSynchronous,
 }
 
-/// The default of `database.sqlite_cache_mib`: at 100,000 grants, refresh measured the same
-/// with 8 MiB as with 64 MiB (docs/BENCHMARKS.md), and 64 MiB was most of the peak memory.
-pub const DEFAULT_CACHE_MIB: u32 = 16;
+/// The default of `database.sqlite_cache_mib`: at 100,000 grants, refresh, cold verify and
+/// revoke measured the same with 2 MiB as with 16 MiB, which held 14 MB more at the peak
+/// (docs/BENCHMARKS.md, "The memory budgets' defaults").
+pub const DEFAULT_CACHE_MIB: u32 = 2;
 
 impl SqliteOptions {
     pub fn new(max_connections: u32) -> Self {
@@ -275,9 +276,9 @@ impl SqliteStore {
             .clone()
             // The writer never checkpoints (see writer.rs).
             .pragma("wal_autocheckpoint", "0")
-            // The writer touches random index pages of the whole token table; SQLite's
-            // default 2 MiB cache made most of them a read from the OS per rotation. It may
-            // use the whole budget; the soft heap limit keeps the sum of all caches within it.
+            // The writer touches random index pages of the whole token table: it may use the
+            // whole budget (a page not cached is a read from the OS's file cache); the soft
+            // heap limit keeps the sum of all caches within it.
             .pragma("cache_size", format!("-{budget_kib}"))
             .connect()
             .await
