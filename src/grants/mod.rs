@@ -62,7 +62,7 @@ pub struct EngineOptions {
     pub refresh_reuse_detection: bool,
     /// Seconds a rotated refresh token still gets its answer again (0 = off).
     pub refresh_grace_secs: u64,
-    /// Entries, not bytes: an entry holds 0.5–1.2 KB (docs/configuration.md). The default,
+    /// Entries, not bytes: an entry holds 0.5–1.7 KB (docs/configuration.md). The default,
     /// 5,000, is the distinct tokens verified within one TTL of a large deployment.
     pub verify_cache_capacity: u64,
     pub verify_cache_ttl: Duration,

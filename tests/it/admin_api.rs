@@ -1001,8 +1001,8 @@ fn config_check_names_unknown_keys_and_defaults_match_the_docs() {
     let keys =
         |m: &std::collections::BTreeMap<String, String>| m.keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&from_defaults), keys(&from_docs));
-    // The documented default is the one the server uses (it drifted once when a default
-    // changed in the code alone).
+    // The documented default is the one the server uses: a default changed in the code alone
+    // fails here.
     for (k, v) in &from_defaults {
         assert_eq!(
             Some(v),

@@ -155,7 +155,7 @@ pub struct SqliteOptions {
 }
 
 /// The default of `database.sqlite_cache_mib`: at 100,000 grants, refresh, cold verify and
-/// revoke measured the same with 2 MiB as with 16 MiB, which held 14 MB more at the peak
+/// revoke measured the same with 2 MiB as with 16 MiB, and the peak memory did not
 /// (docs/BENCHMARKS.md, "The memory budgets' defaults").
 pub const DEFAULT_CACHE_MIB: u32 = 2;
 
