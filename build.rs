@@ -35,17 +35,19 @@ fn main() {
         let Some(path) = git(&["rev-parse", "--git-path", &name]) else {
             continue;
         };
-        // Absolute: a copy of the tree built into the same target directory (scripts/readme-smoke)
-        // then finds the same files unchanged and does not rebuild.
+        // As git gives it: relative to the package (`.git/HEAD`) in a plain checkout. Cargo keeps
+        // paths inside the package relative, so a copy of the tree with a `.git` link to the
+        // same directory, built into the same target directory (scripts/readme-smoke), watches
+        // the same files; an absolute path printed here was kept relative all the same and no
+        // longer matched in the copy, which rebuilt the binary (with "git unknown").
         let path = Path::new(&path);
-        let absolute = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
         if path.exists() {
-            println!("cargo:rerun-if-changed={}", absolute(path).display());
+            println!("cargo:rerun-if-changed={}", path.display());
         } else if let Some(dir) = path.parent().filter(|_| name.starts_with("refs/")) {
             // A branch kept only in packed-refs gets a file of its own at its next commit:
             // watch the directory it will appear in (cargo reruns on a missing file every time).
             if dir.exists() {
-                println!("cargo:rerun-if-changed={}", absolute(dir).display());
+                println!("cargo:rerun-if-changed={}", dir.display());
             }
         }
     }
