@@ -89,6 +89,12 @@ impl Runtime {
     }
 }
 
+/// How often histogram samples are folded into their buckets. The recorder keeps each sample
+/// (about 8 bytes) until then: every 5 s, the benchmark's mixed phase (about 90,000
+/// requests/s) ended 4-5 MB higher than with 250 ms; folding costs the same per sample
+/// whatever the interval.
+const METRICS_UPKEEP: Duration = Duration::from_millis(250);
+
 /// Sets up TLS, creates the administrator on a first start, binds and starts serving, and
 /// starts the background jobs (expiry sweep, gauges, limiter pruning, metrics upkeep, the
 /// invalidation follower, the separate metrics listener).
@@ -206,7 +212,7 @@ pub async fn start(asm: Arc<Assembly>, listen: SocketAddr) -> anyhow::Result<Run
     );
     periodic(
         "metrics upkeep",
-        Duration::from_secs(5),
+        METRICS_UPKEEP,
         Box::new(|| Box::pin(async { crate::telemetry::run_upkeep() })),
     );
     // Gauges that come from the store, not from events.
