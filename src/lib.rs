@@ -5,7 +5,7 @@
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod admin;
 pub mod assembly;
@@ -17,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod grants;
+pub mod heap;
 pub mod http;
 pub mod identity;
 pub mod jwt;

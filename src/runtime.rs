@@ -95,9 +95,13 @@ impl Runtime {
 /// whatever the interval.
 const METRICS_UPKEEP: Duration = Duration::from_millis(250);
 
+/// How often the allocator's free pages go back to the OS (`heap::release_free_memory`), so
+/// that what a burst's closed connections held does not stay resident.
+const MEMORY_RELEASE: Duration = Duration::from_secs(1);
+
 /// Sets up TLS, creates the administrator on a first start, binds and starts serving, and
-/// starts the background jobs (expiry sweep, gauges, limiter pruning, metrics upkeep, the
-/// invalidation follower, the separate metrics listener).
+/// starts the background jobs (expiry sweep, gauges, limiter pruning, metrics upkeep, memory
+/// release, the invalidation follower, the separate metrics listener).
 pub async fn start(asm: Arc<Assembly>, listen: SocketAddr) -> anyhow::Result<Runtime> {
     let cfg = &asm.config;
     let (tls_config, ca_file, certs) = if cfg.tls {
@@ -214,6 +218,11 @@ pub async fn start(asm: Arc<Assembly>, listen: SocketAddr) -> anyhow::Result<Run
         "metrics upkeep",
         METRICS_UPKEEP,
         Box::new(|| Box::pin(async { crate::telemetry::run_upkeep() })),
+    );
+    periodic(
+        "memory release",
+        MEMORY_RELEASE,
+        Box::new(|| Box::pin(async { crate::heap::release_free_memory() })),
     );
     // Gauges that come from the store, not from events.
     let gauges = asm.clone();

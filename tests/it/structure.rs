@@ -28,6 +28,7 @@ const LOWER: &[&str] = &[
     "clock",
     "domain",
     "grants",
+    "heap",
     "identity",
     "jwt",
     "lockout",
@@ -206,6 +207,43 @@ fn passwords_are_hashed_only_on_the_pool() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Unsafe code stays in `heap.rs` (one call into glibc): `lib.rs` denies it crate-wide, and
+/// no other file allows it back or writes an unsafe block, function or impl.
+#[test]
+fn unsafe_code_is_only_in_heap() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let lib = std::fs::read_to_string(src.join("lib.rs")).expect("read lib.rs");
+    assert!(
+        lib.contains("#![deny(unsafe_code)]"),
+        "lib.rs no longer denies unsafe code"
+    );
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut wrong = Vec::new();
+    for f in files {
+        if f.ends_with("src/heap.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).expect("read");
+        for what in [
+            "allow(unsafe_code)",
+            "unsafe {",
+            "unsafe fn",
+            "unsafe impl",
+            "unsafe extern",
+        ] {
+            if text.contains(what) {
+                wrong.push(format!("{}: {what}", f.display()));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "unsafe code outside heap.rs:\n{}",
+        wrong.join("\n")
+    );
 }
 
 /// Access and refresh tokens are minted in one place, the grant pipeline's `issue`: a flow
