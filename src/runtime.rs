@@ -91,7 +91,7 @@ impl Runtime {
 
 /// How often histogram samples are folded into their buckets. The recorder keeps each sample
 /// (about 8 bytes) until then: every 5 s, the benchmark's mixed phase (about 90,000
-/// requests/s) ended 4-5 MB higher than with 250 ms; folding costs the same per sample
+/// requests/s) ended 4-5.5 MB higher than with 250 ms; folding costs the same per sample
 /// whatever the interval.
 const METRICS_UPKEEP: Duration = Duration::from_millis(250);
 
