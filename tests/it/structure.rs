@@ -69,6 +69,27 @@ fn non_test_code(text: &str) -> &str {
     }
 }
 
+/// `file: text` for each file of `src/` but those ending in one of `exempt` whose `code` (the
+/// whole file, or `non_test_code`) contains one of `texts`.
+fn files_containing(exempt: &[&str], code: fn(&str) -> &str, texts: &[&str]) -> Vec<String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut found = Vec::new();
+    for f in files {
+        if exempt.iter().any(|e| f.ends_with(e)) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).expect("read");
+        for t in texts {
+            if code(&text).contains(t) {
+                found.push(format!("{}: {t}", f.display()));
+            }
+        }
+    }
+    found
+}
+
 /// The rooms a piece of code names through `crate::room` (comments aside).
 fn named_rooms(code: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
@@ -186,26 +207,16 @@ fn storage_is_reached_only_through_the_domain_ports() {
 /// direct call elsewhere would run argon2 on a runtime thread and stall every request on it.
 #[test]
 fn passwords_are_hashed_only_on_the_pool() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    let mut wrong = Vec::new();
-    for f in files {
-        if f.ends_with("password.rs") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&f).expect("read");
-        for call in [
+    let wrong = files_containing(
+        &["password.rs"],
+        non_test_code,
+        &[
             "hash_now",
             "verify_now",
             "hash_password(",
             "verify_password(",
-        ] {
-            if non_test_code(&text).contains(call) {
-                wrong.push(format!("{} calls {call}", f.display()));
-            }
-        }
-    }
+        ],
+    );
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
@@ -213,32 +224,23 @@ fn passwords_are_hashed_only_on_the_pool() {
 /// no other file allows it back or writes an unsafe block, function or impl.
 #[test]
 fn unsafe_code_is_only_in_heap() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let lib = std::fs::read_to_string(src.join("lib.rs")).expect("read lib.rs");
+    let lib = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs"))
+        .expect("read lib.rs");
     assert!(
         lib.contains("#![deny(unsafe_code)]"),
         "lib.rs no longer denies unsafe code"
     );
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    let mut wrong = Vec::new();
-    for f in files {
-        if f.ends_with("src/heap.rs") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&f).expect("read");
-        for what in [
+    let wrong = files_containing(
+        &["src/heap.rs"],
+        |text| text,
+        &[
             "allow(unsafe_code)",
             "unsafe {",
             "unsafe fn",
             "unsafe impl",
             "unsafe extern",
-        ] {
-            if text.contains(what) {
-                wrong.push(format!("{}: {what}", f.display()));
-            }
-        }
-    }
+        ],
+    );
     assert!(
         wrong.is_empty(),
         "unsafe code outside heap.rs:\n{}",
@@ -250,19 +252,11 @@ fn unsafe_code_is_only_in_heap() {
 /// that minted its own would skip policy, the audit trail or the metrics.
 #[test]
 fn tokens_are_minted_only_by_issue() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    let mut wrong = Vec::new();
-    for f in files {
-        if f.ends_with("grants/issue.rs") || f.ends_with("src/token.rs") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&f).expect("read");
-        if non_test_code(&text).contains("token::generate") {
-            wrong.push(f.display().to_string());
-        }
-    }
+    let wrong = files_containing(
+        &["grants/issue.rs", "src/token.rs"],
+        non_test_code,
+        &["token::generate"],
+    );
     assert!(
         wrong.is_empty(),
         "tokens minted outside grants/issue.rs: {wrong:?}"
