@@ -97,8 +97,8 @@ const METRICS_UPKEEP: Duration = Duration::from_millis(250);
 
 /// How often the allocator's free pages go back to the OS (`heap::release_free_memory`), so
 /// that what a burst's closed connections held does not stay resident. On a blocking thread:
-/// under the benchmark's load a call took 0.3 ms (median) to 4.3 ms, long enough to hold up
-/// the requests of an async worker.
+/// on an async worker, under the benchmark's load, a call took 0.3 ms (median) and up to
+/// 4.3 ms, holding up that worker's requests meanwhile.
 const MEMORY_RELEASE: Duration = Duration::from_secs(1);
 
 /// Sets up TLS, creates the administrator on a first start, binds and starts serving, and
