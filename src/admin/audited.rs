@@ -73,6 +73,22 @@ impl Change {
             Change::RemoveIssuer => "remove_trusted_issuer",
         }
     }
+
+    /// Whether the change can touch what the grant core keeps in memory: the settings, an
+    /// application, or a rule (removing a user removes the rules naming it).
+    fn touches_policy(self) -> bool {
+        matches!(
+            self,
+            Change::CreateApplication
+                | Change::UpdateApplication
+                | Change::DeleteApplication
+                | Change::CreateRule
+                | Change::UpdateRule
+                | Change::DeleteRules
+                | Change::SetConfiguration
+                | Change::RemoveUser
+        )
+    }
 }
 
 /// What a finished change adds to its audit record (counts, the identity a name resolved to).
@@ -277,6 +293,12 @@ impl Gate {
             other => Map::from_iter([("value".to_string(), other)]),
         };
         let result = work(self.writes.clone()).await;
+        // Announced whatever the outcome: a change that failed half-way (the store went away
+        // between two writes) may have written something. Refusals before any write cost one
+        // needless reread.
+        if change.touches_policy() {
+            self.writes.revocations.policy_changed().await;
+        }
         match &result {
             Ok(done) => {
                 done.summarize(&mut detail);

@@ -192,6 +192,9 @@ pub trait Revocations: Send + Sync + std::fmt::Debug {
     /// An application or its secret changed: cached authentications of the client (here and
     /// on the other nodes) stop counting.
     async fn client_changed(&self, client_id: &str);
+    /// Settings, an application or a rule changed: what the grant core keeps of them (here
+    /// and on the other nodes) is read again.
+    async fn policy_changed(&self);
 }
 
 #[async_trait]
@@ -204,6 +207,9 @@ impl Revocations for Engine {
     }
     async fn client_changed(&self, client_id: &str) {
         Engine::client_changed(self, client_id).await
+    }
+    async fn policy_changed(&self) {
+        Engine::policy_changed(self).await
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -152,12 +152,12 @@ impl Engine {
     /// switch, rows 5–6) and stores a new pair of codes.
     pub async fn start_device(&self, req: DeviceStart) -> Result<DeviceStarted, GrantError> {
         let client_id = req.client_id.ok_or(GrantError::MissingClientId)?;
-        let settings = self.store.settings().await?;
+        let settings = self.settings().await?;
         if !settings.authorize_device {
             return Err(GrantError::DeviceAuthDisabled);
         }
         let scope = Scope::parse(req.scope.as_deref().unwrap_or(""))?;
-        if self.store.application(&client_id).await?.is_none() {
+        if self.application(&client_id).await?.is_none() {
             return Err(GrantError::UnknownClient(client_id));
         }
         let now = self.now();
@@ -215,11 +215,11 @@ impl Engine {
         who: &Identity,
     ) -> Result<DevicePending, GrantError> {
         let d = self.live_device(typed, who).await?;
-        let application = self.store.application(&d.client_id).await?;
+        let application = self.application(&d.client_id).await?;
         Ok(DevicePending {
             user_code: show_user_code(&d.user_code),
             client_id: d.client_id,
-            application,
+            application: application.map(Arc::unwrap_or_clone),
             scope: d.scope,
             expires_at: d.expires_at,
         })
@@ -307,14 +307,14 @@ impl Engine {
         d: &DeviceAuthorization,
         who: &Principal,
     ) -> Result<Option<GrantError>, GrantError> {
-        let Some(app) = self.store.application(&d.client_id).await? else {
+        let Some(app) = self.application(&d.client_id).await? else {
             return Ok(Some(GrantError::UnknownClient(d.client_id.to_string())));
         };
         let scope = match Scope::parse(&d.scope) {
             Ok(s) => s,
             Err(e) => return Ok(Some(e.into())),
         };
-        let rules = self.store.rules(Some(&d.client_id)).await?;
+        let rules = self.rules(&d.client_id).await?;
         let Some(rule) = matching_rule(&rules, who) else {
             return Ok(Some(GrantError::NotAdmitted));
         };

@@ -58,7 +58,7 @@ impl Engine {
                     })?;
                     Err::<IssuedTokens, GrantError>(error)
                 };
-                let rules = self.store.rules(Some(&client_id)).await?;
+                let rules = self.rules(&client_id).await?;
                 let Some(rule) = matching_rule(&rules, &principal) else {
                     return refuse(GrantError::NotAdmitted, serde_json::json!({}));
                 };

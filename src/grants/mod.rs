@@ -10,6 +10,7 @@ mod error;
 mod flows;
 mod grace;
 mod issue;
+mod kept;
 pub mod policy;
 mod request;
 mod ttl;
@@ -94,6 +95,9 @@ pub struct Engine {
     /// Identities' prefixed names as introspection shows them: a name changed elsewhere shows
     /// for at most the verify cache's time-to-live.
     names: ttl::TtlCache<String, Arc<str>>,
+    /// The settings, applications and rules (see `kept`): a login read all three from the
+    /// store.
+    policy: kept::PolicyCache,
     /// Wrong user codes per person (the device flow's approval page).
     device_guesses: Arc<device::GuessLimit>,
     /// The JWT grant's verifier and key cache; None: `authorize/jwt` cannot be served.
@@ -118,6 +122,7 @@ impl Engine {
         let cache = VerifyCache::new(opts.verify_cache_capacity, opts.verify_cache_ttl);
         let clients = clients::ClientCache::new(10_000, opts.verify_cache_ttl);
         let names = ttl::TtlCache::new(opts.verify_cache_capacity, opts.verify_cache_ttl);
+        let policy = kept::PolicyCache::new(10_000, opts.verify_cache_ttl);
         Self {
             store,
             identities,
@@ -127,6 +132,7 @@ impl Engine {
             cache,
             clients,
             names,
+            policy,
             device_guesses: Arc::default(),
             jwt: None,
             issuers: Default::default(),
@@ -279,6 +285,35 @@ impl Engine {
         self.invalidate(&[client_marker(client_id)]).await;
     }
 
+    /// Tells this process and the others sharing the store that settings, an application or a
+    /// rule changed: what they keep of them is read again.
+    pub async fn policy_changed(&self) {
+        self.invalidate(&[kept::policy_marker()]).await;
+    }
+
+    /// The settings, as kept (see `kept`).
+    pub(crate) async fn settings(
+        &self,
+    ) -> crate::domain::StoreResult<Arc<crate::domain::Settings>> {
+        self.policy.settings(&self.store).await
+    }
+
+    /// An application, as kept; None if there is none.
+    pub(crate) async fn application(
+        &self,
+        client_id: &str,
+    ) -> crate::domain::StoreResult<Option<Arc<crate::domain::Application>>> {
+        self.policy.application(&self.store, client_id).await
+    }
+
+    /// An application's rules, as kept.
+    pub(crate) async fn rules(
+        &self,
+        client_id: &str,
+    ) -> crate::domain::StoreResult<Arc<[crate::domain::Rule]>> {
+        self.policy.rules(&self.store, client_id).await
+    }
+
     /// The live grant behind a token of either kind (RFC 7662, RFC 7009), the hinted kind
     /// first; None if it is neither a live access token nor a live refresh token.
     pub async fn find_token(
@@ -407,7 +442,7 @@ impl Engine {
 
     /// Drops grants from this process's verify cache (for announcements from other nodes).
     pub fn forget(&self, digests: &[TokenDigest]) {
-        forget_in(&self.cache, &self.clients, digests);
+        forget_in(&self.cache, &self.clients, &self.policy, digests);
     }
 
     /// Drops the digests here and tells the other nodes sharing the store. A failed
@@ -429,15 +464,20 @@ impl Engine {
         let mut rx = self.store.invalidations()?;
         // The caches only, not the engine: the task must not keep the store (whose drop ends
         // the feed, and with it the task) alive.
-        let (verify, clients) = (self.cache.clone(), self.clients.clone());
+        let (verify, clients, policy) = (
+            self.cache.clone(),
+            self.clients.clone(),
+            self.policy.clone(),
+        );
         Some(tokio::spawn(async move {
             loop {
                 match rx.recv().await {
-                    Ok(Invalidation::Token(d)) => forget_in(&verify, &clients, &[d]),
+                    Ok(Invalidation::Token(d)) => forget_in(&verify, &clients, &policy, &[d]),
                     // Missed some: anything cached may be stale, start afresh.
                     Ok(Invalidation::All) | Err(RecvError::Lagged(_)) => {
                         verify.forget_all();
                         clients.forget_all();
+                        policy.forget_all();
                     }
                     Err(RecvError::Closed) => break,
                 }
@@ -482,11 +522,18 @@ impl Engine {
     }
 }
 
-/// What an announced digest reaches: a token's grant in the verify cache, or a client's
-/// remembered authentications when it is that client's marker.
-fn forget_in(verify: &VerifyCache, clients: &clients::ClientCache, digests: &[TokenDigest]) {
+/// What an announced digest reaches: a token's grant in the verify cache, a client's
+/// remembered authentications when it is that client's marker, the kept settings,
+/// applications and rules when it is the policy marker.
+fn forget_in(
+    verify: &VerifyCache,
+    clients: &clients::ClientCache,
+    policy: &kept::PolicyCache,
+    digests: &[TokenDigest],
+) {
     verify.forget(digests);
     for d in digests {
         clients.saw(d);
+        policy.saw(d);
     }
 }

@@ -1,6 +1,7 @@
 //! What the faces hand the grant core, and what it hands back.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::certauth::{ForwardedError, PresentedChain};
 use crate::clock::UnixTime;
@@ -167,8 +168,8 @@ pub(crate) struct Admission {
 pub(crate) enum Admitted {
     /// A new grant for an authenticated identity that asks for a scope.
     New {
-        app: Box<Application>,
-        settings: Box<Settings>,
+        app: Arc<Application>,
+        settings: Arc<Settings>,
         principal: Principal,
         scope: Scope,
         /// The name the identity was given as, for the audit trail.
@@ -177,8 +178,8 @@ pub(crate) enum Admitted {
     /// A new grant for an application on its own behalf (client credentials): identity
     /// `client:<client_id>`, no rule, no refresh token.
     Client {
-        app: Box<Application>,
-        settings: Box<Settings>,
+        app: Arc<Application>,
+        settings: Arc<Settings>,
         scope: Scope,
     },
     /// The next token pair of an existing grant, in exchange for its refresh token.

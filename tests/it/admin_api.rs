@@ -1005,3 +1005,83 @@ fn config_check_names_unknown_keys_and_defaults_match_the_docs() {
         "config defaults against docs/configuration.md"
     );
 }
+
+/// The grant core keeps the settings, applications and rules in memory: every change made
+/// through the administration core (the API, the console and the CLI share it) applies to the
+/// next grant, with nothing to wait for on the node that made it.
+#[tokio::test]
+async fn a_change_through_the_administration_applies_at_the_next_grant() {
+    use vedauth::admin::{ApplicationInput, Caller, RuleInput};
+    let s = TestServer::start().await;
+    s.setup_basic("alice", "alice-pw", "app", "certificate:manage,revoke")
+        .await;
+    let admin = &s.app.admin;
+    let op = Caller::Operator;
+    let login = |scope: &'static str| s.password_grant("app", "alice", "alice-pw", scope);
+    assert_eq!(login("certificate:manage").await.status, StatusCode::OK);
+
+    // The rule goes: refused; a narrower one comes: that scope only.
+    admin
+        .delete_rules(&op, Some("app"), Some("everyone"))
+        .await
+        .expect("delete rule");
+    login("certificate:manage").await.assert_error(
+        401,
+        "invalid_grant",
+        "Failed to issue grant: user is not allowed to use this application",
+    );
+    let rule = RuleInput {
+        client_id: "app".into(),
+        trustee: "everyone".into(),
+        max_scope: Some("certificate:revoke".into()),
+        ..RuleInput::default()
+    };
+    admin.create_rule(&op, rule).await.expect("create rule");
+    assert_eq!(login("certificate:revoke").await.status, StatusCode::OK);
+    let scope_refused = "Failed to issue grant: User is not authorized for the requested scope";
+    login("certificate:manage")
+        .await
+        .assert_error(403, "invalid_scope", scope_refused);
+
+    // The application's own limit narrows further.
+    let app = ApplicationInput {
+        client_id: "app".into(),
+        max_scope: Some("certificate:manage".into()),
+        ..ApplicationInput::default()
+    };
+    admin
+        .update_application(&op, app)
+        .await
+        .expect("update app");
+    login("certificate:revoke")
+        .await
+        .assert_error(403, "invalid_scope", scope_refused);
+
+    // Password grants switched off, then on again.
+    let off = vedauth::store::Settings {
+        authorize_by_password: false,
+        ..vedauth::store::Settings::default()
+    };
+    admin.set_settings(&op, off).await.expect("settings");
+    login("certificate:revoke").await.assert_error(
+        400,
+        "unauthorized_client",
+        "Username/Password authentication not enabled",
+    );
+    admin
+        .set_settings(&op, vedauth::store::Settings::default())
+        .await
+        .expect("settings");
+    admin
+        .update_application(
+            &op,
+            ApplicationInput {
+                client_id: "app".into(),
+                max_scope: Some("certificate:manage,revoke".into()),
+                ..ApplicationInput::default()
+            },
+        )
+        .await
+        .expect("update app");
+    assert_eq!(login("certificate:revoke").await.status, StatusCode::OK);
+}

@@ -90,7 +90,7 @@ async fn row4_password_authentication_disabled() {
         authorize_by_password: false,
         ..Settings::default()
     };
-    s.app.store.put_settings(&settings).await.expect("settings");
+    s.put_settings(&settings).await;
     s.post_json(
         OAUTH,
         &body("vcert-sdk", "alice", "alice-pw", "certificate"),
@@ -102,11 +102,7 @@ async fn row4_password_authentication_disabled() {
         "Username/Password authentication not enabled",
     );
     // Turned back on, service resumes without a restart.
-    s.app
-        .store
-        .put_settings(&Settings::default())
-        .await
-        .expect("settings");
+    s.put_settings(&Settings::default()).await;
     let r = s
         .post_json(
             OAUTH,
@@ -382,7 +378,7 @@ async fn non_renewable_grants_have_null_refresh_fields_and_capped_expiry() {
     app.renewable = Some(false);
     app.access_validity = Some(3600);
     app.grant_validity = Some(Lifetime::Seconds(600));
-    s.app.store.update_application(&app).await.expect("update");
+    s.update_app(&app).await;
     s.allow("short", "everyone", None).await;
     let now = s.clock.now_secs();
     let r = s

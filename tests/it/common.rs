@@ -12,7 +12,7 @@ use vedauth::config::Config;
 use vedauth::password::HashParams;
 use vedauth::runtime::{self, Runtime};
 use vedauth::secret::Secret;
-use vedauth::store::{Application, Rule, User};
+use vedauth::store::{Application, Rule, Settings, User};
 
 pub struct TestServer {
     pub app: Arc<Assembly>,
@@ -165,7 +165,31 @@ impl TestServer {
             .create_application(&a)
             .await
             .expect("create app");
+        // Written past the administration core: announced as it would (the grant core keeps
+        // applications, rules and settings).
+        self.app.engine.policy_changed().await;
         a
+    }
+
+    /// An application changed straight in the store, then announced.
+    pub async fn update_app(&self, a: &Application) {
+        assert!(self
+            .app
+            .store
+            .update_application(a)
+            .await
+            .expect("update app"));
+        self.app.engine.policy_changed().await;
+    }
+
+    /// The settings written straight in the store, then announced.
+    pub async fn put_settings(&self, settings: &Settings) {
+        self.app
+            .store
+            .put_settings(settings)
+            .await
+            .expect("settings");
+        self.app.engine.policy_changed().await;
     }
 
     pub async fn allow(&self, client_id: &str, trustee: &str, max_scope: Option<&str>) -> Rule {
@@ -180,6 +204,7 @@ impl TestServer {
             created_at: self.clock.now_secs(),
         };
         self.app.store.create_rule(&r).await.expect("create rule");
+        self.app.engine.policy_changed().await;
         r
     }
 

@@ -16,7 +16,7 @@ pub async fn enable_device(s: &TestServer) {
         authorize_device: true,
         ..s.app.store.settings().await.expect("settings")
     };
-    s.app.store.put_settings(&settings).await.expect("settings");
+    s.put_settings(&settings).await;
 }
 
 pub async fn start(s: &TestServer, client_id: &str, scope: &str) -> Reply {

@@ -139,7 +139,7 @@ async fn expiry_follows_the_clock_and_the_sweep_removes_what_expired() {
     let mut app = s.add_app("short", "certificate").await;
     app.access_validity = Some(60);
     app.grant_validity = Some(Lifetime::Seconds(300));
-    s.app.store.update_application(&app).await.expect("update");
+    s.update_app(&app).await;
     s.allow("short", "everyone", None).await;
     let (a, r) = s.tokens("short", "alice", "alice-pw", "certificate").await;
     assert_eq!(s.verify(&a).await.status, StatusCode::OK);
@@ -189,7 +189,7 @@ async fn sweep_works_in_bounded_batches() {
     s.add_user("alice", "alice-pw").await;
     let mut app = s.add_app("short", "certificate").await;
     app.grant_validity = Some(Lifetime::Seconds(10));
-    s.app.store.update_application(&app).await.expect("update");
+    s.update_app(&app).await;
     s.allow("short", "everyone", None).await;
     for _ in 0..7 {
         s.tokens("short", "alice", "alice-pw", "certificate").await;
@@ -506,12 +506,12 @@ async fn a_grant_left_unused_past_the_unused_expiration_cannot_be_refreshed() {
     s.add_user("alice", "alice-pw").await;
     let mut settings = s.app.store.settings().await.expect("settings");
     settings.unused_access_token_expiration = 1000;
-    s.app.store.put_settings(&settings).await.expect("put");
+    s.put_settings(&settings).await;
     for (client, unused) in [("global", None), ("own", Some(100)), ("never", Some(0))] {
         let mut a = s.add_app(client, "certificate").await;
         a.access_validity = Some(60);
         a.unused_expiration = unused;
-        assert!(s.app.store.update_application(&a).await.expect("update"));
+        s.update_app(&a).await;
         s.allow(client, "everyone", None).await;
     }
     let fresh = |client: &'static str| {

@@ -65,19 +65,38 @@ async fn a_token_from_one_node_verifies_and_refreshes_on_the_other() {
     let again = a.refresh(APP, &r.str("refresh_token")).await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.text);
 
-    // Global settings live in the store: a change made through one node applies on the other.
+    // Global settings live in the store, and each node keeps them in memory (B has them from
+    // the refresh above): a change made through the administration on one node applies on the
+    // other within the feed's bound.
+    pg::wait_for_listeners(&db, 2).await;
     let off = Settings {
         authorize_by_password: false,
         ..Settings::default()
     };
-    a.app.store.put_settings(&off).await.expect("settings");
-    b.password_grant(APP, "alice", PW, SCOPE)
+    a.app
+        .admin
+        .set_settings(&vedauth::admin::Caller::Operator, off)
         .await
-        .assert_error(
-            400,
-            "unauthorized_client",
-            "Username/Password authentication not enabled",
+        .expect("settings");
+    let start = Instant::now();
+    loop {
+        let r = b.password_grant(APP, "alice", PW, SCOPE).await;
+        if r.status == StatusCode::BAD_REQUEST {
+            r.assert_error(
+                400,
+                "unauthorized_client",
+                "Username/Password authentication not enabled",
+            );
+            break;
+        }
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "password grants still on at B after {:?}",
+            start.elapsed()
         );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

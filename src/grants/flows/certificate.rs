@@ -70,7 +70,7 @@ fn source_word(s: ChainSource) -> String {
 
 pub(crate) async fn admit(e: &Engine, req: CertificateRequest) -> Result<Admission, GrantError> {
     let client_id = req.client_id.ok_or(GrantError::MissingClientId)?;
-    let (settings, rows) = tokio::try_join!(e.store.settings(), e.store.list_issuers())?;
+    let (settings, rows) = tokio::try_join!(e.settings(), e.store.list_issuers())?;
     let refuse = |error: CertAuthError,
                   username: Option<&str>,
                   identity: Option<&str>,
@@ -120,7 +120,6 @@ pub(crate) async fn admit(e: &Engine, req: CertificateRequest) -> Result<Admissi
     });
     let scope = Scope::parse(req.scope.as_deref().unwrap_or(""))?;
     let app = e
-        .store
         .application(&client_id)
         .await?
         .ok_or_else(|| GrantError::UnknownClient(client_id.clone()))?;
@@ -189,8 +188,8 @@ pub(crate) async fn admit(e: &Engine, req: CertificateRequest) -> Result<Admissi
         source: req.source,
         state: req.state,
         admitted: Admitted::New {
-            app: Box::new(app),
-            settings: Box::new(settings),
+            app,
+            settings,
             principal,
             scope,
             username: Some(named),
@@ -223,7 +222,7 @@ impl Engine {
             steps.push(Step { step, ok, detail });
             ok
         };
-        let (settings, rows) = tokio::try_join!(self.store.settings(), self.store.list_issuers())?;
+        let (settings, rows) = tokio::try_join!(self.settings(), self.store.list_issuers())?;
         step(
             "switch",
             settings.authorize_by_certificate,
@@ -326,7 +325,7 @@ impl Engine {
             ),
         );
         if let Some(client_id) = client_id {
-            let Some(_app) = self.store.application(client_id).await? else {
+            let Some(_app) = self.application(client_id).await? else {
                 step(
                     "application",
                     false,
@@ -335,7 +334,7 @@ impl Engine {
                 return Ok(steps);
             };
             step("application", true, client_id.to_string());
-            let rules = self.store.rules(Some(client_id)).await?;
+            let rules = self.rules(client_id).await?;
             match super::super::policy::matching_rule(&rules, &principal) {
                 Some(r) => step(
                     "rule",

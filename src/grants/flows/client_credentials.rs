@@ -1,6 +1,8 @@
 //! The client-credentials flow's admission (RFC 6749 §4.4, the OAuth 2.0 face): a confidential
 //! application authenticates with its secret and asks for a scope within its own.
 
+use std::sync::Arc;
+
 use crate::scope::Scope;
 
 use super::super::error::GrantError;
@@ -23,7 +25,7 @@ pub(crate) async fn admit(
     if !auth.confidential {
         return Err(GrantError::PublicClient);
     }
-    let settings = e.store.settings().await?;
+    let settings = e.settings().await?;
     // No scope asked for: the application's whole scope (RFC 6749 §3.3 lets the server pick).
     let scope = match scope {
         Some(s) => s,
@@ -34,8 +36,8 @@ pub(crate) async fn admit(
         source: req.source,
         state: None,
         admitted: Admitted::Client {
-            app: Box::new(auth.app.clone()),
-            settings: Box::new(settings),
+            app: Arc::new(auth.app.clone()),
+            settings,
             scope,
         },
     })

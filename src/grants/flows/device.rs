@@ -14,8 +14,7 @@ pub(crate) async fn admit(e: &Engine, req: DeviceTokenRequest) -> Result<Admissi
     let client_id = req.client_id.ok_or(GrantError::MissingClientId)?;
     let code = req.device_code.ok_or(GrantError::MissingDeviceCode)?;
     let digest = TokenDigest::of(code.expose());
-    let (settings, found) =
-        tokio::try_join!(e.store.settings(), e.store.device_by_digest(&digest))?;
+    let (settings, found) = tokio::try_join!(e.settings(), e.store.device_by_digest(&digest))?;
     if !settings.authorize_device {
         return Err(GrantError::DeviceAuthDisabled);
     }
@@ -54,7 +53,6 @@ pub(crate) async fn admit(e: &Engine, req: DeviceTokenRequest) -> Result<Admissi
         .await?
         .ok_or(GrantError::DeviceAccessDenied)?;
     let app = e
-        .store
         .application(&client_id)
         .await?
         .ok_or_else(|| GrantError::UnknownClient(client_id.clone()))?;
@@ -64,8 +62,8 @@ pub(crate) async fn admit(e: &Engine, req: DeviceTokenRequest) -> Result<Admissi
         source: req.source,
         state: None,
         admitted: Admitted::New {
-            app: Box::new(app),
-            settings: Box::new(settings),
+            app,
+            settings,
             principal,
             scope,
             username: None,

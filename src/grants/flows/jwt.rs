@@ -8,7 +8,7 @@
 //! audited (`login_failed`, cause and real reason); the client sees only the documented text.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
@@ -108,10 +108,10 @@ impl Engine {
     }
 
     /// Reads the mappings and settings and hands them to the verifier.
-    async fn jwt_synced(&self) -> Result<(&JwtGrant, Settings), GrantError> {
+    async fn jwt_synced(&self) -> Result<(&JwtGrant, Arc<Settings>), GrantError> {
         let grant = self.jwt_grant()?;
         let (settings, mappings) =
-            tokio::try_join!(self.store.settings(), self.store.list_jwt_mappings())?;
+            tokio::try_join!(self.settings(), self.store.list_jwt_mappings())?;
         grant.sync(mappings, JwtConfiguration::from_settings(&settings));
         Ok((grant, settings))
     }
@@ -301,7 +301,7 @@ impl Engine {
         client_id: &str,
         scope: Option<&str>,
     ) -> Result<(), GrantError> {
-        let Some(app) = self.store.application(client_id).await? else {
+        let Some(app) = self.application(client_id).await? else {
             steps.push((
                 "application".into(),
                 Err(format!("{client_id:?} is not registered")),
@@ -309,7 +309,7 @@ impl Engine {
             return Ok(());
         };
         steps.push(("application".into(), Ok(format!("{client_id:?} exists"))));
-        let rules = self.store.rules(Some(client_id)).await?;
+        let rules = self.rules(client_id).await?;
         let Some(rule) = crate::grants::policy::matching_rule(&rules, p) else {
             steps.push((
                 "rule".into(),
@@ -424,7 +424,7 @@ pub(crate) async fn admit(e: &Engine, req: JwtRequest) -> Result<Admission, Gran
             ));
         }
     };
-    let Some(app) = e.store.application(&client_id).await? else {
+    let Some(app) = e.application(&client_id).await? else {
         return Err(refuse(
             "unknown_client",
             "no such application".into(),
@@ -503,8 +503,8 @@ pub(crate) async fn admit(e: &Engine, req: JwtRequest) -> Result<Admission, Gran
         source: req.source,
         state: None,
         admitted: Admitted::New {
-            app: Box::new(app),
-            settings: Box::new(settings),
+            app,
+            settings,
             principal,
             scope,
             username: Some(accepted.identity),

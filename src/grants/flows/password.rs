@@ -18,13 +18,12 @@ pub(crate) async fn admit(e: &Engine, req: PasswordRequest) -> Result<Admission,
     if e.identities.must_shed() {
         return Err(GrantError::Overloaded);
     }
-    let settings = e.store.settings().await?;
+    let settings = e.settings().await?;
     if !settings.authorize_by_password {
         return Err(GrantError::PasswordAuthDisabled);
     }
     let scope = Scope::parse(req.scope.as_deref().unwrap_or(""))?;
     let app = e
-        .store
         .application(&client_id)
         .await?
         .ok_or_else(|| GrantError::UnknownClient(client_id.clone()))?;
@@ -68,8 +67,8 @@ pub(crate) async fn admit(e: &Engine, req: PasswordRequest) -> Result<Admission,
         source: req.source,
         state: req.state,
         admitted: Admitted::New {
-            app: Box::new(app),
-            settings: Box::new(settings),
+            app,
+            settings,
             principal,
             scope,
             username: Some(username),

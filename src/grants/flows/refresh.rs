@@ -15,7 +15,7 @@ pub(crate) async fn admit(e: &Engine, req: RefreshRequest) -> Result<Admission, 
     // Both reads at once: each is a round trip to the store, and refresh is latency-bound.
     let old =
         token::looks_like_token(presented.expose()).then(|| TokenDigest::of(presented.expose()));
-    let (settings, found) = tokio::try_join!(e.store.settings(), async {
+    let (settings, found) = tokio::try_join!(e.settings(), async {
         match &old {
             Some(d) => e.store.grant_by_refresh(d).await,
             None => Ok(None),
@@ -66,7 +66,7 @@ pub(crate) async fn admit(e: &Engine, req: RefreshRequest) -> Result<Admission, 
     // Unused expiration: a grant whose access token has stayed expired for longer than this is
     // treated as expired. Only a refresh of an already expired token pays the application read.
     if now > grant.access_expires_at {
-        let app = e.store.application(&client_id).await?;
+        let app = e.application(&client_id).await?;
         let limit = match app.and_then(|a| a.unused_expiration) {
             // The application's own value wins; 0 or less turns it off for that application.
             Some(v) => (v > 0).then_some(v),

@@ -1,0 +1,285 @@
+//! The administrative records every grant reads (the settings, the applications and their
+//! rules), kept in memory for the verify cache's time-to-live.
+//!
+//! A password grant read all three from the store besides its user: three round trips to the
+//! store's threads per login, which on two busy cores cost more CPU in thread wake-ups than in
+//! SQLite (docs/BENCHMARKS.md, "Policy kept in memory").
+//!
+//! Coherence: every change to them goes through the administration core's gate, which then
+//! announces the *policy marker* on the invalidation feed (a digest no token can have). Every
+//! process drops everything it keeps when it sees it: this one at once, the others within the
+//! feed's poll. Only successes are kept (an unknown client is read again each time), and the
+//! time-to-live bounds what a lost announcement or a change made around the administration
+//! core (an edited database) can leave behind.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use super::ttl::TtlCache;
+use crate::domain::{Application, Rule, Settings, SharedStore, StoreResult};
+use crate::token::TokenDigest;
+
+/// The feed's word for "settings, an application or a rule changed".
+pub fn policy_marker() -> TokenDigest {
+    let mut h = Sha256::new();
+    h.update(b"vedauth policy changed\0");
+    TokenDigest(h.finalize().into())
+}
+
+/// The settings and when they were read.
+type KeptSettings = Option<(Arc<Settings>, Instant)>;
+
+#[derive(Debug, Clone)]
+pub struct PolicyCache {
+    /// One document: a lock read per grant, no map.
+    settings: Arc<RwLock<KeptSettings>>,
+    apps: TtlCache<String, Arc<Application>>,
+    rules: TtlCache<String, Arc<[Rule]>>,
+    ttl: Duration,
+    /// Bumped before everything is dropped: a read of the store that a change overtook takes
+    /// back what it kept (as in the verify and client caches).
+    dropped: Arc<AtomicU64>,
+}
+
+impl PolicyCache {
+    /// A zero time-to-live keeps nothing.
+    pub fn new(capacity: u64, ttl: Duration) -> Self {
+        Self {
+            settings: Arc::default(),
+            apps: TtlCache::new(capacity, ttl),
+            rules: TtlCache::new(capacity, ttl),
+            ttl,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn epoch(&self) -> u64 {
+        self.dropped.load(Ordering::SeqCst)
+    }
+
+    /// Keeps a value read from the store since `epoch` unless everything was dropped since;
+    /// `undo` takes it back if a drop raced the keeping.
+    fn keep(&self, epoch: u64, put: impl FnOnce(), undo: impl FnOnce()) {
+        if self.epoch() != epoch {
+            return;
+        }
+        put();
+        if self.epoch() != epoch {
+            undo();
+        }
+    }
+
+    pub async fn settings(&self, store: &SharedStore) -> StoreResult<Arc<Settings>> {
+        let kept = match self.settings.read() {
+            Ok(g) => g.clone(),
+            // A writer panicked mid-update: read the store instead.
+            Err(_) => None,
+        };
+        if let Some((s, at)) = kept {
+            if at.elapsed() < self.ttl {
+                return Ok(s);
+            }
+        }
+        let epoch = self.epoch();
+        let s = Arc::new(store.settings().await?);
+        if !self.ttl.is_zero() {
+            let set = |v: KeptSettings| {
+                if let Ok(mut g) = self.settings.write() {
+                    *g = v;
+                }
+            };
+            self.keep(
+                epoch,
+                || set(Some((s.clone(), Instant::now()))),
+                || set(None),
+            );
+        }
+        Ok(s)
+    }
+
+    /// The application, None if there is none (not kept).
+    pub async fn application(
+        &self,
+        store: &SharedStore,
+        client_id: &str,
+    ) -> StoreResult<Option<Arc<Application>>> {
+        if let Some(app) = self.apps.get(client_id) {
+            return Ok(Some(app));
+        }
+        let epoch = self.epoch();
+        let Some(app) = store.application(client_id).await? else {
+            return Ok(None);
+        };
+        let app = Arc::new(app);
+        self.keep(
+            epoch,
+            || self.apps.insert(client_id.to_string(), app.clone()),
+            || self.apps.remove(client_id),
+        );
+        Ok(Some(app))
+    }
+
+    /// The rules of one application.
+    pub async fn rules(&self, store: &SharedStore, client_id: &str) -> StoreResult<Arc<[Rule]>> {
+        if let Some(rules) = self.rules.get(client_id) {
+            return Ok(rules);
+        }
+        let epoch = self.epoch();
+        let rules: Arc<[Rule]> = store.rules(Some(client_id)).await?.into();
+        self.keep(
+            epoch,
+            || self.rules.insert(client_id.to_string(), rules.clone()),
+            || self.rules.remove(client_id),
+        );
+        Ok(rules)
+    }
+
+    /// Drops everything if `digest` is the policy marker.
+    pub fn saw(&self, digest: &TokenDigest) {
+        if *digest == policy_marker() {
+            self.forget_all();
+        }
+    }
+
+    pub fn forget_all(&self) {
+        self.dropped.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut g) = self.settings.write() {
+            *g = None;
+        }
+        self.apps.clear();
+        self.rules.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    async fn store() -> (tempfile::TempDir, SharedStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("db"), 2).await.unwrap();
+        (dir, Arc::new(s))
+    }
+
+    fn settings(validity: i64) -> Settings {
+        Settings {
+            default_access_token_validity: validity,
+            ..Settings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn kept_until_the_marker_then_read_again() {
+        let (_d, store) = store().await;
+        let kept = PolicyCache::new(100, Duration::from_secs(60));
+        store.put_settings(&settings(111)).await.unwrap();
+        assert_eq!(
+            kept.settings(&store)
+                .await
+                .unwrap()
+                .default_access_token_validity,
+            111
+        );
+        // Changed behind the cache's back: the kept copy still answers...
+        store.put_settings(&settings(222)).await.unwrap();
+        assert_eq!(
+            kept.settings(&store)
+                .await
+                .unwrap()
+                .default_access_token_validity,
+            111
+        );
+        // ...until the marker is seen; another digest changes nothing.
+        kept.saw(&TokenDigest::of("AAAAAAAAAAAAAAAAAAAAAA=="));
+        assert_eq!(
+            kept.settings(&store)
+                .await
+                .unwrap()
+                .default_access_token_validity,
+            111
+        );
+        kept.saw(&policy_marker());
+        assert_eq!(
+            kept.settings(&store)
+                .await
+                .unwrap()
+                .default_access_token_validity,
+            222
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_is_kept_without_a_time_to_live_and_a_drop_undoes_a_racing_fill() {
+        let (_d, store) = store().await;
+        let off = PolicyCache::new(100, Duration::ZERO);
+        store.put_settings(&settings(111)).await.unwrap();
+        assert_eq!(
+            off.settings(&store)
+                .await
+                .unwrap()
+                .default_access_token_validity,
+            111
+        );
+        store.put_settings(&settings(222)).await.unwrap();
+        assert_eq!(
+            off.settings(&store)
+                .await
+                .unwrap()
+                .default_access_token_validity,
+            222
+        );
+
+        let kept = PolicyCache::new(100, Duration::from_secs(60));
+        let epoch = kept.epoch();
+        kept.forget_all();
+        // A fill that read before the drop keeps nothing.
+        kept.keep(
+            epoch,
+            || kept.apps.insert("a".into(), Arc::new(app("a"))),
+            || {},
+        );
+        assert!(kept.apps.get("a").is_none());
+        // A drop between keeping and the check takes the value back.
+        let epoch = kept.epoch();
+        kept.keep(
+            epoch,
+            || {
+                kept.apps.insert("a".into(), Arc::new(app("a")));
+                kept.dropped.fetch_add(1, Ordering::SeqCst);
+            },
+            || kept.apps.remove("a"),
+        );
+        assert!(kept.apps.get("a").is_none());
+    }
+
+    fn app(id: &str) -> Application {
+        Application {
+            client_id: id.into(),
+            name: String::new(),
+            vendor: String::new(),
+            description: String::new(),
+            url: String::new(),
+            scope: String::new(),
+            max_scope: Default::default(),
+            access_validity: None,
+            grant_validity: None,
+            renewable: None,
+            unused_expiration: None,
+            created_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_applications_are_read_each_time() {
+        let (_d, store) = store().await;
+        let kept = PolicyCache::new(100, Duration::from_secs(60));
+        assert!(kept.application(&store, "late").await.unwrap().is_none());
+        store.create_application(&app("late")).await.unwrap();
+        assert!(kept.application(&store, "late").await.unwrap().is_some());
+        assert!(kept.rules(&store, "late").await.unwrap().is_empty());
+    }
+}
