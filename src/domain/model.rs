@@ -101,6 +101,27 @@ pub struct Application {
     pub created_at: UnixTime,
 }
 
+#[cfg(test)]
+impl Application {
+    /// An application with nothing set but its id (unit tests).
+    pub fn bare(client_id: &str) -> Self {
+        Self {
+            client_id: client_id.into(),
+            name: String::new(),
+            vendor: String::new(),
+            description: String::new(),
+            url: String::new(),
+            scope: String::new(),
+            max_scope: CanonicalScope::default(),
+            access_validity: None,
+            grant_validity: None,
+            renewable: None,
+            unused_expiration: None,
+            created_at: 0,
+        }
+    }
+}
+
 /// The secret of a confidential application (OAuth 2.0 client authentication), only ever held
 /// as an argon2id PHC string. An application without one is a public client.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -134,24 +134,11 @@ impl ClientCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Application, CanonicalScope};
+    use crate::domain::Application;
 
     fn auth(id: &str) -> Arc<ClientAuth> {
         Arc::new(ClientAuth {
-            app: Application {
-                client_id: id.into(),
-                name: String::new(),
-                vendor: String::new(),
-                description: String::new(),
-                url: String::new(),
-                scope: String::new(),
-                max_scope: CanonicalScope::default(),
-                access_validity: None,
-                grant_validity: None,
-                renewable: None,
-                unused_expiration: None,
-                created_at: 0,
-            },
+            app: Application::bare(id),
             confidential: true,
         })
     }

@@ -39,6 +39,8 @@ pub struct PolicyCache {
     apps: TtlCache<String, Arc<Application>>,
     rules: TtlCache<String, Arc<[Rule]>>,
     ttl: Duration,
+    /// [`policy_marker`], made once: every digest the feed delivers is compared with it.
+    marker: TokenDigest,
     /// Bumped before everything is dropped: a read of the store that a change overtook takes
     /// back what it kept (as in the verify and client caches).
     dropped: Arc<AtomicU64>,
@@ -52,6 +54,7 @@ impl PolicyCache {
             apps: TtlCache::new(capacity, ttl),
             rules: TtlCache::new(capacity, ttl),
             ttl,
+            marker: policy_marker(),
             dropped: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -139,7 +142,7 @@ impl PolicyCache {
 
     /// Drops everything if `digest` is the policy marker.
     pub fn saw(&self, digest: &TokenDigest) {
-        if *digest == policy_marker() {
+        if *digest == self.marker {
             self.forget_all();
         }
     }
@@ -165,6 +168,13 @@ mod tests {
         (dir, Arc::new(s))
     }
 
+    async fn validity(kept: &PolicyCache, store: &SharedStore) -> i64 {
+        kept.settings(store)
+            .await
+            .unwrap()
+            .default_access_token_validity
+    }
+
     fn settings(validity: i64) -> Settings {
         Settings {
             default_access_token_validity: validity,
@@ -177,39 +187,15 @@ mod tests {
         let (_d, store) = store().await;
         let kept = PolicyCache::new(100, Duration::from_secs(60));
         store.put_settings(&settings(111)).await.unwrap();
-        assert_eq!(
-            kept.settings(&store)
-                .await
-                .unwrap()
-                .default_access_token_validity,
-            111
-        );
+        assert_eq!(validity(&kept, &store).await, 111);
         // Changed behind the cache's back: the kept copy still answers...
         store.put_settings(&settings(222)).await.unwrap();
-        assert_eq!(
-            kept.settings(&store)
-                .await
-                .unwrap()
-                .default_access_token_validity,
-            111
-        );
+        assert_eq!(validity(&kept, &store).await, 111);
         // ...until the marker is seen; another digest changes nothing.
         kept.saw(&TokenDigest::of("AAAAAAAAAAAAAAAAAAAAAA=="));
-        assert_eq!(
-            kept.settings(&store)
-                .await
-                .unwrap()
-                .default_access_token_validity,
-            111
-        );
+        assert_eq!(validity(&kept, &store).await, 111);
         kept.saw(&policy_marker());
-        assert_eq!(
-            kept.settings(&store)
-                .await
-                .unwrap()
-                .default_access_token_validity,
-            222
-        );
+        assert_eq!(validity(&kept, &store).await, 222);
     }
 
     #[tokio::test]
@@ -217,21 +203,9 @@ mod tests {
         let (_d, store) = store().await;
         let off = PolicyCache::new(100, Duration::ZERO);
         store.put_settings(&settings(111)).await.unwrap();
-        assert_eq!(
-            off.settings(&store)
-                .await
-                .unwrap()
-                .default_access_token_validity,
-            111
-        );
+        assert_eq!(validity(&off, &store).await, 111);
         store.put_settings(&settings(222)).await.unwrap();
-        assert_eq!(
-            off.settings(&store)
-                .await
-                .unwrap()
-                .default_access_token_validity,
-            222
-        );
+        assert_eq!(validity(&off, &store).await, 222);
 
         let kept = PolicyCache::new(100, Duration::from_secs(60));
         let epoch = kept.epoch();
@@ -239,7 +213,10 @@ mod tests {
         // A fill that read before the drop keeps nothing.
         kept.keep(
             epoch,
-            || kept.apps.insert("a".into(), Arc::new(app("a"))),
+            || {
+                kept.apps
+                    .insert("a".into(), Arc::new(Application::bare("a")))
+            },
             || {},
         );
         assert!(kept.apps.get("a").is_none());
@@ -248,7 +225,8 @@ mod tests {
         kept.keep(
             epoch,
             || {
-                kept.apps.insert("a".into(), Arc::new(app("a")));
+                kept.apps
+                    .insert("a".into(), Arc::new(Application::bare("a")));
                 kept.dropped.fetch_add(1, Ordering::SeqCst);
             },
             || kept.apps.remove("a"),
@@ -256,29 +234,15 @@ mod tests {
         assert!(kept.apps.get("a").is_none());
     }
 
-    fn app(id: &str) -> Application {
-        Application {
-            client_id: id.into(),
-            name: String::new(),
-            vendor: String::new(),
-            description: String::new(),
-            url: String::new(),
-            scope: String::new(),
-            max_scope: Default::default(),
-            access_validity: None,
-            grant_validity: None,
-            renewable: None,
-            unused_expiration: None,
-            created_at: 0,
-        }
-    }
-
     #[tokio::test]
     async fn unknown_applications_are_read_each_time() {
         let (_d, store) = store().await;
         let kept = PolicyCache::new(100, Duration::from_secs(60));
         assert!(kept.application(&store, "late").await.unwrap().is_none());
-        store.create_application(&app("late")).await.unwrap();
+        store
+            .create_application(&Application::bare("late"))
+            .await
+            .unwrap();
         assert!(kept.application(&store, "late").await.unwrap().is_some());
         assert!(kept.rules(&store, "late").await.unwrap().is_empty());
     }

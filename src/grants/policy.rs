@@ -98,18 +98,9 @@ mod tests {
 
     fn app(max_scope: &str) -> Application {
         Application {
-            client_id: "a".into(),
-            name: String::new(),
-            vendor: String::new(),
-            description: String::new(),
-            url: String::new(),
             scope: max_scope.into(),
             max_scope: CanonicalScope::parse(max_scope).unwrap_or_default(),
-            access_validity: None,
-            grant_validity: None,
-            renewable: None,
-            unused_expiration: None,
-            created_at: 0,
+            ..Application::bare("a")
         }
     }
 
