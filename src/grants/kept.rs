@@ -234,6 +234,28 @@ mod tests {
         assert!(kept.apps.get("a").is_none());
     }
 
+    /// The time-to-live bounds a change no announcement reached.
+    #[tokio::test]
+    async fn a_kept_copy_is_read_again_after_its_time_to_live() {
+        let (_d, store) = store().await;
+        let ttl = Duration::from_millis(50);
+        let kept = PolicyCache::new(100, ttl);
+        store.put_settings(&settings(111)).await.unwrap();
+        store
+            .create_application(&Application::bare("a"))
+            .await
+            .unwrap();
+        assert_eq!(validity(&kept, &store).await, 111);
+        assert!(kept.application(&store, "a").await.unwrap().is_some());
+        store.put_settings(&settings(222)).await.unwrap();
+        store.delete_application("a").await.unwrap();
+        // (That the copy answers until then is the marker test's, with a time-to-live no
+        // stall of the machine can outlast.)
+        tokio::time::sleep(ttl + Duration::from_millis(10)).await;
+        assert_eq!(validity(&kept, &store).await, 222);
+        assert!(kept.application(&store, "a").await.unwrap().is_none());
+    }
+
     #[tokio::test]
     async fn unknown_applications_are_read_each_time() {
         let (_d, store) = store().await;
