@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use crate::audit::{hex, Audit, Event};
 use crate::clock::{SharedClock, UnixTime};
-use crate::domain::{Grant, GrantFilter, Invalidation, SharedStore};
+use crate::domain::{
+    Application, Grant, GrantFilter, Invalidation, Rule, Settings, SharedStore, StoreResult,
+};
 use crate::identity::Identities;
 use crate::secret::Secret;
 use crate::token::{self, TokenDigest};
@@ -292,9 +294,7 @@ impl Engine {
     }
 
     /// The settings, as kept (see `kept`).
-    pub(crate) async fn settings(
-        &self,
-    ) -> crate::domain::StoreResult<Arc<crate::domain::Settings>> {
+    pub(crate) async fn settings(&self) -> StoreResult<Arc<Settings>> {
         self.policy.settings(&self.store).await
     }
 
@@ -302,15 +302,12 @@ impl Engine {
     pub(crate) async fn application(
         &self,
         client_id: &str,
-    ) -> crate::domain::StoreResult<Option<Arc<crate::domain::Application>>> {
+    ) -> StoreResult<Option<Arc<Application>>> {
         self.policy.application(&self.store, client_id).await
     }
 
     /// An application's rules, as kept.
-    pub(crate) async fn rules(
-        &self,
-        client_id: &str,
-    ) -> crate::domain::StoreResult<Arc<[crate::domain::Rule]>> {
+    pub(crate) async fn rules(&self, client_id: &str) -> StoreResult<Arc<[Rule]>> {
         self.policy.rules(&self.store, client_id).await
     }
 
@@ -440,7 +437,8 @@ impl Engine {
         Ok(gone.len())
     }
 
-    /// Drops grants from this process's verify cache (for announcements from other nodes).
+    /// Drops what the digests name from this process's caches: grants, and what a marker
+    /// stands for (for announcements from other nodes).
     pub fn forget(&self, digests: &[TokenDigest]) {
         forget_in(&self.cache, &self.clients, &self.policy, digests);
     }
