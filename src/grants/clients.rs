@@ -138,7 +138,7 @@ mod tests {
 
     fn auth(id: &str) -> Arc<ClientAuth> {
         Arc::new(ClientAuth {
-            app: Application::bare(id),
+            app: Arc::new(Application::bare(id)),
             confidential: true,
         })
     }

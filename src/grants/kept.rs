@@ -12,6 +12,7 @@
 //! time-to-live bounds what a lost announcement or a change made around the administration
 //! core (an edited database) can leave behind.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -103,41 +104,47 @@ impl PolicyCache {
         Ok(s)
     }
 
+    /// A value of `cache` under `key`, else what `read` finds, kept if it found one.
+    async fn through<V: Clone>(
+        &self,
+        cache: &TtlCache<String, V>,
+        key: &str,
+        read: impl Future<Output = StoreResult<Option<V>>>,
+    ) -> StoreResult<Option<V>> {
+        if let Some(v) = cache.get(key) {
+            return Ok(Some(v));
+        }
+        // Taken before `read` is first polled, which is when it reads the store.
+        let epoch = self.epoch();
+        let Some(v) = read.await? else {
+            return Ok(None);
+        };
+        self.keep(
+            epoch,
+            || cache.insert(key.to_string(), v.clone()),
+            || cache.remove(key),
+        );
+        Ok(Some(v))
+    }
+
     /// The application, None if there is none (not kept).
     pub async fn application(
         &self,
         store: &SharedStore,
         client_id: &str,
     ) -> StoreResult<Option<Arc<Application>>> {
-        if let Some(app) = self.apps.get(client_id) {
-            return Ok(Some(app));
-        }
-        let epoch = self.epoch();
-        let Some(app) = store.application(client_id).await? else {
-            return Ok(None);
-        };
-        let app = Arc::new(app);
-        self.keep(
-            epoch,
-            || self.apps.insert(client_id.to_string(), app.clone()),
-            || self.apps.remove(client_id),
-        );
-        Ok(Some(app))
+        self.through(&self.apps, client_id, async {
+            Ok(store.application(client_id).await?.map(Arc::new))
+        })
+        .await
     }
 
     /// The rules of one application.
     pub async fn rules(&self, store: &SharedStore, client_id: &str) -> StoreResult<Arc<[Rule]>> {
-        if let Some(rules) = self.rules.get(client_id) {
-            return Ok(rules);
-        }
-        let epoch = self.epoch();
-        let rules: Arc<[Rule]> = store.rules(Some(client_id)).await?.into();
-        self.keep(
-            epoch,
-            || self.rules.insert(client_id.to_string(), rules.clone()),
-            || self.rules.remove(client_id),
-        );
-        Ok(rules)
+        let rules = self.through(&self.rules, client_id, async {
+            Ok(Some(store.rules(Some(client_id)).await?.into()))
+        });
+        Ok(rules.await?.unwrap_or_default())
     }
 
     /// Drops everything if `digest` is the policy marker.

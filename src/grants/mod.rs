@@ -244,7 +244,7 @@ impl Engine {
         match app {
             Some(app) if ok => {
                 let auth = Arc::new(ClientAuth {
-                    app,
+                    app: Arc::new(app),
                     confidential: stored.is_some(),
                 });
                 self.clients.fill(pending, auth.clone(), epoch);

@@ -123,7 +123,8 @@ pub struct JwtRequest {
 /// confidential client) or not (a public one, which only named itself).
 #[derive(Debug, Clone)]
 pub struct ClientAuth {
-    pub app: Application,
+    /// Shared: a grant for the client takes it as it is.
+    pub app: Arc<Application>,
     pub confidential: bool,
 }
 

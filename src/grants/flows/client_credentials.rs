@@ -1,8 +1,6 @@
 //! The client-credentials flow's admission (RFC 6749 §4.4, the OAuth 2.0 face): a confidential
 //! application authenticates with its secret and asks for a scope within its own.
 
-use std::sync::Arc;
-
 use crate::scope::Scope;
 
 use super::super::error::GrantError;
@@ -36,7 +34,7 @@ pub(crate) async fn admit(
         source: req.source,
         state: None,
         admitted: Admitted::Client {
-            app: Arc::new(auth.app.clone()),
+            app: auth.app.clone(),
             settings,
             scope,
         },
