@@ -139,6 +139,19 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         }
     }
 
+    /// Removes the key; whether a live entry was there.
+    pub fn take<Q>(&self, key: &Q) -> bool
+    where
+        Q: Hash + quick_cache::Equivalent<K> + ?Sized,
+    {
+        let Some(cache) = &self.cache else {
+            return false;
+        };
+        cache
+            .remove(key)
+            .is_some_and(|(_, (_, at))| at.elapsed() < self.ttl)
+    }
+
     pub fn clear(&self) {
         if let Some(cache) = &self.cache {
             cache.clear();
@@ -212,6 +225,11 @@ mod tests {
         if let Some(k) = last {
             c.remove(&k);
             assert!(!c.contains(&k));
+        }
+        let next = (0..1000u32).rev().find(|i| c.contains(i));
+        if let Some(k) = next {
+            assert!(c.take(&k));
+            assert!(!c.take(&k) && !c.contains(&k));
         }
         c.clear();
         assert_eq!((0..1000u32).filter(|i| c.contains(i)).count(), 0);

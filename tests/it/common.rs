@@ -302,6 +302,15 @@ impl TestServer {
         self.get_bearer("/vedauth/authorize/verify", Some(token))
             .await
     }
+
+    /// Verifies twice, asserting both: the verify cache keeps a grant from its second verify
+    /// on, so after this the grant is cached here.
+    pub async fn verify_twice(&self, token: &str) {
+        for _ in 0..2 {
+            let r = self.verify(token).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        }
+    }
 }
 
 /// A response, read whole.
