@@ -101,7 +101,7 @@ impl std::ops::Deref for LiveGrant {
 /// once; the time-to-live bounds what another process's revocation can leave behind.
 ///
 /// A grant is kept from its second verify within the time-to-live on: a token verified once
-/// (a script's single call, a sweep over many tokens) costs a digest in `seen` (about 100
+/// (a script's single call, a sweep over many tokens) costs a digest in `seen` (about 80
 /// bytes) instead of a kept grant (about 1 KB with its slots), and does not push out the
 /// tokens in use. A token in use pays one more store read.
 #[derive(Debug, Clone)]
