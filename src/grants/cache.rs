@@ -234,7 +234,8 @@ mod tests {
         assert!(c.get(&d).is_none(), "a token verified once is not kept");
         c.fill(d, live(), c.epoch());
         assert!(c.get(&d).is_some(), "verified again, it is");
-        // A drop between a read and its fill takes back what the fill kept.
+        // A drop between a read and its fill takes back what the fill kept. (After the first
+        // drop the token is seen once more, so that the next fill would keep it.)
         c.forget(&[d]);
         c.fill(d, live(), c.epoch());
         let before = c.epoch();
