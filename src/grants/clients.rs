@@ -10,9 +10,10 @@
 //! token can have; every process drops its entries when it sees one. The time-to-live bounds
 //! what a lost announcement can leave behind, as for the verify cache.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -47,13 +48,44 @@ pub struct Pending<'a> {
     fill: Fill<'a, Key, Arc<ClientAuth>>,
 }
 
+/// One thread's copy of a kept success, for its next lookups. A gateway that introspects
+/// with one client's credentials over many connections finds the same entry on every call
+/// from every core: each hit bumped the same reference count and read an entry the other core
+/// had just written, the shared lookup's two costliest instructions in a profile of the
+/// benchmark's introspection (docs/BENCHMARKS.md). The copy is the thread's own and holds no
+/// more than the entry did: it lapses when the entry's time-to-live ends and whenever the
+/// cache drops entries (its epoch).
+struct Memo {
+    /// Which cache (a process may hold several: tests start servers side by side).
+    cache: u64,
+    epoch: u64,
+    key: Key,
+    until: Instant,
+    auth: Arc<ClientAuth>,
+}
+
+impl Memo {
+    fn live(&self, cache: &ClientCache) -> bool {
+        self.cache == cache.id && self.epoch == cache.epoch() && Instant::now() < self.until
+    }
+}
+
+thread_local! {
+    static MEMO: RefCell<Option<Memo>> = const { RefCell::new(None) };
+}
+
+static CACHES: AtomicU64 = AtomicU64::new(0);
+
 #[derive(Debug, Clone)]
 pub struct ClientCache {
+    /// Tells this cache's memos from another's.
+    id: u64,
     cache: TtlCache<Key, Arc<ClientAuth>>,
     /// The markers of the clients that have entries.
     markers: TtlCache<TokenDigest, ()>,
     /// Bumped before entries are dropped, as in the verify cache: a fill that read the store
-    /// while a change landed takes back what it cached.
+    /// while a change landed takes back what it cached. Bumped again once they are gone (odd
+    /// while a drop is under way: see `lookup`).
     dropped: Arc<AtomicU64>,
 }
 
@@ -61,6 +93,7 @@ impl ClientCache {
     /// A zero time-to-live keeps nothing.
     pub fn new(capacity: u64, ttl: Duration) -> Self {
         Self {
+            id: CACHES.fetch_add(1, Ordering::Relaxed),
             cache: TtlCache::new(capacity, ttl),
             markers: TtlCache::new(capacity, ttl),
             dropped: Arc::new(AtomicU64::new(0)),
@@ -83,8 +116,17 @@ impl ClientCache {
         secret: Option<&str>,
     ) -> Result<Arc<ClientAuth>, Pending<'_>> {
         let digest = secret.map(TokenDigest::of);
+        if let Some(hit) = self.memo(client_id, digest) {
+            return Ok(hit);
+        }
+        // Read before and after the lookup: a hit is copied only if no drop began or ran
+        // meanwhile (an odd count is a drop under way, its entries not cleared yet).
+        let epoch = self.epoch();
         // A hit, the usual case, is looked up with the borrowed id: no key to allocate.
-        if let Some(hit) = self.cache.get(&Borrowed(client_id, digest)) {
+        if let Some((hit, until)) = self.cache.get_until(&Borrowed(client_id, digest)) {
+            if epoch.is_multiple_of(2) && self.epoch() == epoch {
+                self.remember(epoch, client_id, digest, until, &hit);
+            }
             return Ok(hit);
         }
         let key = (client_id.to_string(), digest);
@@ -92,6 +134,39 @@ impl ClientCache {
             Ok(auth) => Ok(auth),
             Err(fill) => Err(Pending { key, fill }),
         }
+    }
+
+    /// This thread's copy, if it is of this client and secret and still live.
+    fn memo(&self, client_id: &str, digest: Option<TokenDigest>) -> Option<Arc<ClientAuth>> {
+        MEMO.with_borrow(|m| {
+            m.as_ref()
+                .filter(|m| m.key.0 == client_id && m.key.1 == digest && m.live(self))
+                .map(|m| m.auth.clone())
+        })
+    }
+
+    /// Takes a copy of a hit for this thread, unless it holds a live copy of another client's
+    /// (two clients taking turns would otherwise make a copy per call).
+    fn remember(
+        &self,
+        epoch: u64,
+        client_id: &str,
+        digest: Option<TokenDigest>,
+        until: Instant,
+        hit: &Arc<ClientAuth>,
+    ) {
+        MEMO.with_borrow_mut(|m| {
+            if m.as_ref().is_some_and(|m| m.live(self)) {
+                return;
+            }
+            *m = Some(Memo {
+                cache: self.id,
+                epoch,
+                key: (client_id.to_string(), digest),
+                until,
+                auth: Arc::new(ClientAuth::clone(hit)),
+            });
+        });
     }
 
     /// A reading of the drop counter, taken before the store reads that may fill the cache.
@@ -124,10 +199,12 @@ impl ClientCache {
         }
     }
 
+    /// Counts twice, before and after clearing, so that a lookup can tell a drop under way.
     pub fn forget_all(&self) {
         self.dropped.fetch_add(1, Ordering::SeqCst);
         self.cache.clear();
         self.markers.clear();
+        self.dropped.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -162,6 +239,51 @@ mod tests {
         assert!(c.get("app", Some("s3cret")).is_some());
         c.saw(&client_marker("app"));
         assert!(c.get("app", Some("s3cret")).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_threads_copy_lapses_with_a_drop_and_serves_only_its_cache() {
+        let c = ClientCache::new(100, Duration::from_secs(30));
+        establish(&c, "app", Some("s3cret"), c.epoch()).await;
+        // The first hit takes this thread's copy, the second is served from it.
+        let first = c.lookup("app", Some("s3cret")).await.ok();
+        assert!(c.memo("app", Some(TokenDigest::of("s3cret"))).is_some());
+        let second = c.lookup("app", Some("s3cret")).await.ok();
+        assert!(matches!((&first, &second), (Some(a), Some(b)) if !Arc::ptr_eq(a, b)));
+        assert!(c.memo("app", Some(TokenDigest::of("other"))).is_none());
+        assert!(c.memo("app", None).is_none());
+        // Another cache on this thread (another server in the process) does not see it.
+        let d = ClientCache::new(100, Duration::from_secs(30));
+        assert!(d.lookup("app", Some("s3cret")).await.is_err());
+        // A change drops the copy with the entries: the next lookup must establish again.
+        c.saw(&client_marker("app"));
+        assert!(c.memo("app", Some(TokenDigest::of("s3cret"))).is_none());
+        assert!(c.lookup("app", Some("s3cret")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_hit_read_while_a_drop_is_under_way_is_not_copied() {
+        let c = ClientCache::new(100, Duration::from_secs(30));
+        establish(&c, "app", None, c.epoch()).await;
+        // The drop's first count, its entries not cleared yet: the lookup still finds the
+        // entry, but a copy would outlive the drop.
+        c.dropped.fetch_add(1, Ordering::SeqCst);
+        assert!(c.lookup("app", None).await.is_ok());
+        assert!(c.memo("app", None).is_none());
+        c.dropped.fetch_add(1, Ordering::SeqCst);
+        assert!(c.lookup("app", None).await.is_ok());
+        assert!(c.memo("app", None).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_live_copy_of_one_client_is_not_replaced_by_another() {
+        let c = ClientCache::new(100, Duration::from_secs(30));
+        establish(&c, "a", None, c.epoch()).await;
+        establish(&c, "b", None, c.epoch()).await;
+        assert!(c.lookup("a", None).await.is_ok());
+        assert!(c.lookup("b", None).await.is_ok());
+        assert!(c.memo("a", None).is_some());
+        assert!(c.memo("b", None).is_none());
     }
 
     #[tokio::test]

@@ -86,10 +86,18 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     where
         Q: Hash + quick_cache::Equivalent<K> + ?Sized,
     {
+        self.get_until(key).map(|(value, _)| value)
+    }
+
+    /// The live value and the instant it expires.
+    pub fn get_until<Q>(&self, key: &Q) -> Option<(V, Instant)>
+    where
+        Q: Hash + quick_cache::Equivalent<K> + ?Sized,
+    {
         let cache = self.cache.as_ref()?;
         let (value, at) = cache.get(key)?;
         if at.elapsed() < self.ttl {
-            return Some(value);
+            return Some((value, at + self.ttl));
         }
         // Expired. A fresh entry inserted since the read would go too: one more miss.
         cache.remove(key);
