@@ -127,8 +127,7 @@ pub(super) struct Track {
     started: AtomicBool,
     /// Milliseconds after `born` at which a request last started or ended.
     last_ms: AtomicU64,
-    /// Woken when the deadline may have come nearer: at the first request, and when the last
-    /// open request ends (idle is nearer than stalled).
+    /// Woken at the first request: the deadlines that follow it may be nearer than its own.
     wake: Notify,
 }
 
@@ -168,10 +167,11 @@ impl Track {
     pub(super) async fn due(&self, d: Deadlines) -> Close {
         loop {
             let woken = self.wake.notified();
+            let now = Instant::now();
+            let open = self.open.load(SeqCst);
             let (at, why) = if !self.started.load(SeqCst) {
                 (self.born + d.first_request, Close::FirstRequest)
             } else {
-                let open = self.open.load(SeqCst);
                 let last = self.born + Duration::from_millis(self.last_ms.load(SeqCst));
                 if open == 0 {
                     (last + d.idle, Close::Idle)
@@ -179,12 +179,17 @@ impl Track {
                     (last + d.stalled, Close::Stalled)
                 }
             };
-            if Instant::now() >= at {
+            if now >= at {
                 return why;
             }
-            // Other changes only move the deadline later: looking again when it passes will do.
+            // Requests starting and ending move the deadline later, so they wake nothing and
+            // looking again at `at` will do; a wake-up per request would cost a timer's
+            // re-registration and a poll of the connection each time. The exception is a
+            // request open now: its end brings in the idle deadline, so look again within
+            // `idle`, which still closes an idle connection on time.
+            let next = if open > 0 { at.min(now + d.idle) } else { at };
             tokio::select! {
-                _ = tokio::time::sleep_until(at) => {}
+                _ = tokio::time::sleep_until(next) => {}
                 _ = woken => {}
             }
         }
@@ -199,9 +204,7 @@ impl Drop for StreamGuard {
     fn drop(&mut self) {
         let t = &self.0;
         t.last_ms.store(t.now_ms(), SeqCst);
-        if t.open.fetch_sub(1, SeqCst) == 1 {
-            t.wake.notify_one();
-        }
+        t.open.fetch_sub(1, SeqCst);
     }
 }
 
@@ -273,6 +276,79 @@ mod tests {
         }
         let off = PerAddress::new(0, vec![]);
         assert!(off.enter(ip).unwrap().is_none());
+    }
+
+    const DEADLINES: Deadlines = Deadlines {
+        first_request: Duration::from_secs(3),
+        idle: Duration::from_secs(5),
+        stalled: Duration::from_secs(15),
+    };
+
+    /// Runs `due` beside `requests` (on tokio's paused clock) and says when it closed, counted
+    /// from the connection's start.
+    async fn closes(
+        requests: impl std::future::Future<Output = ()>,
+        t: &Arc<Track>,
+    ) -> (Close, Duration) {
+        let start = Instant::now();
+        let due = tokio::spawn({
+            let t = t.clone();
+            async move { (t.due(DEADLINES).await, start.elapsed()) }
+        });
+        requests.await;
+        due.await.unwrap_or((Close::Shutdown, Duration::ZERO))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_closes_its_idle_timeout_after_its_last_request_ends() {
+        let t = Track::new();
+        let requests = {
+            let t = t.clone();
+            async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let guard = t.enter();
+                // Ends 3 s after it began: the idle deadline is then 4 + 5 s, nearer than the
+                // stalled one (1 + 15 s) that held while it was open.
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                drop(guard);
+            }
+        };
+        assert_eq!(
+            closes(requests, &t).await,
+            (Close::Idle, Duration::from_secs(9))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_keep_a_connection_open_and_one_that_never_ends_stalls_it() {
+        let t = Track::new();
+        let requests = {
+            let t = t.clone();
+            async move {
+                // A request at 1 s, then one every 4 s (under the idle timeout of 5 s) until
+                // 21 s, then one that never ends: stalled 15 s after it began.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                drop(t.enter());
+                for _ in 0..5 {
+                    tokio::time::sleep(Duration::from_secs(4)).await;
+                    drop(t.enter());
+                }
+                std::mem::forget(t.enter());
+            }
+        };
+        assert_eq!(
+            closes(requests, &t).await,
+            (Close::Stalled, Duration::from_secs(36))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_with_no_request_closes_at_the_first_request_deadline() {
+        let t = Track::new();
+        assert_eq!(
+            closes(async {}, &t).await,
+            (Close::FirstRequest, Duration::from_secs(3))
+        );
     }
 
     #[test]
