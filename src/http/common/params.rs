@@ -13,15 +13,15 @@ use super::{CommonError, MAX_BODY};
 use crate::secret::Secret;
 
 /// A body's parameters in the order sent, each key and value a span of the body unless it had
-/// to be decoded (a JSON escape, a form's `%XX` or `+`). No map and no copy per parameter (the
-/// body itself is copied once, into text): a gateway that introspects every call parses one of
-/// these per call, and handlers ask for a handful of keys.
+/// to be decoded (a JSON escape, a form's `%XX` or `+`). No map and no copy, of the body or
+/// per parameter: a gateway that introspects every call parses one of these per call, and
+/// handlers ask for a handful of keys.
 /// A lookup scans the entries, so a whole body costs a few linear passes, never a quadratic one
 /// (a 64 KiB body holds thousands of keys).
 #[derive(Debug, Default)]
 pub struct Params {
-    /// The body as text, checked as UTF-8 once: the spans then need no check of their own.
-    body: String,
+    /// The body as received, checked as UTF-8 when parsed: every span is whole characters.
+    body: Bytes,
     entries: Vec<(Text, Val)>,
     /// A repeated key: in a form the first occurrence counts, in JSON the last (as with any
     /// JSON object reader).
@@ -46,14 +46,13 @@ enum Val {
 
 impl Params {
     /// JSON is UTF-8 (RFC 8259 §8.1): a body that is not is malformed.
-    fn from_json(body: String) -> Result<Self, CommonError> {
-        let mut de = serde_json::Deserializer::from_str(&body);
-        let entries = Entries {
-            base: body.as_bytes(),
-        }
-        .deserialize(&mut de)
-        .and_then(|e| de.end().map(|()| e))
-        .map_err(|_| CommonError::Malformed)?;
+    fn from_json(body: Bytes) -> Result<Self, CommonError> {
+        let text = std::str::from_utf8(&body).map_err(|_| CommonError::Malformed)?;
+        let mut de = serde_json::Deserializer::from_str(text);
+        let entries = Entries { base: &body }
+            .deserialize(&mut de)
+            .and_then(|e| de.end().map(|()| e))
+            .map_err(|_| CommonError::Malformed)?;
         Ok(Params {
             body,
             entries,
@@ -68,36 +67,43 @@ impl Params {
                 m.trim()
                     .eq_ignore_ascii_case("application/x-www-form-urlencoded")
             });
-        let text = String::from_utf8(Vec::from(body));
-        match (form, text) {
-            (true, Ok(text)) => Ok(Params {
-                entries: form_pairs(text.as_bytes(), text.as_bytes()),
-                body: text,
+        if !form {
+            return Self::from_json(body);
+        }
+        if std::str::from_utf8(&body).is_ok() {
+            Ok(Params {
+                entries: form_pairs(&body, &body),
+                body,
                 first_wins: true,
-            }),
-            (true, Err(e)) => Ok(Params {
-                entries: form_pairs(&[], e.as_bytes()),
-                body: String::new(),
+            })
+        } else {
+            Ok(Params {
+                entries: form_pairs(&[], &body),
+                body: Bytes::new(),
                 first_wins: true,
-            }),
-            (false, Ok(text)) => Self::from_json(text),
-            (false, Err(_)) => Err(CommonError::Malformed),
+            })
         }
     }
 
-    fn text<'a>(&'a self, t: &'a Text) -> &'a str {
+    fn bytes<'a>(&'a self, t: &'a Text) -> &'a [u8] {
         match t {
             Text::At { start, end } => self
                 .body
                 .get(*start as usize..*end as usize)
                 .unwrap_or_default(),
-            Text::Own(s) => s,
+            Text::Own(s) => s.as_bytes(),
         }
+    }
+
+    /// A span is whole characters of a body checked as UTF-8, so the check here never fails;
+    /// it runs only for the values asked for, not for every key compared.
+    fn text<'a>(&'a self, t: &'a Text) -> &'a str {
+        std::str::from_utf8(self.bytes(t)).unwrap_or_default()
     }
 
     /// The value that counts for `key`, if it was sent.
     fn value(&self, key: &str) -> Option<&Val> {
-        let is_key = |e: &&(Text, Val)| self.text(&e.0) == key;
+        let is_key = |e: &&(Text, Val)| self.bytes(&e.0) == key.as_bytes();
         let found = if self.first_wins {
             self.entries.iter().find(is_key)
         } else {

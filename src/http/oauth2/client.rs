@@ -2,6 +2,8 @@
 //! header, both parts form-urlencoded) or `client_secret_post` (`client_id`/`client_secret` in
 //! the body); a public client sends its `client_id` alone (Basic with an empty password too).
 
+use std::borrow::Cow;
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http::{header, HeaderMap};
@@ -10,10 +12,11 @@ use super::super::common::Params;
 use super::OAuthError;
 use crate::secret::Secret;
 
-/// What the request says about its client, before the secret is checked.
+/// What the request says about its client, before the secret is checked. The id is borrowed
+/// from the body when it came there (introspection authenticates a client on every call).
 #[derive(Debug)]
-pub struct Presented {
-    pub client_id: String,
+pub struct Presented<'a> {
+    pub client_id: Cow<'a, str>,
     pub secret: Option<Secret>,
 }
 
@@ -53,8 +56,8 @@ fn basic(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
 /// The client a request names, by either method. Two methods at once (a secret in both the
 /// header and the body) is refused, as RFC 6749 §2.3 requires; a request naming no client is
 /// `invalid_client`.
-pub fn presented(headers: &HeaderMap, p: &Params) -> Result<Presented, OAuthError> {
-    let body_id = p.get("client_id");
+pub fn presented<'a>(headers: &HeaderMap, p: &'a Params) -> Result<Presented<'a>, OAuthError> {
+    let body_id = p.str("client_id");
     let body_secret = p.secret("client_secret");
     match basic(headers)? {
         Some((id, secret)) => {
@@ -63,7 +66,7 @@ pub fn presented(headers: &HeaderMap, p: &Params) -> Result<Presented, OAuthErro
                     "Use one client authentication method, not both",
                 ));
             }
-            if body_id.as_ref().is_some_and(|b| *b != id) {
+            if body_id.is_some_and(|b| b != id) {
                 return Err(OAuthError::invalid_request(
                     "client_id in the body differs from the Authorization header's",
                 ));
@@ -72,12 +75,12 @@ pub fn presented(headers: &HeaderMap, p: &Params) -> Result<Presented, OAuthErro
                 return Err(OAuthError::invalid_client());
             }
             Ok(Presented {
-                client_id: id,
+                client_id: Cow::Owned(id),
                 secret: (!secret.is_empty()).then(|| Secret::new(secret)),
             })
         }
         None => Ok(Presented {
-            client_id: body_id.ok_or_else(OAuthError::invalid_client)?,
+            client_id: Cow::Borrowed(body_id.ok_or_else(OAuthError::invalid_client)?),
             secret: body_secret,
         }),
     }
@@ -107,15 +110,18 @@ mod tests {
 
     #[test]
     fn basic_and_post_and_public_clients() {
-        let p = presented(&with_basic("my%20app:s%3Acret"), &params("")).unwrap();
+        let empty = params("");
+        let p = presented(&with_basic("my%20app:s%3Acret"), &empty).unwrap();
         assert_eq!(p.client_id, "my app");
         assert_eq!(p.secret.as_ref().map(|s| s.expose()), Some("s:cret"));
         // golang.org/x/oauth2 sends a public client as Basic with an empty password.
-        let p = presented(&with_basic("app:"), &params("")).unwrap();
+        let p = presented(&with_basic("app:"), &empty).unwrap();
         assert!(p.secret.is_none());
-        let p = presented(&HeaderMap::new(), &params("client_id=a&client_secret=b")).unwrap();
-        assert_eq!((p.client_id.as_str(), p.secret.is_some()), ("a", true));
-        let p = presented(&HeaderMap::new(), &params("client_id=a")).unwrap();
+        let both = params("client_id=a&client_secret=b");
+        let p = presented(&HeaderMap::new(), &both).unwrap();
+        assert_eq!((&*p.client_id, p.secret.is_some()), ("a", true));
+        let id_only = params("client_id=a");
+        let p = presented(&HeaderMap::new(), &id_only).unwrap();
         assert!(p.secret.is_none());
     }
 

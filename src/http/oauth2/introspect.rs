@@ -37,12 +37,12 @@ fn refresh_first(p: &Params) -> bool {
 
 /// Who may introspect: a confidential client (an application with a secret), or a bearer
 /// token holding the `admin` scope. Returns the client's id, None for an admin token.
-async fn introspection_caller(
+async fn introspection_caller<'a>(
     app: &ApiState,
     headers: &HeaderMap,
-    p: &Params,
+    p: &'a Params,
     source: std::net::IpAddr,
-) -> Result<Option<String>, OAuthError> {
+) -> Result<Option<Cow<'a, str>>, OAuthError> {
     if let Some(t) = bearer(headers) {
         let grant = match app.services.verify(t).await {
             Ok(g) => g,

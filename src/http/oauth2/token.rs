@@ -99,7 +99,7 @@ pub async fn token(
     let scope = p.get("scope").map(|s| tpp_scope(&s));
     let req = match grant_type.as_str() {
         "client_credentials" => GrantRequest::ClientCredentials(ClientCredentialsRequest {
-            client_id: Some(client.client_id),
+            client_id: Some(client.client_id.into_owned()),
             client_secret: client.secret,
             scope,
             source: Some(source),
@@ -111,7 +111,7 @@ pub async fn token(
                 .await?;
             if other == "password" {
                 GrantRequest::Password(PasswordRequest {
-                    client_id: Some(client.client_id),
+                    client_id: Some(client.client_id.into_owned()),
                     username: p.get("username"),
                     password: p.secret("password"),
                     scope: Some(required(scope)?),
@@ -122,20 +122,20 @@ pub async fn token(
                 // The assertion is checked (and used up) only after the client proved itself,
                 // so a client with a wrong secret cannot burn another's JWT.
                 GrantRequest::Jwt(JwtRequest {
-                    client_id: Some(client.client_id),
+                    client_id: Some(client.client_id.into_owned()),
                     jwt: p.secret("assertion"),
                     scope: Some(required(scope)?),
                     source: Some(source),
                 })
             } else if other == DEVICE_CODE_GRANT {
                 GrantRequest::Device(DeviceTokenRequest {
-                    client_id: Some(client.client_id),
+                    client_id: Some(client.client_id.into_owned()),
                     device_code: p.secret("device_code"),
                     source: Some(source),
                 })
             } else {
                 GrantRequest::Refresh(RefreshRequest {
-                    client_id: Some(client.client_id),
+                    client_id: Some(client.client_id.into_owned()),
                     refresh_token: p.secret("refresh_token"),
                     source: Some(source),
                 })
@@ -162,7 +162,7 @@ pub async fn device_authorization(
     let started = app
         .services
         .start_device(DeviceStart {
-            client_id: Some(client.client_id),
+            client_id: Some(client.client_id.into_owned()),
             scope: p.get("scope").map(|s| tpp_scope(&s)),
             source: Some(source),
         })
