@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -463,6 +464,16 @@ async fn serve_http<S, I>(
     let conn = shared.builder.serve_connection_with_upgrades(io, hyper_svc);
     tokio::pin!(conn);
     let mut stop = shared.stop.clone();
+    // The server's stop and the connection's deadlines, polled only once one of them has been
+    // woken: `select!` polls every branch each time the task wakes, which for a connection is
+    // at every request, and polling these two cost more than a cached answer's lookup.
+    let mut closing = FuturesUnordered::new();
+    closing.push(async {
+        tokio::select! {
+            _ = stop.wait_for(|stopping| *stopping) => Close::Shutdown,
+            why = track.due(shared.deadlines) => why,
+        }
+    });
     let why = tokio::select! {
         ended = conn.as_mut() => {
             if let Err(e) = ended {
@@ -470,9 +481,9 @@ async fn serve_http<S, I>(
             }
             return;
         }
-        _ = stop.wait_for(|stopping| *stopping) => Close::Shutdown,
-        why = track.due(shared.deadlines) => why,
+        Some(why) = closing.next() => why,
     };
+    drop(closing);
     // At shutdown in-flight requests get the grace period. A connection closed for a deadline
     // has nothing in flight (or nothing that moves): a moment for the goodbye (HTTP/2 GOAWAY,
     // which hyper follows with a ping the client may never answer), then it is dropped.
