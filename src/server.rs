@@ -92,7 +92,7 @@ impl ServerOptions {
 
     fn deadlines(&self) -> Deadlines {
         Deadlines {
-            first_request: self.header_read_timeout,
+            header_read: self.header_read_timeout,
             idle: self.idle_timeout,
             // No answer of ours takes longer than the request timeout to make; the idle
             // timeout on top is the time it may take to reach a slow reader.
@@ -257,9 +257,11 @@ struct Shared {
 fn builder(opts: &ServerOptions) -> Builder<TokioExecutor> {
     let (hard_bytes, hard_fields) = opts.hard_limits();
     let mut b = Builder::new(TokioExecutor::new());
+    // The header read timeout is the connection's own deadline (`Track`), not hyper's: hyper
+    // arms a timer for each request's head and drops it when the head is in.
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(opts.header_read_timeout)
+        .header_read_timeout(None)
         .max_buf_size(hard_bytes)
         .keep_alive(true);
     if let Some(n) = hard_fields {
@@ -449,7 +451,7 @@ async fn serve_http<S, I>(
             // from a trusted proxy, in its own convention.
             strip_forwarded_headers(peer.ip(), conn.forwarding.as_deref(), req.headers_mut());
             req.extensions_mut().insert(conn.clone());
-            let guard = track.enter();
+            let guard = track.enter(req.version() == http::Version::HTTP_2);
             let (svc, shared) = (svc.clone(), shared.clone());
             async move {
                 let res = handle(svc, req.map(Body::new), &shared.opts).await?;

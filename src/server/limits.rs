@@ -89,7 +89,8 @@ impl Drop for AddrSlot {
 pub(super) enum Close {
     /// No complete request within the header read timeout of the connection's start.
     FirstRequest,
-    /// No request in progress for the idle timeout.
+    /// No request in progress for the idle timeout; on HTTP/1.1, for the header read timeout
+    /// when that is shorter (the next request's head must arrive within it, as the first's).
     Idle,
     /// Requests open, but none started or finished for the request timeout plus the idle
     /// timeout (an HTTP/2 client that never opens its flow-control window, one that does not
@@ -113,18 +114,21 @@ impl Close {
 /// The deadlines [`Track::due`] applies.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Deadlines {
-    pub first_request: Duration,
+    pub header_read: Duration,
     pub idle: Duration,
     pub stalled: Duration,
 }
 
 /// The requests of one connection: how many are open, and when one last started or ended.
-/// Costs a request a few atomic updates and two clock reads; no allocation.
+/// Costs a request a few atomic updates and two clock reads; no allocation and no timer (it
+/// also keeps HTTP/1.1's header read timeout, which hyper would arm and drop per request).
 #[derive(Debug)]
 pub(super) struct Track {
     born: Instant,
     open: AtomicUsize,
     started: AtomicBool,
+    /// The connection speaks HTTP/2 (known from its first request).
+    http2: AtomicBool,
     /// Milliseconds after `born` at which a request last started or ended.
     last_ms: AtomicU64,
     /// Woken at the first request: the deadlines that follow it may be nearer than its own.
@@ -137,6 +141,7 @@ impl Track {
             born: Instant::now(),
             open: AtomicUsize::new(0),
             started: AtomicBool::new(false),
+            http2: AtomicBool::new(false),
             last_ms: AtomicU64::new(0),
             wake: Notify::new(),
         })
@@ -148,12 +153,16 @@ impl Track {
 
     /// A request begins; it stays open until the guard (which rides along with the response
     /// body) is dropped.
-    pub(super) fn enter(self: &Arc<Self>) -> StreamGuard {
+    pub(super) fn enter(self: &Arc<Self>, http2: bool) -> StreamGuard {
         self.last_ms.store(self.now_ms(), SeqCst);
         self.open.fetch_add(1, SeqCst);
-        // The first request replaces the first-request deadline, which may be the later one.
-        if !self.started.load(SeqCst) && !self.started.swap(true, SeqCst) {
-            self.wake.notify_one();
+        // The first request replaces the first-request deadline, which may be the later one;
+        // the protocol is known before `started` says so.
+        if !self.started.load(SeqCst) {
+            self.http2.store(http2, SeqCst);
+            if !self.started.swap(true, SeqCst) {
+                self.wake.notify_one();
+            }
         }
         StreamGuard(self.clone())
     }
@@ -170,11 +179,16 @@ impl Track {
             let now = Instant::now();
             let open = self.open.load(SeqCst);
             let (at, why) = if !self.started.load(SeqCst) {
-                (self.born + d.first_request, Close::FirstRequest)
+                (self.born + d.header_read, Close::FirstRequest)
             } else {
                 let last = self.born + Duration::from_millis(self.last_ms.load(SeqCst));
                 if open == 0 {
-                    (last + d.idle, Close::Idle)
+                    let idle = if self.http2.load(SeqCst) {
+                        d.idle
+                    } else {
+                        d.idle.min(d.header_read)
+                    };
+                    (last + idle, Close::Idle)
                 } else {
                     (last + d.stalled, Close::Stalled)
                 }
@@ -185,9 +199,13 @@ impl Track {
             // Requests starting and ending move the deadline later, so they wake nothing and
             // looking again at `at` will do; a wake-up per request would cost a timer's
             // re-registration and a poll of the connection each time. The exception is a
-            // request open now: its end brings in the idle deadline, so look again within
-            // `idle`, which still closes an idle connection on time.
-            let next = if open > 0 { at.min(now + d.idle) } else { at };
+            // request open now: its end brings in the idle deadline, so look again within the
+            // shortest idle deadline, which still closes an idle connection on time.
+            let next = if open > 0 {
+                at.min(now + d.idle.min(d.header_read))
+            } else {
+                at
+            };
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
                 _ = woken => {}
@@ -279,7 +297,7 @@ mod tests {
     }
 
     const DEADLINES: Deadlines = Deadlines {
-        first_request: Duration::from_secs(3),
+        header_read: Duration::from_secs(3),
         idle: Duration::from_secs(5),
         stalled: Duration::from_secs(15),
     };
@@ -299,23 +317,34 @@ mod tests {
         due.await.unwrap_or((Close::Shutdown, Duration::ZERO))
     }
 
+    /// One request from 1 s to 4 s on a connection of the given protocol.
+    fn one_request(t: &Arc<Track>, http2: bool) -> impl std::future::Future<Output = ()> {
+        let t = t.clone();
+        async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let guard = t.enter(http2);
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            drop(guard);
+        }
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn a_connection_closes_its_idle_timeout_after_its_last_request_ends() {
+    async fn an_http2_connection_closes_its_idle_timeout_after_its_last_request_ends() {
+        // The idle deadline, 4 + 5 s, is nearer than the stalled one (1 + 15 s) that held
+        // while the request was open.
         let t = Track::new();
-        let requests = {
-            let t = t.clone();
-            async move {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let guard = t.enter();
-                // Ends 3 s after it began: the idle deadline is then 4 + 5 s, nearer than the
-                // stalled one (1 + 15 s) that held while it was open.
-                tokio::time::sleep(Duration::from_secs(3)).await;
-                drop(guard);
-            }
-        };
         assert_eq!(
-            closes(requests, &t).await,
+            closes(one_request(&t, true), &t).await,
             (Close::Idle, Duration::from_secs(9))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_http1_connection_must_send_its_next_head_within_the_header_read_timeout() {
+        let t = Track::new();
+        assert_eq!(
+            closes(one_request(&t, false), &t).await,
+            (Close::Idle, Duration::from_secs(7))
         );
     }
 
@@ -325,20 +354,20 @@ mod tests {
         let requests = {
             let t = t.clone();
             async move {
-                // A request at 1 s, then one every 4 s (under the idle timeout of 5 s) until
-                // 21 s, then one that never ends: stalled 15 s after it began.
+                // A request at 1 s, then one every 2 s (under the header read timeout of 3 s)
+                // until 11 s, then one that never ends: stalled 15 s after it began.
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                drop(t.enter());
+                drop(t.enter(false));
                 for _ in 0..5 {
-                    tokio::time::sleep(Duration::from_secs(4)).await;
-                    drop(t.enter());
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    drop(t.enter(false));
                 }
-                std::mem::forget(t.enter());
+                std::mem::forget(t.enter(false));
             }
         };
         assert_eq!(
             closes(requests, &t).await,
-            (Close::Stalled, Duration::from_secs(36))
+            (Close::Stalled, Duration::from_secs(26))
         );
     }
 

@@ -555,6 +555,31 @@ async fn an_idle_http1_connection_is_closed_after_the_header_timeout() {
     );
 }
 
+/// The header read timeout holds for every request of a keep-alive connection, not only the
+/// first: a second head that never ends is cut off after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_request_head_that_never_ends_is_cut_off() {
+    let s = TestServer::start_with(plain(|h| {
+        h.header_read_timeout_secs = 1;
+        h.idle_timeout_secs = 600;
+    }))
+    .await;
+    let mut c = TcpStream::connect(s.launched.handle.local_addr)
+        .await
+        .expect("connect");
+    c.write_all(
+        format!("GET {PROBE} HTTP/1.1\r\nHost: x\r\n\r\nGET {PROBE} HTTP/1.1\r\nHost: x\r\n")
+            .as_bytes(),
+    )
+    .await
+    .expect("write");
+    let (closed, seen) = closed_by_server(&mut c, BOUND).await;
+    assert!(closed, "a connection with half a second head is still open");
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(seen.starts_with("HTTP/1.1 202"), "{seen}");
+    assert_eq!(seen.matches("HTTP/1.1 ").count(), 1, "{seen}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_sockets_holding_every_slot_are_closed_and_a_real_client_is_served() {
     const N: usize = 4;
