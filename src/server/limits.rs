@@ -328,24 +328,19 @@ mod tests {
         }
     }
 
+    /// After its last request ends, an HTTP/2 connection closes its idle timeout later (4 + 5
+    /// s, nearer than the stalled deadline, 1 + 15 s, that held while the request was open);
+    /// an HTTP/1.1 one closes its header read timeout later (4 + 3 s), its next head being due.
     #[tokio::test(start_paused = true)]
-    async fn an_http2_connection_closes_its_idle_timeout_after_its_last_request_ends() {
-        // The idle deadline, 4 + 5 s, is nearer than the stalled one (1 + 15 s) that held
-        // while the request was open.
-        let t = Track::new();
-        assert_eq!(
-            closes(one_request(&t, true), &t).await,
-            (Close::Idle, Duration::from_secs(9))
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_http1_connection_must_send_its_next_head_within_the_header_read_timeout() {
-        let t = Track::new();
-        assert_eq!(
-            closes(one_request(&t, false), &t).await,
-            (Close::Idle, Duration::from_secs(7))
-        );
+    async fn a_connection_closes_after_its_last_request_by_its_protocols_deadline() {
+        for (http2, after) in [(true, 9), (false, 7)] {
+            let t = Track::new();
+            assert_eq!(
+                closes(one_request(&t, http2), &t).await,
+                (Close::Idle, Duration::from_secs(after)),
+                "http2: {http2}"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]

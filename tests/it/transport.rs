@@ -533,6 +533,9 @@ async fn an_http2_client_that_does_not_answer_pings_is_closed() {
     assert!(kinds.contains(&6), "the server pinged: {kinds:?}");
 }
 
+/// The header read timeout holds for every request of a keep-alive connection, not only the
+/// first: after an answer, a connection that sends nothing more and one whose next head never
+/// ends are both cut off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_http1_connection_is_closed_after_the_header_timeout() {
     let s = TestServer::start_with(plain(|h| {
@@ -540,44 +543,20 @@ async fn an_idle_http1_connection_is_closed_after_the_header_timeout() {
         h.idle_timeout_secs = 600;
     }))
     .await;
-    let mut c = TcpStream::connect(s.launched.handle.local_addr)
-        .await
-        .expect("connect");
-    c.write_all(format!("GET {PROBE} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let (closed, seen) = closed_by_server(&mut c, BOUND).await;
-    assert!(closed, "an idle keep-alive connection is still open");
-    assert!(
-        seen.starts_with(b"HTTP/1.1 202"),
-        "{}",
-        String::from_utf8_lossy(&seen)
-    );
-}
-
-/// The header read timeout holds for every request of a keep-alive connection, not only the
-/// first: a second head that never ends is cut off after it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_request_head_that_never_ends_is_cut_off() {
-    let s = TestServer::start_with(plain(|h| {
-        h.header_read_timeout_secs = 1;
-        h.idle_timeout_secs = 600;
-    }))
-    .await;
-    let mut c = TcpStream::connect(s.launched.handle.local_addr)
-        .await
-        .expect("connect");
-    c.write_all(
-        format!("GET {PROBE} HTTP/1.1\r\nHost: x\r\n\r\nGET {PROBE} HTTP/1.1\r\nHost: x\r\n")
-            .as_bytes(),
-    )
-    .await
-    .expect("write");
-    let (closed, seen) = closed_by_server(&mut c, BOUND).await;
-    assert!(closed, "a connection with half a second head is still open");
-    let seen = String::from_utf8_lossy(&seen);
-    assert!(seen.starts_with("HTTP/1.1 202"), "{seen}");
-    assert_eq!(seen.matches("HTTP/1.1 ").count(), 1, "{seen}");
+    let request = format!("GET {PROBE} HTTP/1.1\r\nHost: x\r\n\r\n");
+    for then in ["", "GET / HTTP/1.1\r\nHost: x\r\n"] {
+        let mut c = TcpStream::connect(s.launched.handle.local_addr)
+            .await
+            .expect("connect");
+        c.write_all(format!("{request}{then}").as_bytes())
+            .await
+            .expect("write");
+        let (closed, seen) = closed_by_server(&mut c, BOUND).await;
+        assert!(closed, "still open after an answer and {then:?}");
+        let seen = String::from_utf8_lossy(&seen);
+        assert!(seen.starts_with("HTTP/1.1 202"), "{seen}");
+        assert_eq!(seen.matches("HTTP/1.1 ").count(), 1, "{seen}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
