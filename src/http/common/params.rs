@@ -70,19 +70,18 @@ impl Params {
         if !form {
             return Self::from_json(body);
         }
-        if std::str::from_utf8(&body).is_ok() {
-            Ok(Params {
-                entries: form_pairs(&body, &body),
-                body,
-                first_wins: true,
-            })
+        // A form that is not UTF-8 is read with an empty base: its pieces are all copies.
+        let base: &[u8] = if std::str::from_utf8(&body).is_ok() {
+            &body
         } else {
-            Ok(Params {
-                entries: form_pairs(&[], &body),
-                body: Bytes::new(),
-                first_wins: true,
-            })
-        }
+            &[]
+        };
+        let entries = form_pairs(base, &body);
+        Ok(Params {
+            entries,
+            body,
+            first_wins: true,
+        })
     }
 
     fn bytes<'a>(&'a self, t: &'a Text) -> &'a [u8] {
