@@ -150,12 +150,7 @@ impl Assembly {
         // Every store operation is measured inside the store (`store/metered.rs`).
         let store = open_store(&config, &data_dir).await?;
         let params = hash_params.unwrap_or_else(|| config.password_hash.params());
-        let pool = HashPool::start_with(
-            params,
-            config.password_hash.threads,
-            config.password_hash.queue,
-            config.password_hash.scheduling,
-        )?;
+        let pool = HashPool::start_with(params, config.password_hash.pool_options())?;
         let mut providers: Vec<Arc<dyn IdentityProvider>> =
             vec![Arc::new(LocalProvider::new(store.clone(), pool.clone()))];
         providers.extend(crate::identity::ldap::providers(&config.ldap)?);

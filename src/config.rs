@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::grants::EngineOptions;
-use crate::password::{HashParams, HashScheduling};
+use crate::password::{HashParams, HashScheduling, PoolOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -197,6 +197,9 @@ pub struct PasswordHashConfig {
     pub queue: usize,
     /// How hashing threads give way to request handling: `idle` or `nice`.
     pub scheduling: HashScheduling,
+    /// Seconds a hashing thread keeps argon2id's working memory after its last hash; 0 = for
+    /// the thread's life.
+    pub keep_memory_secs: u64,
 }
 
 impl Default for PasswordHashConfig {
@@ -209,6 +212,7 @@ impl Default for PasswordHashConfig {
             threads: 0,
             queue: 0,
             scheduling: HashScheduling::default(),
+            keep_memory_secs: 10,
         }
     }
 }
@@ -219,6 +223,16 @@ impl PasswordHashConfig {
             memory_kib: self.memory_kib,
             iterations: self.iterations,
             parallelism: self.parallelism,
+        }
+    }
+
+    pub fn pool_options(&self) -> PoolOptions {
+        PoolOptions {
+            threads: self.threads,
+            queue: self.queue,
+            scheduling: self.scheduling,
+            keep_memory: (self.keep_memory_secs > 0)
+                .then(|| Duration::from_secs(self.keep_memory_secs)),
         }
     }
 }
@@ -457,6 +471,7 @@ pub const KEYS: &[Key] = &[
     Key { path: "password_hash.threads", kind: Kind::Int, doc: "Password-hashing threads; 0 = one per core." },
     Key { path: "password_hash.queue", kind: Kind::Int, doc: "Hashing jobs that may wait for a thread before requests are refused with 503; 0 = 32 per thread." },
     Key { path: "password_hash.scheduling", kind: Kind::Str, doc: "How hashing threads give way to request handling: \"idle\" (Linux SCHED_IDLE: a request takes the core at once; default) or \"nice\" (nice 10: a smaller share only)." },
+    Key { path: "password_hash.keep_memory_secs", kind: Kind::Int, doc: "Seconds a hashing thread keeps argon2id's working memory (memory_kib) after its last hash, then gives it back to the OS; 0 = for the thread's life." },
     Key { path: "password_policy.min_length", kind: Kind::Int, doc: "Fewest characters a local user's new password may have." },
     Key { path: "tokens.refresh_grace_secs", kind: Kind::Int, doc: "Seconds after a refresh during which the same (old) refresh token, presented again, gets the same new pair instead of an error; 0 = off. For clients that lose an answer or run as several replicas." },
     Key { path: "tokens.refresh_reuse_detection", kind: Kind::Bool, doc: "Revoke the whole grant when an already rotated refresh token is presented again (off: TPP clients do not expect it)." },

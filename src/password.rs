@@ -8,11 +8,12 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -185,8 +186,20 @@ thread_local! {
     /// argon2's working memory (19 MiB with the default parameters), kept by each thread that
     /// hashes (the pool's threads) instead of allocated per hash: freed per hash, blocks that
     /// size stayed with the allocator's arenas and the process grew to hundreds of MB under
-    /// load; reused, a hashing thread holds one block set for its life.
+    /// load; reused, a hashing thread holds one block set while it keeps hashing, and gives it
+    /// back after [`PoolOptions::keep_memory`] without a job.
     static WORKSPACE: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Bytes of working memory this thread holds.
+fn workspace_bytes() -> usize {
+    WORKSPACE.with_borrow(|w| w.capacity() * std::mem::size_of::<Block>())
+}
+
+/// Frees this thread's working memory (blocks this large are mapped apart from the heap, so
+/// the process's resident set shrinks at once).
+fn release_workspace() {
+    WORKSPACE.with_borrow_mut(|w| *w = Vec::new());
 }
 
 /// Runs argon2 into `out` in this thread's working memory.
@@ -312,6 +325,8 @@ struct Inner {
     in_flight: AtomicUsize,
     /// Jobs the pool's threads have finished (run or skipped as abandoned).
     completed: AtomicUsize,
+    /// Working memory the pool's threads hold now, in bytes.
+    workspace: AtomicUsize,
     /// A hash of a random password with the current parameters, checked for unknown users so
     /// that they cost the same as known ones.
     dummy: String,
@@ -332,16 +347,24 @@ impl HashPool {
     /// Starts `threads` workers (0 = one per core) with a queue of `queue` waiting jobs
     /// (0 = 32 per worker: about a second of waiting at the default parameters).
     pub fn start(params: HashParams, threads: usize, queue: usize) -> Result<Self, PasswordError> {
-        Self::start_with(params, threads, queue, HashScheduling::default())
+        Self::start_with(
+            params,
+            PoolOptions {
+                threads,
+                queue,
+                ..PoolOptions::default()
+            },
+        )
     }
 
-    /// [`HashPool::start`] with the threads scheduled as `scheduling` says.
-    pub fn start_with(
-        params: HashParams,
-        threads: usize,
-        queue: usize,
-        scheduling: HashScheduling,
-    ) -> Result<Self, PasswordError> {
+    /// [`HashPool::start`] with every option.
+    pub fn start_with(params: HashParams, o: PoolOptions) -> Result<Self, PasswordError> {
+        let PoolOptions {
+            threads,
+            queue,
+            scheduling,
+            keep_memory,
+        } = o;
         let threads = if threads == 0 {
             thread::available_parallelism()
                 .map(|n| n.get())
@@ -359,6 +382,7 @@ impl HashPool {
             capacity,
             in_flight: AtomicUsize::new(0),
             completed: AtomicUsize::new(0),
+            workspace: AtomicUsize::new(0),
             dummy,
         });
         for i in 0..threads {
@@ -366,7 +390,7 @@ impl HashPool {
             let weak = Arc::downgrade(&inner);
             thread::Builder::new()
                 .name(format!("vedauth-hash-{i}"))
-                .spawn(move || worker(rx, params, scheduling, weak))
+                .spawn(move || worker(rx, params, scheduling, keep_memory, weak))
                 .map_err(|e| PasswordError::Hash(e.to_string()))?;
         }
         Ok(Self(inner))
@@ -393,6 +417,10 @@ impl HashPool {
     /// Jobs finished by the pool's own threads since start.
     pub fn completed(&self) -> usize {
         self.0.completed.load(Ordering::Relaxed)
+    }
+    /// Bytes of argon2 working memory the pool's threads hold now.
+    pub fn workspace_bytes(&self) -> usize {
+        self.0.workspace.load(Ordering::Relaxed)
     }
 
     fn submit(&self, job: Job) -> Result<(), PoolError> {
@@ -468,6 +496,21 @@ pub enum HashScheduling {
 /// The nice value of [`HashScheduling::Nice`] (the request-serving threads keep 0).
 const HASH_NICE: i32 = 10;
 
+/// The hashing pool's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolOptions {
+    /// Hashing threads; 0 = one per core.
+    pub threads: usize,
+    /// Jobs that may wait for a thread; 0 = 32 per thread.
+    pub queue: usize,
+    pub scheduling: HashScheduling,
+    /// How long a thread keeps its working memory after its last job; None = for its life.
+    /// Logins come in bursts, token traffic steadily: a server that has nothing to hash need
+    /// not hold the memory cost of every thread (38 MiB for two at the default parameters).
+    /// Taking it back costs the next hash a few milliseconds of page faults.
+    pub keep_memory: Option<Duration>,
+}
+
 /// Lowers the calling thread's priority as `how` says (on Linux both are per thread).
 fn lower_priority(how: HashScheduling) {
     #[cfg(target_os = "linux")]
@@ -497,14 +540,52 @@ fn lower_priority(how: HashScheduling) {
     let _ = how;
 }
 
+/// Adds `now - before` bytes to the pool's working-memory count.
+fn account_workspace(pool: &Inner, before: usize, now: usize) {
+    let held = if now >= before {
+        pool.workspace
+            .fetch_add(now - before, Ordering::Relaxed)
+            .saturating_add(now - before)
+    } else {
+        pool.workspace
+            .fetch_sub(before - now, Ordering::Relaxed)
+            .saturating_sub(before - now)
+    };
+    metrics::gauge!("vedauth_hash_memory_bytes").set(held as f64);
+}
+
 fn worker(
     rx: Receiver<JobBox>,
     params: HashParams,
     scheduling: HashScheduling,
+    keep_memory: Option<Duration>,
     pool: std::sync::Weak<Inner>,
 ) {
     lower_priority(scheduling);
-    while let Ok(JobBox(job)) = rx.recv() {
+    // This thread's working memory as last counted in the pool.
+    let mut held = 0;
+    loop {
+        // While the thread holds working memory, a wait longer than `keep_memory` gives it back.
+        let next = match keep_memory.filter(|_| held > 0) {
+            Some(keep) => match rx.recv_timeout(keep) {
+                Ok(job) => Ok(job),
+                Err(RecvTimeoutError::Timeout) => {
+                    release_workspace();
+                    // What the thread holds now, measured (not assumed to be nothing).
+                    let now = workspace_bytes();
+                    if let Some(p) = pool.upgrade() {
+                        account_workspace(&p, held, now);
+                    }
+                    held = now;
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => Err(()),
+            },
+            None => rx.recv().map_err(|_| ()),
+        };
+        let Ok(JobBox(job)) = next else {
+            return;
+        };
         metrics::histogram!("vedauth_hash_wait_seconds")
             .record(job.queued().elapsed().as_secs_f64());
         // A client that gave up (disconnected, timed out) no longer needs its hash.
@@ -523,6 +604,11 @@ fn worker(
         // (the tests that count hashes read the counters right after an answer).
         let alive = match pool.upgrade() {
             Some(p) => {
+                let now = workspace_bytes();
+                if now != held {
+                    account_workspace(&p, held, now);
+                    held = now;
+                }
                 p.completed.fetch_add(1, Ordering::Relaxed);
                 let depth = p
                     .in_flight
@@ -700,6 +786,47 @@ mod tests {
             PasswordPolicyError::TooShort { min: 12, actual: 8 }.to_string(),
             "the password is too short: 8 characters, at least 12 characters are required"
         );
+    }
+
+    /// A thread keeps its working memory while it has jobs, and gives it back once it has
+    /// waited `keep_memory` for one; the next hash takes it again and hashes as before.
+    #[tokio::test]
+    async fn hashing_threads_give_their_memory_back_when_idle() {
+        let params = HashParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let one = |keep_memory| PoolOptions {
+            threads: 1,
+            queue: 1,
+            keep_memory,
+            ..PoolOptions::default()
+        };
+        let (Ok(kept), Ok(given)) = (
+            HashPool::start_with(params, one(None)),
+            HashPool::start_with(params, one(Some(Duration::from_millis(20)))),
+        ) else {
+            panic!("pools did not start")
+        };
+        assert_eq!((kept.workspace_bytes(), given.workspace_bytes()), (0, 0));
+        let phc = kept.hash(Secret::new("pw")).await;
+        assert!(phc.is_ok());
+        // Counted before the answer went; never given back without `keep_memory`.
+        assert_eq!(kept.workspace_bytes(), 64 * 1024);
+        for round in 0..2 {
+            let phc = given.hash(Secret::new("pw")).await.unwrap_or_default();
+            let again = given.verify(&phc, Secret::new("pw")).await;
+            assert!(again.is_ok_and(|v| v.ok), "round {round}");
+            // Bounded wait for the idle thread, not a timing assertion.
+            let mut waited = 0;
+            while given.workspace_bytes() != 0 && waited < 1000 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                waited += 1;
+            }
+            assert_eq!(given.workspace_bytes(), 0, "round {round}");
+        }
+        assert_eq!(kept.workspace_bytes(), 64 * 1024);
     }
 
     #[tokio::test]
