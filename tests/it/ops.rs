@@ -58,6 +58,39 @@ async fn admin_token(client: &reqwest::Client, base: &str) -> String {
     .str("access_token")
 }
 
+/// The hashing threads' working memory shows in `vedauth_hash_memory_bytes`, and goes back to
+/// the OS once no login has come for `password_hash.keep_memory_secs` (1 s here, from the data
+/// directory's configuration file); the next login maps it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashing_memory_is_given_back_when_logins_stop() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    std::fs::create_dir_all(&dir).expect("data dir");
+    std::fs::write(
+        dir.join("vedauth.toml"),
+        "[password_hash]\nkeep_memory_secs = 1\n",
+    )
+    .expect("config");
+    let s = Served::start(&dir, &[]);
+    let client = s.client();
+    let token = admin_token(&client, &s.base).await;
+    // A bounded wait for the idle threads, not a timing assertion.
+    let mut held = f64::NAN;
+    for _ in 0..300 {
+        let m = parse_metrics(&scrape(&client, &s.base, &token).await);
+        assert!(m.contains_key("vedauth_hash_memory_bytes"), "{m:?}");
+        held = metric(&m, "vedauth_hash_memory_bytes", &[]);
+        if held == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(held, 0.0, "the hashing threads kept their memory");
+    assert!(!admin_token(&client, &s.base).await.is_empty());
+    s.sigterm();
+    assert!(s.wait().0.success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_report_the_scripted_requests() {
     let tmp = tempfile::tempdir().expect("tmp");
