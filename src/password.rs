@@ -196,8 +196,8 @@ fn workspace_bytes() -> usize {
     WORKSPACE.with_borrow(|w| w.capacity() * std::mem::size_of::<Block>())
 }
 
-/// Frees this thread's working memory (blocks this large are mapped apart from the heap, so
-/// the process's resident set shrinks at once).
+/// Frees this thread's working memory: the process's resident set shrinks by it at once or,
+/// when the allocator kept it, at the next "memory release" (`heap.rs`, every second).
 fn release_workspace() {
     WORKSPACE.with_borrow_mut(|w| *w = Vec::new());
 }
@@ -507,7 +507,8 @@ pub struct PoolOptions {
     /// How long a thread keeps its working memory after its last job; None = for its life.
     /// Logins come in bursts, token traffic steadily: a server that has nothing to hash need
     /// not hold the memory cost of every thread (38 MiB for two at the default parameters).
-    /// Taking it back costs the next hash a few milliseconds of page faults.
+    /// Taking it back costs the next hash the page faults of mapping it again (about 15 ms at
+    /// the default parameters, docs/BENCHMARKS.md).
     pub keep_memory: Option<Duration>,
 }
 
