@@ -204,6 +204,61 @@ fn storage_is_reached_only_through_the_domain_ports() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+/// The names given to the `metrics` macros in the code of `src/` (a literal first argument).
+fn recorded_metrics() -> BTreeSet<String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut names = BTreeSet::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("read");
+        let code = non_test_code(&text);
+        for mac in ["counter!(", "gauge!(", "histogram!("] {
+            for (i, _) in code.match_indices(mac) {
+                let rest = code[i + mac.len()..].trim_start();
+                if let Some(name) = rest
+                    .strip_prefix('"')
+                    .and_then(|r| r.split_once('"'))
+                    .map(|(n, _)| n)
+                {
+                    names.insert(name.to_string());
+                }
+            }
+        }
+    }
+    names
+}
+
+/// Every metric the server records is in docs/metrics.md's table, and every metric the table
+/// lists is recorded somewhere: an operator's dashboard is built from that page.
+#[test]
+fn every_metric_is_documented() {
+    let recorded = recorded_metrics();
+    assert!(
+        recorded.contains("vedauth_http_requests_total") && recorded.len() > 10,
+        "the scanner finds the metrics: {recorded:?}"
+    );
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/metrics.md"))
+            .expect("read docs/metrics.md");
+    let listed: BTreeSet<String> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once('`'))
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let undocumented: Vec<_> = recorded.difference(&listed).collect();
+    let stale: Vec<_> = listed.difference(&recorded).collect();
+    assert!(
+        undocumented.is_empty(),
+        "not in docs/metrics.md: {undocumented:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "in docs/metrics.md but never recorded: {stale:?}"
+    );
+}
+
 /// Passwords are hashed and checked only by the hashing pool's threads (`password.rs`): a
 /// direct call elsewhere would run argon2 on a runtime thread and stall every request on it.
 #[test]
