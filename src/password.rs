@@ -569,7 +569,7 @@ fn worker(
         // While the thread holds working memory, a wait longer than `keep_memory` gives it back.
         let next = match keep_memory.filter(|_| held > 0) {
             Some(keep) => match rx.recv_timeout(keep) {
-                Ok(job) => Ok(job),
+                Ok(job) => Some(job),
                 Err(RecvTimeoutError::Timeout) => {
                     release_workspace();
                     // What the thread holds now, measured (not assumed to be nothing).
@@ -580,11 +580,11 @@ fn worker(
                     held = now;
                     continue;
                 }
-                Err(RecvTimeoutError::Disconnected) => Err(()),
+                Err(RecvTimeoutError::Disconnected) => None,
             },
-            None => rx.recv().map_err(|_| ()),
+            None => rx.recv().ok(),
         };
-        let Ok(JobBox(job)) = next else {
+        let Some(JobBox(job)) = next else {
             return;
         };
         metrics::histogram!("vedauth_hash_wait_seconds")

@@ -172,6 +172,16 @@ impl Track {
         self.open.load(SeqCst)
     }
 
+    /// How long the connection may sit with no request open: its idle timeout, and on HTTP/1.1
+    /// no longer than the header read timeout (the next request's head is due within it).
+    fn idle(&self, d: &Deadlines) -> Duration {
+        if self.http2.load(SeqCst) {
+            d.idle
+        } else {
+            d.idle.min(d.header_read)
+        }
+    }
+
     /// Resolves when the connection is past one of its deadlines, with the reason.
     pub(super) async fn due(&self, d: Deadlines) -> Close {
         loop {
@@ -183,12 +193,7 @@ impl Track {
             } else {
                 let last = self.born + Duration::from_millis(self.last_ms.load(SeqCst));
                 if open == 0 {
-                    let idle = if self.http2.load(SeqCst) {
-                        d.idle
-                    } else {
-                        d.idle.min(d.header_read)
-                    };
-                    (last + idle, Close::Idle)
+                    (last + self.idle(&d), Close::Idle)
                 } else {
                     (last + d.stalled, Close::Stalled)
                 }
@@ -199,10 +204,10 @@ impl Track {
             // Requests starting and ending move the deadline later, so they wake nothing and
             // looking again at `at` will do; a wake-up per request would cost a timer's
             // re-registration and a poll of the connection each time. The exception is a
-            // request open now: its end brings in the idle deadline, so look again within the
-            // shortest idle deadline, which still closes an idle connection on time.
+            // request open now: its end brings in the idle deadline, so look again within it,
+            // which still closes an idle connection on time.
             let next = if open > 0 {
-                at.min(now + d.idle.min(d.header_read))
+                at.min(now + self.idle(&d))
             } else {
                 at
             };
