@@ -71,27 +71,34 @@ fn banner(format: LogFormat, launched: &Runtime, store: &str) {
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves at SIGTERM or SIGINT. The handlers are installed when this is called, not when it
+/// is first awaited: a signal that came before them would end the process by its default
+/// action, uncleanly, so they must be in place before the banner tells anyone the server runs.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let term = signal(SignalKind::terminate());
         let int = signal(SignalKind::interrupt());
-        match (term, int) {
-            (Ok(mut t), Ok(mut i)) => {
-                tokio::select! {
-                    _ = t.recv() => {},
-                    _ = i.recv() => {},
+        async move {
+            match (term, int) {
+                (Ok(mut t), Ok(mut i)) => {
+                    tokio::select! {
+                        _ = t.recv() => {},
+                        _ = i.recv() => {},
+                    }
                 }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -112,6 +119,7 @@ pub async fn run(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
+    let stop = shutdown_signal();
     let mut cfg = global.load_config()?;
     if let Some(l) = args.listen {
         cfg.listen = l;
@@ -157,7 +165,7 @@ async fn serve(global: &GlobalOpts, args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutdown requested");
     // In order: no new connections, in-flight requests finish, the jobs stop, queued writes
     // commit and the WAL is folded into the database, before we exit.
