@@ -196,8 +196,9 @@ fn workspace_bytes() -> usize {
     WORKSPACE.with_borrow(|w| w.capacity() * std::mem::size_of::<Block>())
 }
 
-/// Frees this thread's working memory: the process's resident set shrinks by it at once or,
-/// when the allocator kept it, at the next "memory release" (`heap.rs`, every second).
+/// Frees this thread's working memory: the process's resident set shrinks by it at once, the
+/// memory being a mapping of its own (`heap::map_large_allocations_apart`, set up with the
+/// pool).
 fn release_workspace() {
     WORKSPACE.with_borrow_mut(|w| *w = Vec::new());
 }
@@ -373,6 +374,8 @@ impl HashPool {
             threads
         };
         let capacity = if queue == 0 { threads * 32 } else { queue };
+        // The threads' working memory must go back to the OS when they give it back.
+        crate::heap::map_large_allocations_apart();
         let dummy = unmatchable_hash(&params)?;
         let (tx, rx) = bounded::<JobBox>(capacity);
         let inner = Arc::new(Inner {
