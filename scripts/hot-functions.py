@@ -1,0 +1,166 @@
+"""The two halves of scripts/hot-functions (standard library only).
+
+  wait URL                     until URL/healthz answers 200 (at most 180 s: valgrind is slow)
+  drive URL DATA_DIR SECRET    every request path of the two faces and the gateway, three times
+  list OUT CALLGRIND_FILE...   the vedauth binary's functions that ran, hottest first, into OUT
+"""
+
+import collections
+import json
+import re
+import ssl
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+CTX = ssl.create_default_context()
+CTX.check_hostname = False
+CTX.verify_mode = ssl.CERT_NONE  # the server's own generated certificate, on loopback
+
+
+def call(base, method, path, body=None, headers=None, form=False):
+    h = dict(headers or {})
+    data = None
+    if body is not None:
+        if form:
+            data = urllib.parse.urlencode(body).encode()
+            h["Content-Type"] = "application/x-www-form-urlencoded"
+        else:
+            data = json.dumps(body).encode()
+            h["Content-Type"] = "application/json"
+    req = urllib.request.Request(base + path, data=data, headers=h, method=method)
+    try:
+        with urllib.request.urlopen(req, context=CTX, timeout=120) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def wait(base):
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            if call(base, "GET", "/healthz")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    sys.exit(f"hot-functions: {base} did not answer within 180 s")
+
+
+def drive(base, data_dir, secret):
+    with open(f"{data_dir}/initial-admin-password") as f:
+        password = f.read().strip()
+    seen = collections.defaultdict(set)
+    app = "vedauth-admin"
+    for _ in range(3):
+        # VEDauth face: password grant, verify, the gateway check, introspection, refresh, revoke.
+        s, b = call(base, "POST", "/vedauth/authorize/oauth", {
+            "client_id": app, "username": "admin", "password": password,
+            "scope": "admin;certificate:manage"})
+        seen["password grant"].add(s)
+        tokens = json.loads(b)
+        bearer = {"Authorization": "Bearer " + tokens["access_token"]}
+        intro = {"client_id": app, "client_secret": secret, "token": tokens["access_token"]}
+        for _ in range(3):  # the second use of a token keeps its renderings
+            seen["verify"].add(call(base, "GET", "/vedauth/authorize/verify", headers=bearer)[0])
+            seen["gateway"].add(call(base, "GET", "/gateway/check/vedsdk/Certificates/Retrieve",
+                                     headers=bearer)[0])
+            seen["gateway, forwarded"].add(call(base, "GET", "/gateway/check", headers=dict(
+                bearer, **{"X-Forwarded-Uri": "/vedsdk/Identity/Self",
+                           "X-Forwarded-Method": "GET"}))[0])
+            seen["introspection"].add(call(base, "POST", "/oauth2/introspect", intro)[0])
+            seen["introspection, form"].add(
+                call(base, "POST", "/oauth2/introspect", intro, form=True)[0])
+        seen["metrics"].add(call(base, "GET", "/metrics", headers=bearer)[0])
+        seen["verify, bad token"].add(call(base, "GET", "/vedauth/authorize/verify",
+                                           headers={"Authorization": "Bearer nope"})[0])
+        s, b = call(base, "POST", "/vedauth/authorize/token",
+                    {"client_id": app, "refresh_token": tokens["refresh_token"]})
+        seen["refresh"].add(s)
+        fresh = json.loads(b).get("access_token", "")
+        seen["revoke"].add(call(base, "GET", "/vedauth/revoke/token",
+                                headers={"Authorization": "Bearer " + fresh})[0])
+        # OAuth 2.0 face: each grant type, revocation, a refused client, the metadata.
+        s, b = call(base, "POST", "/oauth2/token", {
+            "grant_type": "password", "client_id": app, "client_secret": secret,
+            "username": "admin", "password": password, "scope": "admin"}, form=True)
+        seen["oauth2 password"].add(s)
+        s, b = call(base, "POST", "/oauth2/token", {
+            "grant_type": "refresh_token", "client_id": app, "client_secret": secret,
+            "refresh_token": json.loads(b).get("refresh_token", "")}, form=True)
+        seen["oauth2 refresh"].add(s)
+        seen["oauth2 revoke"].add(call(base, "POST", "/oauth2/revoke", {
+            "client_id": app, "client_secret": secret,
+            "token": json.loads(b).get("access_token", "")}, form=True)[0])
+        seen["oauth2 client credentials"].add(call(base, "POST", "/oauth2/token", {
+            "grant_type": "client_credentials", "client_id": app, "client_secret": secret},
+            form=True)[0])
+        seen["oauth2 wrong secret"].add(call(base, "POST", "/oauth2/token", {
+            "grant_type": "client_credentials", "client_id": app, "client_secret": "wrong"},
+            form=True)[0])
+        seen["metadata"].add(call(base, "GET", "/.well-known/oauth-authorization-server")[0])
+        seen["health"].add(call(base, "GET", "/healthz")[0])
+    expected = {"verify, bad token": {401}, "oauth2 wrong secret": {401},
+                "gateway, forwarded": {403}}
+    wrong = {k: v for k, v in seen.items() if v != expected.get(k, {200})}
+    if wrong:
+        sys.exit(f"hot-functions: unexpected answers {wrong}")
+    print(f"hot-functions: {base}: {len(seen)} request kinds answered as expected")
+
+
+def list_functions(out, files):
+    """Self cost per function of the `vedauth` object, summed over the callgrind files.
+    Callgrind names each object and function once, as `ob=(n) name`, then `ob=(n)`; a cost line
+    right after `calls=` is the call's inclusive cost, not the caller's own."""
+    named = re.compile(r"^(c?ob|c?fn)=\((\d+)\)(?: (.*))?$")
+    cost = collections.Counter()
+    for path in files:
+        obs, fns, ob, fn, after_call = {}, {}, None, None, False
+        with open(path, errors="replace") as f:
+            for line in f:
+                line = line.rstrip("\n")
+                m = named.match(line)
+                if m:
+                    kind, n, name = m.groups()
+                    table = obs if kind.endswith("ob") else fns
+                    if name:
+                        table[n] = name
+                    if kind == "ob":
+                        ob = obs.get(n)
+                    elif kind == "fn":
+                        fn = fns.get(n)
+                    continue
+                if line.startswith("calls="):
+                    after_call = True
+                    continue
+                if line[:1].isdigit() or line[:1] in "+-*":
+                    if after_call:
+                        after_call = False
+                    elif fn and ob and ob.rsplit("/", 1)[-1] == "vedauth":
+                        parts = line.split()
+                        if len(parts) >= 2 and parts[1].isdigit():
+                            # `'2`: callgrind's mark for a recursion level, not in the symbol.
+                            cost[re.sub(r"'\d+$", "", fn)] += int(parts[1])
+    names = [n for n, _ in cost.most_common() if not n.startswith(("0x", "("))]
+    if len(names) < 1000:
+        sys.exit(f"hot-functions: only {len(names)} functions found: not a whole run")
+    with open(out, "w") as f:
+        f.write("# The functions the server executed in scripts/hot-functions' run, hottest first:\n")
+        f.write("# the order build.rs gives the release binary's code. Made by scripts/hot-functions.\n")
+        f.write("\n".join(names) + "\n")
+    print(f"hot-functions: {len(names)} functions into {out}")
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "wait":
+        wait(args[0])
+    elif cmd == "drive":
+        drive(*args)
+    elif cmd == "list":
+        list_functions(args[0], args[1:])
+    else:
+        sys.exit(__doc__)
