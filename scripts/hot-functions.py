@@ -3,6 +3,7 @@
   wait URL                     until URL/healthz answers 200 (at most 180 s: valgrind is slow)
   drive URL DATA_DIR SECRET    every request path of the two faces and the gateway, three times
   list OUT CALLGRIND_FILE...   the vedauth binary's functions that ran, hottest first, into OUT
+  check LIST BINARY            the release binary has the list's functions, packed together
 """
 
 import collections
@@ -154,6 +155,29 @@ def list_functions(out, files):
     print(f"hot-functions: {len(names)} functions into {out}")
 
 
+def check(list_file, binary):
+    """Fails unless 90 % of the listed functions are in the binary (else the list is stale) and
+    they fill 90 % of the text symbols in the address range they span (else the layout was not
+    applied: laid out by the compiler, they are a quarter of them)."""
+    import subprocess
+    with open(list_file) as f:
+        listed = {l.strip() for l in f if l.strip() and not l.startswith("#")}
+    nm = subprocess.run(["nm", "-n", binary], capture_output=True, text=True, check=True).stdout
+    text = [(int(p[0], 16), p[2]) for p in (l.split() for l in nm.splitlines())
+            if len(p) == 3 and p[1] in "tTwW"]
+    at = [a for a, n in text if n in listed]
+    if len(at) < 0.9 * len(listed):
+        sys.exit(f"hot-functions: only {len(at)} of the {len(listed)} listed functions are in "
+                 f"{binary}: the list is stale; make it again with scripts/hot-functions")
+    span = [n for a, n in text if min(at) <= a <= max(at)]
+    share = len(at) / len(span)
+    if share < 0.9:
+        sys.exit(f"hot-functions: the listed functions are {share:.0%} of the text symbols where "
+                 f"they lie in {binary}: not laid out by the list (build.rs)")
+    print(f"hot-functions: {len(at)} of {len(listed)} listed functions in {binary}, "
+          f"{share:.1%} of the text symbols where they lie")
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "wait":
@@ -162,5 +186,7 @@ if __name__ == "__main__":
         drive(*args)
     elif cmd == "list":
         list_functions(args[0], args[1:])
+    elif cmd == "check":
+        check(*args)
     else:
         sys.exit(__doc__)
