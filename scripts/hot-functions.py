@@ -115,10 +115,19 @@ def drive(base, data_dir, secret):
 def list_functions(out, files):
     """Self cost per function of the `vedauth` object, summed over the callgrind files.
     Callgrind names each object and function once, as `ob=(n) name`, then `ob=(n)`; a cost line
-    right after `calls=` is the call's inclusive cost, not the caller's own."""
+    right after `calls=` is the call's inclusive cost, not the caller's own.
+
+    The files are named `cg.STORE-TRANSPORT`. Functions that ran with every store come first,
+    then those of one store only, store by store in the order of the files: a server touches
+    one store's code, which so stays in one run instead of interleaved with the other's."""
     named = re.compile(r"^(c?ob|c?fn)=\((\d+)\)(?: (.*))?$")
     cost = collections.Counter()
+    stores = collections.defaultdict(set)
+    order = []
     for path in files:
+        store = path.rsplit("/", 1)[-1].removeprefix("cg.").split("-")[0]
+        if store not in order:
+            order.append(store)
         obs, fns, ob, fn, after_call = {}, {}, None, None, False
         with open(path, errors="replace") as f:
             for line in f:
@@ -144,15 +153,26 @@ def list_functions(out, files):
                         parts = line.split()
                         if len(parts) >= 2 and parts[1].isdigit():
                             # `'2`: callgrind's mark for a recursion level, not in the symbol.
-                            cost[re.sub(r"'\d+$", "", fn)] += int(parts[1])
-    names = [n for n, _ in cost.most_common() if not n.startswith(("0x", "("))]
+                            name = re.sub(r"'\d+$", "", fn)
+                            cost[name] += int(parts[1])
+                            stores[name].add(store)
+
+    def tier(name):
+        ran = stores[name]
+        return 0 if len(ran) == len(order) else 1 + min(order.index(s) for s in ran)
+
+    names = sorted((n for n in cost if not n.startswith(("0x", "("))),
+                   key=lambda n: (tier(n), -cost[n]))
     if len(names) < 1000:
         sys.exit(f"hot-functions: only {len(names)} functions found: not a whole run")
     with open(out, "w") as f:
-        f.write("# The functions the server executed in scripts/hot-functions' run, hottest first:\n")
-        f.write("# the order build.rs gives the release binary's code. Made by scripts/hot-functions.\n")
+        f.write("# The functions the server executed in scripts/hot-functions' runs: those of every\n")
+        f.write("# store, then each store's own, hottest first. The order build.rs gives the release\n")
+        f.write("# binary's code. Made by scripts/hot-functions.\n")
         f.write("\n".join(names) + "\n")
-    print(f"hot-functions: {len(names)} functions into {out}")
+    tiers = collections.Counter(tier(n) for n in names)
+    print(f"hot-functions: {len(names)} functions into {out}: {tiers[0]} of every store, "
+          + ", ".join(f"{tiers[i + 1]} of {s} alone" for i, s in enumerate(order)))
 
 
 def check(list_file, binary):

@@ -8,10 +8,10 @@
 /// Allocations of this size or more get a mapping of their own (see
 /// [`map_large_allocations_apart`]). Far above any request's buffers; below argon2id's working
 /// memory at any parameters worth using (7 MiB at the smallest that OWASP lists).
-pub const OWN_MAPPING_FROM: usize = 1024 * 1024;
+const OWN_MAPPING_FROM: usize = 1024 * 1024;
 
-/// Makes every allocation of [`OWN_MAPPING_FROM`] or more a mapping of its own, unmapped (given
-/// back to the OS) when freed. glibc does that from 128 KiB at first, but raises the limit to the
+/// Makes every allocation of 1 MiB (`OWN_MAPPING_FROM`) or more a mapping of its own, unmapped
+/// (given back to the OS) when freed. glibc does that from 128 KiB at first, but raises the limit to the
 /// size of each such block freed: after the first hashing thread gave its 19 MiB back, the next
 /// 19 MiB came from a thread's arena, and freed it joined that arena's top, which neither a free
 /// nor `malloc_trim` returns (glibc trims only the main arena's top, and a thread arena's only
