@@ -2,7 +2,7 @@
 
   wait URL                     until URL/healthz answers 200 (at most 180 s: valgrind is slow)
   drive URL DATA_DIR SECRET    every request path of the two faces and the gateway, three times
-  list OUT CALLGRIND_FILE...   the vedauth binary's functions that ran, hottest first, into OUT
+  list OUT CALLGRIND_FILE...   the vedauth binary's functions that ran, by store then cost, into OUT
   check LIST BINARY            the release binary has the list's functions, packed together
 """
 
