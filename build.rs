@@ -58,8 +58,8 @@ fn main() {
 /// The code a running server executes is placed together at the start of the release binary's
 /// text. The kernel maps a binary's code in 64 KiB runs around each page touched, and the
 /// functions a server runs were spread over nearly all of its 12.6 MB of text: an idle server
-/// held about 13.4 MB of it. Packed, they fill about 4 MB (docs/BENCHMARKS.md, "Code laid out by
-/// use").
+/// held about 13.4 MB of it. Packed, they fill about 4 MB (docs/BENCHMARKS.md, "Hashing memory
+/// that really goes back, and code laid out by use").
 ///
 /// The list is made by `scripts/hot-functions`. A name no longer in the binary is skipped, so
 /// a stale list costs memory, never correctness. Only for the `vedauth` binary of an optimised
