@@ -10,6 +10,7 @@ import collections
 import json
 import re
 import ssl
+import subprocess
 import sys
 import time
 import urllib.error
@@ -179,7 +180,6 @@ def check(list_file, binary):
     """Fails unless 90 % of the listed functions are in the binary (else the list is stale) and
     they fill 90 % of the text symbols in the address range they span (else the layout was not
     applied: laid out by the compiler, they are a quarter of them)."""
-    import subprocess
     with open(list_file) as f:
         listed = {l.strip() for l in f if l.strip() and not l.startswith("#")}
     nm = subprocess.run(["nm", "-n", binary], capture_output=True, text=True, check=True).stdout

@@ -11,12 +11,12 @@
 const OWN_MAPPING_FROM: usize = 1024 * 1024;
 
 /// Makes every allocation of 1 MiB (`OWN_MAPPING_FROM`) or more a mapping of its own, unmapped
-/// (given back to the OS) when freed. glibc does that from 128 KiB at first, but raises the limit to the
-/// size of each such block freed: after the first hashing thread gave its 19 MiB back, the next
-/// 19 MiB came from a thread's arena, and freed it joined that arena's top, which neither a free
-/// nor `malloc_trim` returns (glibc trims only the main arena's top, and a thread arena's only
-/// past a limit also raised to twice the block). A fixed limit turns that adjustment off. A
-/// no-op with other C libraries.
+/// (given back to the OS) when freed. glibc does that from 128 KiB at first, but raises the
+/// limit to the size of each such block freed: after the first hashing thread gave its 19 MiB
+/// back, the next 19 MiB came from a thread's arena, and freed it joined that arena's top, which
+/// neither a free nor `malloc_trim` returns (glibc trims only the main arena's top, and a thread
+/// arena's only past a limit also raised to twice the block). A fixed limit turns that
+/// adjustment off. A no-op with other C libraries.
 pub fn map_large_allocations_apart() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt takes the allocator's own lock and has no precondition; the value fits.
