@@ -1,12 +1,22 @@
 """The two halves of scripts/hot-functions (standard library only).
 
   wait URL                     until URL/healthz answers 200 (at most 180 s: valgrind is slow)
-  drive URL DATA_DIR SECRET    every request path of the two faces and the gateway, three times
+  pki DIR                      an issuer's ES256 key and JWK Set; a CA, its client certificate
+                               for `admin` and its server certificate for 127.0.0.1 (needs
+                               the `cryptography` package)
+  jwks DIR PORT                serves DIR's JWK Set over HTTPS with DIR's server certificate
+  drive URL DATA_DIR SECRET DIR  every request path of the two faces and the gateway, three
+                               times; the JWT grants sign with DIR's key, and over TLS the
+                               certificate grant presents DIR's client certificate
   list OUT CALLGRIND_FILE...   the vedauth binary's functions that ran, by store then cost, into OUT
   check LIST BINARY            the release binary has the list's functions, packed together
 """
 
+import base64
 import collections
+import datetime
+import http.server
+import ipaddress
 import json
 import re
 import ssl
@@ -22,7 +32,7 @@ CTX.check_hostname = False
 CTX.verify_mode = ssl.CERT_NONE  # the server's own generated certificate, on loopback
 
 
-def call(base, method, path, body=None, headers=None, form=False):
+def call(base, method, path, body=None, headers=None, form=False, ctx=CTX):
     h = dict(headers or {})
     data = None
     if body is not None:
@@ -34,10 +44,113 @@ def call(base, method, path, body=None, headers=None, form=False):
             h["Content-Type"] = "application/json"
     req = urllib.request.Request(base + path, data=data, headers=h, method=method)
     try:
-        with urllib.request.urlopen(req, context=CTX, timeout=120) as r:
+        with urllib.request.urlopen(req, context=ctx, timeout=120) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+
+ISSUER = "https://issuer.hot-functions.invalid"
+
+
+def b64(raw):
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def pki(out):
+    """The JWT issuer's P-256 key and JWK Set; a CA, a certificate naming `admin` by CN for the
+    certificate grant, and one for the key server at 127.0.0.1. Written as PEM files into OUT."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    def pem_key(key):
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+    issuer = ec.generate_private_key(ec.SECP256R1())
+    nums = issuer.public_key().public_numbers()
+    jwk = {"kty": "EC", "crv": "P-256", "kid": "hot", "use": "sig",
+           "x": b64(nums.x.to_bytes(32, "big")), "y": b64(nums.y.to_bytes(32, "big"))}
+    with open(f"{out}/issuer.key", "wb") as f:
+        f.write(pem_key(issuer))
+    with open(f"{out}/jwks.json", "w") as f:
+        json.dump({"keys": [jwk]}, f)
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def cert(cn, key, signer, signer_name, ca, usage):
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        b = (x509.CertificateBuilder().subject_name(name).issuer_name(signer_name or name)
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(hours=1))
+             .not_valid_after(now + datetime.timedelta(days=1)))
+        if ca:
+            b = b.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            b = b.add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
+                                              False), critical=True)
+        else:
+            b = b.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            if usage == ExtendedKeyUsageOID.SERVER_AUTH:
+                b = b.add_extension(x509.SubjectAlternativeName(
+                    [x509.IPAddress(ipaddress.ip_address(cn))]), critical=False)
+        return b.sign(signer, hashes.SHA256())
+
+    def issued(cn, ca_name, usage):
+        key = ec.generate_private_key(ec.SECP256R1())
+        leaf = cert(cn, key, ca_key, ca_name, False, usage)
+        return leaf.public_bytes(serialization.Encoding.PEM), pem_key(key)
+
+    # One CA for both: the client certificate's issuer, and the key server's, which the server
+    # trusts for key fetches (tokens.jwt_ca_file).
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = cert("hot-functions CA", ca_key, ca_key, None, True, None)
+    client, client_key = issued("admin", ca.subject, ExtendedKeyUsageOID.CLIENT_AUTH)
+    keys, keys_key = issued("127.0.0.1", ca.subject, ExtendedKeyUsageOID.SERVER_AUTH)
+    for name, data in [("ca.pem", ca.public_bytes(serialization.Encoding.PEM)),
+                       ("client.pem", client), ("client.key", client_key),
+                       ("keys.pem", keys), ("keys.key", keys_key)]:
+        with open(f"{out}/{name}", "wb") as f:
+            f.write(data)
+
+
+def jwks(pki_dir, port):
+    """The issuer's key server: the JWK Set at any path, over HTTPS with a certificate of
+    PKI_DIR's CA, which the server trusts for key fetches (tokens.jwt_ca_file)."""
+    with open(f"{pki_dir}/jwks.json", "rb") as f:
+        body = f.read()
+
+    class Keys(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(f"{pki_dir}/keys.pem", f"{pki_dir}/keys.key")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", int(port)), Keys)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    server.serve_forever()
+
+
+def signed_jwt(pki_dir, jti):
+    """An ES256 JWT from the hot-functions issuer for `admin`, valid ten minutes."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    with open(f"{pki_dir}/issuer.key", "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), None)
+    now = int(time.time())
+    head = b64(json.dumps({"alg": "ES256", "kid": "hot", "typ": "JWT"}).encode())
+    claims = b64(json.dumps({"iss": ISSUER, "aud": "vedauth", "sub": "admin", "iat": now,
+                             "exp": now + 600, "jti": jti}).encode())
+    r, s = decode_dss_signature(key.sign(f"{head}.{claims}".encode(), ec.ECDSA(hashes.SHA256())))
+    return f"{head}.{claims}.{b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
 
 def wait(base):
@@ -52,12 +165,16 @@ def wait(base):
     sys.exit(f"hot-functions: {base} did not answer within 180 s")
 
 
-def drive(base, data_dir, secret):
+def drive(base, data_dir, secret, pki_dir):
     with open(f"{data_dir}/initial-admin-password") as f:
         password = f.read().strip()
     seen = collections.defaultdict(set)
     app = "vedauth-admin"
-    for _ in range(3):
+    with_cert = ssl.create_default_context()
+    with_cert.check_hostname = False
+    with_cert.verify_mode = ssl.CERT_NONE
+    with_cert.load_cert_chain(f"{pki_dir}/client.pem", f"{pki_dir}/client.key")
+    for n in range(3):
         # VEDauth face: password grant, verify, the gateway check, introspection, refresh, revoke.
         s, b = call(base, "POST", "/vedauth/authorize/oauth", {
             "client_id": app, "username": "admin", "password": password,
@@ -103,6 +220,17 @@ def drive(base, data_dir, secret):
         seen["oauth2 wrong secret"].add(call(base, "POST", "/oauth2/token", {
             "grant_type": "client_credentials", "client_id": app, "client_secret": "wrong"},
             form=True)[0])
+        # The JWT grant on both faces, and (over TLS) the certificate grant.
+        seen["jwt grant"].add(call(base, "POST", "/vedauth/authorize/jwt", {
+            "client_id": app, "jwt": signed_jwt(pki_dir, f"vedauth-{n}"),
+            "scope": "certificate:manage"})[0])
+        seen["oauth2 jwt bearer"].add(call(base, "POST", "/oauth2/token", {
+            "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "client_id": app,
+            "client_secret": secret, "assertion": signed_jwt(pki_dir, f"oauth2-{n}"),
+            "scope": "certificate:manage"}, form=True)[0])
+        if base.startswith("https:"):
+            seen["certificate grant"].add(call(base, "POST", "/vedauth/authorize/certificate", {
+                "client_id": app, "scope": "certificate:manage"}, ctx=with_cert)[0])
         seen["metadata"].add(call(base, "GET", "/.well-known/oauth-authorization-server")[0])
         seen["health"].add(call(base, "GET", "/healthz")[0])
     expected = {"verify, bad token": {401}, "oauth2 wrong secret": {401},
@@ -202,6 +330,10 @@ if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "wait":
         wait(args[0])
+    elif cmd == "pki":
+        pki(*args)
+    elif cmd == "jwks":
+        jwks(*args)
     elif cmd == "drive":
         drive(*args)
     elif cmd == "list":
