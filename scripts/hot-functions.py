@@ -1,4 +1,5 @@
-"""The two halves of scripts/hot-functions (standard library only).
+"""The two halves of scripts/hot-functions (the standard library; `cryptography` for pki and
+the JWT grants).
 
   wait URL                     until URL/healthz answers 200 (at most 180 s: valgrind is slow)
   pki DIR                      an issuer's ES256 key and JWK Set; a CA, its client certificate
@@ -49,6 +50,8 @@ def call(base, method, path, body=None, headers=None, form=False, ctx=CTX):
     except urllib.error.HTTPError as e:
         return e.code, e.read()
 
+
+# scripts/hot-functions maps this issuer with `vedauth jwt add --issuer`.
 ISSUER = "https://issuer.hot-functions.invalid"
 
 
