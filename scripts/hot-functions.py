@@ -2,7 +2,7 @@
 the JWT grants).
 
   wait URL                     until URL/healthz answers 200 (at most 180 s: valgrind is slow)
-  pki DIR                      an issuer's ES256 key and JWK Set; a CA, its client certificate
+  pki DIR                      an issuer's name, ES256 key and JWK Set; a CA, its client certificate
                                for `admin` and its server certificate for 127.0.0.1 (needs
                                the `cryptography` package)
   jwks DIR PORT                serves DIR's JWK Set over HTTPS with DIR's server certificate
@@ -51,7 +51,6 @@ def call(base, method, path, body=None, headers=None, form=False, ctx=CTX):
         return e.code, e.read()
 
 
-# scripts/hot-functions maps this issuer with `vedauth jwt add --issuer`.
 ISSUER = "https://issuer.hot-functions.invalid"
 
 
@@ -77,6 +76,8 @@ def pki(out):
            "x": b64(nums.x.to_bytes(32, "big")), "y": b64(nums.y.to_bytes(32, "big"))}
     with open(f"{out}/issuer.key", "wb") as f:
         f.write(pem_key(issuer))
+    with open(f"{out}/issuer", "w") as f:  # for `vedauth jwt add --issuer`
+        f.write(ISSUER)
     with open(f"{out}/jwks.json", "w") as f:
         json.dump({"keys": [jwk]}, f)
     now = datetime.datetime.now(datetime.timezone.utc)
