@@ -11,12 +11,15 @@ connection manager has the documented filters in front of an upstream, the docum
 `vedauth` cluster beside it) and parsed into `envoy.config.bootstrap.v3.Bootstrap` with
 Envoy's generated protobuf classes (PyPI's xds-protos, made from envoyproxy/data-plane-api by
 the gRPC project). An unknown field, a wrong type, a bad duration or an unknown `@type` fails
-the parse. Then the parsed message is held to what vedauth needs: the check's path prefix, a
+the parse. Each message is then checked against the validation rules Envoy's API declares
+(protoc-gen-validate: a cluster name not empty, a timeout above zero and the like), which Envoy
+applies when it loads a configuration. Then the parsed message is held to what vedauth needs: the check's path prefix, a
 cluster the filter names that exists, the router last, TLS to the check, and response
 headers that let through every NAME given (the Rust test passes the `x-vedauth-*` headers a
 real check answered). The README's shorter snippet must be the same filter as the guide's.
 
-Three broken copies must fail the parse, so that this check is seen to be able to fail.
+Three broken copies must fail the parse and one the validation rules, so that these checks are
+seen to be able to fail.
 Prints one line per check and `envoy_config: N passed, N failed`; exit 0 only if all passed.
 """
 
@@ -27,7 +30,8 @@ import sys
 from pathlib import Path
 
 import yaml
-from google.protobuf import json_format
+from google.protobuf import json_format, symbol_database
+from protoc_gen_validate.validator import ValidationFailed, validate
 
 # Importing the modules registers their types, which `@type` in the snippets resolves to.
 from envoy.config.bootstrap.v3 import bootstrap_pb2
@@ -108,6 +112,23 @@ def unpack(any_msg, cls):
     return out
 
 
+def unpack_any(any_msg):
+    """An `Any` as the message its type URL names (registered by the imports above)."""
+    name = any_msg.type_url.rsplit("/", 1)[-1]
+    out = symbol_database.Default().GetSymbol(name)()
+    any_msg.Unpack(out)
+    return out
+
+
+def rules(m):
+    """(ok, detail) of protoc-gen-validate's rules for one message."""
+    try:
+        validate(m)
+        return True, ""
+    except ValidationFailed as e:
+        return False, str(e)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repo", required=True, type=Path)
@@ -133,6 +154,16 @@ def main():
     hcm_any = boot.static_resources.listeners[0].filter_chains[0].filters[0].typed_config
     hcm = unpack(hcm_any, http_connection_manager_pb2.HttpConnectionManager)
     names = [f.name for f in hcm.http_filters]
+    # The validation rules do not reach inside an `Any`: each typed config is checked unpacked.
+    checked = [("the bootstrap", boot), ("the connection manager", hcm)]
+    checked += [(f"filter {f.name}", f.typed_config) for f in hcm.http_filters]
+    checked += [(f"cluster {c.name}", c) for c in boot.static_resources.clusters]
+    checked += [(f"cluster {c.name}'s TLS", c.transport_socket.typed_config)
+                for c in boot.static_resources.clusters if c.HasField("transport_socket")]
+    for what, m in checked:
+        if m.DESCRIPTOR.full_name == "google.protobuf.Any":
+            m = unpack_any(m)
+        check(f"{what} meets the API's validation rules", *rules(m))
     check("the router is the last HTTP filter, after ext_authz",
           names[-1:] == [ROUTER] and EXT_AUTHZ in names, str(names))
     authz = unpack(hcm.http_filters[names.index(EXT_AUTHZ)].typed_config, ext_authz_pb2.ExtAuthz)
@@ -196,6 +227,12 @@ def main():
 
     def unknown_type(d):
         d["http_filters"][0]["typed_config"]["@type"] += "Typo"
+
+    empty = ext_authz_pb2.ExtAuthz()
+    empty.CopyFrom(authz)
+    empty.http_service.server_uri.cluster = ""
+    ok, _ = rules(empty)
+    check("refused by the rules: a filter naming an empty cluster", not ok, "passed")
 
     broken("a misspelt field", misspelt)
     broken("a duration Envoy cannot read", bad_timeout)
