@@ -13,14 +13,14 @@ Envoy's generated protobuf classes (PyPI's xds-protos, made from envoyproxy/data
 the gRPC project). An unknown field, a wrong type, a bad duration or an unknown `@type` fails
 the parse. Each message is then checked against the validation rules Envoy's API declares
 (protoc-gen-validate: a cluster name not empty, a timeout above zero and the like), which Envoy
-applies when it loads a configuration. Then the parsed message is held to what vedauth needs: the check's path prefix, a
-cluster the filter names that exists, the router last, TLS to the check, and response
-headers that let through every NAME given (the Rust test passes the `x-vedauth-*` headers a
-real check answered). The README's shorter snippet must be the same filter as the guide's.
+applies when it loads a configuration. Then the parsed message is held to what vedauth needs:
+the check's path prefix, a cluster the filter names that exists, the router last, TLS to the
+check, and response headers that let through every NAME given (the Rust test passes the
+`x-vedauth-*` headers a real check answered). The README's shorter snippet must be the same
+filter as the guide's.
 
 Three broken copies must fail the parse and one the validation rules, so that these checks are
-seen to be able to fail.
-Prints one line per check and `envoy_config: N passed, N failed`; exit 0 only if all passed.
+seen to be able to fail. Prints one line per check and `envoy_config: N passed, N failed`; exit 0 only if all passed.
 """
 
 import argparse

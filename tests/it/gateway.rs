@@ -628,8 +628,9 @@ async fn traefik_forward_auth_in_front_of_an_upstream() {
 
 /// Envoy cannot run here (no registry CI reaches has a build): its configuration in
 /// docs/gateway.md and the README is parsed with Envoy's own v3 API classes (PyPI's
-/// `xds-protos`) and held to what the check needs, among it that every `x-vedauth-*` header a
-/// real check answers is let through to the upstream.
+/// `xds-protos`), checked against the validation rules its API declares (`protoc-gen-validate`)
+/// and held to what the check needs, among it that every `x-vedauth-*` header a real check
+/// answers is let through to the upstream.
 #[tokio::test]
 async fn the_envoy_configuration_is_envoys_v3_api_and_lets_the_identity_headers_through() {
     let (s, token) = server(false).await;
