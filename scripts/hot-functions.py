@@ -141,14 +141,20 @@ def jwks(pki_dir, port):
     server.serve_forever()
 
 
-def signed_jwt(pki_dir, jti):
-    """An ES256 JWT from the hot-functions issuer for `admin`, valid ten minutes."""
-    from cryptography.hazmat.primitives import hashes, serialization
+def issuer_key(pki_dir):
+    from cryptography.hazmat.primitives import serialization
+
+    with open(f"{pki_dir}/issuer.key", "rb") as f:
+        return serialization.load_pem_private_key(f.read(), None)
+
+
+def signed_jwt(key, jti):
+    """An ES256 JWT from the hot-functions issuer (its `issuer_key`) for `admin`, valid ten
+    minutes."""
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-    with open(f"{pki_dir}/issuer.key", "rb") as f:
-        key = serialization.load_pem_private_key(f.read(), None)
     now = int(time.time())
     head = b64(json.dumps({"alg": "ES256", "kid": "hot", "typ": "JWT"}).encode())
     claims = b64(json.dumps({"iss": ISSUER, "aud": "vedauth", "sub": "admin", "iat": now,
@@ -178,6 +184,7 @@ def drive(base, data_dir, secret, pki_dir):
     with_cert.check_hostname = False
     with_cert.verify_mode = ssl.CERT_NONE
     with_cert.load_cert_chain(f"{pki_dir}/client.pem", f"{pki_dir}/client.key")
+    key = issuer_key(pki_dir)
     for n in range(3):
         # VEDauth face: password grant, verify, the gateway check, introspection, refresh, revoke.
         s, b = call(base, "POST", "/vedauth/authorize/oauth", {
@@ -226,11 +233,11 @@ def drive(base, data_dir, secret, pki_dir):
             form=True)[0])
         # The JWT grant on both faces, and (over TLS) the certificate grant.
         seen["jwt grant"].add(call(base, "POST", "/vedauth/authorize/jwt", {
-            "client_id": app, "jwt": signed_jwt(pki_dir, f"vedauth-{n}"),
+            "client_id": app, "jwt": signed_jwt(key, f"vedauth-{n}"),
             "scope": "certificate:manage"})[0])
         seen["oauth2 jwt bearer"].add(call(base, "POST", "/oauth2/token", {
             "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "client_id": app,
-            "client_secret": secret, "assertion": signed_jwt(pki_dir, f"oauth2-{n}"),
+            "client_secret": secret, "assertion": signed_jwt(key, f"oauth2-{n}"),
             "scope": "certificate:manage"}, form=True)[0])
         if base.startswith("https:"):
             seen["certificate grant"].add(call(base, "POST", "/vedauth/authorize/certificate", {

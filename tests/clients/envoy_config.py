@@ -20,7 +20,8 @@ check, and response headers that let through every NAME given (the Rust test pas
 filter as the guide's.
 
 Three broken copies must fail the parse and one the validation rules, so that these checks are
-seen to be able to fail. Prints one line per check and `envoy_config: N passed, N failed`; exit 0 only if all passed.
+seen to be able to fail. Prints one line per check and `envoy_config: N passed, N failed`;
+exit 0 only if all passed.
 """
 
 import argparse
@@ -32,6 +33,8 @@ from pathlib import Path
 import yaml
 from google.protobuf import json_format, symbol_database
 from protoc_gen_validate.validator import ValidationFailed, validate
+
+from checks import Checks
 
 # Importing the modules registers their types, which `@type` in the snippets resolves to.
 from envoy.config.bootstrap.v3 import bootstrap_pb2
@@ -49,12 +52,8 @@ HCM = (
 EXT_AUTHZ = "envoy.filters.http.ext_authz"
 ROUTER = "envoy.filters.http.router"
 
-results = []
-
-
-def check(name, ok, detail=""):
-    results.append(ok)
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail and not ok else ''}")
+tally = Checks("envoy_config")
+check = tally.check
 
 
 def yaml_blocks(text, heading):
@@ -140,7 +139,7 @@ def main():
     check("docs/gateway.md has one Envoy block", len(guide) == 1, f"{len(guide)} blocks")
     check("the README has its Envoy snippet", len(readme) >= 1, "none")
     if len(guide) != 1 or not readme:
-        return summary()
+        return tally.summary()
     doc = yaml.safe_load(guide[0])
     snippet = yaml.safe_load(readme[0])
 
@@ -149,7 +148,7 @@ def main():
         check("the guide's filters and cluster parse as an Envoy v3 bootstrap", True)
     except (json_format.ParseError, KeyError, TypeError) as e:
         check("the guide's filters and cluster parse as an Envoy v3 bootstrap", False, str(e))
-        return summary()
+        return tally.summary()
 
     hcm_any = boot.static_resources.listeners[0].filter_chains[0].filters[0].typed_config
     hcm = unpack(hcm_any, http_connection_manager_pb2.HttpConnectionManager)
@@ -237,14 +236,7 @@ def main():
     broken("a misspelt field", misspelt)
     broken("a duration Envoy cannot read", bad_timeout)
     broken("an unknown @type", unknown_type)
-    return summary()
-
-
-def summary():
-    passed = sum(results)
-    failed = len(results) - passed
-    print(f"envoy_config: {passed} passed, {failed} failed")
-    return 0 if failed == 0 and passed > 0 else 1
+    return tally.summary()
 
 
 if __name__ == "__main__":

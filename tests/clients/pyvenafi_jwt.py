@@ -24,18 +24,10 @@ import sys
 from pyvenafi.tpp.api.api_base import InvalidResponseError
 from pyvenafi.tpp.api.websdk.websdk import WebSDK
 
-passed = 0
-failed = 0
+from checks import Checks
 
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}: {detail}")
+tally = Checks("pyvenafi_jwt")
+check = tally.check
 
 
 class JwtWebSDK(WebSDK):
@@ -98,8 +90,7 @@ def main():
         check("the same JWT again is refused with 401 invalid_grant",
               r.status_code == 401 and body.get("error") == "invalid_grant", r.text)
 
-    print(f"pyvenafi_jwt: {passed} passed, {failed} failed")
-    return 0 if failed == 0 else 1
+    return tally.summary()
 
 
 if __name__ == "__main__":
