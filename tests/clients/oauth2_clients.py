@@ -25,7 +25,6 @@ and trades them for tokens (jwt-bearer). Prints one line per check and a closing
 import argparse
 import os
 import sys
-import traceback
 
 import requests
 from authlib.integrations.requests_client import AssertionSession
@@ -37,23 +36,10 @@ from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session as OauthlibSession
 
+from checks import Checks
+
 SCOPE = "certificate:manage configuration"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-
-passed = 0
-failed = 0
-
-
-def check(name, fn):
-    global passed, failed
-    try:
-        fn()
-        passed += 1
-        print(f"ok   {name}")
-    except Exception:  # noqa: BLE001 - every deviation is reported, none stops the run
-        failed += 1
-        print(f"FAIL {name}")
-        traceback.print_exc(file=sys.stdout)
 
 
 def expect(cond, what):
@@ -75,6 +61,8 @@ def main():
     ap.add_argument("--jwt-subject")
     ap.add_argument("--jwt-client-id")
     a = ap.parse_args()
+    checks = Checks("oauth2_clients")
+    check = checks.run
     # authlib's session passes verify=True on its own requests: requests then takes the bundle
     # from the environment.
     os.environ["REQUESTS_CA_BUNDLE"] = a.ca
@@ -94,8 +82,7 @@ def main():
 
     check("metadata document (RFC 8414)", metadata)
     if not meta:
-        print(f"oauth2_clients: {passed} passed, {failed + 1} failed")
-        return 1
+        return checks.summary()
     token_url = meta["token_endpoint"]
     introspect_url = meta["introspection_endpoint"]
     revoke_url = meta["revocation_endpoint"]
@@ -309,8 +296,7 @@ def main():
 
     check("requests-oauthlib: errors as oauthlib's exception types", oauthlib_errors)
 
-    print(f"oauth2_clients: {passed} passed, {failed} failed")
-    return 0 if failed == 0 else 1
+    return checks.summary()
 
 
 if __name__ == "__main__":
