@@ -476,6 +476,54 @@ async fn saturated_pool_sheds_with_503_and_retry_after() {
     assert!(shed >= 1, "some requests were shed");
 }
 
+/// A change of a user through the administration core applies to the next login at once:
+/// disabled, enabled, a new password, removed and made again with another. (A login reads its
+/// user from the store every time; a copy kept in memory would have to be dropped here.)
+#[tokio::test]
+async fn a_user_changed_through_the_administration_applies_at_the_next_login() {
+    use vedauth::admin::{Caller, NewUser};
+    use vedauth::secret::Secret;
+    let s = basic().await;
+    let (op, new_pw, third_pw) = (Caller::Operator, "Alice-New-Password-2", "Alice-Third-Pw-3");
+    let login = |pw: &'static str| s.password_grant("vcert-sdk", "alice", pw, "certificate");
+    let refused = |r: crate::common::Reply| r.assert_error(401, "invalid_grant", BAD_LOGIN);
+    assert_eq!(login("alice-pw").await.status, StatusCode::OK);
+    let admin = &s.app.admin;
+    admin
+        .set_user_disabled(&op, "alice", true)
+        .await
+        .expect("disable");
+    refused(login("alice-pw").await);
+    admin
+        .set_user_disabled(&op, "alice", false)
+        .await
+        .expect("enable");
+    assert_eq!(login("alice-pw").await.status, StatusCode::OK);
+    admin
+        .set_password(&op, "alice", Secret::new(new_pw))
+        .await
+        .expect("password");
+    refused(login("alice-pw").await);
+    assert_eq!(login(new_pw).await.status, StatusCode::OK);
+    admin.remove_user(&op, "alice").await.expect("remove");
+    refused(login(new_pw).await);
+    admin
+        .add_user(
+            &op,
+            NewUser {
+                name: "alice".into(),
+                password: Secret::new(third_pw),
+                full_name: None,
+                email: None,
+            },
+        )
+        .await
+        .expect("add");
+    refused(login(new_pw).await);
+    // The new alice is another identity, which the application's rule (everyone) admits.
+    assert_eq!(login(third_pw).await.status, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn outdated_hash_is_upgraded_at_next_login() {
     let s = basic().await;

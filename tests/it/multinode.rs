@@ -166,6 +166,54 @@ async fn a_client_secret_rotated_on_one_node_is_refused_on_the_other_within_a_se
     assert_eq!(introspect(new).await.json["active"], true);
 }
 
+/// A user disabled, enabled or given a new password on one node: the other node's next login
+/// follows (each login reads its user from the store; this bounds any copy a node might keep
+/// to a second).
+#[tokio::test]
+async fn a_user_changed_on_one_node_is_seen_by_the_others_logins_within_a_second() {
+    use vedauth::admin::Caller;
+    use vedauth::secret::Secret;
+    let db = pg::fresh_database().await;
+    let (a, b) = two_nodes(|| Options::on_database(&db)).await;
+    pg::wait_for_listeners(&db, 2).await;
+    a.setup_basic("alice", PW, APP, SCOPE).await;
+    let b = &b;
+    let login_on_b =
+        |pw: &'static str| async move { b.password_grant(APP, "alice", pw, SCOPE).await.status };
+    assert_eq!(login_on_b(PW).await, StatusCode::OK);
+    let admin = &a.app.admin;
+    admin
+        .set_user_disabled(&Caller::Operator, "alice", true)
+        .await
+        .expect("disable");
+    refused_within(Duration::from_secs(1), "the disabled user on B", || {
+        login_on_b(PW)
+    })
+    .await;
+    admin
+        .set_user_disabled(&Caller::Operator, "alice", false)
+        .await
+        .expect("enable");
+    let start = Instant::now();
+    while login_on_b(PW).await != StatusCode::OK {
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "the enabled user still refused on B"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let new_pw = "Alice-New-Password-2";
+    admin
+        .set_password(&Caller::Operator, "alice", Secret::new(new_pw))
+        .await
+        .expect("password");
+    refused_within(Duration::from_secs(1), "the old password on B", || {
+        login_on_b(PW)
+    })
+    .await;
+    assert_eq!(login_on_b(new_pw).await, StatusCode::OK);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_refreshes_of_one_token_on_two_nodes_succeed_exactly_once() {
     let db = pg::fresh_database().await;
