@@ -5,10 +5,11 @@
 use crate::audit::{hex, Event};
 use crate::domain::{CanonicalScope, ClientId, GrantId, Identity, Lifetime};
 use crate::domain::{Grant, Rotation, Successor};
+use crate::identity::Principal;
 use crate::scope::Scope;
 use crate::token;
 
-use super::error::{GrantError, ScopeLimit};
+use super::error::{reject_word, GrantError, ScopeLimit};
 use super::policy::{cap, lifetimes, matching_rule, scope_limit};
 use super::request::{Admission, Admitted, IssuedTokens};
 use super::{grace, Engine};
@@ -28,6 +29,9 @@ struct Mint {
     source: Option<std::net::IpAddr>,
     state: Option<String>,
     grant_type: &'static str,
+    /// The person the grant is for, checked again once the grant is stored (none for a
+    /// client's own grant).
+    principal: Option<Principal>,
 }
 
 impl Engine {
@@ -84,6 +88,7 @@ impl Engine {
                     source: adm.source,
                     state: adm.state,
                     grant_type,
+                    principal: Some(principal),
                 })
                 .await
             }
@@ -130,6 +135,7 @@ impl Engine {
                     source: adm.source,
                     state: None,
                     grant_type,
+                    principal: None,
                 })
                 .await
             }
@@ -284,6 +290,7 @@ impl Engine {
             source,
             state,
             grant_type,
+            principal,
         } = m;
         let now = self.now();
         let expires_at = grant_lifetime.expiry_from(now);
@@ -321,6 +328,29 @@ impl Engine {
         if let Err(e) = self.store.insert_grant(&grant).await {
             self.not_committed("grant_issued", &grant.id, &e);
             return Err(e.into());
+        }
+        // A change to the user that revoked their grants (disabled, removed, a new password)
+        // while this login was between reading the user and storing the grant missed this one:
+        // it is revoked here, and the login refused as it would be now.
+        if let Some(p) = &principal {
+            if let Some(cause) = self.identities.recheck(p).await? {
+                self.audit.record(&Event {
+                    event: "grant_revoked",
+                    cause: Some(reject_word(cause)),
+                    identity: Some(&grant.identity),
+                    client_id: Some(&grant.client_id),
+                    source,
+                    grant: Some(&grant.id),
+                    access_digest: Some(hex(&grant.access_digest)),
+                    refresh_digest: grant.refresh_digest.as_ref().map(hex),
+                    ..Event::default()
+                })?;
+                if let Err(e) = self.revoke_grant(&grant).await {
+                    self.not_committed("grant_revoked", &grant.id, &e);
+                    return Err(e);
+                }
+                return Err(GrantError::BadCredentials(cause));
+            }
         }
         metrics::counter!("vedauth_grants_issued_total", "client_id" => client_id.to_string(), "grant_type" => grant_type)
             .increment(1);

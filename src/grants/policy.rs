@@ -112,6 +112,7 @@ mod tests {
             name: "alice".into(),
             full_name: "Alice".into(),
             groups: vec!["local:ops".into()],
+            checked_hash: None,
         };
         let rules = vec![rule("everyone"), rule("local:ops"), rule("LOCAL:Alice")];
         assert_eq!(

@@ -256,6 +256,7 @@ impl DirectoryProvider {
             // TPP reports a directory identity's DN as its full name.
             full_name: e.dn.clone(),
             groups,
+            checked_hash: None,
         })
     }
 }

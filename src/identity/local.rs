@@ -13,6 +13,7 @@ use super::{
 };
 use crate::domain::{SharedStore, StoreResult, User};
 use crate::password::HashPool;
+use crate::secret::Secret;
 
 /// What the local provider needs of the store. A narrow port rather than the whole `Store`:
 /// the provider depends on three operations, and a test can count them.
@@ -73,6 +74,7 @@ pub fn principal_of(u: &User) -> Principal {
         name: u.name.clone(),
         full_name: u.full_name.clone().unwrap_or_else(|| u.name.clone()),
         groups: Vec::new(),
+        checked_hash: None,
     }
 }
 
@@ -118,17 +120,45 @@ impl IdentityProvider for LocalProvider {
         if user.disabled {
             return Ok(AuthOutcome::Rejected(RejectCause::Disabled));
         }
+        let mut checked = user.password_hash.clone();
         if let Some(new_hash) = verified.rehash {
             // Only if nobody changed the password meanwhile; losing this race is harmless.
-            if let Err(e) = self
+            match self
                 .users
                 .replace_password_hash(&user.id, Some(&user.password_hash), &new_hash)
                 .await
             {
-                tracing::warn!(error = %e, "could not store the upgraded password hash");
+                Ok(true) => checked = new_hash,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "could not store the upgraded password hash"),
             }
         }
-        Ok(AuthOutcome::Authenticated(principal_of(&user)))
+        Ok(AuthOutcome::Authenticated(Principal {
+            checked_hash: Some(Secret::new(checked)),
+            ..principal_of(&user)
+        }))
+    }
+
+    /// Read from the store, never from a copy: the user still exists, is enabled, and (after a
+    /// password login) still has the hash the password was checked against.
+    async fn recheck(&self, principal: &Principal) -> Result<Option<RejectCause>, IdpError> {
+        let id = principal
+            .universal
+            .trim_start_matches('{')
+            .trim_end_matches('}');
+        Ok(match self.users.user_by_id(id).await? {
+            None => Some(RejectCause::UnknownUser),
+            Some(u) if u.disabled => Some(RejectCause::Disabled),
+            Some(u)
+                if principal
+                    .checked_hash
+                    .as_ref()
+                    .is_some_and(|h| h.expose() != u.password_hash) =>
+            {
+                Some(RejectCause::WrongPassword)
+            }
+            Some(_) => None,
+        })
     }
 
     async fn resolve(&self, universal: &str) -> Result<Option<Principal>, IdpError> {

@@ -90,6 +90,11 @@ pub struct Principal {
     pub full_name: String,
     /// Prefixed universals and prefixed names of the groups the identity belongs to.
     pub groups: Vec<String>,
+    /// For a local user's password login: the stored hash the password was checked against.
+    /// A grant made from the login stands only if the user still has it once the grant is
+    /// stored (see [`Identities::recheck`]).
+    #[serde(skip)]
+    pub checked_hash: Option<Secret>,
 }
 
 impl Principal {
@@ -258,6 +263,14 @@ pub trait IdentityProvider: Send + Sync + std::fmt::Debug {
     /// roles are made with it (see `lookup`). A provider that cannot tell says `Unsupported`.
     async fn lookup(&self, _query: lookup::Query<'_>) -> Result<lookup::Lookup, IdpError> {
         Ok(lookup::Lookup::Unsupported)
+    }
+    /// Why the identity behind a login no longer holds, now that its grant is stored: None if
+    /// it does. A change to a user that revokes their grants (disabled, removed, a new
+    /// password) may land while a login of theirs is between reading the user and storing its
+    /// grant; the revocation then misses that grant, and this check, made after storing it,
+    /// catches it. A provider whose state vedauth does not keep (a directory) says None.
+    async fn recheck(&self, _principal: &Principal) -> Result<Option<RejectCause>, IdpError> {
+        Ok(None)
     }
     /// The user a client certificate's value names (see `certificate`), without a password. A
     /// provider that keeps no such attribute answers `NotFound`.
@@ -530,6 +543,15 @@ impl Identities {
                 self.pool.verify_dummy(secret.clone()).await?;
                 Ok(false)
             }
+        }
+    }
+
+    /// Why a principal a grant was just stored for no longer holds (see
+    /// [`IdentityProvider::recheck`]); None if it does.
+    pub async fn recheck(&self, principal: &Principal) -> Result<Option<RejectCause>, IdpError> {
+        match self.by_prefix(&principal.prefix) {
+            Some(p) => p.recheck(principal).await,
+            None => Ok(None),
         }
     }
 

@@ -170,3 +170,145 @@ async fn unknown_names_are_counted_and_their_records_forgotten() {
         .expect("read")
         .is_some());
 }
+
+/// The real store; a lookup by name stops after reading until told to go on: a login held
+/// between reading its user and storing its grant.
+#[derive(Debug)]
+struct HeldUsers {
+    store: SharedStore,
+    read: tokio::sync::Notify,
+    go: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl UserSource for HeldUsers {
+    async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
+        let user = self.store.user_by_name(name).await;
+        self.read.notify_one();
+        self.go.notified().await;
+        user
+    }
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
+        self.store.user_by_id(id).await
+    }
+    async fn replace_password_hash(
+        &self,
+        id: &str,
+        expected: Option<&str>,
+        new_hash: &str,
+    ) -> StoreResult<bool> {
+        self.store
+            .replace_password_hash(id, expected, new_hash)
+            .await
+    }
+}
+
+/// A user disabled, given a new password or removed while a login of theirs is under way:
+/// the change revokes the user's grants as the administration core does, before the login
+/// stores its grant. The login must not leave a grant behind that the revocation missed.
+#[tokio::test]
+async fn a_user_changed_while_their_login_is_under_way_keeps_no_grant_from_it() {
+    use vedauth::audit::{Audit, AuditConfig};
+    use vedauth::grants::{Engine, EngineOptions, GrantError, GrantRequest, PasswordRequest};
+    use vedauth::store::{GrantFilter, Rule};
+
+    for change in ["none", "disable", "password", "remove"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: SharedStore = Arc::new(
+            SqliteStore::open(&dir.path().join("t.db"), 4)
+                .await
+                .expect("store"),
+        );
+        let pool = HashPool::start(HashParams::insecure_for_tests(), 1, 0).expect("pool");
+        let ann = User {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: "ann".into(),
+            full_name: None,
+            email: None,
+            password_hash: pool.hash(Secret::new("ann-pw")).await.expect("hash"),
+            disabled: false,
+            created_at: 0,
+        };
+        store.create_user(&ann).await.expect("user");
+        store
+            .create_application(&crate::common::app_record("app", "certificate", 0))
+            .await
+            .expect("app");
+        store
+            .create_rule(&Rule {
+                client_id: "app".into(),
+                trustee: "everyone".into(),
+                description: String::new(),
+                max_scope: None,
+                access_validity: None,
+                grant_validity: None,
+                renewable: None,
+                created_at: 0,
+            })
+            .await
+            .expect("rule");
+        let users = Arc::new(HeldUsers {
+            store: store.clone(),
+            read: tokio::sync::Notify::new(),
+            go: tokio::sync::Notify::new(),
+        });
+        let local: Arc<dyn IdentityProvider> =
+            Arc::new(LocalProvider::with_users(users.clone(), pool.clone()));
+        let clock = Arc::new(ManualClock::starting_now());
+        let audit = Arc::new(
+            Audit::open(&AuditConfig::default(), dir.path(), clock.clone()).expect("audit"),
+        );
+        let ids = Arc::new(Identities::new(vec![local], pool.clone(), None));
+        let engine = Engine::new(store.clone(), ids, clock, EngineOptions::default(), audit);
+        let login = tokio::spawn({
+            let engine = engine.clone();
+            async move {
+                engine
+                    .token(GrantRequest::Password(PasswordRequest {
+                        client_id: Some("app".into()),
+                        username: Some("ann".into()),
+                        password: Some(Secret::new("ann-pw")),
+                        scope: Some("certificate".into()),
+                        ..Default::default()
+                    }))
+                    .await
+            }
+        });
+        users.read.notified().await;
+        match change {
+            "disable" => assert!(store
+                .set_user_disabled(&ann.id, true)
+                .await
+                .expect("disable")),
+            "password" => {
+                let other = pool.hash(Secret::new("other-pw")).await.expect("hash");
+                assert!(store
+                    .replace_password_hash(&ann.id, None, &other)
+                    .await
+                    .expect("password"));
+            }
+            "remove" => assert!(store.delete_user(&ann.id).await.expect("remove")),
+            _ => {}
+        }
+        let mine = GrantFilter {
+            identity: Some(ann.identity()),
+            client_id: None,
+        };
+        if change != "none" {
+            engine.revoke_matching(&mine).await.expect("revoke");
+        }
+        users.go.notify_one();
+        let answer = login.await.expect("login task");
+        let left = store.list_grants(&mine).await.expect("grants");
+        if change == "none" {
+            assert!(answer.is_ok(), "{answer:?}");
+            assert_eq!(left.len(), 1);
+        } else {
+            assert!(
+                matches!(answer, Err(GrantError::BadCredentials(_))),
+                "{change}: {answer:?}"
+            );
+            assert!(left.is_empty(), "{change}: a grant survived: {left:?}");
+        }
+    }
+}
