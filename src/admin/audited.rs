@@ -75,7 +75,8 @@ impl Change {
     }
 
     /// Whether the change can touch what the grant core keeps in memory: the settings, an
-    /// application, or a rule (removing a user removes the rules naming it).
+    /// application, a rule (removing a user removes the rules naming it), or a local user (a
+    /// new one may take a removed one's name).
     fn touches_policy(self) -> bool {
         matches!(
             self,
@@ -86,6 +87,10 @@ impl Change {
                 | Change::UpdateRule
                 | Change::DeleteRules
                 | Change::SetConfiguration
+                | Change::AddUser
+                | Change::ChangePassword
+                | Change::DisableUser
+                | Change::EnableUser
                 | Change::RemoveUser
         )
     }

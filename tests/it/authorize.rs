@@ -524,6 +524,84 @@ async fn a_user_changed_through_the_administration_applies_at_the_next_login() {
     assert_eq!(login(third_pw).await.status, StatusCode::OK);
 }
 
+/// A user's copy kept from an earlier login never decides a login alone, even when the store
+/// changed behind the administration core's back (no announcement): a refusal is decided again
+/// on the store's copy, and an acceptance is checked once its grant is stored.
+#[tokio::test]
+async fn a_kept_copy_of_a_user_never_decides_a_login_alone() {
+    let s = basic().await;
+    let login = |pw: &'static str| s.password_grant("vcert-sdk", "alice", pw, "certificate");
+    let refused = |r: crate::common::Reply| r.assert_error(401, "invalid_grant", BAD_LOGIN);
+    assert_eq!(login("alice-pw").await.status, StatusCode::OK);
+    let store = &s.app.store;
+    let alice = store
+        .user_by_name("alice")
+        .await
+        .expect("store")
+        .expect("alice");
+    let mine = vedauth::store::GrantFilter {
+        identity: Some(alice.identity()),
+        client_id: None,
+    };
+    let grants = || async { store.list_grants(&mine).await.expect("grants").len() };
+    let held = grants().await;
+    let new_hash = vedauth::password::hash_now(&HashParams::insecure_for_tests(), "alice-new-pw")
+        .expect("hash");
+    assert!(store
+        .replace_password_hash(&alice.id, None, &new_hash)
+        .await
+        .expect("password"));
+    // The kept copy has the old hash: the new password is refused on it, then accepted on the
+    // store's copy.
+    assert_eq!(login("alice-new-pw").await.status, StatusCode::OK);
+    // Kept again, with the new hash.
+    assert_eq!(login("alice-new-pw").await.status, StatusCode::OK);
+    assert_eq!(grants().await, held + 2);
+    // Disabled: accepted on the kept copy, refused once the grant is stored, which is revoked.
+    assert!(store
+        .set_user_disabled(&alice.id, true)
+        .await
+        .expect("disable"));
+    refused(login("alice-new-pw").await);
+    assert_eq!(grants().await, held + 2, "a disabled user kept a new grant");
+    assert!(store
+        .set_user_disabled(&alice.id, false)
+        .await
+        .expect("enable"));
+    assert_eq!(login("alice-new-pw").await.status, StatusCode::OK);
+    // A password changed again: the one before, accepted on the kept copy, is refused and
+    // leaves no grant; the new one is accepted.
+    let third_hash =
+        vedauth::password::hash_now(&HashParams::insecure_for_tests(), "alice-3-pw").expect("hash");
+    assert!(store
+        .replace_password_hash(&alice.id, None, &third_hash)
+        .await
+        .expect("password"));
+    refused(login("alice-new-pw").await);
+    assert_eq!(grants().await, held + 3, "an old password kept a new grant");
+    assert_eq!(login("alice-3-pw").await.status, StatusCode::OK);
+    // Kept again; then removed and made again under the name: the kept copy names someone
+    // gone, and the login starts again on the new alice, leaving the old identity no lockout
+    // record.
+    assert_eq!(login("alice-3-pw").await.status, StatusCode::OK);
+    assert!(store.delete_user(&alice.id).await.expect("remove"));
+    let again = vedauth::store::User {
+        id: uuid::Uuid::new_v4().to_string(),
+        password_hash: vedauth::password::hash_now(&HashParams::insecure_for_tests(), "alice-4-pw")
+            .expect("hash"),
+        ..alice.clone()
+    };
+    store.create_user(&again).await.expect("add");
+    let r = login("alice-4-pw").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.str("identity"), again.identity().as_str());
+    assert!(store
+        .lockout(&alice.identity())
+        .await
+        .expect("store")
+        .is_none());
+}
+
 #[tokio::test]
 async fn outdated_hash_is_upgraded_at_next_login() {
     let s = basic().await;
