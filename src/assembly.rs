@@ -10,7 +10,7 @@ use crate::admin::{Admin, Ports};
 use crate::audit::Audit;
 use crate::clock::SharedClock;
 use crate::config::{Config, DatabaseConfig};
-use crate::grants::{Engine, JwtGrant, KeptUsers, PolicyCache, KEPT_CAPACITY};
+use crate::grants::{Engine, JwtGrant};
 use crate::identity::local::LocalProvider;
 use crate::identity::{Identities, IdentityProvider};
 use crate::jwt::FetchTrust;
@@ -151,13 +151,8 @@ impl Assembly {
         let store = open_store(&config, &data_dir).await?;
         let params = hash_params.unwrap_or_else(|| config.password_hash.params());
         let pool = HashPool::start_with(params, config.password_hash.pool_options())?;
-        let engine_opts = config.tokens.engine_options();
-        // Kept by the engine, read through by the local provider: the engine hears the feed.
-        let kept = PolicyCache::new(KEPT_CAPACITY, engine_opts.verify_cache_ttl);
-        let users = KeptUsers::new(store.clone(), kept.clone());
-        let mut providers: Vec<Arc<dyn IdentityProvider>> = vec![Arc::new(
-            LocalProvider::with_users(Arc::new(users), pool.clone()),
-        )];
+        let mut providers: Vec<Arc<dyn IdentityProvider>> =
+            vec![Arc::new(LocalProvider::new(store.clone(), pool.clone()))];
         providers.extend(crate::identity::ldap::providers(&config.ldap)?);
         let lockout = config
             .lockout
@@ -172,10 +167,9 @@ impl Assembly {
             store.clone(),
             identities.clone(),
             clock.clone(),
-            engine_opts,
+            config.tokens.engine_options(),
             audit.clone(),
         )
-        .with_kept(kept)
         .with_jwt(Arc::new(jwt_grant(&config)?));
         let admin = Admin::new(Ports {
             store: store.clone(),

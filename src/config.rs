@@ -475,7 +475,7 @@ pub const KEYS: &[Key] = &[
     Key { path: "password_policy.min_length", kind: Kind::Int, doc: "Fewest characters a local user's new password may have." },
     Key { path: "tokens.refresh_grace_secs", kind: Kind::Int, doc: "Seconds after a refresh during which the same (old) refresh token, presented again, gets the same new pair instead of an error; 0 = off. For clients that lose an answer or run as several replicas." },
     Key { path: "tokens.refresh_reuse_detection", kind: Kind::Bool, doc: "Revoke the whole grant when an already rotated refresh token is presented again (off: TPP clients do not expect it)." },
-    Key { path: "tokens.verify_cache_ttl_secs", kind: Kind::Int, doc: "Seconds a verified token stays in the verify cache; the bound on how long another process's revocation can go unseen. Successful client authentications, introspection's names, and the settings, applications, rules and local users that logins read are kept as long. 0 disables these caches." },
+    Key { path: "tokens.verify_cache_ttl_secs", kind: Kind::Int, doc: "Seconds a verified token stays in the verify cache; the bound on how long another process's revocation can go unseen. Successful client authentications and introspection's names are kept as long. 0 disables these caches." },
     Key { path: "tokens.verify_cache_capacity", kind: Kind::Int, doc: "Entries in the verify cache." },
     Key { path: "tokens.sweep_interval_secs", kind: Kind::Int, doc: "Seconds between sweeps of expired grants." },
     Key { path: "tokens.sweep_batch", kind: Kind::Int, doc: "Grants deleted per sweep statement." },

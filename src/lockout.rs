@@ -387,31 +387,25 @@ impl Lockout {
                 }
             };
             let Some(key) = next else { return };
+            let idle = match self.store.lockout(&key).await {
+                Ok(Some(mut rec)) => {
+                    self.settle(&mut rec, now);
+                    rec.failures == 0 && rec.pending == 0 && rec.locked_until == 0
+                }
+                Ok(None) => false,
+                Err(e) => {
+                    tracing::debug!(error = %e, "lockout sweep could not read a record");
+                    false
+                }
+            };
             // Racing a new attempt at the same name loses at most that attempt's count, for a
             // name nobody has.
-            if let Err(e) = self.delete_if_idle(&key, now).await {
-                tracing::debug!(error = %e, "lockout sweep could not clear a record");
+            if idle {
+                if let Err(e) = self.store.delete_lockout(&key).await {
+                    tracing::debug!(error = %e, "lockout sweep could not delete a record");
+                }
             }
         }
-    }
-
-    /// Deletes `key`'s record if it counts nothing (no failures in the window, no lock, no
-    /// check under way).
-    async fn delete_if_idle(&self, key: &str, now: UnixTime) -> Result<(), StoreError> {
-        if let Some(mut rec) = self.store.lockout(key).await? {
-            self.settle(&mut rec, now);
-            if rec.failures == 0 && rec.pending == 0 && rec.locked_until == 0 {
-                self.store.delete_lockout(key).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// A check was reserved for an identity that turned out to be gone (a provider's kept
-    /// copy of a removed user): its record, made by the reservation, is deleted now if it
-    /// counts nothing, as removing the identity deleted the one before.
-    pub async fn forget_vanished(&self, identity: &str) -> Result<(), StoreError> {
-        self.delete_if_idle(identity, self.clock.now()).await
     }
 
     pub async fn state(&self, identity: &str) -> Result<State, StoreError> {

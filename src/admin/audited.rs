@@ -75,8 +75,7 @@ impl Change {
     }
 
     /// Whether the change can touch what the grant core keeps in memory: the settings, an
-    /// application, a rule (removing a user removes the rules naming it), or a local user (a
-    /// new one may take a removed one's name).
+    /// application, or a rule (removing a user removes the rules naming it).
     fn touches_policy(self) -> bool {
         matches!(
             self,
@@ -87,10 +86,6 @@ impl Change {
                 | Change::UpdateRule
                 | Change::DeleteRules
                 | Change::SetConfiguration
-                | Change::AddUser
-                | Change::ChangePassword
-                | Change::DisableUser
-                | Change::EnableUser
                 | Change::RemoveUser
         )
     }

@@ -108,7 +108,6 @@ pub fn reject_word(cause: RejectCause) -> &'static str {
         RejectCause::Locked => "locked",
         RejectCause::EmptyPassword => "empty_password",
         RejectCause::InvalidName => "invalid_name",
-        RejectCause::Stale => "stale",
     }
 }
 

@@ -1,14 +1,12 @@
 //! The administrative records every grant reads (the settings, the applications and their
-//! rules) and the local users a login reads, kept in memory for the verify cache's
-//! time-to-live.
+//! rules), kept in memory for the verify cache's time-to-live.
 //!
-//! A password grant read all four from the store: four round trips to the store's threads per
-//! login, which on two busy cores cost more CPU in thread wake-ups than in SQLite
-//! (docs/BENCHMARKS.md, "Policy kept in memory" and "Local users kept in memory").
+//! A password grant read all three from the store besides its user: three round trips to the
+//! store's threads per login, which on two busy cores cost more CPU in thread wake-ups than in
+//! SQLite (docs/BENCHMARKS.md, "Policy kept in memory").
 //!
-//! Coherence: every change to them (a user's password, state or removal included) goes through
-//! the administration core's gate, which then announces the *policy marker* on the invalidation
-//! feed (a digest no token can have). Every
+//! Coherence: every change to them goes through the administration core's gate, which then
+//! announces the *policy marker* on the invalidation feed (a digest no token can have). Every
 //! process drops everything it keeps when it sees it: this one at once, the others within the
 //! feed's poll. Only successes are kept (an unknown client is read again each time), and the
 //! time-to-live bounds what a lost announcement or a change made around the administration
@@ -21,15 +19,9 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use async_trait::async_trait;
-
 use super::ttl::TtlCache;
-use crate::domain::{Application, Rule, Settings, SharedStore, StoreResult, User};
-use crate::identity::local::UserSource;
+use crate::domain::{Application, Rule, Settings, SharedStore, StoreResult};
 use crate::token::TokenDigest;
-
-/// Entries of each kind kept (applications, rules, users).
-pub const CAPACITY: u64 = 10_000;
 
 /// The feed's word for "settings, an application or a rule changed".
 pub fn policy_marker() -> TokenDigest {
@@ -47,8 +39,6 @@ pub struct PolicyCache {
     settings: Arc<RwLock<KeptSettings>>,
     apps: TtlCache<String, Arc<Application>>,
     rules: TtlCache<String, Arc<[Rule]>>,
-    /// Local users by the name they were looked up by (see [`KeptUsers`]).
-    users: TtlCache<String, Arc<User>>,
     ttl: Duration,
     /// [`policy_marker`], made once: every digest the feed delivers is compared with it.
     marker: TokenDigest,
@@ -64,7 +54,6 @@ impl PolicyCache {
             settings: Arc::default(),
             apps: TtlCache::new(capacity, ttl),
             rules: TtlCache::new(capacity, ttl),
-            users: TtlCache::new(capacity, ttl),
             ttl,
             marker: policy_marker(),
             dropped: Arc::new(AtomicU64::new(0)),
@@ -158,18 +147,6 @@ impl PolicyCache {
         Ok(rules.await?.unwrap_or_default())
     }
 
-    /// A local user by name, as kept; None if there is none (not kept).
-    async fn user_by_name(
-        &self,
-        store: &SharedStore,
-        name: &str,
-    ) -> StoreResult<Option<Arc<User>>> {
-        self.through(&self.users, name, async {
-            Ok(store.user_by_name(name).await?.map(Arc::new))
-        })
-        .await
-    }
-
     /// Drops everything if `digest` is the policy marker.
     pub fn saw(&self, digest: &TokenDigest) {
         if *digest == self.marker {
@@ -184,69 +161,6 @@ impl PolicyCache {
         }
         self.apps.clear();
         self.rules.clear();
-        self.users.clear();
-    }
-}
-
-/// The local users as the local provider reads them: by name from what is kept, the rest from
-/// the store. Only the lookup by name is kept: it is the one every login and every certificate
-/// login makes; by id (the check after a grant is stored, introspection's names, the
-/// administration's checks) reads the store.
-///
-/// A kept copy never decides a login alone: the local provider decides a refusal again on the
-/// store's copy, and the grant core checks an acceptance against the store once the grant is
-/// stored (`IdentityProvider::recheck`), revoking the grant if the user changed. What the
-/// copy saves is the read before the password is checked.
-#[derive(Debug, Clone)]
-pub struct KeptUsers {
-    store: SharedStore,
-    kept: PolicyCache,
-}
-
-impl KeptUsers {
-    /// `kept` must be the engine's (see `Engine::with_kept`): that is where the feed's
-    /// markers arrive.
-    pub fn new(store: SharedStore, kept: PolicyCache) -> Self {
-        Self { store, kept }
-    }
-}
-
-#[async_trait]
-impl UserSource for KeptUsers {
-    async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
-        let user = self.kept.user_by_name(&self.store, name).await?;
-        Ok(user.map(|u| User::clone(&u)))
-    }
-
-    async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
-        self.store.user_by_id(id).await
-    }
-
-    fn keeps(&self) -> bool {
-        true
-    }
-
-    /// The store's copy, which the next lookups read again (the kept one was found stale, or
-    /// the login is refused on it).
-    async fn fresh_user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
-        self.kept.users.remove(name);
-        self.store.user_by_name(name).await
-    }
-
-    /// A login's upgrade of an outdated hash. Other processes keep the old hash a while,
-    /// which verifies the same password; this one reads the user again.
-    async fn replace_password_hash(
-        &self,
-        id: &str,
-        expected: Option<&str>,
-        new_hash: &str,
-    ) -> StoreResult<bool> {
-        let replaced = self
-            .store
-            .replace_password_hash(id, expected, new_hash)
-            .await;
-        self.kept.forget_all();
-        replaced
     }
 }
 
@@ -347,56 +261,6 @@ mod tests {
         tokio::time::sleep(ttl + Duration::from_millis(10)).await;
         assert_eq!(validity(&kept, &store).await, 222);
         assert!(kept.application(&store, "a").await.unwrap().is_none());
-    }
-
-    fn user(name: &str) -> User {
-        User {
-            id: format!("00000000-0000-4000-8000-{:012}", name.len()),
-            name: name.into(),
-            full_name: None,
-            email: None,
-            password_hash: "hash-1".into(),
-            disabled: false,
-            created_at: 0,
-        }
-    }
-
-    /// Users are kept by name until the marker, an unknown name is read each time, and a
-    /// login's upgrade of the hash reads the user again.
-    #[tokio::test]
-    async fn users_kept_until_the_marker_or_an_upgraded_hash() {
-        let (_d, store) = store().await;
-        let kept = PolicyCache::new(100, Duration::from_secs(60));
-        let users = KeptUsers::new(store.clone(), kept.clone());
-        let state = |u: Option<User>| u.map(|u| (u.disabled, u.password_hash));
-        assert!(users.user_by_name("bob").await.unwrap().is_none());
-        let bob = user("bob");
-        store.create_user(&bob).await.unwrap();
-        let kept_bob = Some((false, "hash-1".to_string()));
-        assert_eq!(state(users.user_by_name("bob").await.unwrap()), kept_bob);
-        // Disabled behind the cache's back: the kept copy still answers...
-        store.set_user_disabled(&bob.id, true).await.unwrap();
-        assert_eq!(state(users.user_by_name("bob").await.unwrap()), kept_bob);
-        // ...until the marker is seen.
-        kept.saw(&policy_marker());
-        let disabled = Some((true, "hash-1".to_string()));
-        assert_eq!(state(users.user_by_name("bob").await.unwrap()), disabled);
-        // By id is always the store's.
-        store.set_user_disabled(&bob.id, false).await.unwrap();
-        assert_eq!(
-            state(users.user_by_id(&bob.id).await.unwrap()),
-            Some((false, "hash-1".to_string()))
-        );
-        assert_eq!(state(users.user_by_name("bob").await.unwrap()), disabled);
-        // An upgraded hash, stored through the kept users: read again at once.
-        assert!(users
-            .replace_password_hash(&bob.id, Some("hash-1"), "hash-2")
-            .await
-            .unwrap());
-        assert_eq!(
-            state(users.user_by_name("bob").await.unwrap()),
-            Some((false, "hash-2".to_string()))
-        );
     }
 
     #[tokio::test]

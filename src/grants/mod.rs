@@ -33,7 +33,6 @@ pub use clients::client_marker;
 pub use device::{DeviceDecision, DevicePending, DeviceStart, DeviceStarted};
 pub use error::{reject_word, GrantError, ScopeLimit};
 pub use issue::CLIENT_PREFIX;
-pub use kept::{KeptUsers, PolicyCache, CAPACITY as KEPT_CAPACITY};
 pub use policy::matching_rule;
 
 pub use flows::certificate::Step as CertificateStep;
@@ -98,8 +97,8 @@ pub struct Engine {
     /// Identities' prefixed names as introspection shows them: a name changed elsewhere shows
     /// for at most the verify cache's time-to-live.
     names: ttl::TtlCache<String, Arc<str>>,
-    /// The settings, applications, rules and local users (see `kept`): a login read all four
-    /// from the store.
+    /// The settings, applications and rules (see `kept`): a login read all three from the
+    /// store.
     policy: kept::PolicyCache,
     /// Wrong user codes per person (the device flow's approval page).
     device_guesses: Arc<device::GuessLimit>,
@@ -125,7 +124,7 @@ impl Engine {
         let cache = VerifyCache::new(opts.verify_cache_capacity, opts.verify_cache_ttl);
         let clients = clients::ClientCache::new(10_000, opts.verify_cache_ttl);
         let names = ttl::TtlCache::new(opts.verify_cache_capacity, opts.verify_cache_ttl);
-        let policy = kept::PolicyCache::new(kept::CAPACITY, opts.verify_cache_ttl);
+        let policy = kept::PolicyCache::new(10_000, opts.verify_cache_ttl);
         Self {
             store,
             identities,
@@ -142,13 +141,6 @@ impl Engine {
             hits: metrics::counter!("vedauth_verify_cache_hits_total"),
             misses: metrics::counter!("vedauth_verify_cache_misses_total"),
         }
-    }
-
-    /// The engine with `kept` as what it keeps of the policy and the users: the composition
-    /// root makes it first, to hand the local provider its users through it ([`KeptUsers`]).
-    pub fn with_kept(mut self, kept: PolicyCache) -> Self {
-        self.policy = kept;
-        self
     }
 
     /// The engine with the JWT grant's verifier (the composition root builds it: it needs

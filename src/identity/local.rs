@@ -21,16 +21,7 @@ use crate::secret::Secret;
 pub trait UserSource: Send + Sync + std::fmt::Debug {
     /// Case-insensitive lookup by name.
     async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>>;
-    /// Always the store's: the check after a grant is stored reads by id (see `recheck`).
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
-    /// Whether `user_by_name` may answer from a copy kept from an earlier read.
-    fn keeps(&self) -> bool {
-        false
-    }
-    /// The store's user by name, whatever is kept.
-    async fn fresh_user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
-        self.user_by_name(name).await
-    }
     /// Replaces the hash only if it is still `expected`.
     async fn replace_password_hash(
         &self,
@@ -73,39 +64,6 @@ impl LocalProvider {
 
     pub fn with_users(users: Arc<dyn UserSource>, pool: HashPool) -> Self {
         Self { users, pool }
-    }
-
-    /// The password against this copy of the user: refused if wrong or disabled (the hash is
-    /// checked even for a disabled user, so that the answer costs the same); an outdated
-    /// hash is upgraded.
-    async fn check(&self, user: &User, password: &Secret) -> Result<AuthOutcome, IdpError> {
-        let verified = self
-            .pool
-            .verify(&user.password_hash, password.clone())
-            .await?;
-        if !verified.ok {
-            return Ok(AuthOutcome::Rejected(RejectCause::WrongPassword));
-        }
-        if user.disabled {
-            return Ok(AuthOutcome::Rejected(RejectCause::Disabled));
-        }
-        let mut checked = user.password_hash.clone();
-        if let Some(new_hash) = verified.rehash {
-            // Only if nobody changed the password meanwhile; losing this race is harmless.
-            match self
-                .users
-                .replace_password_hash(&user.id, Some(&user.password_hash), &new_hash)
-                .await
-            {
-                Ok(true) => checked = new_hash,
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "could not store the upgraded password hash"),
-            }
-        }
-        Ok(AuthOutcome::Authenticated(Principal {
-            checked_hash: Some(Secret::new(checked)),
-            ..principal_of(user)
-        }))
     }
 }
 
@@ -151,19 +109,34 @@ impl IdentityProvider for LocalProvider {
     ) -> Result<AuthOutcome, IdpError> {
         let Credential::Password(password) = credential;
         let user: User = candidate.into_handle()?;
-        let verdict = self.check(&user, password).await?;
-        if !self.users.keeps() || matches!(verdict, AuthOutcome::Authenticated(_)) {
-            // An acceptance from a kept copy is confirmed once the grant is stored (`recheck`).
-            return Ok(verdict);
+        // The hash is checked even for a disabled user, so that the answer costs the same.
+        let verified = self
+            .pool
+            .verify(&user.password_hash, password.clone())
+            .await?;
+        if !verified.ok {
+            return Ok(AuthOutcome::Rejected(RejectCause::WrongPassword));
         }
-        // A refusal is decided on the store's copy: a kept one may predate a new password, an
-        // enabling, or the name's new user (then the login starts again, counted under the new
-        // user's identity).
-        match self.users.fresh_user_by_name(&user.name).await? {
-            Some(fresh) if fresh == user => Ok(verdict),
-            Some(fresh) if fresh.id == user.id => self.check(&fresh, password).await,
-            _ => Ok(AuthOutcome::Rejected(RejectCause::Stale)),
+        if user.disabled {
+            return Ok(AuthOutcome::Rejected(RejectCause::Disabled));
         }
+        let mut checked = user.password_hash.clone();
+        if let Some(new_hash) = verified.rehash {
+            // Only if nobody changed the password meanwhile; losing this race is harmless.
+            match self
+                .users
+                .replace_password_hash(&user.id, Some(&user.password_hash), &new_hash)
+                .await
+            {
+                Ok(true) => checked = new_hash,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "could not store the upgraded password hash"),
+            }
+        }
+        Ok(AuthOutcome::Authenticated(Principal {
+            checked_hash: Some(Secret::new(checked)),
+            ..principal_of(&user)
+        }))
     }
 
     /// Read from the store, never from a copy: the user still exists, is enabled, and (after a

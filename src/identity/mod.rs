@@ -119,10 +119,6 @@ pub enum RejectCause {
     EmptyPassword,
     /// The name holds control or invisible characters: nobody can be called that.
     InvalidName,
-    /// The provider's kept copy of the user named someone who is gone (removed, perhaps made
-    /// again under the name): `Identities` starts the login again on the store's copy, and
-    /// never answers this.
-    Stale,
 }
 
 #[derive(Debug)]
@@ -415,11 +411,6 @@ impl Identities {
         if let (None, Some(lockout)) = (&identity, &self.lockout) {
             lockout.forget_when_idle(&key);
         }
-        if let (Ok(AuthOutcome::Rejected(RejectCause::Stale)), Some(lockout)) =
-            (&result, &self.lockout)
-        {
-            lockout.forget_vanished(&key).await?;
-        }
         let outcome = result?;
         self.equalize(p, &outcome, credential).await?;
         let identity = identity.or_else(|| match &outcome {
@@ -534,20 +525,8 @@ impl Identities {
             return Ok(rejected(RejectCause::EmptyPassword));
         }
         for p in candidates.into_iter().filter(|p| p.accepts(credential)) {
-            // Once more if the provider found its kept copy of the user stale: it reads the
-            // store this time, and the lockout counts under the identity it finds there.
-            for again in [false, true] {
-                let Identify::Found(candidate) = p.identify(&name).await? else {
-                    break;
-                };
-                let mut attempt = self.check(p, candidate, &name, credential).await?;
-                if let AuthOutcome::Rejected(RejectCause::Stale) = attempt.outcome {
-                    if !again {
-                        continue;
-                    }
-                    attempt.outcome = AuthOutcome::Rejected(RejectCause::UnknownUser);
-                }
-                return Ok(attempt);
+            if let Identify::Found(candidate) = p.identify(&name).await? {
+                return self.check(p, candidate, &name, credential).await;
             }
         }
         self.refuse_unknown(&name, RejectCause::UnknownUser, credential)
