@@ -334,21 +334,8 @@ impl Engine {
         // it is revoked here, and the login refused as it would be now.
         if let Some(p) = &principal {
             if let Some(cause) = self.identities.recheck(p).await? {
-                self.audit.record(&Event {
-                    event: "grant_revoked",
-                    cause: Some(reject_word(cause)),
-                    identity: Some(&grant.identity),
-                    client_id: Some(&grant.client_id),
-                    source,
-                    grant: Some(&grant.id),
-                    access_digest: Some(hex(&grant.access_digest)),
-                    refresh_digest: grant.refresh_digest.as_ref().map(hex),
-                    ..Event::default()
-                })?;
-                if let Err(e) = self.revoke_grant(&grant).await {
-                    self.not_committed("grant_revoked", &grant.id, &e);
-                    return Err(e);
-                }
+                self.revoke_found(&grant, source, Some(reject_word(cause)))
+                    .await?;
                 return Err(GrantError::BadCredentials(cause));
             }
         }

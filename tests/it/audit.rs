@@ -303,7 +303,7 @@ async fn a_grant_whose_commit_fails_after_its_event_is_corrected_in_the_trail() 
     use vedauth::password::{HashParams, HashPool};
     use vedauth::secret::Secret;
     use vedauth::store::sqlite::{SqliteOptions, SqliteStore};
-    use vedauth::store::{Grant, Rule, SharedStore, User};
+    use vedauth::store::{Grant, SharedStore, User};
     use vedauth::token::TokenDigest;
 
     let tmp = tempfile::tempdir().expect("tmp");
@@ -330,23 +330,7 @@ async fn a_grant_whose_commit_fails_after_its_event_is_corrected_in_the_trail() 
         })
         .await
         .expect("user");
-    store
-        .create_application(&crate::common::app_record("app", "certificate", 0))
-        .await
-        .expect("app");
-    store
-        .create_rule(&Rule {
-            client_id: "app".into(),
-            trustee: "everyone".into(),
-            description: String::new(),
-            max_scope: None,
-            access_validity: None,
-            grant_validity: None,
-            renewable: None,
-            created_at: 0,
-        })
-        .await
-        .expect("rule");
+    crate::common::app_for_everyone(&store, "app", "certificate").await;
     let clock = Arc::new(ManualClock::starting_now());
     let audit =
         Arc::new(Audit::open(&AuditConfig::default(), tmp.path(), clock.clone()).expect("audit"));

@@ -440,6 +440,28 @@ pub fn app_record(client_id: &str, scope: &str, created_at: i64) -> Application 
     }
 }
 
+/// An application with this scope that everyone may use, written straight into a store (for
+/// tests that assemble an engine of their own).
+pub async fn app_for_everyone(store: &vedauth::store::SharedStore, client_id: &str, scope: &str) {
+    store
+        .create_application(&app_record(client_id, scope, 0))
+        .await
+        .expect("app");
+    store
+        .create_rule(&vedauth::store::Rule {
+            client_id: client_id.into(),
+            trustee: "everyone".into(),
+            description: String::new(),
+            max_scope: None,
+            access_validity: None,
+            grant_validity: None,
+            renewable: None,
+            created_at: 0,
+        })
+        .await
+        .expect("rule");
+}
+
 /// Asks every 20 ms until the answer is 401, for at most `limit` from now; every answer before
 /// it must be 200. For changes that reach a server asynchronously (another node, the CLI).
 pub async fn refused_within<F, Fut>(limit: std::time::Duration, what: &str, ask: F)

@@ -14,18 +14,40 @@ use vedauth::secret::Secret;
 use vedauth::store::sqlite::SqliteStore;
 use vedauth::store::{SharedStore, StoreResult, User};
 
-/// The real store, with the user lookups counted.
+/// The real store, with the lookups by name counted; with `hold`, each lookup by name stops
+/// after reading until told to go on (a login held between reading its user and storing its
+/// grant).
 #[derive(Debug)]
-struct CountingUsers {
+struct WatchedUsers {
     store: SharedStore,
     by_name: AtomicUsize,
+    hold: bool,
+    read: tokio::sync::Notify,
+    go: tokio::sync::Notify,
+}
+
+impl WatchedUsers {
+    fn new(store: &SharedStore, hold: bool) -> Arc<Self> {
+        Arc::new(Self {
+            store: store.clone(),
+            by_name: AtomicUsize::new(0),
+            hold,
+            read: tokio::sync::Notify::new(),
+            go: tokio::sync::Notify::new(),
+        })
+    }
 }
 
 #[async_trait]
-impl UserSource for CountingUsers {
+impl UserSource for WatchedUsers {
     async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
         self.by_name.fetch_add(1, Ordering::SeqCst);
-        self.store.user_by_name(name).await
+        let user = self.store.user_by_name(name).await;
+        if self.hold {
+            self.read.notify_one();
+            self.go.notified().await;
+        }
+        user
     }
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
         self.store.user_by_id(id).await
@@ -61,10 +83,7 @@ async fn a_local_login_reads_the_user_once() {
         created_at: 0,
     };
     store.create_user(&alice).await.expect("create");
-    let users = Arc::new(CountingUsers {
-        store: store.clone(),
-        by_name: AtomicUsize::new(0),
-    });
+    let users = WatchedUsers::new(&store, false);
     let local: Arc<dyn IdentityProvider> =
         Arc::new(LocalProvider::with_users(users.clone(), pool.clone()));
     let lockout = Lockout::new(
@@ -171,38 +190,6 @@ async fn unknown_names_are_counted_and_their_records_forgotten() {
         .is_some());
 }
 
-/// The real store; a lookup by name stops after reading until told to go on: a login held
-/// between reading its user and storing its grant.
-#[derive(Debug)]
-struct HeldUsers {
-    store: SharedStore,
-    read: tokio::sync::Notify,
-    go: tokio::sync::Notify,
-}
-
-#[async_trait]
-impl UserSource for HeldUsers {
-    async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
-        let user = self.store.user_by_name(name).await;
-        self.read.notify_one();
-        self.go.notified().await;
-        user
-    }
-    async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
-        self.store.user_by_id(id).await
-    }
-    async fn replace_password_hash(
-        &self,
-        id: &str,
-        expected: Option<&str>,
-        new_hash: &str,
-    ) -> StoreResult<bool> {
-        self.store
-            .replace_password_hash(id, expected, new_hash)
-            .await
-    }
-}
-
 /// A user disabled, given a new password or removed while a login of theirs is under way:
 /// the change revokes the user's grants as the administration core does, before the login
 /// stores its grant. The login must not leave a grant behind that the revocation missed.
@@ -210,7 +197,7 @@ impl UserSource for HeldUsers {
 async fn a_user_changed_while_their_login_is_under_way_keeps_no_grant_from_it() {
     use vedauth::audit::{Audit, AuditConfig};
     use vedauth::grants::{Engine, EngineOptions, GrantError, GrantRequest, PasswordRequest};
-    use vedauth::store::{GrantFilter, Rule};
+    use vedauth::store::GrantFilter;
 
     for change in ["none", "disable", "password", "remove"] {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -230,28 +217,8 @@ async fn a_user_changed_while_their_login_is_under_way_keeps_no_grant_from_it() 
             created_at: 0,
         };
         store.create_user(&ann).await.expect("user");
-        store
-            .create_application(&crate::common::app_record("app", "certificate", 0))
-            .await
-            .expect("app");
-        store
-            .create_rule(&Rule {
-                client_id: "app".into(),
-                trustee: "everyone".into(),
-                description: String::new(),
-                max_scope: None,
-                access_validity: None,
-                grant_validity: None,
-                renewable: None,
-                created_at: 0,
-            })
-            .await
-            .expect("rule");
-        let users = Arc::new(HeldUsers {
-            store: store.clone(),
-            read: tokio::sync::Notify::new(),
-            go: tokio::sync::Notify::new(),
-        });
+        crate::common::app_for_everyone(&store, "app", "certificate").await;
+        let users = WatchedUsers::new(&store, true);
         let local: Arc<dyn IdentityProvider> =
             Arc::new(LocalProvider::with_users(users.clone(), pool.clone()));
         let clock = Arc::new(ManualClock::starting_now());
@@ -309,6 +276,20 @@ async fn a_user_changed_while_their_login_is_under_way_keeps_no_grant_from_it() 
                 "{change}: {answer:?}"
             );
             assert!(left.is_empty(), "{change}: a grant survived: {left:?}");
+            // The trail says why the grant it recorded as issued went at once.
+            let trail = std::fs::read_to_string(dir.path().join("audit.log")).expect("trail");
+            let cause = match change {
+                "disable" => "disabled",
+                "password" => "wrong_password",
+                _ => "unknown_user",
+            };
+            assert!(
+                trail
+                    .lines()
+                    .any(|l| l.contains(r#""event":"grant_revoked""#)
+                        && l.contains(&format!(r#""cause":"{cause}""#))),
+                "{change}: {trail}"
+            );
         }
     }
 }
