@@ -64,8 +64,8 @@ impl UserSource for WatchedUsers {
     }
 }
 
-#[tokio::test]
-async fn a_local_login_reads_the_user_once() {
+/// A fresh SQLite store holding one local user with this password, and a hashing pool.
+async fn store_with_user(name: &str, pw: &str) -> (tempfile::TempDir, SharedStore, HashPool, User) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store: SharedStore = Arc::new(
         SqliteStore::open(&dir.path().join("t.db"), 4)
@@ -73,16 +73,22 @@ async fn a_local_login_reads_the_user_once() {
             .expect("store"),
     );
     let pool = HashPool::start(HashParams::insecure_for_tests(), 1, 0).expect("pool");
-    let alice = User {
+    let user = User {
         id: uuid::Uuid::new_v4().to_string(),
-        name: "alice".into(),
+        name: name.into(),
         full_name: None,
         email: None,
-        password_hash: pool.hash(Secret::new("alice-pw")).await.expect("hash"),
+        password_hash: pool.hash(Secret::new(pw)).await.expect("hash"),
         disabled: false,
         created_at: 0,
     };
-    store.create_user(&alice).await.expect("create");
+    store.create_user(&user).await.expect("create");
+    (dir, store, pool, user)
+}
+
+#[tokio::test]
+async fn a_local_login_reads_the_user_once() {
+    let (_dir, store, pool, alice) = store_with_user("alice", "alice-pw").await;
     let users = WatchedUsers::new(&store, false);
     let local: Arc<dyn IdentityProvider> =
         Arc::new(LocalProvider::with_users(users.clone(), pool.clone()));
@@ -200,23 +206,7 @@ async fn a_user_changed_while_their_login_is_under_way_keeps_no_grant_from_it() 
     use vedauth::store::GrantFilter;
 
     for change in ["none", "disable", "password", "remove"] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store: SharedStore = Arc::new(
-            SqliteStore::open(&dir.path().join("t.db"), 4)
-                .await
-                .expect("store"),
-        );
-        let pool = HashPool::start(HashParams::insecure_for_tests(), 1, 0).expect("pool");
-        let ann = User {
-            id: uuid::Uuid::new_v4().to_string(),
-            name: "ann".into(),
-            full_name: None,
-            email: None,
-            password_hash: pool.hash(Secret::new("ann-pw")).await.expect("hash"),
-            disabled: false,
-            created_at: 0,
-        };
-        store.create_user(&ann).await.expect("user");
+        let (dir, store, pool, ann) = store_with_user("ann", "ann-pw").await;
         crate::common::app_for_everyone(&store, "app", "certificate").await;
         let users = WatchedUsers::new(&store, true);
         let local: Arc<dyn IdentityProvider> =
