@@ -258,7 +258,7 @@ impl Admin {
     pub async fn caller(&self, identity: &str) -> AdminResult<Caller> {
         let exists = match identity.split_once(':') {
             Some((prefix, universal)) if prefix.eq_ignore_ascii_case("local") => {
-                let id = universal.trim_start_matches('{').trim_end_matches('}');
+                let id = crate::identity::local::user_id(universal);
                 self.reads
                     .user_by_id(id)
                     .await?

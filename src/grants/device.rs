@@ -327,7 +327,7 @@ impl Engine {
     pub(crate) async fn still_allowed(&self, identity: &str) -> Result<bool, GrantError> {
         if let Some((prefix, universal)) = identity.split_once(':') {
             if prefix.eq_ignore_ascii_case("local") {
-                let id = universal.trim_start_matches('{').trim_end_matches('}');
+                let id = crate::identity::local::user_id(universal);
                 let enabled = matches!(self.store.user_by_id(id).await?, Some(u) if !u.disabled);
                 if !enabled {
                     return Ok(false);

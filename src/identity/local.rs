@@ -67,6 +67,11 @@ impl LocalProvider {
     }
 }
 
+/// A local user's id from the universal part of their identity (`{uuid}`, braces optional).
+pub fn user_id(universal: &str) -> &str {
+    universal.trim_start_matches('{').trim_end_matches('}')
+}
+
 pub fn principal_of(u: &User) -> Principal {
     Principal {
         prefix: "local".into(),
@@ -142,28 +147,30 @@ impl IdentityProvider for LocalProvider {
     /// Read from the store, never from a copy: the user still exists, is enabled, and (after a
     /// password login) still has the hash the password was checked against.
     async fn recheck(&self, principal: &Principal) -> Result<Option<RejectCause>, IdpError> {
-        let id = principal
-            .universal
-            .trim_start_matches('{')
-            .trim_end_matches('}');
-        Ok(match self.users.user_by_id(id).await? {
-            None => Some(RejectCause::UnknownUser),
-            Some(u) if u.disabled => Some(RejectCause::Disabled),
-            Some(u)
-                if principal
-                    .checked_hash
-                    .as_ref()
-                    .is_some_and(|h| h.expose() != u.password_hash) =>
-            {
-                Some(RejectCause::WrongPassword)
-            }
-            Some(_) => None,
-        })
+        Ok(
+            match self.users.user_by_id(user_id(&principal.universal)).await? {
+                None => Some(RejectCause::UnknownUser),
+                Some(u) if u.disabled => Some(RejectCause::Disabled),
+                Some(u)
+                    if principal
+                        .checked_hash
+                        .as_ref()
+                        .is_some_and(|h| h.expose() != u.password_hash) =>
+                {
+                    Some(RejectCause::WrongPassword)
+                }
+                Some(_) => None,
+            },
+        )
     }
 
     async fn resolve(&self, universal: &str) -> Result<Option<Principal>, IdpError> {
-        let id = universal.trim_start_matches('{').trim_end_matches('}');
-        Ok(self.users.user_by_id(id).await?.as_ref().map(principal_of))
+        Ok(self
+            .users
+            .user_by_id(user_id(universal))
+            .await?
+            .as_ref()
+            .map(principal_of))
     }
 
     /// A certificate's CN names a local user (the vendor's console says as much: "for local

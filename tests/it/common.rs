@@ -193,16 +193,12 @@ impl TestServer {
     }
 
     pub async fn allow(&self, client_id: &str, trustee: &str, max_scope: Option<&str>) -> Rule {
-        let r = Rule {
-            client_id: client_id.into(),
-            trustee: trustee.into(),
-            description: String::new(),
-            max_scope: max_scope.map(canon),
-            access_validity: None,
-            grant_validity: None,
-            renewable: None,
-            created_at: self.clock.now_secs(),
-        };
+        let r = rule_record(
+            client_id,
+            trustee,
+            max_scope.map(canon),
+            self.clock.now_secs(),
+        );
         self.app.store.create_rule(&r).await.expect("create rule");
         self.app.engine.policy_changed().await;
         r
@@ -448,18 +444,28 @@ pub async fn app_for_everyone(store: &vedauth::store::SharedStore, client_id: &s
         .await
         .expect("app");
     store
-        .create_rule(&vedauth::store::Rule {
-            client_id: client_id.into(),
-            trustee: "everyone".into(),
-            description: String::new(),
-            max_scope: None,
-            access_validity: None,
-            grant_validity: None,
-            renewable: None,
-            created_at: 0,
-        })
+        .create_rule(&rule_record(client_id, "everyone", None, 0))
         .await
         .expect("rule");
+}
+
+/// A rule for `trustee` with nothing but its scope limit set, as the tests store one.
+pub fn rule_record(
+    client_id: &str,
+    trustee: &str,
+    max_scope: Option<vedauth::domain::CanonicalScope>,
+    created_at: i64,
+) -> Rule {
+    Rule {
+        client_id: client_id.into(),
+        trustee: trustee.into(),
+        description: String::new(),
+        max_scope,
+        access_validity: None,
+        grant_validity: None,
+        renewable: None,
+        created_at,
+    }
 }
 
 /// Asks every 20 ms until the answer is 401, for at most `limit` from now; every answer before
@@ -469,16 +475,38 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = StatusCode>,
 {
+    settles_within(limit, what, StatusCode::UNAUTHORIZED, StatusCode::OK, ask).await
+}
+
+/// The other way round: until the answer is 200, every answer before it 401.
+pub async fn accepted_within<F, Fut>(limit: std::time::Duration, what: &str, ask: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = StatusCode>,
+{
+    settles_within(limit, what, StatusCode::OK, StatusCode::UNAUTHORIZED, ask).await
+}
+
+async fn settles_within<F, Fut>(
+    limit: std::time::Duration,
+    what: &str,
+    want: StatusCode,
+    before: StatusCode,
+    ask: F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = StatusCode>,
+{
     let start = std::time::Instant::now();
     loop {
         let status = ask().await;
-        if status == StatusCode::UNAUTHORIZED {
+        if status == want {
             return;
         }
-        assert_eq!(status, StatusCode::OK, "{what}");
+        assert_eq!(status, before, "{what}");
         assert!(
             start.elapsed() < limit,
-            "{what}: still accepted after {:?}",
+            "{what}: still {before} after {:?}",
             start.elapsed()
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
