@@ -176,6 +176,38 @@ pub struct Grant {
     pub refresh_digest: Option<TokenDigest>,
 }
 
+/// The local user a grant is for, as their login saw them. The store writes the grant only if,
+/// when it writes it, the user is still there, enabled, and (after a password login) still has
+/// the hash the password was checked against: a change that revoked the user's grants while
+/// the login was under way then cannot leave this one behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub user_id: String,
+    pub password_hash: Option<String>,
+}
+
+/// Why a grant for a [`Holder`] was not written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HolderChange {
+    Gone,
+    Disabled,
+    NewPassword,
+}
+
+impl HolderChange {
+    /// What the stored user row says of the holder the login saw: None if it still holds.
+    pub fn of(holder: &Holder, row: Option<(bool, &str)>) -> Option<Self> {
+        match row {
+            None => Some(Self::Gone),
+            Some((true, _)) => Some(Self::Disabled),
+            Some((false, hash)) if holder.password_hash.as_deref().is_some_and(|h| h != hash) => {
+                Some(Self::NewPassword)
+            }
+            Some(_) => None,
+        }
+    }
+}
+
 impl Grant {
     pub fn grant_expired(&self, now: UnixTime) -> bool {
         self.expires_at.is_some_and(|e| e <= now)

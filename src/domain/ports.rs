@@ -192,7 +192,18 @@ pub trait IssuerStore: Send + Sync {
 /// Grants, their live token pair, and the refresh tokens they held before.
 #[async_trait]
 pub trait GrantStore: Send + Sync {
-    async fn insert_grant(&self, grant: &Grant) -> StoreResult<()>;
+    /// Writes a grant; for a holder, only if they are as the login saw them when it is written
+    /// (see [`Holder`]). Ok(None) once written; Ok(Some(change)) if the holder changed and
+    /// nothing was written.
+    async fn insert_grant_for(
+        &self,
+        grant: &Grant,
+        holder: Option<&Holder>,
+    ) -> StoreResult<Option<HolderChange>>;
+    /// Writes a grant that no user's state conditions.
+    async fn insert_grant(&self, grant: &Grant) -> StoreResult<()> {
+        self.insert_grant_for(grant, None).await.map(|_| ())
+    }
     async fn grant_by_access(&self, digest: &TokenDigest) -> StoreResult<Option<Grant>>;
     async fn grant_by_refresh(&self, digest: &TokenDigest) -> StoreResult<Option<Grant>>;
     /// Compare-and-swap: installs the new token pair only if the grant's refresh token is still

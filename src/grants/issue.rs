@@ -5,7 +5,7 @@
 use crate::audit::{hex, Event};
 use crate::domain::{CanonicalScope, ClientId, GrantId, Identity, Lifetime};
 use crate::domain::{Grant, Rotation, Successor};
-use crate::identity::Principal;
+use crate::identity::{Principal, RejectCause};
 use crate::scope::Scope;
 use crate::token;
 
@@ -325,19 +325,23 @@ impl Engine {
             detail: Some(serde_json::json!({ "scope": grant.scope, "grant_type": grant_type })),
             ..Event::default()
         })?;
-        if let Err(e) = self.store.insert_grant(&grant).await {
-            self.not_committed("grant_issued", &grant.id, &e);
-            return Err(e.into());
-        }
-        // A change to the user that revoked their grants (disabled, removed, a new password)
-        // while this login was between reading the user and storing the grant missed this one:
-        // it is revoked here, and the login refused as it would be now.
-        if let Some(p) = &principal {
-            if let Some(cause) = self.identities.recheck(p).await? {
-                self.revoke_found(&grant, source, Some(reject_word(cause)))
-                    .await?;
+        // A local user is written with the grant as the login saw them: a change that revoked
+        // their grants (disabled, removed, a new password) while this login was between
+        // reading the user and storing the grant leaves the grant unwritten, and the login is
+        // refused as it would be now.
+        let holder = principal.as_ref().and_then(|p| self.identities.holder(p));
+        match self.store.insert_grant_for(&grant, holder.as_ref()).await {
+            Err(e) => {
+                self.not_committed("grant_issued", &grant.id, &e);
+                return Err(e.into());
+            }
+            Ok(Some(change)) => {
+                let cause = RejectCause::from(change);
+                let why = format!("the user changed meanwhile: {}", reject_word(cause));
+                self.not_committed("grant_issued", &grant.id, &why);
                 return Err(GrantError::BadCredentials(cause));
             }
+            Ok(None) => {}
         }
         metrics::counter!("vedauth_grants_issued_total", "client_id" => client_id.to_string(), "grant_type" => grant_type)
             .increment(1);

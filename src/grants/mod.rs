@@ -361,7 +361,7 @@ impl Engine {
         if grant.client_id.as_str() != client_id {
             return Ok(false);
         }
-        self.revoke_found(&grant, source, None).await?;
+        self.revoke_found(&grant, source).await?;
         Ok(true)
     }
 
@@ -372,21 +372,15 @@ impl Engine {
         source: Option<IpAddr>,
     ) -> Result<Grant, GrantError> {
         let grant = self.verify(access_token).await?;
-        self.revoke_found(&grant, source, None).await?;
+        self.revoke_found(&grant, source).await?;
         Ok((*grant).clone())
     }
 
-    /// Revokes one grant, audited first with `cause` if the revocation has one.
-    async fn revoke_found(
-        &self,
-        grant: &Grant,
-        source: Option<IpAddr>,
-        cause: Option<&'static str>,
-    ) -> Result<(), GrantError> {
+    /// Revokes one grant, audited first.
+    async fn revoke_found(&self, grant: &Grant, source: Option<IpAddr>) -> Result<(), GrantError> {
         // Audited first, like every change: if the trail refuses, the grant stays as it was.
         self.audit.record(&Event {
             event: "grant_revoked",
-            cause,
             identity: Some(&grant.identity),
             client_id: Some(&grant.client_id),
             source,

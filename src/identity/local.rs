@@ -11,7 +11,7 @@ use super::{
     AuthOutcome, Candidate, Credential, Identify, IdentityProvider, IdpError, Principal,
     RejectCause,
 };
-use crate::domain::{SharedStore, StoreResult, User};
+use crate::domain::{Holder, SharedStore, StoreResult, User};
 use crate::password::HashPool;
 use crate::secret::Secret;
 
@@ -144,24 +144,15 @@ impl IdentityProvider for LocalProvider {
         }))
     }
 
-    /// Read from the store, never from a copy: the user still exists, is enabled, and (after a
-    /// password login) still has the hash the password was checked against.
-    async fn recheck(&self, principal: &Principal) -> Result<Option<RejectCause>, IdpError> {
-        Ok(
-            match self.users.user_by_id(user_id(&principal.universal)).await? {
-                None => Some(RejectCause::UnknownUser),
-                Some(u) if u.disabled => Some(RejectCause::Disabled),
-                Some(u)
-                    if principal
-                        .checked_hash
-                        .as_ref()
-                        .is_some_and(|h| h.expose() != u.password_hash) =>
-                {
-                    Some(RejectCause::WrongPassword)
-                }
-                Some(_) => None,
-            },
-        )
+    /// The user by id and, after a password login, the hash the password was checked against.
+    fn holder(&self, principal: &Principal) -> Option<Holder> {
+        Some(Holder {
+            user_id: user_id(&principal.universal).to_string(),
+            password_hash: principal
+                .checked_hash
+                .as_ref()
+                .map(|h| h.expose().to_string()),
+        })
     }
 
     async fn resolve(&self, universal: &str) -> Result<Option<Principal>, IdpError> {

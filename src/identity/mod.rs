@@ -22,8 +22,8 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::clock::UnixTime;
-use crate::domain::Identity;
 use crate::domain::StoreError;
+use crate::domain::{Holder, HolderChange, Identity};
 use crate::lockout::{Begin, Lockout, Outcome, Reservation};
 use crate::password::{HashPool, PoolError};
 use crate::secret::Secret;
@@ -91,8 +91,8 @@ pub struct Principal {
     /// Prefixed universals and prefixed names of the groups the identity belongs to.
     pub groups: Vec<String>,
     /// For a local user's password login: the stored hash the password was checked against.
-    /// A grant made from the login stands only if the user still has it once the grant is
-    /// stored (see [`Identities::recheck`]).
+    /// A grant made from the login is written only if the user still has it then (see
+    /// [`IdentityProvider::holder`]).
     #[serde(skip)]
     pub checked_hash: Option<Secret>,
 }
@@ -119,6 +119,17 @@ pub enum RejectCause {
     EmptyPassword,
     /// The name holds control or invisible characters: nobody can be called that.
     InvalidName,
+}
+
+impl From<HolderChange> for RejectCause {
+    /// A login whose user changed before its grant was written is refused as it would be now.
+    fn from(c: HolderChange) -> Self {
+        match c {
+            HolderChange::Gone => RejectCause::UnknownUser,
+            HolderChange::Disabled => RejectCause::Disabled,
+            HolderChange::NewPassword => RejectCause::WrongPassword,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -264,13 +275,13 @@ pub trait IdentityProvider: Send + Sync + std::fmt::Debug {
     async fn lookup(&self, _query: lookup::Query<'_>) -> Result<lookup::Lookup, IdpError> {
         Ok(lookup::Lookup::Unsupported)
     }
-    /// Why the identity behind a login no longer holds, now that its grant is stored: None if
-    /// it does. A change to a user that revokes their grants (disabled, removed, a new
-    /// password) may land while a login of theirs is between reading the user and storing its
-    /// grant; the revocation then misses that grant, and this check, made after storing it,
-    /// catches it. A provider whose state vedauth does not keep (a directory) says None.
-    async fn recheck(&self, _principal: &Principal) -> Result<Option<RejectCause>, IdpError> {
-        Ok(None)
+    /// The user a grant for this identity is written for, as the login saw them: the store
+    /// writes the grant only if they still are (see [`Holder`]). A change to a user that
+    /// revokes their grants (disabled, removed, a new password) may land while a login of
+    /// theirs is between reading the user and storing its grant; the revocation would miss
+    /// that grant. A provider whose state vedauth does not keep (a directory) says None.
+    fn holder(&self, _principal: &Principal) -> Option<Holder> {
+        None
     }
     /// The user a client certificate's value names (see `certificate`), without a password. A
     /// provider that keeps no such attribute answers `NotFound`.
@@ -546,13 +557,10 @@ impl Identities {
         }
     }
 
-    /// Why a principal a grant was just stored for no longer holds (see
-    /// [`IdentityProvider::recheck`]); None if it does.
-    pub async fn recheck(&self, principal: &Principal) -> Result<Option<RejectCause>, IdpError> {
-        match self.by_prefix(&principal.prefix) {
-            Some(p) => p.recheck(principal).await,
-            None => Ok(None),
-        }
+    /// The holder a grant for this principal is written for (see
+    /// [`IdentityProvider::holder`]).
+    pub fn holder(&self, principal: &Principal) -> Option<Holder> {
+        self.by_prefix(&principal.prefix)?.holder(principal)
     }
 
     /// The identity behind a prefixed universal (`local:{uuid}`, `AD+N:hex`).

@@ -46,6 +46,11 @@ pub fn user_from(row: &impl Columns) -> StoreResult<User> {
     })
 }
 
+/// A holder's user row as a conditional grant write reads it: (disabled, password hash).
+pub fn holder_row_from(row: &impl Columns) -> StoreResult<(bool, String)> {
+    Ok((row.flag("disabled")?, row.text("password_hash")?))
+}
+
 pub fn app_from(row: &impl Columns) -> StoreResult<Application> {
     Ok(Application {
         client_id: row.text("client_id")?.into(),

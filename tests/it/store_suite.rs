@@ -8,9 +8,9 @@ use vedauth::config::DatabaseConfig;
 use vedauth::store::postgres::PostgresStore;
 use vedauth::store::sqlite::SqliteStore;
 use vedauth::store::{
-    Application, ApplicationStore, Grant, GrantCounts, GrantFilter, GrantStore, IssuerRecord,
-    JwtMapping, JwtUse, Lifetime, LockoutRecord, RoleAssignment, Rotation, Rule, Settings,
-    SharedStore, Store, StoreError, Successor, User, Window,
+    Application, ApplicationStore, Grant, GrantCounts, GrantFilter, GrantStore, Holder,
+    HolderChange, IssuerRecord, JwtMapping, JwtUse, Lifetime, LockoutRecord, RoleAssignment,
+    Rotation, Rule, Settings, SharedStore, Store, StoreError, Successor, User, Window,
 };
 use vedauth::token::TokenDigest;
 
@@ -297,6 +297,63 @@ pub async fn grants(s: &SharedStore) {
 
 /// Pages and counts are cut by the store: windows in issue order either way, counts per
 /// application with distinct identities.
+/// A grant for a holder is written only if the holder's user is, at the write, as the login
+/// saw them; otherwise nothing is written and the change is named.
+pub async fn held_grants(s: &SharedStore) {
+    s.create_application(&app("a")).await.expect("app");
+    let ann = user("ann");
+    s.create_user(&ann).await.expect("create");
+    let as_seen = Holder {
+        user_id: ann.id.clone(),
+        password_hash: Some(ann.password_hash.clone()),
+    };
+    let mut n = 0;
+    let mut write = |holder: Holder| {
+        n += 1;
+        let g = grant(&format!("h{n}"), "a", "local:{ann}", 1000, None);
+        let s = s.clone();
+        async move {
+            let change = s.insert_grant_for(&g, Some(&holder)).await.expect("insert");
+            let stored = s.grant_by_access(&g.access_digest).await.expect("get");
+            (change, stored.is_some())
+        }
+    };
+    assert_eq!(write(as_seen.clone()).await, (None, true));
+    // A certificate or JWT login checked no password: only presence and enabled count.
+    let no_password = Holder {
+        password_hash: None,
+        ..as_seen.clone()
+    };
+    assert_eq!(write(no_password.clone()).await, (None, true));
+    let other_hash = Holder {
+        password_hash: Some("$argon2id$v=19$m=64,t=1,p=1$b3RoZXJzYWx0$aGFzaA".into()),
+        ..as_seen.clone()
+    };
+    assert_eq!(
+        write(other_hash).await,
+        (Some(HolderChange::NewPassword), false)
+    );
+    assert!(s.set_user_disabled(&ann.id, true).await.expect("disable"));
+    assert_eq!(
+        write(as_seen.clone()).await,
+        (Some(HolderChange::Disabled), false)
+    );
+    assert_eq!(
+        write(no_password).await,
+        (Some(HolderChange::Disabled), false)
+    );
+    assert!(s.delete_user(&ann.id).await.expect("remove"));
+    assert_eq!(write(as_seen).await, (Some(HolderChange::Gone), false));
+    // A grant without a holder (a directory user, a client) is written as before.
+    let g = grant("free", "a", "AD+x:1", 1000, None);
+    assert_eq!(s.insert_grant_for(&g, None).await.expect("insert"), None);
+    assert!(s
+        .grant_by_access(&g.access_digest)
+        .await
+        .expect("get")
+        .is_some());
+}
+
 pub async fn paging_and_counts(s: &SharedStore) {
     for (i, (client, who)) in [("a", "x"), ("a", "y"), ("a", "x"), ("b", "x"), ("a", "z")]
         .into_iter()
@@ -923,6 +980,7 @@ where
     applications_and_rules(&open().await).await;
     settings(&open().await).await;
     grants(&open().await).await;
+    held_grants(&open().await).await;
     paging_and_counts(&open().await).await;
     successors(&open().await).await;
     concurrent_writes(&open().await).await;
@@ -1022,4 +1080,73 @@ async fn postgres_migrations_run_once_when_nodes_start_together() {
         .await
         .expect("get")
         .is_some());
+}
+
+/// On PostgreSQL, a grant's write waits for an uncommitted change of its holder and then reads
+/// the changed user: the change's revocation, which runs after the change, cannot miss a grant
+/// whose write read the user as it was.
+#[tokio::test]
+async fn postgres_a_held_grant_waits_for_its_users_uncommitted_change() {
+    use sqlx::{Connection, Executor, Row};
+    let url = crate::pg::fresh_database().await;
+    let s: SharedStore = Arc::new(
+        PostgresStore::open(&url, &DatabaseConfig::default())
+            .await
+            .expect("open"),
+    );
+    s.create_application(&app("a")).await.expect("app");
+    let ann = user("ann");
+    s.create_user(&ann).await.expect("create");
+    let mut change = sqlx::PgConnection::connect(&url).await.expect("connect");
+    change.execute("BEGIN").await.expect("begin");
+    sqlx::query("UPDATE users SET disabled = TRUE WHERE id = $1")
+        .bind(&ann.id)
+        .execute(&mut change)
+        .await
+        .expect("disable, not committed");
+    let write = tokio::spawn({
+        let s = s.clone();
+        let holder = Holder {
+            user_id: ann.id.clone(),
+            password_hash: Some(ann.password_hash.clone()),
+        };
+        async move {
+            let g = grant("held", "a", "local:{ann}", 1000, None);
+            s.insert_grant_for(&g, Some(&holder)).await
+        }
+    });
+    // The write must be waiting on the user's row lock before the change commits.
+    let mut watch = sqlx::PgConnection::connect(&url).await.expect("connect");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watch)
+        .await
+        .expect("pg_stat_activity")
+        .get("n");
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline && !write.is_finished(),
+            "the grant's write did not wait for the user's change: {:?}",
+            if write.is_finished() {
+                Some(write.await)
+            } else {
+                None
+            }
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    change.execute("COMMIT").await.expect("commit");
+    let answer = write.await.expect("write task").expect("write");
+    assert_eq!(answer, Some(HolderChange::Disabled));
+    assert!(s
+        .grant_by_access(&digest("held-a"))
+        .await
+        .expect("get")
+        .is_none());
 }

@@ -21,15 +21,31 @@ use tokio::sync::broadcast;
 
 pub use feed::CHANNEL;
 
-use super::rows::{digests, Columns};
+use super::rows::{digests, holder_row_from, Columns};
 use super::sql::migrate::{self, migration, Migration};
-use super::sql::ports::{bind_grant, bind_record_jwt_use, INSERT_GRANT, RECORD_JWT_USE};
+use super::sql::ports::{
+    bind_grant, bind_record_jwt_use, grant_columns, INSERT_GRANT, RECORD_JWT_USE,
+};
 use super::sql::{executor_glue, Backend, Dialect, Fault, Sql, SqlStore, Stmt};
 use crate::domain::*;
 use crate::token::TokenDigest;
 
 /// The PostgreSQL store.
 pub type PostgresStore = SqlStore<PgBackend>;
+
+/// A grant written only if its holder (`$14`, the password hash `$15` or NULL) still holds,
+/// answering the holder's row. `FOR SHARE` makes a concurrent change of the user wait for this
+/// statement's commit, or this statement wait for the change's and then read the changed row:
+/// either the change's revocation, which comes after it, finds the grant, or the grant is not
+/// written. The condition is [`HolderChange::of`]'s.
+const INSERT_HELD_GRANT: &str = concat!(
+    "WITH u AS (SELECT disabled, password_hash FROM users WHERE id = $14 FOR SHARE), ",
+    "ins AS (INSERT INTO grants (",
+    grant_columns!(),
+    ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM u ",
+    "WHERE NOT u.disabled AND ($15::text IS NULL OR u.password_hash = $15::text) RETURNING 1) ",
+    "SELECT disabled, password_hash FROM u"
+);
 
 /// How a node uses its database (mapped from the configuration file by `app.rs`).
 #[derive(Debug, Clone)]
@@ -200,9 +216,24 @@ impl Backend for PgBackend {
         self.described.clone()
     }
 
-    async fn insert_grant(&self, sql: &Sql<Postgres>, grant: &Grant) -> StoreResult<()> {
-        sql.exec(bind_grant(Stmt::new(INSERT_GRANT), grant)).await?;
-        Ok(())
+    async fn insert_grant(
+        &self,
+        sql: &Sql<Postgres>,
+        grant: &Grant,
+        holder: Option<&Holder>,
+    ) -> StoreResult<Option<HolderChange>> {
+        let Some(h) = holder else {
+            sql.exec(bind_grant(Stmt::new(INSERT_GRANT), grant)).await?;
+            return Ok(None);
+        };
+        let s = bind_grant(Stmt::new(INSERT_HELD_GRANT), grant)
+            .arg(&h.user_id)
+            .arg(&h.password_hash);
+        let row = sql.one_as(s, holder_row_from).await?;
+        Ok(HolderChange::of(
+            h,
+            row.as_ref().map(|(off, hash)| (*off, hash.as_str())),
+        ))
     }
 
     async fn record_jwt_use(

@@ -33,7 +33,13 @@ pub trait Backend: Send + Sync + 'static {
     fn describe(&self) -> String;
 
     // The grant write path of the token endpoints.
-    async fn insert_grant(&self, sql: &Sql<Self::Db>, grant: &Grant) -> StoreResult<()>;
+    /// See [`GrantStore::insert_grant_for`]: the holder's check is part of the write.
+    async fn insert_grant(
+        &self,
+        sql: &Sql<Self::Db>,
+        grant: &Grant,
+        holder: Option<&Holder>,
+    ) -> StoreResult<Option<HolderChange>>;
     async fn rotate_tokens(
         &self,
         sql: &Sql<Self::Db>,

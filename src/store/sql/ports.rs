@@ -21,6 +21,7 @@ macro_rules! grant_columns {
         "id, client_id, identity, granted_to, scope, issued_at, expires_at, renewable, access_validity, access_digest, access_issued_at, access_expires_at, refresh_digest"
     };
 }
+pub(crate) use grant_columns;
 pub const GRANT_COLUMNS: &str = grant_columns!();
 /// The single-row INSERT of a grant.
 pub const INSERT_GRANT: &str = concat!(
@@ -746,9 +747,16 @@ impl<B: Backend> SettingsStore for SqlStore<B> {
 
 #[async_trait]
 impl<B: Backend> GrantStore for SqlStore<B> {
-    async fn insert_grant(&self, grant: &Grant) -> StoreResult<()> {
+    async fn insert_grant_for(
+        &self,
+        grant: &Grant,
+        holder: Option<&Holder>,
+    ) -> StoreResult<Option<HolderChange>> {
         self.sql
-            .run("insert_grant", self.backend.insert_grant(&self.sql, grant))
+            .run(
+                "insert_grant",
+                self.backend.insert_grant(&self.sql, grant, holder),
+            )
             .await
     }
 

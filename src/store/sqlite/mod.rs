@@ -318,8 +318,13 @@ impl Backend for SqliteBackend {
         format!("sqlite:{}", self.path.display())
     }
 
-    async fn insert_grant(&self, _sql: &Sql<Sqlite>, grant: &Grant) -> StoreResult<()> {
-        self.writer.insert_grant(grant).await
+    async fn insert_grant(
+        &self,
+        _sql: &Sql<Sqlite>,
+        grant: &Grant,
+        holder: Option<&Holder>,
+    ) -> StoreResult<Option<HolderChange>> {
+        self.writer.insert_grant(grant, holder).await
     }
 
     async fn record_jwt_use(

@@ -15,7 +15,7 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::{Row, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 
-use super::super::rows::digest_of;
+use super::super::rows::{digest_of, holder_row_from};
 use super::super::sql::ports::{bind_grant, bind_record_jwt_use, GRANT_COLUMNS, RECORD_JWT_USE};
 use super::super::sql::{Dialect, Health, Stmt};
 use crate::clock::UnixTime;
@@ -28,7 +28,8 @@ const MAX_BATCH: usize = 256;
 /// A write of the hot path, run by the writer inside the next group commit.
 #[derive(Debug)]
 enum Write {
-    InsertGrant(Box<Grant>),
+    /// A grant, and for a holder the user as the login saw them (see [`Holder`]).
+    InsertGrant(Box<Grant>, Option<Holder>),
     Rotate {
         grant_id: String,
         old_refresh: TokenDigest,
@@ -44,7 +45,8 @@ enum Write {
 
 #[derive(Debug)]
 enum Written {
-    Inserted,
+    /// None once written; the holder's change if not.
+    Inserted(Option<HolderChange>),
     Rotated(bool),
     Deleted(Option<TokenDigest>),
     /// Whether the JWT use was recorded (its first use).
@@ -101,33 +103,77 @@ async fn insert_rows(conn: &mut SqliteConnection, grants: &[&Grant]) -> Result<(
     q.query.execute(&mut *conn).await.map(|_| ())
 }
 
-/// All new grants of a batch in one INSERT; if one of them violates a constraint (the whole
-/// statement then changed nothing), each is retried alone so only that one fails.
+/// The rows of the holders' users, by id: (disabled, password hash), read in the batch's
+/// transaction, which holds the database's write lock. A change to one of these users commits
+/// either before (and is read here) or after this batch (and its revocation finds the grant).
+async fn holder_rows(
+    conn: &mut SqliteConnection,
+    ids: &[&str],
+) -> Result<std::collections::HashMap<String, (bool, String)>, sqlx::Error> {
+    let sql = format!(
+        "SELECT id, disabled, password_hash FROM users WHERE id IN ({})",
+        vec!["?"; ids.len()].join(", ")
+    );
+    let q = ids.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id));
+    let mut rows = std::collections::HashMap::new();
+    for r in q.fetch_all(&mut *conn).await? {
+        let row = holder_row_from(&r).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        rows.insert(r.try_get("id")?, row);
+    }
+    Ok(rows)
+}
+
+/// All new grants of a batch whose holders still hold in one INSERT; if one of them violates a
+/// constraint (the whole statement then changed nothing), each is retried alone so only that
+/// one fails.
 async fn insert_many(
     conn: &mut SqliteConnection,
     jobs: &[&Job],
     out: &mut [&mut Outcome],
 ) -> Result<(), sqlx::Error> {
-    let grants: Vec<&Grant> = jobs
+    let ids: Vec<&str> = jobs
         .iter()
         .filter_map(|j| match &j.write {
-            Write::InsertGrant(g) => Some(&**g),
+            Write::InsertGrant(_, Some(h)) => Some(h.user_id.as_str()),
             _ => None,
         })
         .collect();
+    let users = if ids.is_empty() {
+        Default::default()
+    } else {
+        holder_rows(conn, &ids).await?
+    };
+    let mut grants: Vec<&Grant> = Vec::new();
+    let mut outs: Vec<&mut Outcome> = Vec::new();
+    for (j, o) in jobs.iter().zip(out.iter_mut()) {
+        let Write::InsertGrant(g, holder) = &j.write else {
+            continue;
+        };
+        let change = holder.as_ref().and_then(|h| {
+            let row = users.get(&h.user_id);
+            HolderChange::of(h, row.map(|(off, hash)| (*off, hash.as_str())))
+        });
+        match change {
+            Some(c) => **o = Some(Ok(Written::Inserted(Some(c)))),
+            None => {
+                grants.push(&**g);
+                outs.push(&mut **o);
+            }
+        }
+    }
     if grants.is_empty() {
         return Ok(());
     }
     match insert_rows(conn, &grants).await {
         Ok(()) => {
-            for o in out.iter_mut() {
-                **o = Some(Ok(Written::Inserted));
+            for o in outs {
+                *o = Some(Ok(Written::Inserted(None)));
             }
         }
         Err(e) if statement_only(&e) => {
-            for (g, o) in grants.iter().zip(out.iter_mut()) {
-                **o = Some(match insert_rows(conn, &[*g]).await {
-                    Ok(()) => Ok(Written::Inserted),
+            for (g, o) in grants.iter().zip(outs) {
+                *o = Some(match insert_rows(conn, &[*g]).await {
+                    Ok(()) => Ok(Written::Inserted(None)),
                     Err(e) => own_failure(e)?,
                 });
             }
@@ -330,7 +376,7 @@ async fn commit_batch(conn: &mut SqliteConnection, health: &Health, jobs: Vec<Jo
         let mut probe = (Vec::new(), Vec::new());
         for (j, o) in jobs.iter().zip(results.iter_mut()) {
             let group = match j.write {
-                Write::InsertGrant(_) => &mut ins,
+                Write::InsertGrant(..) => &mut ins,
                 Write::Rotate { .. } => &mut rot,
                 Write::DeleteGrant(_) => &mut del,
                 Write::RecordJwtUse(..) => &mut jwt,
@@ -516,10 +562,18 @@ impl Writer {
         rx.await.map_err(|_| stopped())?
     }
 
-    pub async fn insert_grant(&self, g: &Grant) -> StoreResult<()> {
-        self.write(Write::InsertGrant(Box::new(g.clone())))
-            .await
-            .map(|_| ())
+    pub async fn insert_grant(
+        &self,
+        g: &Grant,
+        holder: Option<&Holder>,
+    ) -> StoreResult<Option<HolderChange>> {
+        match self
+            .write(Write::InsertGrant(Box::new(g.clone()), holder.cloned()))
+            .await?
+        {
+            Written::Inserted(change) => Ok(change),
+            _ => Err(StoreError::backend("unexpected answer to a grant's insert")),
+        }
     }
 
     pub async fn rotate(
