@@ -295,8 +295,6 @@ pub async fn grants(s: &SharedStore) {
     assert_eq!(counts.applications, 1);
 }
 
-/// Pages and counts are cut by the store: windows in issue order either way, counts per
-/// application with distinct identities.
 /// A grant for a holder is written only if the holder's user is, at the write, as the login
 /// saw them; otherwise nothing is written and the change is named.
 pub async fn held_grants(s: &SharedStore) {
@@ -354,6 +352,8 @@ pub async fn held_grants(s: &SharedStore) {
         .is_some());
 }
 
+/// Pages and counts are cut by the store: windows in issue order either way, counts per
+/// application with distinct identities.
 pub async fn paging_and_counts(s: &SharedStore) {
     for (i, (client, who)) in [("a", "x"), ("a", "y"), ("a", "x"), ("b", "x"), ("a", "z")]
         .into_iter()
