@@ -352,6 +352,64 @@ pub async fn held_grants(s: &SharedStore) {
         .is_some());
 }
 
+/// Held grants written together: each gets its own holder's answer, whatever else shares its
+/// write (SQLite's group commit takes concurrent writes in one batch), and a grant that breaks
+/// a constraint fails alone.
+pub async fn held_grants_written_together(s: &SharedStore) {
+    s.create_application(&app("a")).await.expect("app");
+    let (ann, bob) = (user("ann"), user("bob"));
+    s.create_user(&ann).await.expect("create");
+    s.create_user(&bob).await.expect("create");
+    assert!(s.set_user_disabled(&bob.id, true).await.expect("disable"));
+    let holder = |u: &User| Holder {
+        user_id: u.id.clone(),
+        password_hash: Some(u.password_hash.clone()),
+    };
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let (who, h) = if i % 2 == 0 {
+            ("ann", holder(&ann))
+        } else {
+            ("bob", holder(&bob))
+        };
+        let mut g = grant(&format!("t{i}"), "a", &format!("local:{who}"), 1000, None);
+        if i == 22 {
+            // The access digest of ann's first grant: a duplicate, refused on its own.
+            g.access_digest = digest("t0-a");
+        }
+        let s = s.clone();
+        writes.spawn(async move { (i, s.insert_grant_for(&g, Some(&h)).await) });
+    }
+    let mut answers: Vec<_> = writes.join_all().await;
+    answers.sort_by_key(|(i, _)| *i);
+    // Of the two with t0's access digest, one is written and the other refused on its own.
+    let (first, twin) = (&answers[0].1, &answers[22].1);
+    assert!(
+        matches!((first, twin), (Ok(None), Err(_)) | (Err(_), Ok(None))),
+        "{first:?} {twin:?}"
+    );
+    let winner = if first.is_ok() { "t0" } else { "t22" };
+    let kept = s.grant_by_access(&digest("t0-a")).await.expect("get");
+    assert_eq!(kept.map(|g| g.id.to_string()), Some(winner.to_string()));
+    for (i, answer) in answers.into_iter().filter(|(i, _)| ![0, 22].contains(i)) {
+        let stored = s
+            .grant_by_access(&digest(&format!("t{i}-a")))
+            .await
+            .expect("get");
+        if i % 2 == 0 {
+            assert_eq!(answer.expect("ann's grant"), None, "{i}");
+            assert!(stored.is_some(), "{i}: not written");
+        } else {
+            assert_eq!(
+                answer.expect("bob's grant"),
+                Some(HolderChange::Disabled),
+                "{i}"
+            );
+            assert!(stored.is_none(), "{i}: written for a disabled user");
+        }
+    }
+}
+
 /// Pages and counts are cut by the store: windows in issue order either way, counts per
 /// application with distinct identities.
 pub async fn paging_and_counts(s: &SharedStore) {
@@ -981,6 +1039,7 @@ where
     settings(&open().await).await;
     grants(&open().await).await;
     held_grants(&open().await).await;
+    held_grants_written_together(&open().await).await;
     paging_and_counts(&open().await).await;
     successors(&open().await).await;
     concurrent_writes(&open().await).await;
