@@ -195,12 +195,13 @@ pub enum HolderChange {
 }
 
 impl HolderChange {
-    /// What the stored user row says of the holder the login saw: None if it still holds.
-    pub fn of(holder: &Holder, row: Option<(bool, &str)>) -> Option<Self> {
+    /// What the stored user row, (disabled, password hash), says of the holder the login saw:
+    /// None if it still holds.
+    pub fn of(holder: &Holder, row: Option<&(bool, String)>) -> Option<Self> {
         match row {
             None => Some(Self::Gone),
             Some((true, _)) => Some(Self::Disabled),
-            Some((false, hash)) if holder.password_hash.as_deref().is_some_and(|h| h != hash) => {
+            Some((false, hash)) if holder.password_hash.as_ref().is_some_and(|h| h != hash) => {
                 Some(Self::NewPassword)
             }
             Some(_) => None,

@@ -4,8 +4,8 @@
 
 use crate::audit::{hex, Event};
 use crate::domain::{CanonicalScope, ClientId, GrantId, Identity, Lifetime};
-use crate::domain::{Grant, Rotation, Successor};
-use crate::identity::{Principal, RejectCause};
+use crate::domain::{Grant, Holder, Rotation, Successor};
+use crate::identity::RejectCause;
 use crate::scope::Scope;
 use crate::token;
 
@@ -29,9 +29,9 @@ struct Mint {
     source: Option<std::net::IpAddr>,
     state: Option<String>,
     grant_type: &'static str,
-    /// The person the grant is for, checked again once the grant is stored (none for a
-    /// client's own grant).
-    principal: Option<Principal>,
+    /// The local user the grant is for, as the login saw them: the store writes the grant
+    /// only if they still are (none for a directory user or a client's own grant).
+    holder: Option<Holder>,
 }
 
 impl Engine {
@@ -88,7 +88,7 @@ impl Engine {
                     source: adm.source,
                     state: adm.state,
                     grant_type,
-                    principal: Some(principal),
+                    holder: self.identities.holder(&principal),
                 })
                 .await
             }
@@ -135,7 +135,7 @@ impl Engine {
                     source: adm.source,
                     state: None,
                     grant_type,
-                    principal: None,
+                    holder: None,
                 })
                 .await
             }
@@ -290,7 +290,7 @@ impl Engine {
             source,
             state,
             grant_type,
-            principal,
+            holder,
         } = m;
         let now = self.now();
         let expires_at = grant_lifetime.expiry_from(now);
@@ -329,7 +329,6 @@ impl Engine {
         // their grants (disabled, removed, a new password) while this login was between
         // reading the user and storing the grant leaves the grant unwritten, and the login is
         // refused as it would be now.
-        let holder = principal.as_ref().and_then(|p| self.identities.holder(p));
         match self.store.insert_grant_for(&grant, holder.as_ref()).await {
             Err(e) => {
                 self.not_committed("grant_issued", &grant.id, &e);

@@ -230,10 +230,7 @@ impl Backend for PgBackend {
             .arg(&h.user_id)
             .arg(&h.password_hash);
         let row = sql.one_as(s, holder_row_from).await?;
-        Ok(HolderChange::of(
-            h,
-            row.as_ref().map(|(off, hash)| (*off, hash.as_str())),
-        ))
+        Ok(HolderChange::of(h, row.as_ref()))
     }
 
     async fn record_jwt_use(

@@ -149,10 +149,9 @@ async fn insert_many(
         let Write::InsertGrant(g, holder) = &j.write else {
             continue;
         };
-        let change = holder.as_ref().and_then(|h| {
-            let row = users.get(&h.user_id);
-            HolderChange::of(h, row.map(|(off, hash)| (*off, hash.as_str())))
-        });
+        let change = holder
+            .as_ref()
+            .and_then(|h| HolderChange::of(h, users.get(&h.user_id)));
         match change {
             Some(c) => **o = Some(Ok(Written::Inserted(Some(c)))),
             None => {
